@@ -1,0 +1,48 @@
+"""The one place that reads customer360's environment variables.
+
+Every command and module takes a `Settings` from `load_settings()` instead of reading
+`os.environ` itself, so a variable documented in the README is honoured everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+KAFKA_TOPICS = ("weblogs", "marketing_emails")
+KAFKA_PARTITIONS = 3
+MONGO_COLLECTIONS = ("users", "online_orders", "instore_orders")
+
+
+@dataclass(frozen=True)
+class Settings:
+    mongo_uri: str = "mongodb://127.0.0.1:27017"
+    mongo_db: str = "fashion"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    warehouse: Path = Path("data/warehouse.duckdb")
+    home: Path = Path(".c360")
+    # Where the Kafka jars are cached; tests point many throwaway homes at one cache.
+    kafka_jars: Path | None = None
+
+    @property
+    def kafka_jars_dir(self) -> Path:
+        return self.kafka_jars or self.home / "kafka" / "jars"
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    defaults = Settings()
+    jars = env.get("C360_KAFKA_JARS")
+    return Settings(
+        mongo_uri=env.get("C360_MONGO_URI", defaults.mongo_uri),
+        mongo_db=env.get("C360_MONGO_DB", defaults.mongo_db),
+        kafka_bootstrap=env.get("C360_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
+        warehouse=Path(env.get("C360_WAREHOUSE", str(defaults.warehouse))),
+        home=Path(env.get("C360_HOME", str(defaults.home))),
+        kafka_jars=Path(jars) if jars else None,
+    )
