@@ -25,6 +25,12 @@ class Settings:
     home: Path = Path(".c360")
     # Where the Kafka jars are cached; tests point many throwaway homes at one cache.
     kafka_jars: Path | None = None
+    # Prepended to the Kafka topic names; lets tests share one broker without sharing data.
+    kafka_topic_prefix: str = ""
+
+    def topic(self, name: str) -> str:
+        """The Kafka topic that carries the source `name` (`weblogs`, `marketing_emails`)."""
+        return f"{self.kafka_topic_prefix}{name}"
 
     @property
     def kafka_jars_dir(self) -> Path:
@@ -45,4 +51,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warehouse=Path(env.get("C360_WAREHOUSE", str(defaults.warehouse))),
         home=Path(env.get("C360_HOME", str(defaults.home))),
         kafka_jars=Path(jars) if jars else None,
+        kafka_topic_prefix=env.get("C360_KAFKA_TOPIC_PREFIX", defaults.kafka_topic_prefix),
     )

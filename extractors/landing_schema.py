@@ -1,0 +1,109 @@
+"""DDL of the warehouse's `raw` schema: the contract between the extractors and dbt.
+
+Landing tables are append-only and schema-agnostic: the record is kept as received (text) and
+parsing into columns is dbt's job, so a new field in a source never breaks ingestion.
+
+Mongo tables (`users`, `online_orders`, `instore_orders`):
+- `operation`: snapshot | insert | update | replace | delete
+- `document_key`: the document's `_id` as text (ObjectId hex, or the value's JSON otherwise)
+- `cluster_time`: MongoDB cluster time as one sortable number, (seconds << 32) + increment.
+  Snapshot rows carry the cluster time at which their change stream was opened, so every stream
+  event for the same document sorts after them. The current state of a document is its row with
+  the greatest (cluster_time, batch_id).
+- `cluster_at`: the seconds part of `cluster_time` as a UTC timestamp, for freshness.
+- `document`: the full document as relaxed extended JSON (dates as {"$date": "...Z"}, ObjectIds
+  as {"$oid": "..."}), null for a delete.
+
+Kafka tables (`weblogs`, `marketing_emails`): `topic`, `partition`, `offset`, `key`,
+`timestamp` (the record's Kafka timestamp, UTC) and `value` (the message text). Records that are
+not a JSON object or lack a required field go to `raw.quarantine` instead, with the reason.
+
+Every landing row has `batch_id` (increasing across all sources: the dbt incremental watermark)
+and `landed_at` (UTC).
+"""
+
+from __future__ import annotations
+
+MONGO_TABLE_COLUMNS = """
+    batch_id bigint not null,
+    landed_at timestamp not null,
+    operation varchar not null,
+    document_key varchar not null,
+    cluster_time bigint not null,
+    cluster_at timestamp not null,
+    document varchar
+"""
+
+KAFKA_TABLE_COLUMNS = """
+    batch_id bigint not null,
+    landed_at timestamp not null,
+    topic varchar not null,
+    "partition" integer not null,
+    "offset" bigint not null,
+    "key" varchar,
+    "timestamp" timestamp,
+    "value" varchar not null
+"""
+
+RAW_SCHEMA_DDL = f"""
+create schema if not exists raw;
+create table if not exists raw.users ({MONGO_TABLE_COLUMNS});
+create table if not exists raw.online_orders ({MONGO_TABLE_COLUMNS});
+create table if not exists raw.instore_orders ({MONGO_TABLE_COLUMNS});
+create table if not exists raw.weblogs ({KAFKA_TABLE_COLUMNS});
+create table if not exists raw.marketing_emails ({KAFKA_TABLE_COLUMNS});
+
+-- Records that could not be landed as data, with why; nothing is dropped without a row here.
+create table if not exists raw.quarantine (
+    batch_id bigint not null,
+    quarantined_at timestamp not null,
+    source varchar not null,
+    topic varchar,
+    "partition" integer,
+    "offset" bigint,
+    "key" varchar,
+    "value" blob,
+    reason varchar not null
+);
+
+-- One row per micro-batch that landed anything (or moved a position).
+create table if not exists raw._batches (
+    batch_id bigint primary key,
+    source varchar not null,
+    started_at timestamp not null,
+    finished_at timestamp not null,
+    records bigint not null,
+    quarantined bigint not null,
+    bytes bigint not null,
+    position_before varchar,
+    position_after varchar
+);
+
+-- Kafka positions: the next offset to read per partition, committed with the rows.
+create table if not exists raw._kafka_offsets (
+    topic varchar not null,
+    "partition" integer not null,
+    next_offset bigint not null,
+    batch_id bigint not null,
+    updated_at timestamp not null,
+    primary key (topic, "partition")
+);
+
+-- Mongo positions: the change stream resume token per collection, committed with the rows.
+-- `snapshot_done` is false while an initial copy is in progress (it restarts after a crash).
+create table if not exists raw._mongo_positions (
+    collection varchar primary key,
+    resume_token varchar not null,
+    stream_start_cluster_time bigint not null,
+    snapshot_done boolean not null,
+    batch_id bigint not null,
+    updated_at timestamp not null
+);
+
+-- Every time a collection had to be copied again because its change stream could not resume.
+create table if not exists raw._resnapshots (
+    collection varchar not null,
+    happened_at timestamp not null,
+    reason varchar not null
+);
+"""
