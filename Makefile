@@ -1,0 +1,29 @@
+# The README's two commands: `make demo` (the main job) and `make test` (what CI runs).
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: install demo test lint services-up services-down
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --extra dev
+	@touch $@
+
+demo: install
+	$(VENV)/bin/c360 up
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+services-up: install
+	$(VENV)/bin/c360 services up
+
+services-down: install
+	$(VENV)/bin/c360 services down

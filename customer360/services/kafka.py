@@ -1,0 +1,207 @@
+"""Apache Kafka, single node in KRaft mode, run from jars fetched once from Maven Central."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import shutil
+import subprocess
+import uuid
+from importlib import resources
+from pathlib import Path
+
+from customer360.config import KAFKA_PARTITIONS, KAFKA_TOPICS, Settings
+from customer360.services.addresses import kafka_host_port
+from customer360.services.processes import ManagedProcess, ServiceError, port_in_use, wait_until
+
+log = logging.getLogger(__name__)
+
+KAFKA_HEAP = "-Xms256m -Xmx768m"
+START_TIMEOUT_S = 60.0
+
+LOG4J2_CONFIG = """\
+<Configuration status="WARN">
+  <Appenders>
+    <Console name="STDOUT" target="SYSTEM_OUT">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka" level="INFO"/>
+    <Logger name="org.apache.kafka" level="WARN"/>
+    <Logger name="state.change.logger" level="WARN"/>
+    <Root level="WARN"><AppenderRef ref="STDOUT"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+class KafkaService:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.host, self.port = kafka_host_port(settings.kafka_bootstrap)
+        self.controller_port = self.port + 1
+        self.dir = settings.home / "kafka"
+        self.process = ManagedProcess("kafka", settings.home / "run")
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.settings.kafka_jars_dir
+
+    def ensure_jars(self) -> None:
+        """Fetch the broker's jars with Maven once; later starts reuse them."""
+        if (self.jars_dir / ".complete").exists():
+            return
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise ServiceError(
+                "Maven (mvn) is needed once to fetch Apache Kafka's jars from Maven Central, "
+                "and it is not on PATH. Install it (apt-get install maven) or use docker-compose.yml."
+            )
+        partial = self.jars_dir.with_name(self.jars_dir.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        log.info("fetching Apache Kafka jars with Maven into %s (once)", self.jars_dir)
+        with resources.as_file(resources.files("customer360.services") / "kafka-pom.xml") as pom:
+            result = subprocess.run(
+                [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                 f"-DoutputDirectory={partial}", "-DincludeScope=runtime"],
+                capture_output=True, text=True,
+            )
+        if result.returncode != 0:
+            raise ServiceError(
+                "Maven could not fetch Apache Kafka's jars:\n"
+                + (result.stdout + result.stderr)[-2000:]
+            )
+        (partial / ".complete").write_text("ok\n")
+        shutil.rmtree(self.jars_dir, ignore_errors=True)
+        partial.rename(self.jars_dir)
+
+    def _write_config(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "log4j2.xml").write_text(LOG4J2_CONFIG)
+        config = self.dir / "server.properties"
+        config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
+                    f"listeners=PLAINTEXT://{self.host}:{self.port},"
+                    f"CONTROLLER://{self.host}:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={(self.dir / 'data').resolve()}",
+                    f"num.partitions={KAFKA_PARTITIONS}",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=3",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    # Demo data: keep a week, and allow the chaos test's 1 MB messages.
+                    "log.retention.hours=168",
+                    "message.max.bytes=2097152",
+                    "",
+                ]
+            )
+        )
+        return config
+
+    def _java(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise ServiceError(
+                "Java 17+ is needed to run Apache Kafka and `java` is not on PATH. "
+                "Install it (apt-get install openjdk-17-jre-headless) or use docker-compose.yml."
+            )
+        return java
+
+    def _format_storage(self, java: str, config: Path) -> None:
+        if (self.dir / "data" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            [java, "-cp", f"{self.jars_dir}/*", "kafka.tools.StorageTool", "format",
+             "-t", cluster_id, "-c", str(config)],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise ServiceError("Formatting Kafka's storage failed:\n" + result.stdout + result.stderr)
+
+    def running_pid(self) -> int | None:
+        return self.process.pid()
+
+    def start(self) -> bool:
+        """Start the broker unless ours already runs. Returns whether it was started now."""
+        if self.process.pid() is not None:
+            self.wait_ready()
+            return False
+        for port in (self.port, self.controller_port):
+            if port_in_use(self.host, port):
+                raise ServiceError(
+                    f"Port {self.host}:{port} is in use by a process c360 did not start, so "
+                    "Kafka cannot listen there. Stop it, or point C360_KAFKA_BOOTSTRAP at a free "
+                    "port (Kafka's controller uses that port + 1)."
+                )
+        java = self._java()
+        self.ensure_jars()
+        config = self._write_config()
+        self._format_storage(java, config)
+        self.process.start(
+            [java, *KAFKA_HEAP.split(), "-XX:+UseG1GC", "-Djava.awt.headless=true",
+             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
+             "-cp", f"{self.jars_dir}/*", "kafka.Kafka", str(config)]
+        )
+        self.wait_ready()
+        ensure_topics(self.settings)
+        return True
+
+    def ready(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        # A closed port is the common "not yet" case; don't let librdkafka log refusals for it.
+        if not port_in_use(self.host, self.port):
+            return False
+        try:
+            admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "log_level": 2})
+            metadata = admin.list_topics(timeout=2)
+            return bool(metadata.brokers)
+        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+            return False
+
+    def wait_ready(self) -> None:
+        def ready_or_dead():
+            if self.process.pid() is None:
+                raise ServiceError("Kafka exited during start-up. Its log ends with:\n"
+                                   + self.process.log_tail())
+            return self.ready()
+
+        if not wait_until(ready_or_dead, START_TIMEOUT_S, interval=0.5):
+            raise ServiceError(
+                f"Kafka at {self.settings.kafka_bootstrap} did not answer a metadata request "
+                f"within {START_TIMEOUT_S:.0f} s. Log: {self.process.log_file}\n"
+                + self.process.log_tail()
+            )
+
+    def stop(self) -> bool:
+        return self.process.stop(timeout=30)
+
+
+def ensure_topics(settings: Settings, topics=KAFKA_TOPICS, partitions: int = KAFKA_PARTITIONS):
+    """Create the source topics (with the configured prefix) if they do not exist yet."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    wanted = [NewTopic(settings.topic(name), num_partitions=partitions, replication_factor=1)
+              for name in topics]
+    for topic, future in admin.create_topics(wanted, operation_timeout=30).items():
+        try:
+            future.result()
+            log.info("created Kafka topic %s with %d partitions", topic, partitions)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise ServiceError(f"Could not create Kafka topic {topic}: {exc}") from exc
