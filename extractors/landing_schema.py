@@ -90,12 +90,14 @@ create table if not exists raw._kafka_offsets (
 );
 
 -- Mongo positions: the change stream resume token per collection, committed with the rows.
--- `snapshot_done` is false while an initial copy is in progress (it restarts after a crash).
+-- While the initial copy runs (`snapshot_done` false) the copy goes on, batch by batch in `_id`
+-- order, after `snapshot_after_id`; the stream is followed from `resume_token` once it is done.
 create table if not exists raw._mongo_positions (
     collection varchar primary key,
     resume_token varchar not null,
     stream_start_cluster_time bigint not null,
     snapshot_done boolean not null,
+    snapshot_after_id varchar,
     batch_id bigint not null,
     updated_at timestamp not null
 );

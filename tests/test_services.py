@@ -23,9 +23,11 @@ def test_up_twice_status_and_down(tmp_path):
 
         with MongoClient(settings.mongo_uri, serverSelectionTimeoutMS=5000) as client:
             assert client.admin.command("ping")["ok"] == 1.0
-        topics = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(
-            timeout=10
-        ).topics
+        topics = (
+            AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+            .list_topics(timeout=10)
+            .topics
+        )
         for name in KAFKA_TOPICS:
             assert len(topics[name].partitions) == KAFKA_PARTITIONS
     finally:

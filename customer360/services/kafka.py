@@ -56,7 +56,8 @@ class KafkaService:
         if mvn is None:
             raise ServiceError(
                 "Maven (mvn) is needed once to fetch Apache Kafka's jars from Maven Central, "
-                "and it is not on PATH. Install it (apt-get install maven) or use docker-compose.yml."
+                "and it is not on PATH. Install it (apt-get install maven) or use "
+                "docker-compose.yml."
             )
         partial = self.jars_dir.with_name(self.jars_dir.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -64,9 +65,18 @@ class KafkaService:
         log.info("fetching Apache Kafka jars with Maven into %s (once)", self.jars_dir)
         with resources.as_file(resources.files("customer360.services") / "kafka-pom.xml") as pom:
             result = subprocess.run(
-                [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-                 f"-DoutputDirectory={partial}", "-DincludeScope=runtime"],
-                capture_output=True, text=True,
+                [
+                    mvn,
+                    "-q",
+                    "-B",
+                    "-f",
+                    str(pom),
+                    "dependency:copy-dependencies",
+                    f"-DoutputDirectory={partial}",
+                    "-DincludeScope=runtime",
+                ],
+                capture_output=True,
+                text=True,
             )
         if result.returncode != 0:
             raise ServiceError(
@@ -124,12 +134,24 @@ class KafkaService:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            [java, "-cp", f"{self.jars_dir}/*", "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(config)],
-            capture_output=True, text=True,
+            [
+                java,
+                "-cp",
+                f"{self.jars_dir}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
-            raise ServiceError("Formatting Kafka's storage failed:\n" + result.stdout + result.stderr)
+            raise ServiceError(
+                "Formatting Kafka's storage failed:\n" + result.stdout + result.stderr
+            )
 
     def running_pid(self) -> int | None:
         return self.process.pid()
@@ -151,9 +173,17 @@ class KafkaService:
         config = self._write_config()
         self._format_storage(java, config)
         self.process.start(
-            [java, *KAFKA_HEAP.split(), "-XX:+UseG1GC", "-Djava.awt.headless=true",
-             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
-             "-cp", f"{self.jars_dir}/*", "kafka.Kafka", str(config)]
+            [
+                java,
+                *KAFKA_HEAP.split(),
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
+                "-cp",
+                f"{self.jars_dir}/*",
+                "kafka.Kafka",
+                str(config),
+            ]
         )
         self.wait_ready()
         ensure_topics(self.settings)
@@ -166,7 +196,9 @@ class KafkaService:
         if not port_in_use(self.host, self.port):
             return False
         try:
-            admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap, "log_level": 2})
+            admin = AdminClient(
+                {"bootstrap.servers": self.settings.kafka_bootstrap, "log_level": 2}
+            )
             metadata = admin.list_topics(timeout=2)
             return bool(metadata.brokers)
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
@@ -175,8 +207,9 @@ class KafkaService:
     def wait_ready(self) -> None:
         def ready_or_dead():
             if self.process.pid() is None:
-                raise ServiceError("Kafka exited during start-up. Its log ends with:\n"
-                                   + self.process.log_tail())
+                raise ServiceError(
+                    "Kafka exited during start-up. Its log ends with:\n" + self.process.log_tail()
+                )
             return self.ready()
 
         if not wait_until(ready_or_dead, START_TIMEOUT_S, interval=0.5):
@@ -196,8 +229,10 @@ def ensure_topics(settings: Settings, topics=KAFKA_TOPICS, partitions: int = KAF
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    wanted = [NewTopic(settings.topic(name), num_partitions=partitions, replication_factor=1)
-              for name in topics]
+    wanted = [
+        NewTopic(settings.topic(name), num_partitions=partitions, replication_factor=1)
+        for name in topics
+    ]
     for topic, future in admin.create_topics(wanted, operation_timeout=30).items():
         try:
             future.result()

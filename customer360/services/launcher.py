@@ -27,7 +27,9 @@ class ServiceState:
     def line(self) -> str:
         if self.pid is not None:
             state = "running" if self.answering else "started, not answering"
-            return f"{self.name:<6} {state:<22} pid {self.pid:<8} {self.address}  log {self.log_file}"
+            return (
+                f"{self.name:<6} {state:<22} pid {self.pid:<8} {self.address}  log {self.log_file}"
+            )
         if self.answering:
             return f"{self.name:<6} {'answering (not ours)':<22} {'':<12} {self.address}"
         return f"{self.name:<6} {'stopped':<22} {'':<12} {self.address}"
@@ -49,7 +51,7 @@ def services_up(settings: Settings) -> list[ServiceState]:
 def services_down(settings: Settings) -> list[str]:
     """Stop only the processes `up` started (by pid file). Returns the names stopped."""
     stopped = []
-    for name, service in zip(("kafka", "mongo"), reversed(_services(settings))):
+    for name, service in zip(("kafka", "mongo"), reversed(_services(settings)), strict=True):
         if service.stop():
             stopped.append(name)
     return stopped
@@ -58,8 +60,18 @@ def services_down(settings: Settings) -> list[str]:
 def services_status(settings: Settings) -> list[ServiceState]:
     mongo, kafka = _services(settings)
     return [
-        ServiceState("mongo", redact_uri(settings.mongo_uri), mongo.running_pid(), mongo.ready(),
-                     str(mongo.process.log_file)),
-        ServiceState("kafka", settings.kafka_bootstrap, kafka.running_pid(), kafka.ready(),
-                     str(kafka.process.log_file)),
+        ServiceState(
+            "mongo",
+            redact_uri(settings.mongo_uri),
+            mongo.running_pid(),
+            mongo.ready(),
+            str(mongo.process.log_file),
+        ),
+        ServiceState(
+            "kafka",
+            settings.kafka_bootstrap,
+            kafka.running_pid(),
+            kafka.ready(),
+            str(kafka.process.log_file),
+        ),
     ]

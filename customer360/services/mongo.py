@@ -35,8 +35,17 @@ class MongoService:
                     "C360_MONGO_URI at a MongoDB replica set."
                 )
             exe = Path(found)
-        return [str(exe), "--host", self.host, "--port", str(self.port),
-                "--storage-path", str(self.data_dir.resolve()), "--log-level", "WARNING"]
+        return [
+            str(exe),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--storage-path",
+            str(self.data_dir.resolve()),
+            "--log-level",
+            "WARNING",
+        ]
 
     def running_pid(self) -> int | None:
         return self.process.pid()
@@ -69,8 +78,10 @@ class MongoService:
     def wait_ready(self) -> None:
         def ready_or_dead():
             if self.process.pid() is None:
-                raise ServiceError("The MongoDB server exited during start-up. Its log ends with:\n"
-                                   + self.process.log_tail())
+                raise ServiceError(
+                    "The MongoDB server exited during start-up. Its log ends with:\n"
+                    + self.process.log_tail()
+                )
             return self.ready()
 
         if not wait_until(ready_or_dead, START_TIMEOUT_S, interval=0.3):

@@ -1,0 +1,355 @@
+"""Kafka -> raw landing table, exactly once.
+
+The consumer is assigned partitions explicitly (no group rebalancing) and seeks to the offsets
+stored in the warehouse; the rows, the quarantined records and the next offsets are written in one
+DuckDB transaction. A crash before the commit lands nothing and moves nothing, so the next batch
+reads the same records again; a crash after it finds the new offsets. Kafka's own committed
+offsets are written afterwards only so that lag shows in Kafka tooling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from customer360.config import Settings
+from extractors.batch import BatchResult
+from extractors.warehouse import next_batch_id, record_batch, utcnow
+
+log = logging.getLogger(__name__)
+
+# Fields a record must carry to be landed; anything else about its shape is dbt's business.
+REQUIRED_FIELDS = {
+    "weblogs": ("event_id", "user_id", "date"),
+    "marketing_emails": ("email_id", "user_id", "date", "updated_at"),
+}
+CONSUMER_GROUP = "c360-extractor"
+METADATA_REFRESH_S = 10.0
+BROKER_TIMEOUT_S = 10.0
+
+
+class KafkaExtractError(RuntimeError):
+    """Kafka could not be read; nothing of the batch was landed."""
+
+
+def quarantine_reason(source: str, value: bytes | None) -> str | None:
+    """Why a record cannot be landed as data, or None when it can."""
+    if value is None:
+        return "empty message (no value)"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"value is not UTF-8 text: {exc}"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON: {exc}"
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    missing = [f for f in REQUIRED_FIELDS[source] if record.get(f) is None]
+    if missing:
+        return "missing required field(s): " + ", ".join(missing)
+    return None
+
+
+class KafkaSource:
+    """One Kafka-fed source, kept warm between micro-batches."""
+
+    def __init__(self, settings: Settings, name: str):
+        self.name = name
+        self.topic = settings.topic(name)
+        self.settings = settings
+        self._consumer: Consumer | None = None
+        self._partitions: list[int] = []
+        self._partitions_checked = 0.0
+        # Where the consumer will read next, per partition; None when it must seek first.
+        self._positions: dict[int, int] | None = None
+
+    # -- connection -----------------------------------------------------------------------
+    def _consumer_(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self.settings.kafka_bootstrap,
+                    "group.id": CONSUMER_GROUP,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": 50,
+                    "fetch.max.bytes": 16 * 1024 * 1024,
+                    "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                    "queued.max.messages.kbytes": 65536,
+                    "socket.timeout.ms": int(BROKER_TIMEOUT_S * 1000),
+                    "log_level": 3,
+                }
+            )
+        return self._consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception as exc:  # noqa: BLE001 - closing a broken consumer must not raise
+                log.debug("closing the consumer of %s failed: %s", self.topic, exc)
+        self._consumer = None
+        self._positions = None
+
+    def _current_partitions(self) -> list[int]:
+        now = time.monotonic()
+        if not self._partitions or now - self._partitions_checked > METADATA_REFRESH_S:
+            try:
+                metadata = self._consumer_().list_topics(self.topic, timeout=BROKER_TIMEOUT_S)
+            except Exception as exc:
+                raise KafkaExtractError(
+                    f"Kafka at {self.settings.kafka_bootstrap} did not answer a metadata request "
+                    f"for {self.topic} within {BROKER_TIMEOUT_S:.0f} s ({exc}); is it running? "
+                    "`c360 services status`"
+                ) from exc
+            topic = metadata.topics.get(self.topic)
+            if topic is None or topic.error is not None:
+                self._partitions = []
+            else:
+                found = sorted(topic.partitions)
+                new = set(found) - set(self._partitions)
+                if self._partitions and new:
+                    log.info("%s: new partitions %s picked up", self.topic, sorted(new))
+                    self._positions = None
+                self._partitions = found
+            self._partitions_checked = now
+        return self._partitions
+
+    def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        consumer = self._consumer_()
+        marks = {}
+        for p in partitions:
+            try:
+                marks[p] = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=BROKER_TIMEOUT_S, cached=False
+                )
+            except Exception as exc:
+                raise KafkaExtractError(
+                    f"Kafka at {self.settings.kafka_bootstrap} did not give the offsets of "
+                    f"{self.topic}[{p}] ({exc}); is it running? `c360 services status`"
+                ) from exc
+        return marks
+
+    # -- positions ------------------------------------------------------------------------
+    def stored_offsets(self, con: duckdb.DuckDBPyConnection) -> dict[int, int]:
+        rows = con.execute(
+            'select "partition", next_offset from raw._kafka_offsets where topic = ?',
+            [self.topic],
+        ).fetchall()
+        return dict(rows)
+
+    def lag(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Records waiting in Kafka beyond what the warehouse holds."""
+        partitions = self._current_partitions()
+        stored = self.stored_offsets(con)
+        marks = self._watermarks(partitions)
+        return sum(max(0, high - stored.get(p, low)) for p, (low, high) in marks.items())
+
+    # -- one micro-batch ------------------------------------------------------------------
+    def extract(
+        self, con: duckdb.DuckDBPyConnection, max_records: int, max_seconds: float
+    ) -> BatchResult:
+        started = time.monotonic()
+        started_at = utcnow()
+        partitions = self._current_partitions()
+        stored = self.stored_offsets(con)
+        marks = self._watermarks(partitions)
+        start: dict[int, int] = {}
+        retention_gaps = []
+        for p, (low, _high) in marks.items():
+            position = stored.get(p, low)
+            if position < low:
+                # Retention deleted records we never landed: say so loudly and in quarantine.
+                retention_gaps.append((p, position, low))
+                position = low
+            start[p] = position
+        targets = {p: high for p, (_low, high) in marks.items() if high > start[p]}
+        before = _format_positions(stored)
+        if not targets and not retention_gaps:
+            return BatchResult(
+                self.name, None, 0, 0, 0, before, before, 0, time.monotonic() - started
+            )
+
+        consumer = self._consumer_()
+        if self._positions != start:
+            consumer.assign(
+                [TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions]
+            )
+            self._positions = dict(start)
+
+        landed = {k: [] for k in ("partition", "offset", "key", "timestamp", "value")}
+        quarantined = []
+        for p, first_kept, low in retention_gaps:
+            log.error(
+                "%s[%d]: offsets %d..%d were deleted by retention before they were landed",
+                self.topic,
+                p,
+                first_kept,
+                low - 1,
+            )
+            quarantined.append(
+                (
+                    self.topic,
+                    p,
+                    first_kept,
+                    None,
+                    None,
+                    f"offsets {first_kept}..{low - 1} deleted by Kafka retention "
+                    "before they were landed",
+                )
+            )
+        next_offsets = dict(start)
+        count = 0
+        nbytes = 0
+        deadline = started + max_seconds
+        try:
+            while count < max_records and time.monotonic() < deadline:
+                if all(next_offsets[p] >= high for p, high in targets.items()):
+                    break
+                messages = consumer.consume(min(max_records - count, 10_000), timeout=0.1)
+                for msg in messages:
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        raise KafkaExtractError(f"reading {self.topic}: {error}")
+                    p, offset = msg.partition(), msg.offset()
+                    if offset < next_offsets.get(p, 0):
+                        continue  # already landed (a re-delivery after a seek)
+                    next_offsets[p] = offset + 1
+                    count += 1
+                    value = msg.value()
+                    key = msg.key()
+                    key_text = key.decode("utf-8", "replace") if key is not None else None
+                    nbytes += len(value or b"")
+                    reason = quarantine_reason(self.name, value)
+                    if reason is not None:
+                        quarantined.append((self.topic, p, offset, key_text, value, reason))
+                        continue
+                    landed["partition"].append(p)
+                    landed["offset"].append(offset)
+                    landed["key"].append(key_text)
+                    landed["timestamp"].append(_kafka_time(msg.timestamp()))
+                    landed["value"].append(value.decode("utf-8"))
+        except KafkaExtractError:
+            self._positions = None
+            raise
+        except Exception as exc:
+            self._positions = None
+            raise KafkaExtractError(f"reading {self.topic} from Kafka failed: {exc}") from exc
+
+        if count == 0 and not retention_gaps:
+            remaining = sum(high - next_offsets[p] for p, high in targets.items())
+            return BatchResult(
+                self.name,
+                None,
+                0,
+                0,
+                0,
+                before,
+                before,
+                remaining,
+                time.monotonic() - started,
+                note="nothing arrived in time",
+            )
+
+        after = _format_positions(next_offsets)
+        try:
+            con.begin()
+            batch_id = next_batch_id(con)
+            landed_at = utcnow()
+            n = len(landed["offset"])
+            if n:
+                table = pa.table(
+                    {
+                        "batch_id": pa.array([batch_id] * n, pa.int64()),
+                        "landed_at": pa.array([landed_at] * n, pa.timestamp("us")),
+                        "topic": pa.array([self.topic] * n, pa.string()),
+                        "partition": pa.array(landed["partition"], pa.int32()),
+                        "offset": pa.array(landed["offset"], pa.int64()),
+                        "key": pa.array(landed["key"], pa.string()),
+                        "timestamp": pa.array(landed["timestamp"], pa.timestamp("us")),
+                        "value": pa.array(landed["value"], pa.string()),
+                    }
+                )
+                con.register("landing_rows", table)
+                con.execute(f"insert into raw.{self.name} by name select * from landing_rows")
+                con.unregister("landing_rows")
+            if quarantined:
+                con.executemany(
+                    "insert into raw.quarantine (batch_id, quarantined_at, source, topic,"
+                    ' "partition", "offset", "key", "value", reason)'
+                    " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [[batch_id, landed_at, self.name, *q] for q in quarantined],
+                )
+            con.executemany(
+                "insert or replace into raw._kafka_offsets values (?, ?, ?, ?, ?)",
+                [[self.topic, p, o, batch_id, landed_at] for p, o in next_offsets.items()],
+            )
+            record_batch(
+                con,
+                batch_id=batch_id,
+                source=self.name,
+                started_at=started_at,
+                records=n,
+                quarantined=len(quarantined),
+                bytes_=nbytes,
+                position_before=before,
+                position_after=after,
+            )
+            con.commit()
+        except BaseException:
+            _rollback(con)
+            self._positions = None
+            raise
+        self._positions = next_offsets
+        self._commit_to_kafka(next_offsets)
+        remaining = sum(max(0, high - next_offsets[p]) for p, high in targets.items())
+        return BatchResult(
+            self.name,
+            batch_id,
+            n,
+            len(quarantined),
+            nbytes,
+            before,
+            after,
+            remaining,
+            time.monotonic() - started,
+        )
+
+    def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
+        """Mirror the warehouse's positions into Kafka for lag tooling; never relied upon."""
+        try:
+            self._consumer_().commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in next_offsets.items()],
+                asynchronous=True,
+            )
+        except Exception as exc:  # noqa: BLE001
+            log.debug("could not mirror offsets of %s to Kafka: %s", self.topic, exc)
+
+
+def _kafka_time(timestamp: tuple[int, int]) -> datetime | None:
+    kind, millis = timestamp
+    if millis is None or millis < 0:
+        return None
+    return datetime.fromtimestamp(millis / 1000, UTC).replace(tzinfo=None)
+
+
+def _format_positions(positions: dict[int, int]) -> str:
+    return ",".join(f"{p}:{o}" for p, o in sorted(positions.items()))
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.rollback()
+    except duckdb.Error:
+        pass

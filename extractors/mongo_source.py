@@ -1,0 +1,412 @@
+"""MongoDB collection -> raw landing table, by change stream, exactly once.
+
+First run: open the change stream and keep its position, copy the collection in `_id` order in
+bounded batches, then follow the stream from the kept position. A write during the copy is seen by
+the copy, by the stream, or both; since every row holds the whole document and the current state is
+the row with the greatest cluster time, seeing it twice changes nothing.
+
+Each batch's rows and the new position (copy progress or resume token) are committed in one DuckDB
+transaction, so a crash at any instant leaves either both or neither.
+
+If the stream cannot resume (its history is gone) the collection is copied again; when that copy
+ends, documents that the warehouse still holds but the copy did not see land as deletes, so nothing
+deleted during the gap survives. Each such event is logged loudly and recorded in raw._resnapshots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+from bson import json_util
+from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS
+from bson.objectid import ObjectId
+from bson.timestamp import Timestamp
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+
+from extractors.batch import BatchResult
+from extractors.warehouse import next_batch_id, record_batch, utcnow
+
+log = logging.getLogger(__name__)
+
+# Server codes that mean "this stream can never resume": history lost, or the stream is dead.
+UNRESUMABLE_CODES = {280, 286}
+# Events after which the collection is gone or elsewhere: copy it again.
+COLLECTION_ENDING_EVENTS = {"drop", "rename", "dropDatabase", "invalidate"}
+STREAM_AWAIT_MS = 10
+
+
+class MongoExtractError(RuntimeError):
+    """MongoDB could not be read; nothing of the batch was landed."""
+
+
+@dataclass(frozen=True)
+class MongoPosition:
+    resume_token: str
+    stream_start_cluster_time: int
+    snapshot_done: bool
+    snapshot_after_id: str | None
+
+
+def cluster_time_number(ts: Timestamp) -> int:
+    """A Mongo cluster time as one sortable integer: (seconds << 32) + increment."""
+    return (ts.time << 32) + ts.inc
+
+
+def cluster_time_at(number: int) -> datetime:
+    return datetime.fromtimestamp(number >> 32, UTC).replace(tzinfo=None)
+
+
+def document_key_text(key) -> str:
+    if isinstance(key, ObjectId):
+        return str(key)
+    return json_util.dumps(key, json_options=RELAXED_JSON_OPTIONS)
+
+
+def document_json(document) -> str | None:
+    if document is None:
+        return None
+    return json_util.dumps(document, json_options=RELAXED_JSON_OPTIONS)
+
+
+class MongoSource:
+    """One MongoDB collection, its change stream kept open between micro-batches."""
+
+    def __init__(self, client: MongoClient, database: str, name: str):
+        self.name = name
+        self.collection = client[database][name]
+        self.client = client
+        self._stream = None
+        self._stream_token: str | None = None  # the stored token the open stream started from
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except PyMongoError:
+                pass
+        self._stream = None
+        self._stream_token = None
+
+    # -- positions ------------------------------------------------------------------------
+    def position(self, con: duckdb.DuckDBPyConnection) -> MongoPosition | None:
+        row = con.execute(
+            "select resume_token, stream_start_cluster_time, snapshot_done, snapshot_after_id"
+            " from raw._mongo_positions where collection = ?",
+            [self.name],
+        ).fetchall()
+        return MongoPosition(*row[0]) if row else None
+
+    def _save_position(self, con, position: MongoPosition, batch_id: int) -> None:
+        con.execute(
+            "insert or replace into raw._mongo_positions values (?, ?, ?, ?, ?, ?, ?)",
+            [
+                self.name,
+                position.resume_token,
+                position.stream_start_cluster_time,
+                position.snapshot_done,
+                position.snapshot_after_id,
+                batch_id,
+                utcnow(),
+            ],
+        )
+
+    def _open_new_stream_position(self) -> MongoPosition:
+        """Open a change stream now and return its position, for a copy that starts after it."""
+        # The cluster time before the stream opens: every event the stream will deliver is later,
+        # so snapshot rows stamped with it sort before them.
+        before = self.client.admin.command("ping").get("operationTime")
+        with self.collection.watch(full_document="updateLookup") as stream:
+            token = stream.resume_token
+        if before is None:  # a server that does not report cluster times
+            before = Timestamp(int(time.time()) - 1, 0)
+        return MongoPosition(json.dumps(token), cluster_time_number(before), False, None)
+
+    # -- one micro-batch ------------------------------------------------------------------
+    def extract(
+        self, con: duckdb.DuckDBPyConnection, max_records: int, max_seconds: float
+    ) -> BatchResult:
+        started = time.monotonic()
+        try:
+            position = self.position(con)
+            if position is None:
+                position = self._open_new_stream_position()
+                log.info("%s: first run; change stream opened, copying the collection", self.name)
+            if not position.snapshot_done:
+                return self._copy_batch(con, position, max_records, started + max_seconds, started)
+            return self._stream_batch(con, position, max_records, started + max_seconds, started)
+        except PyMongoError as exc:
+            self.close()
+            raise MongoExtractError(
+                f"reading {self.collection.full_name} from MongoDB failed: {exc}. "
+                "Nothing of this batch was landed; the next batch continues from the stored "
+                "position. Is the server running? `c360 services status`"
+            ) from exc
+
+    def _copy_batch(self, con, position: MongoPosition, max_records, deadline, started):
+        started_at = utcnow()
+        query = {}
+        if position.snapshot_after_id is not None:
+            after = json_util.loads(position.snapshot_after_id, json_options=CANONICAL_JSON_OPTIONS)
+            query = {"_id": {"$gt": after["_id"]}}
+        cursor = self.collection.find(query, sort=[("_id", 1)], limit=max_records, batch_size=1000)
+        keys, documents = [], []
+        last_id = None
+        exhausted = True
+        for document in cursor:
+            last_id = document["_id"]
+            keys.append(document_key_text(last_id))
+            documents.append(document_json(document))
+            if time.monotonic() >= deadline and len(keys) < max_records:
+                exhausted = False
+                break
+        cursor.close()
+        if len(keys) >= max_records:
+            exhausted = False
+        after_id = position.snapshot_after_id
+        if last_id is not None:
+            after_id = json_util.dumps({"_id": last_id}, json_options=CANONICAL_JSON_OPTIONS)
+        new_position = replace(position, snapshot_done=exhausted, snapshot_after_id=after_id)
+        operations = ["snapshot"] * len(keys)
+        times = [position.stream_start_cluster_time] * len(keys)
+        result = self._land(
+            con,
+            started_at,
+            started,
+            position,
+            new_position,
+            operations,
+            keys,
+            times,
+            documents,
+            finish_copy=exhausted,
+        )
+        if exhausted:
+            log.info("%s: copy finished; following the change stream", self.name)
+        return result
+
+    def _open_stream(self, position: MongoPosition):
+        if self._stream is None or self._stream_token != position.resume_token:
+            self.close()
+            self._stream = self.collection.watch(
+                full_document="updateLookup",
+                resume_after=json.loads(position.resume_token),
+                max_await_time_ms=STREAM_AWAIT_MS,
+                batch_size=1000,
+            )
+            self._stream_token = position.resume_token
+        return self._stream
+
+    def _stream_batch(self, con, position: MongoPosition, max_records, deadline, started):
+        started_at = utcnow()
+        try:
+            stream = self._open_stream(position)
+            operations, keys, times, documents = [], [], [], []
+            ended_by = None
+            caught_up = False
+            while len(keys) < max_records and time.monotonic() < deadline:
+                change = stream.try_next()
+                if change is None:
+                    caught_up = True
+                    break
+                operation = change["operationType"]
+                if operation in COLLECTION_ENDING_EVENTS:
+                    ended_by = operation
+                    break
+                if operation not in ("insert", "update", "replace", "delete"):
+                    continue  # DDL events such as createIndexes carry no document
+                operations.append(operation)
+                keys.append(document_key_text(change["documentKey"]["_id"]))
+                times.append(cluster_time_number(change["clusterTime"]))
+                documents.append(document_json(change.get("fullDocument")))
+                token_after = stream.resume_token
+            if not keys and ended_by is None:
+                return BatchResult(
+                    self.name,
+                    None,
+                    0,
+                    0,
+                    0,
+                    position.resume_token,
+                    position.resume_token,
+                    0 if caught_up else None,
+                    time.monotonic() - started,
+                )
+        except OperationFailure as exc:
+            if exc.code in UNRESUMABLE_CODES or "resume" in str(exc).lower():
+                return self._restart_copy(con, f"change stream cannot resume: {exc}", started)
+            raise
+        new_position = replace(position, resume_token=json.dumps(token_after)) if keys else position
+        result = self._land(
+            con,
+            started_at,
+            started,
+            position,
+            new_position,
+            operations,
+            keys,
+            times,
+            documents,
+            restart_reason=ended_by and f"the collection saw a {ended_by} event",
+        )
+        if ended_by is None:
+            self._stream_token = new_position.resume_token
+        else:
+            self.close()
+        if not caught_up:
+            return replace(result, remaining_lag=None)
+        return result
+
+    def _restart_copy(self, con, reason: str, started: float) -> BatchResult:
+        log.error(
+            "%s: %s. THE COLLECTION WILL BE COPIED AGAIN; documents deleted meanwhile "
+            "will land as deletes when the copy ends.",
+            self.name,
+            reason,
+        )
+        self.close()
+        try:
+            con.begin()
+            con.execute(
+                "insert into raw._resnapshots values (?, ?, ?)", [self.name, utcnow(), reason]
+            )
+            con.execute("delete from raw._mongo_positions where collection = ?", [self.name])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        return BatchResult(
+            self.name,
+            None,
+            0,
+            0,
+            0,
+            None,
+            None,
+            None,
+            time.monotonic() - started,
+            note=f"re-snapshot: {reason}",
+        )
+
+    def _land(
+        self,
+        con,
+        started_at,
+        started,
+        position,
+        new_position,
+        operations,
+        keys,
+        times,
+        documents,
+        finish_copy=False,
+        restart_reason=None,
+    ) -> BatchResult:
+        nbytes = sum(len(d) for d in documents if d is not None)
+        try:
+            con.begin()
+            batch_id = next_batch_id(con)
+            landed_at = utcnow()
+            n = len(keys)
+            if n:
+                table = pa.table(
+                    {
+                        "batch_id": pa.array([batch_id] * n, pa.int64()),
+                        "landed_at": pa.array([landed_at] * n, pa.timestamp("us")),
+                        "operation": pa.array(operations, pa.string()),
+                        "document_key": pa.array(keys, pa.string()),
+                        "cluster_time": pa.array(times, pa.int64()),
+                        "cluster_at": pa.array(
+                            [cluster_time_at(t) for t in times], pa.timestamp("us")
+                        ),
+                        "document": pa.array(documents, pa.string()),
+                    }
+                )
+                con.register("landing_rows", table)
+                con.execute(f"insert into raw.{self.name} by name select * from landing_rows")
+                con.unregister("landing_rows")
+            deletes = 0
+            if finish_copy:
+                deletes = self._land_deletes_missing_from_copy(
+                    con, batch_id, landed_at, new_position
+                )
+            if restart_reason:
+                log.error("%s: %s; the collection will be copied again", self.name, restart_reason)
+                con.execute(
+                    "insert into raw._resnapshots values (?, ?, ?)",
+                    [self.name, landed_at, restart_reason],
+                )
+                con.execute("delete from raw._mongo_positions where collection = ?", [self.name])
+            else:
+                self._save_position(con, new_position, batch_id)
+            record_batch(
+                con,
+                batch_id=batch_id,
+                source=self.name,
+                started_at=started_at,
+                records=n + deletes,
+                quarantined=0,
+                bytes_=nbytes,
+                position_before=_describe(position),
+                position_after=_describe(new_position),
+            )
+            con.commit()
+        except BaseException:
+            try:
+                con.rollback()
+            except duckdb.Error:
+                pass
+            self.close()
+            raise
+        return BatchResult(
+            self.name,
+            batch_id,
+            n + deletes,
+            0,
+            nbytes,
+            _describe(position),
+            _describe(new_position),
+            0,
+            time.monotonic() - started,
+        )
+
+    def _land_deletes_missing_from_copy(self, con, batch_id, landed_at, position) -> int:
+        """After a copy: documents the warehouse holds as live but the copy did not see are gone."""
+        stamp = position.stream_start_cluster_time
+        missing = con.execute(
+            f"""
+            select document_key from (
+                select document_key, operation, cluster_time from raw.{self.name}
+                qualify row_number() over (
+                    partition by document_key order by cluster_time desc, batch_id desc) = 1
+            ) as latest
+            where operation <> 'delete' and cluster_time < ?
+            """,
+            [stamp],
+        ).fetchall()
+        if missing:
+            log.error(
+                "%s: %d documents disappeared while the change stream was broken; "
+                "landing them as deletes",
+                self.name,
+                len(missing),
+            )
+            con.executemany(
+                f"insert into raw.{self.name} values (?, ?, 'delete', ?, ?, ?, null)",
+                [[batch_id, landed_at, key, stamp, cluster_time_at(stamp)] for (key,) in missing],
+            )
+        return len(missing)
+
+
+def _describe(position: MongoPosition | None) -> str | None:
+    if position is None:
+        return None
+    if not position.snapshot_done:
+        return f"copy after {position.snapshot_after_id or 'start'}"
+    return position.resume_token

@@ -1,0 +1,89 @@
+"""The DuckDB warehouse as the extractors see it: one writer, raw tables, batch ids.
+
+DuckDB lets one process write a database file. When another holds it, we wait with backoff up to a
+bound and then fail with DuckDB's own words, which name the process holding the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from extractors.landing_schema import RAW_SCHEMA_DDL
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 30.0
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process holds the warehouse's write lock longer than we were willing to wait."""
+
+
+def connect_warehouse(path: Path, lock_wait_s: float = LOCK_WAIT_S) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse for writing, creating it and the raw schema on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_wait_s
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path))
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseLockedError(
+                    f"The warehouse {path} stayed locked for {lock_wait_s:.0f} s: {exc}. "
+                    "Only one process may write it at a time; stop the other writer "
+                    "(another `c360 extract --follow`, `c360 up` or a Dagster run)."
+                ) from exc
+            log.info("warehouse %s is locked by another process; retrying in %.2f s", path, delay)
+            time.sleep(delay * (1 + random.random() / 2))
+            delay = min(delay * 2, 2.0)
+    con.execute("set timezone = 'UTC'")
+    con.execute(RAW_SCHEMA_DDL)
+    return con
+
+
+def utcnow() -> datetime:
+    """Now in UTC as a naive timestamp: DuckDB `timestamp` columns hold UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def next_batch_id(con: duckdb.DuckDBPyConnection) -> int:
+    """The next batch id. Call inside the batch's transaction: one writer makes it unique."""
+    return con.execute("select coalesce(max(batch_id), 0) + 1 from raw._batches").fetchall()[0][0]
+
+
+def record_batch(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    batch_id: int,
+    source: str,
+    started_at: datetime,
+    records: int,
+    quarantined: int,
+    bytes_: int,
+    position_before: str | None,
+    position_after: str | None,
+) -> None:
+    con.execute(
+        "insert into raw._batches values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            batch_id,
+            source,
+            started_at,
+            utcnow(),
+            records,
+            quarantined,
+            bytes_,
+            position_before,
+            position_after,
+        ],
+    )
