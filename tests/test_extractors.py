@@ -48,9 +48,14 @@ def test_kafka_lands_every_record_once_and_resumes_after_restart(isolated_settin
 def test_bad_kafka_records_are_quarantined_with_a_reason(isolated_settings):
     good_before, good_after = weblog(1), weblog(2)
     email = {
-        "email_id": "e1", "user_id": 1, "date": "2026-11-27T10:00:00+00:00",
-        "updated_at": "2026-11-27T10:00:00+00:00", "campaign": "c", "items": [],
-        "email_opened": False, "email_clicked": False,
+        "email_id": "e1",
+        "user_id": 1,
+        "date": "2026-11-27T10:00:00+00:00",
+        "updated_at": "2026-11-27T10:00:00+00:00",
+        "campaign": "c",
+        "items": [],
+        "email_opened": False,
+        "email_clicked": False,
     }
     bad = {
         "{not json": "invalid JSON",
@@ -62,13 +67,17 @@ def test_bad_kafka_records_are_quarantined_with_a_reason(isolated_settings):
     }
     values = [json.dumps(good_before), *bad, json.dumps(good_after)]
     produce(isolated_settings, "weblogs", values, key=b"1")
-    produce(isolated_settings, "marketing_emails",
-            [json.dumps(email), json.dumps({**email, "updated_at": None})])
+    produce(
+        isolated_settings,
+        "marketing_emails",
+        [json.dumps(email), json.dumps({**email, "updated_at": None})],
+    )
     with Extractor(isolated_settings) as extractor:
         drain(extractor, ["weblogs", "marketing_emails"])
     with read_only(isolated_settings) as con:
-        assert sorted(landed_event_ids(con)) == sorted([good_before["event_id"],
-                                                        good_after["event_id"]])
+        assert sorted(landed_event_ids(con)) == sorted(
+            [good_before["event_id"], good_after["event_id"]]
+        )
         assert landed_event_ids(con, "marketing_emails", "email_id") == ["e1"]
         rows = con.execute(
             'select source, "offset", "value", reason from raw.quarantine order by source, "offset"'
