@@ -12,6 +12,13 @@ import threading
 import time
 
 import pytest
+
+from customer360.services import services_down, services_up
+from customer360.services.kafka import KafkaService
+from customer360.services.mongo import MongoService
+from extractors import Extractor
+from extractors.kafka_source import KafkaExtractError
+from extractors.mongo_source import MongoExtractError, cluster_time_number
 from tests.conftest import REPO, make_service_settings
 from tests.extractor_helpers import (
     current_state,
@@ -23,13 +30,6 @@ from tests.extractor_helpers import (
     read_only,
     weblog,
 )
-
-from customer360.services import services_down, services_up
-from customer360.services.kafka import KafkaService
-from customer360.services.mongo import MongoService
-from extractors import Extractor
-from extractors.kafka_source import KafkaExtractError
-from extractors.mongo_source import MongoExtractError, cluster_time_number
 
 KILLS = 20
 KAFKA_RECORDS = 20_000
@@ -74,7 +74,7 @@ def test_exactly_once_when_the_extractor_is_killed_at_random(isolated_settings):
     def write():
         rng = random.Random(11)
         next_id = 500
-        for chunk in range(40):
+        for _ in range(40):
             records = [weblog(rng.randrange(500)) for _ in range(KAFKA_RECORDS // 40)]
             produce(settings, "weblogs", [json.dumps(r) for r in records])
             written_events.extend(r["event_id"] for r in records)

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 
+from extractors import Extractor
 from tests.extractor_helpers import (
     current_state,
     drain,
@@ -17,8 +18,6 @@ from tests.extractor_helpers import (
     read_only,
     weblog,
 )
-
-from extractors import Extractor
 
 
 def test_kafka_lands_every_record_once_and_resumes_after_restart(isolated_settings):
