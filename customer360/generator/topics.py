@@ -1,0 +1,55 @@
+"""Creates the Kafka topics of the sources (`weblogs`, `marketing_emails`) if they are missing."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from customer360.config import KAFKA_PARTITIONS, KAFKA_TOPICS, Settings
+
+# The topics hold the whole history of the demo (a year of weblogs), so they keep it forever.
+TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create the source topics with `KAFKA_PARTITIONS` partitions; return the ones created.
+
+    Topics that already exist are left as they are.
+    """
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    names = [settings.topic(name) for name in KAFKA_TOPICS]
+    try:
+        existing = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as error:
+        raise RuntimeError(
+            f"Kafka at {settings.kafka_bootstrap} did not answer within {timeout_s:.0f} s; "
+            f"is it running? ({error})"
+        ) from error
+    missing = [name for name in names if name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                name,
+                num_partitions=KAFKA_PARTITIONS,
+                replication_factor=-1,
+                config=TOPIC_CONFIG,
+            )
+            for name in missing
+        ],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(
+                    f"could not create Kafka topic {name!r} at {settings.kafka_bootstrap}: "
+                    f"{error.args[0].str()}"
+                ) from error
+    return created
