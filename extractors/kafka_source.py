@@ -31,6 +31,9 @@ REQUIRED_FIELDS = {
 }
 CONSUMER_GROUP = "c360-extractor"
 METADATA_REFRESH_S = 10.0
+# How long watermarks from the fetch stream are trusted before asking the broker again; the ask
+# is what notices a broker that went away while nothing was pending.
+WATERMARKS_VERIFY_S = 1.0
 BROKER_TIMEOUT_S = 10.0
 
 
@@ -68,6 +71,7 @@ class KafkaSource:
         self._consumer: Consumer | None = None
         self._partitions: list[int] = []
         self._partitions_checked = 0.0
+        self._watermarks_verified = 0.0
         # Where the consumer will read next, per partition; None when it must seek first.
         self._positions: dict[int, int] | None = None
 
@@ -127,10 +131,24 @@ class KafkaSource:
     def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         consumer = self._consumer_()
         marks = {}
+        now = time.monotonic()
+        trust_cache = self._positions is not None and now - self._watermarks_verified < (
+            WATERMARKS_VERIFY_S
+        )
+        if not trust_cache:
+            self._watermarks_verified = now
         for p in partitions:
+            tp = TopicPartition(self.topic, p)
+            if trust_cache:
+                # Assigned partitions are fetched continuously (fetch.wait.max.ms apart), and each
+                # fetch reports the high watermark: no round trip for an empty micro-batch.
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if low >= 0 and high >= 0:
+                    marks[p] = (low, high)
+                    continue
             try:
                 marks[p] = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=BROKER_TIMEOUT_S, cached=False
+                    tp, timeout=BROKER_TIMEOUT_S, cached=False
                 )
             except Exception as exc:
                 raise KafkaExtractError(
@@ -174,17 +192,16 @@ class KafkaSource:
             start[p] = position
         targets = {p: high for p, (_low, high) in marks.items() if high > start[p]}
         before = _format_positions(stored)
-        if not targets and not retention_gaps:
-            return BatchResult(
-                self.name, None, 0, 0, 0, before, before, 0, time.monotonic() - started
-            )
-
         consumer = self._consumer_()
         if self._positions != start:
             consumer.assign(
                 [TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions]
             )
             self._positions = dict(start)
+        if not targets and not retention_gaps:
+            return BatchResult(
+                self.name, None, 0, 0, 0, before, before, 0, time.monotonic() - started
+            )
 
         landed = {k: [] for k in ("partition", "offset", "key", "timestamp", "value")}
         quarantined = []

@@ -140,8 +140,8 @@ class KafkaService:
                 f"{self.jars_dir}/*",
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # One argument: a random id may start with "-", which argparse takes for an option.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(config),
             ],
