@@ -1,0 +1,19 @@
+{#- Whole years from `dob` to `as_of_date`: the year difference, less one when the birthday has
+    not yet come that year. Someone born on 29 February turns a year older on 1 March in a year
+    that has no 29 February. Null when either date is null. -#}
+{% macro age_in_years(dob, as_of_date) -%}
+    (
+        extract(year from {{ as_of_date }}) - extract(year from {{ dob }})
+        - case
+            when extract(month from {{ as_of_date }}) * 100 + extract(day from {{ as_of_date }})
+                < extract(month from {{ dob }}) * 100 + extract(day from {{ dob }})
+            then 1
+            else 0
+        end
+    )
+{%- endmacro %}
+
+{#- The day a view is read, in UTC. A macro so unit tests can pin it (overrides: macros). -#}
+{% macro reading_date() -%}
+    cast({{ dbt.current_timestamp() }} as date)
+{%- endmacro %}

@@ -1,0 +1,121 @@
+{#- Incremental bookkeeping.
+
+    Every landing row has a `batch_id` that increases per raw table (one extractor writes each
+    table, in order). Staging rows keep `_batch_id`, the greatest batch id of the raw rows they
+    reflect, and read only raw rows above `max(_batch_id)` of their own table. Marts keep, per
+    customer and per source, the greatest staging `_batch_id` reflected (`_users_batch_id`, ...)
+    and recompute only customers touched by staging rows above those watermarks.
+
+    Watermarks are read once at compile time and inlined as literals, so `batch_id > 123` is a
+    constant filter DuckDB prunes with zone maps on append-ordered tables. -#}
+
+{#- The greatest value of `column` in this model's existing relation (rows matching `where`, if
+    given), or -1 on a first or full build. -#}
+{% macro relation_max(column, where=none) -%}
+    {%- if execute and is_incremental() -%}
+        {%- set result = run_query(
+            "select coalesce(max(" ~ column ~ "), -1) from " ~ this
+            ~ (" where " ~ where if where else "")
+        ) -%}
+        {{- return(result.columns[0].values()[0] | int) -}}
+    {%- else -%}
+        {{- return(-1) -}}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro batch_watermark(column='_batch_id') -%}
+    {{- return(customer360.relation_max(column)) -}}
+{%- endmacro %}
+
+{#- The staging inputs that can change a customer's mart rows. `ids` is the column with the
+    customer ids a staging row touches when it changes: `_customer_ids` holds every customer a
+    Mongo document or an email ever belonged to (so a delete, or an order moved to another
+    customer, recomputes the previous customer too); a weblog event never changes owner. -#}
+{% macro customer_sources() -%}
+    {{- return({
+        'users': {'model': 'stg_users', 'mark': '_users_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
+        'online_orders': {'model': 'stg_online_orders', 'mark': '_online_orders_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
+        'instore_orders': {'model': 'stg_instore_orders', 'mark': '_instore_orders_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
+        'weblogs': {'model': 'stg_weblogs', 'mark': '_weblogs_batch_id', 'ids': 'customer_id', 'source_at': 'event_at'},
+        'marketing_emails': {'model': 'stg_marketing_emails', 'mark': '_emails_batch_id', 'ids': '_customer_ids', 'source_at': 'last_updated_at'},
+    }) -}}
+{%- endmacro %}
+
+{#- Select of the customer ids touched by staging changes not yet reflected in this model: one
+    `customer_id` column, no nulls, no duplicates. On a full build it is never used. -#}
+{% macro touched_customers(source_names) -%}
+    {%- set sources = customer360.customer_sources() -%}
+    select distinct customer_id from (
+    {%- for name in source_names %}
+        {%- set s = sources[name] %}
+        {% if not loop.first %}union all{% endif %}
+        select {% if s.ids == '_customer_ids' %}{{ customer360.unnest_array('_customer_ids') }}{% else %}customer_id{% endif %} as customer_id
+        from {{ ref(s.model) }}
+        where _batch_id > {{ customer360.relation_max(s.mark) }}
+    {%- endfor %}
+    ) as touched
+    where customer_id is not null
+{%- endmacro %}
+
+{#- Select of per-customer bookkeeping for the customers in `customers_cte`: for each source the
+    greatest staging `_batch_id` of that customer's rows (the mart's watermark) and, with
+    `with_source_times`, the greatest source time (`_<source>_source_at`). Deleted documents
+    count: a delete is a change the mart reflects. -#}
+{% macro customer_batch_marks(source_names, customers_cte, with_source_times=false) -%}
+    {%- set sources = customer360.customer_sources() -%}
+    select
+        {{ customers_cte }}.customer_id
+    {%- for name in source_names %}
+        {%- set s = sources[name] %}
+        , {{ name }}_marks.{{ s.mark }}
+        {%- if with_source_times %}
+        , {{ name }}_marks._{{ name }}_source_at
+        {%- endif %}
+    {%- endfor %}
+    from {{ customers_cte }}
+    {%- for name in source_names %}
+    {%- set s = sources[name] %}
+    left join (
+        select
+            customer_id,
+            max(_batch_id) as {{ s.mark }},
+            max({{ s.source_at }}) as _{{ name }}_source_at
+        from {{ ref(s.model) }}
+        where customer_id in (select customer_id from {{ customers_cte }})
+        group by customer_id
+    ) as {{ name }}_marks
+        on {{ name }}_marks.customer_id = {{ customers_cte }}.customer_id
+    {%- endfor %}
+{%- endmacro %}
+
+{#- The final select of a per-customer model. On an incremental build, every touched customer
+    also gets a tombstone row (`_tombstone = true`, key only), so the `replace_keys` strategy
+    deletes the rows of a customer that now has none (deleted customer, deleted orders). -#}
+{% macro select_with_tombstones(final_cte, touched_cte, key='customer_id') -%}
+    {%- if is_incremental() %}
+    select *, false as _tombstone from {{ final_cte }}
+    {{ customer360.union_all_by_name() }}
+    select {{ key }}, true as _tombstone from {{ touched_cte }}
+    {%- else %}
+    select * from {{ final_cte }}
+    {%- endif %}
+{%- endmacro %}
+
+{% macro union_all_by_name() -%}
+    {{ return(adapter.dispatch('union_all_by_name', 'customer360')()) }}
+{%- endmacro %}
+{% macro default__union_all_by_name() -%}
+    union all by name
+{%- endmacro %}
+
+{#- Custom incremental strategy `replace_keys`: delete every target row whose key is in the new
+    data (tombstones included), then insert the new rows that are not tombstones. -#}
+{% macro get_incremental_replace_keys_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set key = arg_dict['unique_key'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }} where {{ key }} in (select {{ key }} from {{ source }});
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }} where not _tombstone
+{%- endmacro %}

@@ -1,0 +1,100 @@
+{#- Typed reads from JSON text. Everything warehouse-specific about JSON lives here: another
+    adapter gets its own `<adapter>__json_*` implementation, the models stay as they are.
+    `path` is a JSONPath such as '$.user_id' or '$.address.city'. A value of the wrong type
+    reads as null, so a model can reject the record instead of failing the build. -#}
+
+{% macro json_text(column, path) -%}
+    {{ return(adapter.dispatch('json_text', 'customer360')(column, path)) }}
+{%- endmacro %}
+{% macro default__json_text(column, path) -%}
+    json_extract_string({{ column }}, '{{ path }}')
+{%- endmacro %}
+
+{#- An integer: a JSON integer, or a string of digits; 12.5, "abc", true read as null. -#}
+{% macro json_integer(column, path) -%}
+    {{ return(adapter.dispatch('json_integer', 'customer360')(column, path)) }}
+{%- endmacro %}
+{% macro default__json_integer(column, path) -%}
+    case
+        when json_type({{ column }}, '{{ path }}') in ('BIGINT', 'UBIGINT')
+            then try_cast(json_extract_string({{ column }}, '{{ path }}') as bigint)
+        when json_type({{ column }}, '{{ path }}') = 'VARCHAR'
+            and regexp_full_match(trim(json_extract_string({{ column }}, '{{ path }}')), '-?[0-9]+')
+            then try_cast(trim(json_extract_string({{ column }}, '{{ path }}')) as bigint)
+    end
+{%- endmacro %}
+
+{#- A boolean: JSON true/false; anything else reads as null. -#}
+{% macro json_boolean(column, path) -%}
+    {{ return(adapter.dispatch('json_boolean', 'customer360')(column, path)) }}
+{%- endmacro %}
+{% macro default__json_boolean(column, path) -%}
+    case json_type({{ column }}, '{{ path }}')
+        when 'BOOLEAN' then json_extract_string({{ column }}, '{{ path }}') = 'true'
+    end
+{%- endmacro %}
+
+{#- A UTC timestamp from an ISO-8601 string (any offset, converted to UTC) or from Mongo relaxed
+    extended JSON: {"$date": "...Z"} or {"$date": {"$numberLong": "<ms since epoch>"}}. -#}
+{% macro json_timestamp(column, path) -%}
+    {{ return(adapter.dispatch('json_timestamp', 'customer360')(column, path)) }}
+{%- endmacro %}
+{% macro default__json_timestamp(column, path) -%}
+    case
+        when json_type({{ column }}, '{{ path }}') = 'VARCHAR'
+            then {{ customer360.parse_utc_timestamp("json_extract_string(" ~ column ~ ", '" ~ path ~ "')") }}
+        when json_type({{ column }}, '{{ path }}.$date') = 'VARCHAR'
+            then {{ customer360.parse_utc_timestamp("json_extract_string(" ~ column ~ ", '" ~ path ~ ".$date')") }}
+        when json_type({{ column }}, '{{ path }}.$date') in ('BIGINT', 'UBIGINT')
+            then try_cast(epoch_ms(try_cast(json_extract_string({{ column }}, '{{ path }}.$date') as bigint)) as timestamp)
+        when json_type({{ column }}, '{{ path }}.$date.$numberLong') = 'VARCHAR'
+            then try_cast(epoch_ms(try_cast(json_extract_string({{ column }}, '{{ path }}.$date.$numberLong') as bigint)) as timestamp)
+    end
+{%- endmacro %}
+
+{#- ISO-8601 text to a UTC timestamp without time zone; text without an offset is taken as UTC
+    (the profile sets TimeZone=UTC); unparseable text is null. -#}
+{% macro parse_utc_timestamp(text_expression) -%}
+    {{ return(adapter.dispatch('parse_utc_timestamp', 'customer360')(text_expression)) }}
+{%- endmacro %}
+{% macro default__parse_utc_timestamp(text_expression) -%}
+    timezone('UTC', try_cast({{ text_expression }} as timestamptz))
+{%- endmacro %}
+
+{#- A date from 'YYYY-MM-DD' text; anything else is null. -#}
+{% macro json_date(column, path) -%}
+    {{ return(adapter.dispatch('json_date', 'customer360')(column, path)) }}
+{%- endmacro %}
+{% macro default__json_date(column, path) -%}
+    try_cast(try_strptime(json_extract_string({{ column }}, '{{ path }}'), '%Y-%m-%d') as date)
+{%- endmacro %}
+
+{#- The order line items of a Mongo order document as a typed array of
+    struct(product_id, product_name, category, price, quantity), in document order. -#}
+{% macro json_order_items(column) -%}
+    {{ return(adapter.dispatch('json_order_items', 'customer360')(column)) }}
+{%- endmacro %}
+{% macro default__json_order_items(column) -%}
+    from_json(
+        json_extract({{ column }}, '$.items'),
+        '[{"product_id": "VARCHAR", "product_name": "VARCHAR", "category": "VARCHAR", "price": "DECIMAL(28,6)", "quantity": "BIGINT"}]'
+    )
+{%- endmacro %}
+
+{#- True when `items` is not an array, or an item has a price that is not a non-negative
+    number or a quantity that is not a positive integer. -#}
+{% macro json_order_items_invalid(column) -%}
+    {{ return(adapter.dispatch('json_order_items_invalid', 'customer360')(column)) }}
+{%- endmacro %}
+{% macro default__json_order_items_invalid(column) -%}
+    (
+        coalesce(json_type({{ column }}, '$.items'), 'NULL') <> 'ARRAY'
+        or coalesce(list_bool_or(list_transform(
+            json_extract({{ column }}, '$.items[*]'),
+            lambda item: coalesce(json_type(item, '$.price') not in ('BIGINT', 'UBIGINT', 'DOUBLE'), true)
+                or coalesce(json_type(item, '$.quantity') not in ('BIGINT', 'UBIGINT'), true)
+                or try_cast(json_extract_string(item, '$.price') as double) < 0
+                or try_cast(json_extract_string(item, '$.quantity') as bigint) <= 0
+        )), false)
+    )
+{%- endmacro %}

@@ -1,0 +1,40 @@
+{#- Why a landed record cannot be typed, or null when it can. Staging keeps only records whose
+    reason is null; `stg_landing_batches` / `stg_rejected_records` list the others, so a bad
+    record is visible and never breaks the build. Delete events carry no document and are
+    always valid. -#}
+
+{% macro mongo_rejection_reason(source_name) -%}
+    case
+        when operation = 'delete' then null
+        when document is null then 'document is missing'
+        when not json_valid(document) then 'document is not JSON'
+        when coalesce(json_type(document), '') <> 'OBJECT' then 'document is not a JSON object'
+    {%- if source_name == 'users' %}
+        when {{ customer360.json_integer('document', '$.id') }} is null then 'id is not an integer'
+    {%- else %}
+        when {{ customer360.json_integer('document', '$.user_id') }} is null then 'user_id is not an integer'
+        when {{ customer360.json_timestamp('document', '$.date') }} is null then 'date is not a timestamp'
+        when {{ customer360.json_order_items_invalid('document') }} then 'items are not valid line items'
+    {%- endif %}
+    end
+{%- endmacro %}
+
+{% macro kafka_rejection_reason(source_name) -%}
+    case
+        when not json_valid("value") then 'value is not JSON'
+        when coalesce(json_type("value"), '') <> 'OBJECT' then 'value is not a JSON object'
+    {%- if source_name == 'weblogs' %}
+        when nullif(trim({{ customer360.json_text('"value"', '$.event_id') }}), '') is null then 'event_id is missing'
+    {%- else %}
+        when nullif(trim({{ customer360.json_text('"value"', '$.email_id') }}), '') is null then 'email_id is missing'
+    {%- endif %}
+        when {{ customer360.json_integer('"value"', '$.user_id') }} is null then 'user_id is not an integer'
+        when {{ customer360.json_timestamp('"value"', '$.date') }} is null then 'date is not a timestamp'
+    {%- if source_name == 'marketing_emails' %}
+        when json_type("value", '$.updated_at') is not null
+            and json_type("value", '$.updated_at') <> 'NULL'
+            and {{ customer360.json_timestamp('"value"', '$.updated_at') }} is null
+            then 'updated_at is not a timestamp'
+    {%- endif %}
+    end
+{%- endmacro %}

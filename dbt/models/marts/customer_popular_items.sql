@@ -1,0 +1,59 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_keys',
+        unique_key='customer_id',
+    )
+}}
+
+{#- How often each customer bought each product (line items of orders that are not deleted,
+    both channels), by upper-case product name. -#}
+
+{%- set inputs = ['users', 'online_orders', 'instore_orders'] %}
+
+with
+{% if is_incremental() %}
+touched as (
+    {{ touched_customers(inputs) }}
+),
+{% endif %}
+
+customers as (
+    select customer_id
+    from {{ ref('int_customers') }}
+    {% if is_incremental() -%}
+    where customer_id in (select customer_id from touched)
+    {%- endif %}
+),
+
+purchases as (
+    select
+        customer_id,
+        upper(product_name) as product_name,
+        count(*) as purchases,
+        max(ordered_at) as last_purchased_at
+    from {{ ref('stg_order_items') }}
+    where not is_deleted
+        and product_name is not null
+        and customer_id in (select customer_id from customers)
+    group by customer_id, upper(product_name)
+),
+
+marks as (
+    {{ customer_batch_marks(inputs, 'customers') }}
+),
+
+final as (
+    select
+        purchases.customer_id,
+        purchases.product_name,
+        purchases.purchases,
+        purchases.last_purchased_at,
+        marks._users_batch_id,
+        marks._online_orders_batch_id,
+        marks._instore_orders_batch_id
+    from purchases
+    inner join marks on marks.customer_id = purchases.customer_id
+)
+
+{{ select_with_tombstones('final', 'touched') }}

@@ -1,0 +1,91 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='email_id',
+    )
+}}
+
+{#- One row per email_id, merging all its records (which may arrive out of order): send time,
+    first open and first click (earliest `updated_at` of a record with that flag true). Every
+    column is a min/max/union over the records, so merging the previous row with new records
+    gives what a full build over all records gives. -#}
+
+with source as (
+    select *
+    from {{ source('raw', 'marketing_emails') }}
+    where batch_id > {{ batch_watermark() }}
+),
+
+typed as (
+    select
+        -- ids
+        trim({{ json_text('"value"', '$.email_id') }}) as email_id,
+        {{ json_integer('"value"', '$.user_id') }} as customer_id,
+
+        -- strings
+        {{ json_text('"value"', '$.campaign') }} as campaign,
+
+        -- booleans
+        coalesce({{ json_boolean('"value"', '$.email_opened') }}, false) as is_opened,
+        coalesce({{ json_boolean('"value"', '$.email_clicked') }}, false) as is_clicked,
+
+        -- timestamps
+        {{ json_timestamp('"value"', '$.date') }} as sent_at,
+        coalesce(
+            {{ json_timestamp('"value"', '$.updated_at') }},
+            {{ json_timestamp('"value"', '$.date') }}
+        ) as updated_at,
+
+        batch_id as _batch_id
+    from source
+    where {{ kafka_rejection_reason('marketing_emails') }} is null
+),
+
+new_emails as (
+    select
+        email_id,
+        min(customer_id) as customer_id,
+        {{ sorted_distinct_array_agg('customer_id') }} as _customer_ids,
+        min(campaign) as campaign,
+        min(sent_at) as sent_at,
+        min(case when is_opened then updated_at end) as first_opened_at,
+        min(case when is_clicked then updated_at end) as first_clicked_at,
+        max(updated_at) as last_updated_at,
+        count(*) as records,
+        max(_batch_id) as _batch_id
+    from typed
+    group by email_id
+),
+
+{% if is_incremental() %}
+emails as (
+    select
+        email_id,
+        min(customer_id) as customer_id,
+        {{ sorted_distinct_array_union_agg('_customer_ids') }} as _customer_ids,
+        min(campaign) as campaign,
+        min(sent_at) as sent_at,
+        min(first_opened_at) as first_opened_at,
+        min(first_clicked_at) as first_clicked_at,
+        max(last_updated_at) as last_updated_at,
+        cast(sum(records) as {{ dbt.type_bigint() }}) as records,
+        max(_batch_id) as _batch_id
+    from (
+        select * from new_emails
+        union all
+        select
+            email_id, customer_id, _customer_ids, campaign, sent_at, first_opened_at,
+            first_clicked_at, last_updated_at, records, _batch_id
+        from {{ this }}
+        where email_id in (select email_id from new_emails)
+    ) as records_so_far
+    group by email_id
+)
+{% else %}
+emails as (
+    select * from new_emails
+)
+{% endif %}
+
+select * from emails

@@ -1,0 +1,59 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+    )
+}}
+
+{#- Append-only: one row per event_id, the first valid record landed for it (by batch,
+    partition, offset); later duplicates of a known event_id are dropped. -#}
+
+with source as (
+    select *
+    from {{ source('raw', 'weblogs') }}
+    where batch_id > {{ batch_watermark() }}
+),
+
+typed as (
+    select
+        -- ids
+        trim({{ json_text('"value"', '$.event_id') }}) as event_id,
+        {{ json_integer('"value"', '$.user_id') }} as customer_id,
+        {{ json_text('"value"', '$.session_id') }} as session_id,
+
+        -- strings
+        {{ json_text('"value"', '$.page') }} as page,
+        {{ json_text('"value"', '$.action') }} as action,
+        nullif(trim({{ json_text('"value"', '$.error_message') }}), '') as error_message,
+
+        -- timestamps
+        {{ json_timestamp('"value"', '$.date') }} as event_at,
+        "timestamp" as kafka_timestamp,
+
+        -- landing position
+        "partition" as kafka_partition,
+        "offset" as kafka_offset,
+        batch_id as _batch_id
+    from source
+    where {{ kafka_rejection_reason('weblogs') }} is null
+),
+
+first_records as (
+    select *
+    from typed
+    qualify row_number() over (
+        partition by event_id order by _batch_id, kafka_partition, kafka_offset
+    ) = 1
+),
+
+new_events as (
+    select *
+    from first_records
+    {% if is_incremental() -%}
+    where not exists (
+        select 1 from {{ this }} as known where known.event_id = first_records.event_id
+    )
+    {%- endif %}
+)
+
+select * from new_events
