@@ -295,7 +295,8 @@ def seed(
         create_indexes(db)
         ensure_topics(settings)
 
-        rng = random.Random(seed)
+        # Appended customers get a stream of their own (else their ids and ObjectIds repeat).
+        rng = random.Random(seed if first_id == 1 else f"{seed}/{first_id}")
         sends = plan_campaign_sends(rng, window_start_ms, now_ms)
         kafka = KafkaOutput(settings, linger_ms=50, report_only_errors=True)
         mongo = MongoBulkWriter(db)
