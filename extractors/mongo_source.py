@@ -35,8 +35,9 @@ from extractors.warehouse import next_batch_id, record_batch, utcnow
 
 log = logging.getLogger(__name__)
 
-# Server codes that mean "this stream can never resume": history lost, or the stream is dead.
-UNRESUMABLE_CODES = {280, 286}
+# Server codes that mean "this stream can never resume": a token it no longer knows
+# (InvalidResumeToken), a dead stream (ChangeStreamFatalError) or lost history.
+UNRESUMABLE_CODES = {260, 280, 286}
 # Events after which the collection is gone or elsewhere: copy it again.
 COLLECTION_ENDING_EVENTS = {"drop", "rename", "dropDatabase", "invalidate"}
 STREAM_AWAIT_MS = 10

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 
+import duckdb
+import pytest
+
 from extractors import Extractor
+from extractors.warehouse import WarehouseLockedError, connect_warehouse
 from tests.extractor_helpers import (
     current_state,
     drain,
@@ -161,3 +167,54 @@ def test_snapshot_then_stream_with_concurrent_writes(isolated_settings):
         assert current_state(con, "users") == mongo_state(isolated_settings, "users")
         ops = dict(con.execute("select operation, count(*) from raw.users group by 1").fetchall())
     assert ops["snapshot"] >= 3000 and ops["update"] > 0 and ops["delete"] > 0
+
+
+def test_a_stream_that_cannot_resume_is_copied_again_and_vanished_documents_deleted(
+    isolated_settings,
+):
+    users = mongo_db(isolated_settings).users
+    users.insert_many([{"id": i, "version": 0} for i in range(100)])
+    with Extractor(isolated_settings) as extractor:
+        drain(extractor, ["users"])
+    # While nothing follows the stream: changes, then the stored position becomes unusable.
+    users.delete_many({"id": {"$lt": 10}})
+    users.update_many({"id": {"$gte": 90}}, {"$set": {"version": 1}})
+    users.insert_one({"id": 500, "version": 0})
+    with duckdb.connect(str(isolated_settings.warehouse)) as con:
+        con.execute('update raw._mongo_positions set resume_token = \'{"_data": "00"}\'')
+    with Extractor(isolated_settings) as extractor:
+        result = extractor.extract("users")
+        assert "re-snapshot" in result.note
+        drain(extractor, ["users"])
+    with read_only(isolated_settings) as con:
+        assert current_state(con, "users") == mongo_state(isolated_settings, "users")
+        reasons = con.execute("select collection, reason from raw._resnapshots").fetchall()
+        deletes = con.execute(
+            "select count(*) from raw.users where operation = 'delete'"
+        ).fetchall()[0][0]
+    assert len(reasons) == 1 and reasons[0][0] == "users" and "resume" in reasons[0][1]
+    assert deletes == 10
+
+
+def test_a_locked_warehouse_fails_naming_the_holder(isolated_settings):
+    isolated_settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
+            " time.sleep(60)",
+            str(isolated_settings.warehouse),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(WarehouseLockedError) as failure:
+            connect_warehouse(isolated_settings.warehouse, lock_wait_s=1.0)
+        assert str(holder.pid) in str(failure.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    connect_warehouse(isolated_settings.warehouse, lock_wait_s=5.0).close()
