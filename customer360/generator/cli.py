@@ -99,7 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     seed_parser.add_argument(
-        "--customers", type=_positive_int, required=True, help="number of customers to create"
+        "--customers",
+        type=_positive_int,
+        required=True,
+        default=argparse.SUPPRESS,
+        help="number of customers to create",
     )
     seed_parser.add_argument(
         "--days", type=_positive_int, default=365, help="days of history before --now"

@@ -31,6 +31,7 @@ from pymongo import MongoClient
 
 from customer360.config import Settings
 from customer360.generator import bad_records, catalog, records
+from customer360.generator.history import create_indexes
 from customer360.generator.outputs import KafkaOutput, to_json
 from customer360.generator.topics import ensure_topics
 
@@ -641,7 +642,8 @@ def stream(
 ) -> StreamSummary:
     """Produce `rate` events per second for `duration` seconds (forever if None).
 
-    Stops early when `stop` is set, on Ctrl-C or on SIGTERM; always flushes what it produced.
+    Stops at the next tick when `stop` is set, on Ctrl-C or on SIGTERM (a second Ctrl-C stops at
+    once); always flushes what it produced.
     `mix` overrides the weights of `STREAM_MIX` (kinds missing from it keep theirs).
     `log_path`: append one JSON line per record produced (Kafka ones once delivered, with
     partition and offset).
@@ -666,13 +668,20 @@ def stream(
     kafka = KafkaOutput(
         settings, linger_ms=5, on_delivered=_log_delivery(log) if log is not None else None
     )
-    previous_sigterm = None
+    previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
-        previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+        def stop_at_next_tick(signum, frame):
+            if stop.is_set():  # asked twice: stop now
+                raise KeyboardInterrupt
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[signum] = signal.signal(signum, stop_at_next_tick)
     try:
         db = client[settings.mongo_db]
         try:
-            db["users"].create_index([("id", pymongo.ASCENDING)], unique=True, name="id_unique")
+            create_indexes(db)  # updates and deletes find users by id
         except pymongo.errors.ServerSelectionTimeoutError as error:
             raise RuntimeError(
                 f"MongoDB at {settings.mongo_uri} did not answer within 10 s; is it running?"
@@ -709,8 +718,8 @@ def stream(
                     break
                 ticks += 1
                 pause = started + ticks * tick_s - time.monotonic()
-                if pause > 0:
-                    stop.wait(pause)
+                if pause > 0:  # (not stop.wait: a signal handler setting it could deadlock)
+                    time.sleep(pause)
         except KeyboardInterrupt:
             if progress:
                 progress("stream: interrupted, flushing")
@@ -719,8 +728,8 @@ def stream(
             streamer.flush_inserts()
             kafka.producer.flush(30)
     finally:
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
         if log is not None:
             log.close()
         client.close()
