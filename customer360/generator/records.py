@@ -94,7 +94,9 @@ def from_millis(millis: int) -> datetime:
 
 def iso(moment: datetime) -> str:
     """`2026-11-27T18:40:47.123+00:00`: the Kafka date format of the contract."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")
 
 
 def truncate_to_millis(moment: datetime) -> datetime:
@@ -136,10 +138,11 @@ def poisson(rng: random.Random, mean: float) -> int:
 def activity_level(rng: random.Random) -> float:
     """How active a customer is, relative to the average (mean 1, heavy tail: lognormal).
 
-    About half the customers are below 0.6, while the top 1 % are 8 times the average or more.
+    About half the customers are below 0.6, while the top 1 % are 8 times the average or more;
+    capped at 20 times (a heavy buyer, not a reseller).
     """
     sigma = 1.1
-    return rng.lognormvariate(-sigma * sigma / 2, sigma)
+    return min(rng.lognormvariate(-sigma * sigma / 2, sigma), 20.0)
 
 
 # ---------------------------------------------------------------------------------------------
