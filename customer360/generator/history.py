@@ -69,6 +69,9 @@ class SeedSummary:
             + self.email_records
         )
 
+    def __str__(self) -> str:
+        return self.describe()
+
     def describe(self) -> str:
         return (
             f"seeded {self.customers} customers (ids {self.first_customer_id}.."

@@ -14,6 +14,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from statistics import NormalDist
 from typing import Any, Generic, TypeVar
 
 from bson import ObjectId
@@ -331,9 +332,18 @@ def plan_session(rng: random.Random, with_order: bool = False) -> list[PageView]
     return pages
 
 
+# Quantiles of the time between two page views, lognormal with a median of ~25 s, capped at
+# 15 min: drawing from a table is several times cheaper than `lognormvariate` per page view.
+_PAGE_GAP_BITS = 12
+_PAGE_GAPS_MS = tuple(
+    int(min(math.exp(10.1 + 0.9 * NormalDist().inv_cdf((i + 0.5) / 2**_PAGE_GAP_BITS)), 900_000))
+    for i in range(2**_PAGE_GAP_BITS)
+)
+
+
 def page_gap_millis(rng: random.Random) -> int:
     """Time between two page views of a session (median ~25 s)."""
-    return int(min(rng.lognormvariate(10.1, 0.9), 900_000))
+    return _PAGE_GAPS_MS[rng.getrandbits(_PAGE_GAP_BITS)]
 
 
 def make_weblog(

@@ -119,6 +119,9 @@ class StreamSummary:
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
+    def __str__(self) -> str:
+        return self.describe()
+
     def describe(self) -> str:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.by_kind.items()))
         sources = ", ".join(f"{k} {v}" for k, v in sorted(self.by_source.items()))
