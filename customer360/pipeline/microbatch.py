@@ -1,0 +1,264 @@
+"""One micro-batch: extract every source with something new, build what it feeds, publish.
+
+`MicroBatch(settings)` keeps an `Extractor` (DuckDB, MongoDB change streams, Kafka consumers) and
+a `DbtInvoker` (parsed manifest) warm, so a micro-batch with nothing new costs milliseconds and
+one with new records pays for the extract and a ~1 s in-process dbt build.
+
+The extractor's DuckDB connection and dbt-duckdb's live in the same process on the same DuckDB
+database instance (tested in tests/test_pipeline_microbatch.py): no second writer, no lock.
+
+Which models to build is decided from the warehouse itself, not from what this batch landed: a
+source needs building when its raw table holds a batch that `staging.stg_landing_batches` (the
+per-source watermark of staging) has not seen, so a build that failed or a process that died
+between extract and dbt is caught up by the next micro-batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
+from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker
+from extractors import SOURCES, BatchResult, Extractor
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS = 50_000
+MAX_SECONDS = 5.0
+WATERMARK_RELATION = "staging.stg_landing_batches"
+
+
+class MicroBatchError(RuntimeError):
+    """Some source could not be extracted or the dbt build failed; the message says which."""
+
+
+def state_path(settings: Settings) -> Path:
+    """The published state of a warehouse (positions reached, sources dbt still owes).
+
+    It lives next to the warehouse it describes and is what the sensor's probe reads, so the
+    probe never opens the DuckDB file (only the writer may).
+    """
+    return settings.warehouse.with_name(settings.warehouse.name + ".state.json")
+
+
+def read_state(settings: Settings) -> dict | None:
+    try:
+        return json.loads(state_path(settings).read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:
+        return None
+
+
+@dataclass
+class MicroBatchResult:
+    extracts: dict[str, BatchResult] = field(default_factory=dict)
+    extract_errors: dict[str, str] = field(default_factory=dict)
+    dbt_sources: list[str] = field(default_factory=list)  # sources whose downstream was built
+    dbt: DbtBuildResult | None = None
+    extract_seconds: float = 0.0
+    dbt_seconds: float = 0.0
+    publish_seconds: float = 0.0
+
+    @property
+    def total_seconds(self) -> float:
+        return self.extract_seconds + self.dbt_seconds + self.publish_seconds
+
+    @property
+    def records(self) -> int:
+        return sum(r.records for r in self.extracts.values())
+
+    @property
+    def models_built(self) -> list[str]:
+        return self.dbt.models_built if self.dbt else []
+
+    @property
+    def remaining_lag(self) -> int | None:
+        lags = [r.remaining_lag for r in self.extracts.values()]
+        return None if any(lag is None for lag in lags) else sum(lags)  # type: ignore[misc]
+
+    @property
+    def success(self) -> bool:
+        return not self.extract_errors and (self.dbt is None or self.dbt.success)
+
+    def raise_on_failure(self) -> None:
+        problems = [f"extract {s}: {e}" for s, e in self.extract_errors.items()]
+        if self.dbt is not None and not self.dbt.success:
+            problems += self.dbt.failures or [f"dbt: {self.dbt.error}"]
+        if problems:
+            raise MicroBatchError("micro-batch failed:\n" + "\n".join(problems))
+
+    def summary_lines(self) -> list[str]:
+        lines = [r.summary_line() for r in self.extracts.values()]
+        lines += [f"{s:<17} extract FAILED: {e}" for s, e in self.extract_errors.items()]
+        if self.dbt is None:
+            lines.append("dbt               nothing to build")
+        else:
+            tests = self.dbt.tests_run
+            passed = sum(1 for _, s in tests if s == "pass")
+            lines.append(
+                f"dbt               {len(self.models_built)} models built, {passed}/{len(tests)} "
+                f"tests passed for {', '.join(self.dbt_sources)}"
+                + ("" if self.dbt.success else "  FAILED")
+            )
+            lines += [f"  {f}" for f in self.dbt.failures]
+        lines.append(
+            f"micro-batch       {self.records} records; extract {self.extract_seconds * 1000:.0f} "
+            f"ms, dbt {self.dbt_seconds * 1000:.0f} ms, publish "
+            f"{self.publish_seconds * 1000:.0f} ms"
+        )
+        return lines
+
+
+class MicroBatch:
+    """A warm micro-batch runner for one warehouse; call `.run()` as often as you like."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        max_records: int = MAX_RECORDS,
+        max_seconds: float = MAX_SECONDS,
+    ):
+        self.settings = settings
+        self.max_records = max_records
+        self.max_seconds = max_seconds
+        self.extractor = Extractor(settings)
+        self.dbt = DbtInvoker(settings)
+        # Sources whose models a failed build still owes, beyond what the watermark shows.
+        self._dbt_owed: set[str] = set((read_state(settings) or {}).get("dbt_pending", []))
+        # Set by a Dagster extract step for the dbt step of the same run (in-process executor).
+        self.last_extract_errors: dict[str, str] = {}
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        return self.extractor.con
+
+    # -- the three steps --------------------------------------------------------------------
+    def extract(
+        self, sources: tuple[str, ...] = SOURCES
+    ) -> tuple[dict[str, BatchResult], dict[str, str]]:
+        """One bounded batch of every source; a failing source does not stop the others."""
+        results, errors = {}, {}
+        for source in sources:
+            try:
+                results[source] = self.extractor.extract(source, self.max_records, self.max_seconds)
+            except Exception as exc:  # noqa: BLE001 - reported per source, raised by the caller
+                log.warning("extracting %s failed: %s", source, exc)
+                errors[source] = f"{type(exc).__name__}: {exc}"
+                # A broken connection is rebuilt on the next call.
+                source_obj = self.extractor._sources.pop(source, None)
+                if source_obj is not None:
+                    source_obj.close()
+        return results, errors
+
+    def sources_to_build(self) -> list[str]:
+        """Sources with landed batches the dbt models have not taken in yet (all on first use)."""
+        raw_max = dict(
+            self.con.execute(
+                " union all ".join(f"select '{s}', max(batch_id) from raw.{s}" for s in SOURCES)
+            ).fetchall()
+        )
+        try:
+            seen = dict(
+                self.con.execute(
+                    f"select source, max(batch_id) from {WATERMARK_RELATION} group by source"
+                ).fetchall()
+            )
+        except duckdb.CatalogException:
+            return list(SOURCES)  # never built: build everything, marts exist even when empty
+        behind = {s for s in SOURCES if raw_max[s] is not None and raw_max[s] > seen.get(s, -1)}
+        return [s for s in SOURCES if s in behind or s in self._dbt_owed]
+
+    def build_models(self, sources: list[str]) -> DbtBuildResult | None:
+        """`dbt build` of everything downstream of `sources` (models and their tests)."""
+        if not sources:
+            return None
+        select = None if set(sources) == set(SOURCES) else [f"source:raw.{s}+" for s in sources]
+        result = self.dbt.build(select)
+        if result.success:
+            self._dbt_owed.clear()
+        else:
+            self._dbt_owed.update(sources)
+        return result
+
+    def publish(self) -> dict:
+        """Write the positions reached and what dbt still owes, for the sensor's probe."""
+        kafka: dict[str, dict[str, int]] = {}
+        for topic, partition, offset in self.con.execute(
+            'select topic, "partition", next_offset from raw._kafka_offsets'
+        ).fetchall():
+            kafka.setdefault(topic, {})[str(partition)] = offset
+        mongo = {
+            collection: {"resume_token": token, "snapshot_done": done}
+            for collection, token, done in self.con.execute(
+                "select collection, resume_token, snapshot_done from raw._mongo_positions"
+            ).fetchall()
+        }
+        state = {
+            "warehouse": str(self.settings.warehouse),
+            "published_at": datetime.now(UTC).isoformat(),
+            "kafka": {t: kafka.get(self.settings.topic(t), {}) for t in KAFKA_TOPICS},
+            "mongo": {c: mongo.get(c) for c in MONGO_COLLECTIONS},
+            "dbt_pending": sorted(self._dbt_owed),
+        }
+        path = state_path(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(path)
+        return state
+
+    # -- all of it --------------------------------------------------------------------------
+    def run(self) -> MicroBatchResult:
+        result = MicroBatchResult()
+        started = time.monotonic()
+        result.extracts, result.extract_errors = self.extract()
+        result.extract_seconds = time.monotonic() - started
+
+        started = time.monotonic()
+        result.dbt_sources = self.sources_to_build()
+        result.dbt = self.build_models(result.dbt_sources)
+        result.dbt_seconds = time.monotonic() - started
+
+        started = time.monotonic()
+        self.publish()
+        result.publish_seconds = time.monotonic() - started
+        return result
+
+    def close(self) -> None:
+        self.extractor.close()
+
+    def __enter__(self) -> MicroBatch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_WARM: dict[Settings, MicroBatch] = {}
+
+
+def warm_microbatch(settings: Settings) -> MicroBatch:
+    """The process's `MicroBatch` for these settings, created on first use and kept warm.
+
+    Runs executed inside a long-lived process (Dagster's in-memory run launcher in the daemon,
+    `c360 up`) reuse its connections and parsed dbt manifest from one run to the next.
+    """
+    batch = _WARM.get(settings)
+    if batch is None:
+        batch = _WARM[settings] = MicroBatch(settings)
+    return batch
+
+
+def close_warm_microbatches() -> None:
+    while _WARM:
+        _, batch = _WARM.popitem()
+        batch.close()
