@@ -8,10 +8,7 @@
 
 `catalog` holds the fixed world (products, stores, pages, errors); `records` builds documents
 and records of the source contract; `cli.register` adds `c360 seed` and `c360 stream`.
+
+The functions live in their modules (`history.seed`, `stream.stream`, `topics.ensure_topics`);
+nothing is re-exported here, so `customer360.generator.stream` stays the module.
 """
-
-from customer360.generator.history import SeedRefused, SeedSummary, seed
-from customer360.generator.stream import StreamSummary, stream
-from customer360.generator.topics import ensure_topics
-
-__all__ = ["SeedRefused", "SeedSummary", "StreamSummary", "ensure_topics", "seed", "stream"]

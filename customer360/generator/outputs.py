@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -160,3 +161,59 @@ class MongoBulkWriter:
             self.flush()
         finally:
             self.pool.shutdown(wait=True)
+
+
+class MongoOpsWriter:
+    """Applies batches of write operations to Mongo in order, from one background thread.
+
+    Each batch is one `bulk_write(ordered=True)` on one collection, so a stream's pacing does not
+    wait for Mongo round trips. At most `max_batches` wait; beyond that `submit` blocks (Mongo
+    sets the pace). After a failure the writer stops writing and `submit`/`close` raise it.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        on_written: Callable[[list[Any]], None] | None = None,
+        max_batches: int = 200,
+    ):
+        self.db = db
+        self.on_written = on_written
+        self.batches: queue.Queue = queue.Queue(maxsize=max_batches)
+        self.error: BaseException | None = None
+        self.written = 0
+        self.thread = threading.Thread(target=self._run, name="mongo-ops", daemon=True)
+        self.thread.start()
+
+    def submit(self, collection: str, operations: list[Any], entries: list[Any]) -> None:
+        self._raise_error()
+        self.batches.put((collection, operations, entries))
+
+    def _run(self) -> None:
+        while True:
+            batch = self.batches.get()
+            if batch is None:
+                return
+            collection, operations, entries = batch
+            if self.error is not None:
+                continue
+            try:
+                self.db[collection].bulk_write(operations, ordered=True)
+                self.written += len(operations)
+                if self.on_written is not None:
+                    self.on_written(entries)
+            except Exception as error:  # noqa: BLE001 - reported to the producing thread
+                self.error = error
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(
+                f"writing to MongoDB ({self.db.name}) failed: {self.error}"
+            ) from self.error
+
+    def close(self) -> None:
+        """Wait until every batch is written; raise if one failed."""
+        if self.thread.is_alive():
+            self.batches.put(None)
+            self.thread.join()
+        self._raise_error()

@@ -27,12 +27,12 @@ from typing import Any
 
 import pymongo
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
-from pymongo import MongoClient
+from pymongo import DeleteOne, InsertOne, MongoClient, UpdateOne
 
 from customer360.config import Settings
 from customer360.generator import bad_records, catalog, records
 from customer360.generator.history import create_indexes
-from customer360.generator.outputs import KafkaOutput, to_json
+from customer360.generator.outputs import KafkaOutput, MongoOpsWriter, to_json
 from customer360.generator.topics import ensure_topics
 
 
@@ -296,7 +296,9 @@ class _Streamer:
         self.incoming_emails: deque[tuple[datetime, _PendingEmail]] = deque()  # sent just now
         self.campaign_send: records.CampaignSend | None = None
         self.campaign_left = 0
-        self.inserts: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        # This tick's Mongo writes per collection, in order: (operation, log entry, inserted).
+        self.writes: dict[str, list[tuple[Any, dict[str, Any], dict[str, Any] | None]]] = {}
+        self.mongo = MongoOpsWriter(db, on_written=self._log_mongo if log is not None else None)
         self.by_kind: Counter = Counter()
         self.by_source: Counter = Counter()
         self.bad_by_kind: Counter = Counter()
@@ -315,7 +317,8 @@ class _Streamer:
                 self.customers.add(user)
                 self.next_customer_id = max(self.next_customer_id, user["id"] + 1)
         for collection in ("online_orders", "instore_orders"):
-            recent = self.db[collection].find({}, {"_id": 1}).sort("_id", -1).limit(2_000)
+            # The last inserted ($natural order: no sort of the whole collection).
+            recent = self.db[collection].find({}, {"_id": 1}).sort("$natural", -1).limit(1_000)
             self.orders.extend((collection, order["_id"]) for order in recent)
         self.rng.shuffle(self.orders)
         self.pending_emails = discover_pending_emails(self.settings, self.rng)
@@ -349,31 +352,45 @@ class _Streamer:
         self.kafka.produce(topic, key, value, opaque)
         self._count(kind, source, bad_kind)
 
-    def _log_mongo(self, entry: dict[str, Any]) -> None:
-        if self.log is not None:
-            self.log.write(json.dumps(entry, default=str) + "\n")
+    def _log_mongo(self, entries: list[dict[str, Any]]) -> None:
+        self.log.write("".join(json.dumps(entry, default=str) + "\n" for entry in entries))
 
-    def _insert(self, collection: str, kind: str, document: dict[str, Any], bad_kind=None) -> None:
-        self.inserts.setdefault(collection, []).append((kind, document, bad_kind))
+    def _write(
+        self,
+        collection: str,
+        kind: str,
+        operation: Any,
+        entry: dict[str, Any],
+        inserted: dict[str, Any] | None = None,
+        bad_kind: str | None = None,
+    ) -> None:
+        entry = {"source": collection, "kind": kind, **entry}
+        if bad_kind:
+            entry["bad"] = bad_kind
+        self.writes.setdefault(collection, []).append((operation, entry, inserted))
         self._count(kind, collection, bad_kind)
 
-    def flush_inserts(self) -> None:
-        """Write the inserts due this tick; afterwards their documents can be updated/deleted."""
-        for collection, pending in self.inserts.items():
-            self.db[collection].insert_many([doc for _, doc, _ in pending], ordered=False)
-            for kind, document, bad_kind in pending:
+    def _insert(self, collection: str, kind: str, document: dict[str, Any], bad_kind=None) -> None:
+        owner = "id" if collection == "users" else "user_id"
+        entry = {"op": "insert", "_id": document["_id"], owner: document.get(owner)}
+        self._write(collection, kind, InsertOne(document), entry, document, bad_kind)
+
+    def flush_writes(self) -> None:
+        """Hand this tick's Mongo writes to the writer thread: one ordered bulk per collection.
+
+        Documents inserted now can be updated or deleted from the next tick on: the writer
+        applies the bulks in the order they were handed over.
+        """
+        for collection, writes in self.writes.items():
+            self.mongo.submit(collection, [op for op, _, _ in writes], [e for _, e, _ in writes])
+            for _, entry, document in writes:
+                if document is None or "bad" in entry:
+                    continue
                 if collection == "users":
                     self.customers.add(document)
-                elif bad_kind is None:
+                else:
                     self._remember_order(collection, document["_id"])
-                entry = {"source": collection, "kind": kind, "op": "insert", "_id": document["_id"]}
-                entry["id" if collection == "users" else "user_id"] = document.get(
-                    "id" if collection == "users" else "user_id"
-                )
-                if bad_kind:
-                    entry["bad"] = bad_kind
-                self._log_mongo(entry)
-        self.inserts = {}
+        self.writes = {}
 
     def _remember_order(self, collection: str, order_id: Any) -> None:
         if len(self.orders) >= MAX_ORDER_POOL:
@@ -409,34 +426,30 @@ class _Streamer:
         profile = self.customers.profiles[customer_id]
         changes = records.profile_change(self.rng, profile)
         profile.update(changes)
-        self.db["users"].update_one(
+        update = UpdateOne(
             {"_id": profile["_id"]},
             {"$set": {**changes, "updated_at": records.truncate_to_millis(now)}},
         )
-        self._count("profile_update", "users")
-        self._log_mongo(
-            {"source": "users", "kind": "profile_update", "op": "update", "_id": profile["_id"],
-             "id": customer_id, "fields": sorted(changes)}
+        self._write(
+            "users", "profile_update", update,
+            {"op": "update", "_id": profile["_id"], "id": customer_id, "fields": sorted(changes)},
         )  # fmt: skip
 
     def _user_delete(self, now: datetime) -> None:
         customer_id = self.customers.pick(self.rng)
         profile = self.customers.profiles[customer_id]
         self.customers.remove(customer_id)
-        self.db["users"].delete_one({"_id": profile["_id"]})
-        self._count("user_delete", "users")
-        self._log_mongo(
-            {"source": "users", "kind": "user_delete", "op": "delete", "_id": profile["_id"],
-             "id": customer_id}
+        self._write(
+            "users", "user_delete", DeleteOne({"_id": profile["_id"]}),
+            {"op": "delete", "_id": profile["_id"], "id": customer_id},
         )  # fmt: skip
 
     def _order_delete(self, now: datetime) -> None:
         collection, order_id = self.orders.pop(self.rng.randrange(len(self.orders)))
-        self.db[collection].delete_one({"_id": order_id})
-        self._count("order_delete", collection)
-        self._log_mongo(
-            {"source": collection, "kind": "order_delete", "op": "delete", "_id": order_id}
-        )
+        self._write(
+            collection, "order_delete", DeleteOne({"_id": order_id}),
+            {"op": "delete", "_id": order_id},
+        )  # fmt: skip
 
     def _online_order(self, now: datetime) -> None:
         customer_id = self.customers.pick(self.rng)
@@ -614,7 +627,23 @@ class _Streamer:
         self._kafka(source, kind, key, value, ids, bad_kind)
 
 
-def _log_delivery(log) -> Callable[[Message, KafkaError | None, Any], None]:
+class _SharedLog:
+    """The `--log` file: written by the producing thread and the Mongo writer thread."""
+
+    def __init__(self, path: Path):
+        self.file = path.open("a", encoding="utf-8", buffering=1 << 16)
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            self.file.write(text)
+
+    def close(self) -> None:
+        with self.lock:
+            self.file.close()
+
+
+def _log_delivery(log: _SharedLog) -> Callable[[Message, KafkaError | None, Any], None]:
     def write(message: Message, error: KafkaError | None, entry: dict[str, Any]) -> None:
         if error is None:
             entry["partition"] = message.partition()
@@ -667,7 +696,7 @@ def stream(
 
     ensure_topics(settings)
     client = MongoClient(settings.mongo_uri, serverSelectionTimeoutMS=10_000)
-    log = open(log_path, "a", encoding="utf-8", buffering=1 << 16) if log_path else None  # noqa: SIM115
+    log = _SharedLog(Path(log_path)) if log_path else None
     kafka = KafkaOutput(
         settings, linger_ms=5, on_delivered=_log_delivery(log) if log is not None else None
     )
@@ -712,7 +741,7 @@ def stream(
                     # Dated when it was due, so the events of one tick do not share a time.
                     late_s = max(0.0, tick_at - (streamer.events + 1) / rate)
                     streamer.emit(scheduler.next(), tick_wall - timedelta(seconds=late_s))
-                streamer.flush_inserts()
+                streamer.flush_writes()
                 kafka.poll()
                 if progress and time.monotonic() >= next_progress:
                     next_progress += progress_every_s
@@ -728,7 +757,8 @@ def stream(
                 progress("stream: interrupted, flushing")
         finally:
             seconds = time.monotonic() - started
-            streamer.flush_inserts()
+            streamer.flush_writes()
+            streamer.mongo.close()
             kafka.producer.flush(30)
     finally:
         for signum, handler in previous_handlers.items():

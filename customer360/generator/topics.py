@@ -11,7 +11,7 @@ from customer360.config import KAFKA_PARTITIONS, KAFKA_TOPICS, Settings
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
 
 
-def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> list[str]:
     """Create the source topics with `KAFKA_PARTITIONS` partitions; return the ones created.
 
     Topics that already exist are left as they are.
