@@ -2,6 +2,10 @@
 
 The content depends only on (`seed`, `now`, `days`, `customers`, first customer id): the same
 arguments give the same documents, ids and records.
+
+Records are written customer by customer (each customer's in time order), so a topic is not in
+chronological order across customers; Kafka record timestamps are the time of the seed (the
+event time is the record's `date`), so topic retention never drops the history.
 """
 
 from __future__ import annotations
@@ -120,6 +124,8 @@ def plan_campaign_sends(
 
 def random_moment_ms(rng: random.Random, start_ms: int, end_ms: int, hours: Weighted[int]) -> int:
     """A time in [start, end): a random day, an hour by `hours`, a random minute."""
+    if end_ms <= start_ms:
+        return start_ms
     for _ in range(10):
         day = (
             start_ms
