@@ -1,0 +1,159 @@
+"""Assets: the raw landing tables (extractors) and the dbt models, one lineage graph.
+
+dbt runs in-process with a cached manifest (`customer360.pipeline.DbtInvoker`), not through the
+`dbt` CLI subprocess; its structured result events are turned into Dagster events by
+dagster-dbt's own `DbtCoreCliEventMessage`, so materializations and dbt tests as asset checks
+look exactly as with `DbtCliResource`.
+"""
+
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Failure,
+    FreshnessPolicy,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+from dagster_dbt import DagsterDbtTranslator, DbtProject, dbt_assets
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+
+from customer360.config import Settings
+from customer360.pipeline.dbt_invoker import DBT_PROJECT_DIR, DbtInvoker, dbt_target_dir
+from dagster_project.resources import MicroBatchResource
+from extractors import SOURCES
+
+RAW_GROUP = "raw"
+# Marts older than this warn / fail their freshness (new data lands within seconds when it flows).
+MARTS_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=1), warn_window=timedelta(minutes=15)
+)
+
+
+def raw_key(source: str) -> AssetKey:
+    return AssetKey(["raw", source])
+
+
+class Customer360Translator(DagsterDbtTranslator):
+    """Models keyed `<schema>/<name>` (`marts/customer_360`); dbt sources are the raw assets."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return raw_key(dbt_resource_props["name"])
+        return AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_asset_spec(self, manifest, unique_id, project) -> AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if spec.key.path[0] == "marts":
+            spec = spec.replace_attributes(freshness_policy=MARTS_FRESHNESS)
+        return spec
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "source":
+            return RAW_GROUP
+        return dbt_resource_props["schema"]
+
+
+TRANSLATOR = Customer360Translator()
+
+RAW_SPECS = [
+    AssetSpec(
+        raw_key(source),
+        group_name=RAW_GROUP,
+        skippable=True,
+        kinds={"duckdb"},
+        description=f"raw.{source}: landed by the extractors (extractors/landing_schema.py).",
+    )
+    for source in SOURCES
+]
+
+
+@multi_asset(specs=RAW_SPECS, can_subset=True, name="raw_landing")
+def raw_landing(context: AssetExecutionContext, pipeline: MicroBatchResource) -> Iterator:
+    """One bounded extract of every selected source.
+
+    Every extracted source reports a materialization, `records` 0 when nothing was new: a
+    skipped output would make Dagster skip the dbt step, which must still run (dbt may owe a
+    build from an earlier micro-batch). A source whose extract failed reports none.
+    """
+    batch = pipeline.microbatch()
+    selected = tuple(s for s in SOURCES if raw_key(s) in context.selected_asset_keys)
+    results, errors = batch.extract(selected)
+    for source, result in results.items():
+        context.log.info(result.summary_line())
+        yield MaterializeResult(
+            asset_key=raw_key(source),
+            metadata={
+                "records": result.records,
+                "quarantined": result.quarantined,
+                "bytes": result.bytes,
+                "lag": MetadataValue.int(result.remaining_lag)
+                if result.remaining_lag is not None
+                else MetadataValue.text("unknown"),
+                "batch_id": MetadataValue.int(result.batch_id)
+                if result.batch_id is not None
+                else MetadataValue.text("none: nothing new"),
+                "position_after": MetadataValue.text(result.position_after or ""),
+                "seconds": round(result.seconds, 3),
+            },
+        )
+    # Sources that did land are still built: the dbt step fails the run afterwards.
+    batch.last_extract_errors = errors
+    for source, error in errors.items():
+        context.log.error(f"extract {source} failed: {error}")
+
+
+def dbt_project_for(settings: Settings) -> DbtProject:
+    """The dbt project, its manifest parsed (in-process) into C360_HOME if missing or stale."""
+    DbtInvoker(settings).ensure_manifest_file()
+    return DbtProject(project_dir=DBT_PROJECT_DIR, target_path=dbt_target_dir(settings))
+
+
+def build_dbt_assets(project: DbtProject):
+    manifest_path: Path = project.manifest_path
+
+    @dbt_assets(
+        manifest=manifest_path,
+        project=project,
+        dagster_dbt_translator=TRANSLATOR,
+        name="dbt_models",
+    )
+    def dbt_models(context: AssetExecutionContext, pipeline: MicroBatchResource) -> Iterator:
+        """Build the models downstream of sources with new batches (or the selected ones)."""
+        batch = pipeline.microbatch()
+        if context.is_subset:
+            names = [key.path[-1] for key in context.selected_asset_keys]
+            result = batch.dbt.build(names)
+        else:
+            sources = batch.sources_to_build()
+            context.log.info("building downstream of: %s", ", ".join(sources) or "nothing")
+            result = batch.build_models(sources)
+        if result is not None:
+            manifest = batch.dbt.manifest_dict()
+            for raw_event in result.events:
+                event = DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={})
+                yield from event.to_default_asset_events(
+                    manifest=manifest,
+                    dagster_dbt_translator=TRANSLATOR,
+                    context=context,
+                    target_path=batch.dbt.target_dir,
+                    project=project,
+                )
+        batch.publish()
+        problems = [f"extract {s}: {e}" for s, e in batch.last_extract_errors.items()]
+        batch.last_extract_errors = {}
+        if result is not None and not result.success:
+            problems += result.failures or [f"dbt {' '.join(result.args)}: {result.error}"]
+        if problems:
+            raise Failure(
+                "micro-batch failed",
+                metadata={"problems": MetadataValue.md("\n".join(f"- {p}" for p in problems))},
+            )
+
+    return dbt_models

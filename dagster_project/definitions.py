@@ -1,0 +1,6 @@
+"""Entry point for `dagster dev` / workspace.yaml: the definitions for the configured Settings."""
+
+from customer360.config import load_settings
+from dagster_project.build import build_definitions
+
+defs = build_definitions(load_settings())

@@ -1,0 +1,125 @@
+"""The Dagster definitions: asset graph, the micro-batch sensor, the micro-batch job."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+)
+
+from customer360.pipeline.dbt_invoker import DbtInvoker
+from customer360.pipeline.microbatch import close_warm_microbatches, warm_microbatch
+from customer360.pipeline.probe import close_probers
+from dagster_project.build import MICROBATCH_JOB, build_definitions
+from extractors import SOURCES
+from tests.extractor_helpers import mongo_db, produce, weblog
+
+
+@pytest.fixture
+def defs(isolated_settings):
+    yield build_definitions(isolated_settings)
+    close_warm_microbatches()
+    close_probers()
+
+
+def test_every_raw_table_and_dbt_model_is_an_asset_and_dbt_tests_are_checks(
+    isolated_settings, defs
+):
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    manifest = DbtInvoker(isolated_settings).manifest_dict()
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    assert models
+    for model in models:
+        assert AssetKey([model["schema"], model["name"]]) in keys, model["unique_id"]
+    for source in SOURCES:
+        raw = AssetKey(["raw", source])
+        assert raw in keys
+        # dbt's sources are the raw assets: raw -> staging -> marts is one graph.
+        assert any(c.path[0] == "staging" for c in graph.get(raw).child_keys), source
+    assert AssetKey(["raw", "weblogs"]) in graph.upstream_key_iterator(
+        AssetKey(["staging", "stg_weblogs"])
+    )
+    tests = [n for n in manifest["nodes"].values() if n["resource_type"] == "test"]
+    check_keys = graph.asset_check_keys
+    assert len([k for k in check_keys]) >= len(tests) > 0
+    job = defs.resolve_job_def(MICROBATCH_JOB)
+    assert job.tags.get("c360/writer") == "warehouse"
+    sensor = defs.resolve_sensor_def("microbatch_sensor")
+    assert sensor.default_status.value == "RUNNING"
+    assert sensor.minimum_interval_seconds == 5
+
+
+def evaluate_sensor(defs, instance):
+    sensor = defs.resolve_sensor_def("microbatch_sensor")
+    with build_sensor_context(
+        instance=instance, resources={"pipeline": defs.resources["pipeline"]}
+    ) as context:
+        return sensor(context)
+
+
+def test_sensor_requests_a_run_on_lag_and_skips_without(isolated_settings, defs):
+    settings = isolated_settings
+    with DagsterInstance.ephemeral() as instance:
+        first = evaluate_sensor(defs, instance)
+        assert isinstance(first, RunRequest)  # never ran: catch up
+
+        warm_microbatch(settings).run()
+        idle = evaluate_sensor(defs, instance)
+        assert isinstance(idle, SkipReason) and "users 0" in idle.skip_message
+
+        produce(settings, "weblogs", [json.dumps(weblog(3))])
+        assert isinstance(evaluate_sensor(defs, instance), RunRequest)
+
+        # While a micro-batch is queued or running, no second request however much lag.
+        instance.add_run(
+            DagsterRun(
+                job_name=MICROBATCH_JOB,
+                run_id=str(uuid.uuid4()),
+                status=DagsterRunStatus.STARTED,
+            )
+        )
+        busy = evaluate_sensor(defs, instance)
+        assert isinstance(busy, SkipReason) and "one writer" in busy.skip_message
+
+
+def test_microbatch_job_lands_sources_and_builds_marts(isolated_settings, defs):
+    settings = isolated_settings
+    mongo_db(settings).users.insert_one({"id": 7, "first_name": "Grace", "email": "g@x.org"})
+    produce(settings, "weblogs", [json.dumps(weblog(7)) for _ in range(5)])
+    job = defs.resolve_job_def(MICROBATCH_JOB)
+    with DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(instance=instance)
+        assert result.success
+        materialized = {
+            m.asset_key: m for m in result.asset_materializations_for_node("raw_landing")
+        }
+        weblogs = materialized[AssetKey(["raw", "weblogs"])]
+        assert weblogs.metadata["records"].value == 5
+        assert weblogs.metadata["lag"].value == 0
+        assert AssetKey(["raw", "users"]) in materialized
+        built = {m.asset_key for m in result.asset_materializations_for_node("dbt_models")}
+        assert AssetKey(["marts", "customer_360"]) in built
+        assert AssetKey(["staging", "stg_weblogs"]) in built
+        checks = result.get_asset_check_evaluations()
+        assert checks and all(c.passed for c in checks), [
+            c.check_name for c in checks if not c.passed
+        ]
+
+        # Nothing new: the job still succeeds, lands nothing and builds nothing.
+        again = job.execute_in_process(instance=instance)
+        assert again.success
+        landed = again.asset_materializations_for_node("raw_landing")
+        assert landed and all(m.metadata["records"].value == 0 for m in landed)
+        assert not again.asset_materializations_for_node("dbt_models")
+    con = warm_microbatch(settings).con
+    assert con.execute("select count(*) from staging.stg_weblogs").fetchone()[0] == 5
