@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -117,10 +118,16 @@ def test_exactly_once_when_the_extractor_is_killed_at_random(isolated_settings):
                 command,
                 cwd=REPO,
                 env=_env(settings),
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-            time.sleep(rng.uniform(0.4, 1.6))
+            # Kill at a random moment after it started working (its first summary line), so
+            # that a slow start on a busy machine does not make every kill land before any work.
+            ready, _, _ = select.select([process.stdout], [], [], 60)
+            if not ready or not process.stdout.readline():
+                process.kill()
+                pytest.fail("the extractor did not start:\n" + process.stderr.read().decode())
+            time.sleep(rng.uniform(0.0, 1.0))
             if process.poll() is not None:
                 pytest.fail("the extractor died by itself:\n" + process.stderr.read().decode())
             process.send_signal(signal.SIGKILL)
@@ -143,6 +150,7 @@ def test_exactly_once_when_the_extractor_is_killed_at_random(isolated_settings):
         stream_events = con.execute(
             "select document_key, cluster_time from raw.users where operation <> 'snapshot'"
         ).fetchall()
+    assert len(stream_events) > MONGO_CHANGES / 2, "the extractors should have followed the stream"
     assert len(stream_events) == len(set(stream_events)), "a change landed twice"
     first = min(t for _, t in stream_events)
     expected = {(key, t) for coll, key, t in changes if coll == "users" and t >= first}
