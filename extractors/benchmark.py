@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from pymongo import MongoClient
 
 from customer360.config import load_settings
-from customer360.services.kafka import ensure_topics
+from customer360.kafka_topics import ensure_topics
 from extractors.runner import Extractor
 
 

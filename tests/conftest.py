@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from customer360.config import Settings
+from customer360.kafka_topics import ensure_topics
 from customer360.services import services_down, services_up
-from customer360.services.kafka import ensure_topics
 from customer360.services.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]

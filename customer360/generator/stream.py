@@ -33,7 +33,7 @@ from customer360.config import Settings
 from customer360.generator import bad_records, catalog, records
 from customer360.generator.history import create_indexes
 from customer360.generator.outputs import KafkaOutput, MongoOpsWriter, to_json
-from customer360.generator.topics import ensure_topics
+from customer360.kafka_topics import ensure_topics
 
 
 def _mean_session_pages(with_order: bool) -> float:

@@ -10,7 +10,8 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
-from customer360.config import KAFKA_PARTITIONS, KAFKA_TOPICS, Settings
+from customer360.config import KAFKA_PARTITIONS, Settings
+from customer360.kafka_topics import ensure_topics
 from customer360.services.addresses import kafka_host_port
 from customer360.services.processes import ManagedProcess, ServiceError, port_in_use, wait_until
 
@@ -186,7 +187,10 @@ class KafkaService:
             ]
         )
         self.wait_ready()
-        ensure_topics(self.settings)
+        try:
+            ensure_topics(self.settings)
+        except RuntimeError as exc:
+            raise ServiceError(str(exc)) from exc
         return True
 
     def ready(self) -> bool:
@@ -221,22 +225,3 @@ class KafkaService:
 
     def stop(self) -> bool:
         return self.process.stop(timeout=30)
-
-
-def ensure_topics(settings: Settings, topics=KAFKA_TOPICS, partitions: int = KAFKA_PARTITIONS):
-    """Create the source topics (with the configured prefix) if they do not exist yet."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    wanted = [
-        NewTopic(settings.topic(name), num_partitions=partitions, replication_factor=1)
-        for name in topics
-    ]
-    for topic, future in admin.create_topics(wanted, operation_timeout=30).items():
-        try:
-            future.result()
-            log.info("created Kafka topic %s with %d partitions", topic, partitions)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise ServiceError(f"Could not create Kafka topic {topic}: {exc}") from exc
