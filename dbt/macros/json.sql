@@ -82,7 +82,7 @@
 {%- endmacro %}
 
 {#- True when `items` is not an array, or an item has a price that is not a non-negative
-    number or a quantity that is not a positive integer. -#}
+    number or a quantity that is not a positive integer (or either does not fit its type). -#}
 {% macro json_order_items_invalid(column) -%}
     {{ return(adapter.dispatch('json_order_items_invalid', 'customer360')(column)) }}
 {%- endmacro %}
@@ -95,6 +95,11 @@
                 or coalesce(json_type(item, '$.quantity') not in ('BIGINT', 'UBIGINT'), true)
                 or try_cast(json_extract_string(item, '$.price') as double) < 0
                 or try_cast(json_extract_string(item, '$.quantity') as bigint) <= 0
+        )), false)
+        -- a number that does not fit the typed column (e.g. a price of 1e30)
+        or coalesce(list_bool_or(list_transform(
+            {{ customer360.json_order_items(column) }},
+            lambda item: item.price is null or item.quantity is null
         )), false)
     )
 {%- endmacro %}
