@@ -247,6 +247,17 @@ def assert_same_relations(incremental: Path, full: Path) -> None:
                     )
 
 
+def assert_as_of_never_goes_back(warehouse: Path, seen: dict[int, object]) -> None:
+    """customer_360.as_of of every customer is >= what an earlier build showed."""
+    with duckdb.connect(str(warehouse)) as con:
+        current = dict(con.execute("select customer_id, as_of from marts.customer_360").fetchall())
+    for customer, as_of in current.items():
+        assert as_of is not None, customer
+        if customer in seen:
+            assert as_of >= seen[customer], (customer, seen[customer], as_of)
+        seen[customer] = as_of
+
+
 def build_incrementally_and_compare(tmp_path: Path, rounds, commands=None) -> Path:
     """Land `rounds` into two warehouses with the same raw data: build one after every round
     (`commands(round_number)` says with which dbt arguments; `build` by default), the other
@@ -255,12 +266,15 @@ def build_incrementally_and_compare(tmp_path: Path, rounds, commands=None) -> Pa
     warehouse = tmp_path / "incremental.duckdb"
     copy = tmp_path / "full.duckdb"
     raw = RawLanding([warehouse, copy])
+    as_of: dict[int, object] = {}
     for number, _ in enumerate(rounds(raw)):
         raw.land()
         arguments = commands(number) if commands else ("build",)
         run_dbt(warehouse, *arguments, work_dir=tmp_path / "dbt-incremental")
         if number == 0:
             run_dbt(copy, "build", work_dir=tmp_path / "dbt-full")
+        if "--select" not in arguments:
+            assert_as_of_never_goes_back(warehouse, as_of)
     run_dbt(warehouse, "build", work_dir=tmp_path / "dbt-incremental")
     run_dbt(copy, "build", "--full-refresh", work_dir=tmp_path / "dbt-full")
     assert_same_relations(warehouse, copy)

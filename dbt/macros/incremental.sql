@@ -60,7 +60,8 @@
 {#- Select of per-customer bookkeeping for the customers in `customers_cte`: for each source the
     greatest staging `_batch_id` of that customer's rows (the mart's watermark) and, with
     `with_source_times`, the greatest source time (`_<source>_source_at`). Deleted documents
-    count: a delete is a change the mart reflects. -#}
+    count (a delete is a change the mart reflects), and so does a document that moved to another
+    customer, for every customer it belonged to: these maxima never go down. -#}
 {% macro customer_batch_marks(source_names, customers_cte, with_source_times=false) -%}
     {%- set sources = customer360.customer_sources() -%}
     select
@@ -80,7 +81,18 @@
             customer_id,
             max(_batch_id) as {{ s.mark }},
             max({{ s.source_at }}) as _{{ name }}_source_at
-        from {{ ref(s.model) }}
+        from (
+            select customer_id, _batch_id, {{ s.source_at }}
+            from {{ ref(s.model) }}
+            where customer_id in (select customer_id from {{ customers_cte }})
+            {%- if s.ids == '_customer_ids' %}
+            -- a row that moved between customers counts for each of them
+            union all
+            select {{ customer360.unnest_array('_customer_ids') }} as customer_id, _batch_id, {{ s.source_at }}
+            from {{ ref(s.model) }}
+            where {{ customer360.array_length('_customer_ids') }} > 1
+            {%- endif %}
+        ) as reflected
         where customer_id in (select customer_id from {{ customers_cte }})
         group by customer_id
     ) as {{ name }}_marks
