@@ -233,14 +233,6 @@ def test_seed_writes_the_contract(isolated_settings):
     assert len(high_watermarks(settings, "weblogs")) == 3
 
 
-def test_seed_of_10000_customers_and_a_year_takes_well_under_a_minute(isolated_settings):
-    summary = seed(isolated_settings, customers=10_000, days=365, now=NOW)
-    assert summary.customers == 10_000 and summary.weblogs > 300_000
-    assert summary.seconds < 60, summary.describe()
-    assert mongo(isolated_settings).users.count_documents({}) == 10_000
-    assert sum(high_watermarks(isolated_settings, "weblogs").values()) == summary.weblogs
-
-
 def test_seed_is_deterministic_for_a_seed_and_now(isolated_settings):
     twin = isolated_settings.with_overrides(
         mongo_db=isolated_settings.mongo_db + "_twin",
