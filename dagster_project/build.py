@@ -15,6 +15,8 @@ from dagster_dbt import DbtCliResource
 
 from customer360.config import Settings
 from dagster_project.assets import build_dbt_assets, dbt_project_for, raw_landing
+from dagster_project.history import prune_history, prune_history_schedule
+from dagster_project.reconciliation import reconcile_marts, reconcile_marts_schedule
 from dagster_project.resources import pipeline_resource
 from dagster_project.sensors import DEFAULT_INTERVAL_S, build_microbatch_sensor
 
@@ -36,7 +38,8 @@ def build_definitions(settings: Settings, sensor_interval_s: int = DEFAULT_INTER
     )
     return Definitions(
         assets=[raw_landing, dbt_models],
-        jobs=[microbatch_job],
+        jobs=[microbatch_job, reconcile_marts, prune_history],
+        schedules=[reconcile_marts_schedule, prune_history_schedule],
         sensors=[build_microbatch_sensor(microbatch_job, sensor_interval_s)],
         resources={
             "pipeline": pipeline_resource(settings),

@@ -54,6 +54,8 @@ def test_every_raw_table_and_dbt_model_is_an_asset_and_dbt_tests_are_checks(
     assert len([k for k in check_keys]) >= len(tests) > 0
     job = defs.resolve_job_def(MICROBATCH_JOB)
     assert job.tags.get("c360/writer") == "warehouse"
+    assert defs.resolve_job_def("reconcile_marts").tags.get("c360/writer") == "warehouse"
+    assert defs.resolve_schedule_def("reconcile_marts_schedule").cron_schedule == "30 3 * * *"
     sensor = defs.resolve_sensor_def("microbatch_sensor")
     assert sensor.default_status.value == "RUNNING"
     assert sensor.minimum_interval_seconds == 5

@@ -8,6 +8,7 @@ import pytest
 
 from customer360.pipeline import MicroBatch
 from customer360.pipeline.probe import close_probers, probe_lag
+from customer360.pipeline.reconcile import reconcile
 from tests.extractor_helpers import mongo_db, produce, weblog
 
 
@@ -51,3 +52,8 @@ def test_microbatch_lands_builds_and_probe_sees_lag(isolated_settings, batch):
     assert "model.customer360.stg_weblogs" in second.models_built
     assert "model.customer360.stg_users" not in second.models_built
     assert not probe_lag(settings).anything_to_do
+
+    # The nightly reconciliation: a full rebuild from raw equals the incremental marts.
+    report = reconcile(batch)
+    assert report.matches, report.summary_lines()
+    assert "customer_360" in report.marts

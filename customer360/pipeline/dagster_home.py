@@ -48,7 +48,7 @@ def start_dagster(
     """Start dagster-webserver and dagster-daemon on workspace.yaml; the caller stops them."""
     env = dagster_env(settings)
     bin_dir = Path(sys.executable).parent
-    log_dir = log_dir or dagster_home(settings) / "logs"
+    log_dir = log_dir or settings.home.resolve() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     commands = {
         "dagster-webserver": [
