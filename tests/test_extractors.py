@@ -218,3 +218,31 @@ def test_a_locked_warehouse_fails_naming_the_holder(isolated_settings):
         holder.kill()
         holder.wait()
     connect_warehouse(isolated_settings.warehouse, lock_wait_s=5.0).close()
+
+
+def test_new_kafka_partitions_are_picked_up(isolated_settings, monkeypatch):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    import extractors.kafka_source as kafka_source
+
+    monkeypatch.setattr(kafka_source, "METADATA_REFRESH_S", 0.0)
+    produce(isolated_settings, "weblogs", [json.dumps(weblog()) for _ in range(30)])
+    with Extractor(isolated_settings) as extractor:
+        drain(extractor, ["weblogs"])
+        topic = isolated_settings.topic("weblogs")
+        admin = AdminClient({"bootstrap.servers": isolated_settings.kafka_bootstrap})
+        for future in admin.create_partitions([NewPartitions(topic, 4)]).values():
+            future.result(30)
+        producer = Producer({"bootstrap.servers": isolated_settings.kafka_bootstrap})
+        late = weblog()
+        producer.produce(topic, value=json.dumps(late), partition=3)
+        assert producer.flush(30) == 0
+        for _ in range(50):
+            if extractor.extract("weblogs").records:
+                break
+            time.sleep(0.2)
+    with read_only(isolated_settings) as con:
+        assert late["event_id"] in landed_event_ids(con)
+        partitions = con.execute('select "partition" from raw._kafka_offsets order by 1').fetchall()
+    assert [p for (p,) in partitions] == [0, 1, 2, 3]
