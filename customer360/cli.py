@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "customer360.services.cli",
     "customer360.generator.cli",
     "extractors.cli",
+    "customer360.pipeline.cli",
     "customer360.demo",
 )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import time
@@ -15,9 +14,6 @@ from customer360.services import ServiceError, services_up
 from customer360.services.processes import ManagedProcess
 
 log = logging.getLogger(__name__)
-
-# The module that runs the pipeline and its UI; `c360 up` stops after seeding without it.
-PIPELINE_MODULE = "customer360.pipeline.demo"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=20.0,
         help="events per second of the live stream (default 20; 0: no stream)",
     )
+    parser.add_argument(
+        "--ui-port", type=int, default=3000, help="port of the Dagster UI (default 3000)"
+    )
     parser.set_defaults(func=run_up)
 
 
@@ -57,21 +56,11 @@ def run_up(args, settings: Settings) -> int:
     if args.rate > 0 and stream.pid() is None:
         stream.start([sys.executable, "-m", "customer360.cli", "stream", "--rate", str(args.rate)])
         print(f"stream: {args.rate:g} events/s in the background (log {stream.log_file})")
+    from customer360.pipeline.cli import _dagster
+
     try:
-        pipeline = importlib.import_module(PIPELINE_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not PIPELINE_MODULE.startswith(exc.name):
-            raise
-        print(
-            "The pipeline stage (Dagster) is not part of this build yet: stopping after "
-            "seeding. The stream keeps running in the background; stop it with "
-            f"`kill $(cat {stream.pid_file})`."
-        )
-        return 0
-    try:
-        return int(pipeline.run_demo(settings) or 0)
-    except KeyboardInterrupt:
-        return 0
+        # Dagster's webserver and daemon with the micro-batch sensor on, until Ctrl-C.
+        return _dagster(argparse.Namespace(port=args.ui_port, host="127.0.0.1"), settings)
     finally:
         if stream.stop():
             print("stream stopped")
