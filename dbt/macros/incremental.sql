@@ -2,9 +2,10 @@
 
     Every landing row has a `batch_id` that increases per raw table (one extractor writes each
     table, in order). Staging rows keep `_batch_id`, the greatest batch id of the raw rows they
-    reflect, and read only raw rows above `max(_batch_id)` of their own table. Marts keep, per
-    customer and per source, the greatest staging `_batch_id` reflected (`_users_batch_id`, ...)
-    and recompute only customers touched by staging rows above those watermarks.
+    reflect, and read only raw rows above `max(_batch_id)` of their own table. Per-customer
+    models (int_customers, marts) record per source the greatest staging `_batch_id` seen when
+    they ran (`intermediate.dbt_watermarks`) and recompute only customers touched by staging
+    rows above it.
 
     Watermarks are read once at compile time and inlined as literals, so `batch_id > 123` is a
     constant filter DuckDB prunes with zone maps on append-ordered tables. -#}
@@ -41,6 +42,56 @@
     }) -}}
 {%- endmacro %}
 
+{#- Where per-customer models keep their watermarks: one row per (model, source) with the
+    greatest staging `_batch_id` of that source when the model last ran. It is written by the
+    model's post-hook inside the model's transaction, so it moves with the model's rows; and it
+    does not depend on which customers have rows (a mart without a row for a customer would
+    otherwise hold back its watermark and re-read the same changes on every build). -#}
+{% macro watermarks_relation() -%}
+    {{- return(api.Relation.create(database=target.database, schema='intermediate', identifier='dbt_watermarks')) -}}
+{%- endmacro %}
+
+{#- This model's watermark for a source, or -1 on a full build / when none is recorded. -#}
+{% macro model_watermark(source_name) -%}
+    {%- if execute and is_incremental() -%}
+        {%- set relation = customer360.watermarks_relation() -%}
+        {%- if adapter.get_relation(relation.database, relation.schema, relation.identifier) is none -%}
+            {{- return(-1) -}}
+        {%- endif -%}
+        {%- set result = run_query(
+            "select coalesce(max(batch_id), -1) from " ~ relation
+            ~ " where model = '" ~ this.identifier ~ "' and source = '" ~ source_name ~ "'"
+        ) -%}
+        {{- return(result.columns[0].values()[0] | int) -}}
+    {%- else -%}
+        {{- return(-1) -}}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Post-hook (set with `post_hook=watermark_hook([...])`): record, for each source, the greatest
+    staging `_batch_id` this run has seen. -#}
+{% macro watermark_hook(source_names) -%}
+    {{- return("{{ customer360.record_watermarks(" ~ source_names ~ ") }}") -}}
+{%- endmacro %}
+
+{% macro record_watermarks(source_names) -%}
+    {%- set sources = customer360.customer_sources() -%}
+    {%- set relation = customer360.watermarks_relation() -%}
+    create table if not exists {{ relation }} (
+        model varchar not null,
+        source varchar not null,
+        batch_id bigint not null,
+        primary key (model, source)
+    );
+    delete from {{ relation }} where model = '{{ this.identifier }}';
+    insert into {{ relation }} (model, source, batch_id)
+    {%- for name in source_names %}
+    {% if not loop.first %}union all{% endif %}
+    select '{{ this.identifier }}', '{{ name }}', coalesce(max(_batch_id), -1)
+    from {{ ref(sources[name].model) }}
+    {%- endfor %}
+{%- endmacro %}
+
 {#- Select of the customer ids touched by staging changes not yet reflected in this model: one
     `customer_id` column, no nulls, no duplicates. On a full build it is never used. -#}
 {% macro touched_customers(source_names) -%}
@@ -51,7 +102,7 @@
         {% if not loop.first %}union all{% endif %}
         select {% if s.ids == '_customer_ids' %}{{ customer360.unnest_array('_customer_ids') }}{% else %}customer_id{% endif %} as customer_id
         from {{ ref(s.model) }}
-        where _batch_id > {{ customer360.relation_max(s.mark) }}
+        where _batch_id > {{ customer360.model_watermark(name) }}
     {%- endfor %}
     ) as touched
     where customer_id is not null

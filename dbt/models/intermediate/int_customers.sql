@@ -1,8 +1,11 @@
+{%- set inputs = ['users'] %}
+
 {{
     config(
         materialized='incremental',
         incremental_strategy='replace_keys',
         unique_key='customer_id',
+        post_hook=watermark_hook(inputs),
     )
 }}
 
@@ -13,7 +16,7 @@
 with
 {% if is_incremental() %}
 touched as (
-    {{ touched_customers(['users']) }}
+    {{ touched_customers(inputs) }}
 ),
 {% endif %}
 
@@ -36,7 +39,7 @@ customers as (
 ),
 
 marks as (
-    {{ customer_batch_marks(['users'], 'customers', with_source_times=true) }}
+    {{ customer_batch_marks(inputs, 'customers', with_source_times=true) }}
 ),
 
 final as (

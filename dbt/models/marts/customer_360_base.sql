@@ -1,8 +1,11 @@
+{%- set inputs = ['users', 'online_orders', 'instore_orders', 'weblogs', 'marketing_emails'] %}
+
 {{
     config(
         materialized='incremental',
         incremental_strategy='replace_keys',
         unique_key='customer_id',
+        post_hook=watermark_hook(inputs),
     )
 }}
 
@@ -11,7 +14,6 @@
     Latest error: latest last_at, then most occurrences, then error message A-Z, then page A-Z.
     as_of: the greatest source time reflected for the customer (see the yml). -#}
 
-{%- set inputs = ['users', 'online_orders', 'instore_orders', 'weblogs', 'marketing_emails'] %}
 
 with
 {% if is_incremental() %}

@@ -1,8 +1,11 @@
+{%- set inputs = ['users', 'online_orders', 'instore_orders', 'weblogs', 'marketing_emails'] %}
+
 {{
     config(
         materialized='incremental',
         incremental_strategy='replace_keys',
         unique_key='customer_id',
+        post_hook=watermark_hook(inputs),
     )
 }}
 
@@ -10,7 +13,6 @@
     happened. Email Opened / Email Clicked: the first open / first click of each email, the
     latest over the customer's emails. -#}
 
-{%- set inputs = ['users', 'online_orders', 'instore_orders', 'weblogs', 'marketing_emails'] %}
 
 with
 {% if is_incremental() %}

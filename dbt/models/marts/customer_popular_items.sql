@@ -1,15 +1,17 @@
+{%- set inputs = ['users', 'online_orders', 'instore_orders'] %}
+
 {{
     config(
         materialized='incremental',
         incremental_strategy='replace_keys',
         unique_key='customer_id',
+        post_hook=watermark_hook(inputs),
     )
 }}
 
 {#- How often each customer bought each product (line items of orders that are not deleted,
     both channels), by upper-case product name. -#}
 
-{%- set inputs = ['users', 'online_orders', 'instore_orders'] %}
 
 with
 {% if is_incremental() %}

@@ -1,15 +1,17 @@
+{%- set inputs = ['users', 'online_orders', 'instore_orders'] %}
+
 {{
     config(
         materialized='incremental',
         incremental_strategy='replace_keys',
         unique_key='customer_id',
+        post_hook=watermark_hook(inputs),
     )
 }}
 
 {#- Orders, line items and amount per customer and channel, over orders that are not deleted.
     A channel without orders has no row. -#}
 
-{%- set inputs = ['users', 'online_orders', 'instore_orders'] %}
 
 with
 {% if is_incremental() %}

@@ -1,15 +1,17 @@
+{%- set inputs = ['users', 'weblogs'] %}
+
 {{
     config(
         materialized='incremental',
         incremental_strategy='replace_keys',
         unique_key='customer_id',
+        post_hook=watermark_hook(inputs),
     )
 }}
 
 {#- The errors a customer met on the website: per error message and page, when it last
     happened and how often. -#}
 
-{%- set inputs = ['users', 'weblogs'] %}
 
 with
 {% if is_incremental() %}
