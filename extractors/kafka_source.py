@@ -176,6 +176,18 @@ class KafkaSource:
     def extract(
         self, con: duckdb.DuckDBPyConnection, max_records: int, max_seconds: float
     ) -> BatchResult:
+        try:
+            return self._extract(con, max_records, max_seconds)
+        except KafkaExtractError:
+            # Start the next batch with a new consumer: after a broker restart the old one can
+            # keep stale metadata (unknown partitions) for a long while.
+            self.close()
+            self._partitions = []
+            raise
+
+    def _extract(
+        self, con: duckdb.DuckDBPyConnection, max_records: int, max_seconds: float
+    ) -> BatchResult:
         started = time.monotonic()
         started_at = utcnow()
         partitions = self._current_partitions()
