@@ -76,6 +76,12 @@ class Extractor:
     ) -> list[BatchResult]:
         return [self.extract(s, max_records, max_seconds) for s in sources]
 
+    def reset(self, source: str) -> None:
+        """Drop a source's connections; the next call for it reconnects from the stored position."""
+        state = self._sources.pop(source, None)
+        if state is not None:
+            state.close()
+
     def close(self) -> None:
         for source in self._sources.values():
             source.close()

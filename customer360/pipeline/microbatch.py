@@ -154,9 +154,7 @@ class MicroBatch:
                 log.warning("extracting %s failed: %s", source, exc)
                 errors[source] = f"{type(exc).__name__}: {exc}"
                 # A broken connection is rebuilt on the next call.
-                source_obj = self.extractor._sources.pop(source, None)
-                if source_obj is not None:
-                    source_obj.close()
+                self.extractor.reset(source)
         return results, errors
 
     def sources_to_build(self) -> list[str]:
