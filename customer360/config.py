@@ -27,6 +27,17 @@ class Settings:
     kafka_jars: Path | None = None
     # Prepended to the Kafka topic names; lets tests share one broker without sharing data.
     kafka_topic_prefix: str = ""
+    # The read-only copy of the marts that BI tools, the API and the dashboard read; published
+    # atomically after each micro-batch. Default: serving.duckdb next to the warehouse.
+    serving_db: Path | None = None
+    # Bearer token of the profile API; required when set, and to bind a non-loopback host.
+    api_token: str | None = None
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8360
+
+    @property
+    def serving_path(self) -> Path:
+        return self.serving_db or self.warehouse.with_name("serving.duckdb")
 
     def topic(self, name: str) -> str:
         """The Kafka topic that carries the source `name` (`weblogs`, `marketing_emails`)."""
@@ -44,6 +55,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     defaults = Settings()
     jars = env.get("C360_KAFKA_JARS")
+    serving_db = env.get("C360_SERVING_DB")
     return Settings(
         mongo_uri=env.get("C360_MONGO_URI", defaults.mongo_uri),
         mongo_db=env.get("C360_MONGO_DB", defaults.mongo_db),
@@ -52,4 +64,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         home=Path(env.get("C360_HOME", str(defaults.home))),
         kafka_jars=Path(jars) if jars else None,
         kafka_topic_prefix=env.get("C360_KAFKA_TOPIC_PREFIX", defaults.kafka_topic_prefix),
+        serving_db=Path(serving_db) if serving_db else None,
+        api_token=env.get("C360_API_TOKEN") or None,
+        serve_host=env.get("C360_SERVE_HOST", defaults.serve_host),
+        serve_port=int(env.get("C360_SERVE_PORT", defaults.serve_port)),
     )

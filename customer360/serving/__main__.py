@@ -1,0 +1,5 @@
+import sys
+
+from customer360.serving.cli import main
+
+sys.exit(main())

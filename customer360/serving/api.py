@@ -1,0 +1,308 @@
+"""The profile API and the dashboard: one FastAPI app reading the serving database.
+
+Reads only the published serving copy (read-only, see `reader.py`), never the live warehouse.
+Every query is parameterised. When `Settings.api_token` is set, every `/api` route wants
+`Authorization: Bearer <token>`; the dashboard's page and scripts carry no personal data and are
+served without it (the page asks for the token). Logs name the route template, never the query
+string or a customer id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+
+from customer360.config import Settings
+from customer360.serving.reader import ServingNotPublished, ServingReader
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_LENGTH = 100
+MAX_PAGE_SIZE = 100
+MAX_CUSTOMER_ID = 2**63 - 1
+DETAILS_COLUMNS = (
+    "customer_id",
+    "first_name",
+    "last_name",
+    "email",
+    "gender",
+    "dob",
+    "age",
+    "city",
+    "country",
+)
+# customer_activity's events and the customer_360 column holding the last time of each.
+ACTIVITY_COLUMNS = (
+    ("Instore Order", "last_instore_order_at"),
+    ("Online Order", "last_online_order_at"),
+    ("Email Sent", "last_email_sent_at"),
+    ("Email Opened", "last_email_opened_at"),
+    ("Email Clicked", "last_email_clicked_at"),
+    ("Website Visit", "last_website_visit_at"),
+    ("Website Login", "last_website_login_at"),
+)
+LIST_LIMIT = 10  # favourite products and recent errors shown per customer
+
+# Module level: FastAPI resolves the (string) annotations below in this module's globals.
+BEARER = HTTPBearer(auto_error=False)
+STATIC_DIR = resources.files("customer360.serving") / "static"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        # The marts hold naive UTC timestamps.
+        return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _rows(cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [
+        {name: _json_value(value) for name, value in zip(names, row, strict=True)}
+        for row in cursor.fetchall()
+    ]
+
+
+def _age_seconds(at: datetime | None, now: datetime) -> float | None:
+    return None if at is None else round((now - at).total_seconds(), 3)
+
+
+class RouteLogMiddleware:
+    """Logs method, route template, status and time: never the path, query string or an id."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            log.info(
+                "%s %s %s %.1f ms",
+                scope["method"],
+                getattr(route, "path", "(no route)"),
+                status[0],
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    reader = ServingReader(settings.serving_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        reader.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="customer360 profile API",
+        version="1",
+        description="The Customer 360 of each customer, read from the published serving "
+        "database. Timestamps are UTC. When the server has a token, send "
+        "`Authorization: Bearer <token>`.",
+    )
+    app.state.reader = reader
+
+    def require_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
+        if settings.api_token is None:
+            return
+        if credentials is None or not secrets.compare_digest(
+            credentials.credentials.encode(), settings.api_token.encode()
+        ):
+            raise HTTPException(
+                status_code=401,
+                detail="a valid bearer token is required: Authorization: Bearer <C360_API_TOKEN>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    app.add_middleware(RouteLogMiddleware)
+
+    @app.exception_handler(ServingNotPublished)
+    async def not_published(request: Request, exc: ServingNotPublished):
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+    def publication() -> dict[str, Any]:
+        published_at, data_as_of, customers = reader.publication()
+        now = datetime.now(UTC).replace(tzinfo=None)
+        return {
+            "published_at": _json_value(published_at),
+            "published_age_seconds": _age_seconds(published_at, now),
+            "data_as_of": _json_value(data_as_of),
+            "data_age_seconds": _age_seconds(data_as_of, now),
+            "customers": customers,
+        }
+
+    api = [Depends(require_token)]
+
+    @app.get("/api/status", dependencies=api, summary="When the serving data was published")
+    def status() -> dict[str, Any]:
+        with reader.cursor():
+            return publication()
+
+    @app.get("/api/customers", dependencies=api, summary="Search customers by id, name or email")
+    def search_customers(
+        q: Annotated[
+            str,
+            Query(
+                max_length=MAX_QUERY_LENGTH,
+                description="Customer id, or part of the name or email (case-insensitive)",
+            ),
+        ] = "",
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> dict[str, Any]:
+        text = q.strip().lower()
+        as_id = int(text) if text.isdigit() and len(text) < 19 else None
+        with reader.cursor() as cur:
+            cur.execute(
+                """
+                select customer_id, first_name, last_name, email, city, country,
+                    count(*) over () as total
+                from customer_details
+                where ? = ''
+                    or customer_id = ?
+                    or contains(
+                        lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '')), ?
+                    )
+                    or contains(lower(coalesce(email, '')), ?)
+                order by customer_id = ? desc, customer_id
+                limit ? offset ?
+                """,
+                [text, as_id, text, text, as_id, limit, offset],
+            )
+            items = _rows(cur)
+        total = items[0]["total"] if items else 0
+        for item in items:
+            del item["total"]
+        return {"q": q, "limit": limit, "offset": offset, "total": total, "items": items}
+
+    @app.get(
+        "/api/customers/{customer_id}",
+        dependencies=api,
+        summary="The whole 360 of one customer",
+        responses={404: {"description": "No such customer (never existed or deleted)"}},
+    )
+    def customer_profile(
+        customer_id: Annotated[int, Path(ge=0, le=MAX_CUSTOMER_ID)],
+    ) -> Response:
+        with reader.cursor() as cur:
+            summary = _rows(
+                cur.execute("select * from customer_360 where customer_id = ?", [customer_id])
+            )
+            if not summary:
+                raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
+            favourite_products = _rows(
+                cur.execute(
+                    "select product_name, purchases, last_purchased_at from customer_popular_items"
+                    " where customer_id = ?"
+                    " order by purchases desc, last_purchased_at desc nulls last, product_name"
+                    " limit ?",
+                    [customer_id, LIST_LIMIT],
+                )
+            )
+            recent_errors = _rows(
+                cur.execute(
+                    "select error_message, page, last_at, occurrences from customer_recent_errors"
+                    " where customer_id = ?"
+                    " order by last_at desc, occurrences desc, error_message, page nulls last"
+                    " limit ?",
+                    [customer_id, LIST_LIMIT],
+                )
+            )
+            published = publication()
+        row = summary[0]
+        # Per-channel purchases and the last time of each event are customer_360 columns too
+        # (sums of customer_purchase_stats, maxima of customer_activity): two lookups fewer.
+        purchase_stats = [
+            {
+                "channel": channel,
+                "number_of_orders": row[f"{prefix}_orders"],
+                "number_of_items_purchased": row[f"{prefix}_items_purchased"],
+                "items_per_order": round(
+                    row[f"{prefix}_items_purchased"] / row[f"{prefix}_orders"], 2
+                ),
+                "amount_spent": row[f"{prefix}_amount_spent"],
+            }
+            for channel, prefix in (("Online", "online"), ("Instore", "instore"))
+            if row[f"{prefix}_orders"]
+        ]
+        activity = sorted(
+            (
+                {"event": event, "last_at": row[column]}
+                for event, column in ACTIVITY_COLUMNS
+                if row[column] is not None
+            ),
+            key=lambda a: (a["last_at"], a["event"]),
+            reverse=True,
+        )
+        as_of = (
+            datetime.fromisoformat(row["as_of"].replace("Z", "+00:00")) if row["as_of"] else None
+        )
+        profile = {
+            "customer_id": customer_id,
+            # customer_details' columns, all of them in customer_360 too: one lookup fewer.
+            "details": {column: row[column] for column in DETAILS_COLUMNS},
+            "purchase_stats": purchase_stats,
+            "totals": {
+                key: row[key]
+                for key in (
+                    "total_orders",
+                    "total_items_purchased",
+                    "total_amount_spent",
+                    "favourite_product",
+                    "favourite_product_purchases",
+                )
+            },
+            "favourite_products": favourite_products,
+            "activity": activity,
+            "recent_errors": recent_errors,
+            "customer_360": row,
+            "as_of": row["as_of"],
+            "as_of_age_seconds": (
+                None if as_of is None else round((datetime.now(UTC) - as_of).total_seconds(), 3)
+            ),
+            "publication": published,
+        }
+        # Serialised directly: every value is JSON-ready already (FastAPI's encoder is slow).
+        return Response(json.dumps(profile), media_type="application/json")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        with resources.as_file(STATIC_DIR / "index.html") as page:
+            return FileResponse(page, media_type="text/html")
+
+    with resources.as_file(STATIC_DIR) as static_dir:
+        app.mount("/static", StaticFiles(directory=static_dir), name="static")
+
+    return app
