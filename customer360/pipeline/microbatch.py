@@ -118,6 +118,10 @@ class MicroBatchResult:
         return lines
 
 
+# How often a micro-batch also runs the dbt data tests (the others build models only).
+DATA_TESTS_EVERY_S = 60.0
+
+
 class MicroBatch:
     """A warm micro-batch runner for one warehouse; call `.run()` as often as you like."""
 
@@ -126,10 +130,13 @@ class MicroBatch:
         settings: Settings,
         max_records: int = MAX_RECORDS,
         max_seconds: float = MAX_SECONDS,
+        data_tests_every_s: float = DATA_TESTS_EVERY_S,
     ):
         self.settings = settings
         self.max_records = max_records
         self.max_seconds = max_seconds
+        self.data_tests_every_s = data_tests_every_s
+        self._data_tests_ran_at: float | None = None
         self.extractor = Extractor(settings)
         self.dbt = DbtInvoker(settings)
         # Sources whose models a failed build still owes, beyond what the watermark shows.
@@ -180,8 +187,20 @@ class MicroBatch:
         if not sources:
             return None
         select = None if set(sources) == set(SOURCES) else [f"source:raw.{s}+" for s in sources]
-        # Unit tests check the SQL, not the data: CI runs them, not every micro-batch.
-        result = self.dbt.build(select, extra=["--exclude-resource-type", "unit_test"])
+        # Unit tests check the SQL, not the data: CI runs them, not every micro-batch. Data tests
+        # cost several times the incremental models themselves, so they run at most every
+        # `data_tests_every_s` (and on the first build); the other batches build models only.
+        now = time.monotonic()
+        with_tests = (
+            self._data_tests_ran_at is None
+            or now - self._data_tests_ran_at >= self.data_tests_every_s
+        )
+        extra = (
+            ["--exclude-resource-type", "unit_test"] if with_tests else ["--resource-type", "model"]
+        )
+        result = self.dbt.build(select, extra=extra)
+        if with_tests and result.success:
+            self._data_tests_ran_at = now
         if result.success:
             self._dbt_owed.clear()
         else:
