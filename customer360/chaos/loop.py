@@ -1,0 +1,95 @@
+"""The micro-batch loop the chaos soak runs (and SIGKILLs): `python -m customer360.chaos.loop`.
+
+Runs `MicroBatch.run()` back to back and prints one JSON line per step on stdout, flushed, so the
+soak knows when a batch is in flight (`begin`), how it ended (`end`: success, records, errors)
+and how fresh the marts are (`as_of`: the greatest source time `customer_360_base` reflects).
+After each batch it publishes the serving copy when the serving package provides
+`publish_serving_copy` and the micro-batch does not already publish it. SIGTERM stops it
+between batches.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+
+from customer360.config import load_settings
+
+
+def _serving_publisher():
+    try:
+        from customer360.serving.publish import publish_serving_copy
+    except ImportError:
+        return None
+    from customer360.pipeline import microbatch
+
+    if "publish_serving_copy" in inspect.getsource(microbatch):
+        return None  # the micro-batch publishes it itself
+    return publish_serving_copy
+
+
+def emit(event: str, **fields) -> None:
+    print(json.dumps({"event": event, "at": time.time(), **fields}, default=str), flush=True)
+
+
+def marts_as_of(con) -> float | None:
+    try:
+        value = con.execute("select max(as_of) from marts.customer_360_base").fetchone()[0]
+    except Exception:  # noqa: BLE001 - not built yet
+        return None
+    return value.replace(tzinfo=UTC).timestamp() if isinstance(value, datetime) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m customer360.chaos.loop")
+    parser.add_argument("--interval", type=float, default=0.2, help="pause between batches")
+    parser.add_argument("--max-seconds", type=float, default=3.0, help="extract time per source")
+    args = parser.parse_args(argv)
+
+    from customer360.pipeline.microbatch import MicroBatch
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    settings = load_settings()
+    publish = _serving_publisher()
+    batch = MicroBatch(settings, max_seconds=args.max_seconds)
+    emit("ready", serving=publish is not None)
+    number = 0
+    try:
+        while not stopping:
+            number += 1
+            emit("begin", batch=number)
+            started = time.monotonic()
+            error = None
+            try:
+                result = batch.run()
+                if publish is not None and result.success:
+                    publish(batch.con, settings)
+            except Exception as exc:  # noqa: BLE001 - reported, the next batch retries
+                error = f"{type(exc).__name__}: {exc}"
+                result = None
+            emit(
+                "end",
+                batch=number,
+                seconds=time.monotonic() - started,
+                success=result is not None and result.success,
+                records=result.records if result else 0,
+                built=bool(result and result.dbt_sources),
+                errors=(result.extract_errors if result else {"batch": error})
+                or ([] if result is None or result.dbt is None else result.dbt.failures),
+                as_of=marts_as_of(batch.con),
+            )
+            time.sleep(args.interval)
+    finally:
+        batch.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

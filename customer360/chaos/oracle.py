@@ -1,0 +1,330 @@
+"""The expected marts, computed in plain Python from what Kafka and MongoDB hold.
+
+Independent of dbt and SQL: it reads every message of the two topics and the current documents
+of the three collections, applies the contract of dbt/models/marts/*.yml and the rejection rules
+of dbt/macros/rejections.sql, and returns each mart as a set of rows comparable with the
+warehouse's (`marts_rows`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from pymongo import MongoClient
+
+from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
+
+# Each mart as compared: the columns that define it (watermark bookkeeping left out).
+MART_COLUMNS = {
+    "customer_purchase_stats": (
+        "customer_id", "channel", "number_of_orders", "number_of_items_purchased",
+        "items_per_order", "amount_spent",
+    ),
+    "customer_popular_items": ("customer_id", "product_name", "purchases", "last_purchased_at"),
+    "customer_activity": ("customer_id", "event", "last_at"),
+    "customer_recent_errors": ("customer_id", "error_message", "page", "last_at", "occurrences"),
+    "customers": ("customer_id",),
+}  # fmt: skip
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+CENT = Decimal("0.01")
+MICRO = Decimal("0.000001")
+
+
+@dataclass(frozen=True)
+class KafkaMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class SourceData:
+    """Everything the sources hold: Kafka messages per source, Mongo documents per collection."""
+
+    messages: dict[str, list[KafkaMessage]] = field(default_factory=dict)
+    documents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def read_kafka(settings: Settings, timeout_s: float = 60.0) -> dict[str, list[KafkaMessage]]:
+    """Every message of both topics, from the low to the high watermark of each partition."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "c360-chaos-oracle",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 8 * 1024 * 1024,
+        }
+    )
+    out: dict[str, list[KafkaMessage]] = {}
+    try:
+        for source in KAFKA_TOPICS:
+            topic = settings.topic(source)
+            metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+            assignments, ends = [], {}
+            for partition in metadata.partitions:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout_s
+                )
+                if high > low:
+                    assignments.append(TopicPartition(topic, partition, low))
+                    ends[partition] = high
+            messages: list[KafkaMessage] = []
+            consumer.assign(assignments)
+            remaining = set(ends)
+            while remaining:
+                message = consumer.poll(timeout_s)
+                if message is None:
+                    raise RuntimeError(f"Kafka at {settings.kafka_bootstrap} stopped answering")
+                if message.error():
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(message.partition())
+                        continue
+                    raise RuntimeError(f"reading {topic} failed: {message.error()}")
+                if message.offset() < ends[message.partition()]:
+                    messages.append(
+                        KafkaMessage(
+                            topic, message.partition(), message.offset(), message.key(),
+                            message.value(),
+                        )
+                    )  # fmt: skip
+                if message.offset() + 1 >= ends[message.partition()]:
+                    remaining.discard(message.partition())
+            consumer.unassign()
+            out[source] = messages
+    finally:
+        consumer.close()
+    return out
+
+
+def read_mongo(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    with MongoClient(settings.mongo_uri, serverSelectionTimeoutMS=30_000) as client:
+        db = client[settings.mongo_db]
+        return {c: list(db[c].find()) for c in MONGO_COLLECTIONS}
+
+
+def read_sources(settings: Settings) -> SourceData:
+    return SourceData(messages=read_kafka(settings), documents=read_mongo(settings))
+
+
+# -- typing rules (dbt/macros/json.sql and rejections.sql) -------------------------------------
+
+
+def as_integer(value: Any) -> int | None:
+    """`json_integer`: a JSON integer, or text that is an integer after trimming."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else None
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def as_timestamp(value: Any) -> datetime | None:
+    """`json_timestamp`: ISO text (any offset) or a BSON date, as naive UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def kafka_record(source: str, value: bytes | None) -> dict[str, Any] | None:
+    """The typed record, or None when the pipeline must reject it (quarantine or staging)."""
+    if value is None:
+        return None
+    try:
+        record = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    id_field = "event_id" if source == "weblogs" else "email_id"
+    record_id = as_text(record.get(id_field))
+    if record_id is None or not record_id.strip():
+        return None
+    customer_id = as_integer(record.get("user_id"))
+    date = as_timestamp(record.get("date"))
+    if customer_id is None or date is None:
+        return None
+    typed = {"id": record_id.strip(), "customer_id": customer_id, "date": date}
+    if source == "weblogs":
+        error = as_text(record.get("error_message"))
+        typed["page"] = as_text(record.get("page"))
+        typed["error_message"] = error.strip() or None if error is not None else None
+        return typed
+    if record.get("updated_at") is not None:
+        updated_at = as_timestamp(record["updated_at"])
+        if updated_at is None:
+            return None  # updated_at is not a timestamp
+    else:
+        updated_at = None
+    typed["updated_at"] = updated_at or date
+    typed["opened"] = record.get("email_opened") is True
+    typed["clicked"] = record.get("email_clicked") is True
+    return typed
+
+
+def order_lines(document: dict[str, Any]) -> list[tuple[str | None, Decimal, int]] | None:
+    """(product name, price, quantity) per line item, or None when the order is rejected."""
+    items = document.get("items")
+    if not isinstance(items, list):
+        return None
+    lines = []
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        price, quantity = item.get("price"), item.get("quantity")
+        if isinstance(price, bool) or not isinstance(price, int | float):
+            return None
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            return None
+        if price < 0 or quantity <= 0 or abs(price) >= 1e22 or quantity >= 2**63:
+            return None
+        lines.append((item.get("product_name"), Decimal(repr(price)).quantize(MICRO), quantity))
+    return lines
+
+
+# -- the marts --------------------------------------------------------------------------------
+
+
+def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
+    """Every mart as the set of its rows (columns as in `MART_COLUMNS`)."""
+    customers: set[int] = set()
+    for user in data.documents["users"]:
+        customer_id = as_integer(user.get("id"))
+        if customer_id is not None:
+            customers.add(customer_id)
+
+    stats: dict[tuple[int, str], list] = defaultdict(lambda: [0, 0, Decimal(0)])
+    popular: dict[tuple[int, str], list] = {}
+    activity: dict[tuple[int, str], datetime] = {}
+
+    def event(customer_id: int, name: str, at: datetime | None) -> None:
+        if at is None:
+            return
+        key = (customer_id, name)
+        if key not in activity or activity[key] < at:
+            activity[key] = at
+
+    for collection, channel in (("online_orders", "Online"), ("instore_orders", "Instore")):
+        for order in data.documents[collection]:
+            customer_id = as_integer(order.get("user_id"))
+            ordered_at = as_timestamp(order.get("date"))
+            lines = order_lines(order)
+            if customer_id not in customers or ordered_at is None or lines is None:
+                continue
+            row = stats[(customer_id, channel)]
+            row[0] += 1
+            event(customer_id, f"{channel} Order", ordered_at)
+            for name, price, quantity in lines:
+                row[1] += 1
+                row[2] += price * quantity
+                if name is None:
+                    continue
+                item = popular.setdefault((customer_id, name.upper()), [0, ordered_at])
+                item[0] += 1
+                item[1] = max(item[1], ordered_at)
+
+    # Weblogs: one event per event_id, the first valid record (by partition, offset).
+    seen_events: set[str] = set()
+    errors: dict[tuple[int, str, str | None], list] = {}
+    for message in sorted(data.messages["weblogs"], key=lambda m: (m.partition, m.offset)):
+        weblog = kafka_record("weblogs", message.value)
+        if weblog is None or weblog["id"] in seen_events:
+            continue
+        seen_events.add(weblog["id"])
+        customer_id = weblog["customer_id"]
+        if customer_id not in customers:
+            continue
+        event(customer_id, "Website Visit", weblog["date"])
+        if weblog["page"] == "login_success.html":
+            event(customer_id, "Website Login", weblog["date"])
+        if weblog["error_message"] is not None:
+            key = (customer_id, weblog["error_message"], weblog["page"])
+            error = errors.setdefault(key, [weblog["date"], 0])
+            error[0] = max(error[0], weblog["date"])
+            error[1] += 1
+
+    # Emails: one per email_id, merging all its records.
+    emails: dict[str, dict[str, Any]] = {}
+    for message in data.messages["marketing_emails"]:
+        record = kafka_record("marketing_emails", message.value)
+        if record is None:
+            continue
+        email = emails.setdefault(
+            record["id"], {"customer_id": record["customer_id"], "sent": record["date"],
+                           "opened": None, "clicked": None},
+        )  # fmt: skip
+        email["customer_id"] = min(email["customer_id"], record["customer_id"])
+        email["sent"] = min(email["sent"], record["date"])
+        for flag in ("opened", "clicked"):
+            if record[flag] and (email[flag] is None or record["updated_at"] < email[flag]):
+                email[flag] = record["updated_at"]
+    for email in emails.values():
+        if email["customer_id"] in customers:
+            event(email["customer_id"], "Email Sent", email["sent"])
+            event(email["customer_id"], "Email Opened", email["opened"])
+            event(email["customer_id"], "Email Clicked", email["clicked"])
+
+    return {
+        "customer_purchase_stats": {
+            (
+                c,
+                channel,
+                orders,
+                items,
+                (Decimal(items) / Decimal(orders)).quantize(CENT, ROUND_HALF_UP),
+                amount.quantize(MICRO),
+            )
+            for (c, channel), (orders, items, amount) in stats.items()
+        },  # fmt: skip
+        "customer_popular_items": {(c, p, n, at) for (c, p), (n, at) in popular.items()},
+        "customer_activity": {(c, e, at) for (c, e), at in activity.items()},
+        "customer_recent_errors": {
+            (c, message, page, at, n) for (c, message, page), (at, n) in errors.items()
+        },
+        "customers": {(c,) for c in customers},
+    }
+
+
+def marts_rows(con, schema: str = "marts.") -> dict[str, set[tuple]]:
+    """The same sets read from the warehouse (or, with `schema=""`, a serving copy) on `con`."""
+    out = {}
+    for mart, columns in MART_COLUMNS.items():
+        relation = f"{schema}customer_360_base" if mart == "customers" else f"{schema}{mart}"
+        rows = con.execute(f"select {', '.join(columns)} from {relation}").fetchall()
+        out[mart] = {_normalize(row) for row in rows}
+    return out
+
+
+def _normalize(row: tuple) -> tuple:
+    return tuple(
+        v.quantize(MICRO) if isinstance(v, Decimal) and v.as_tuple().exponent < -2 else v
+        for v in row
+    )

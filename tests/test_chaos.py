@@ -1,0 +1,35 @@
+"""The chaos soak, shortened: every fault kind at least once in ~2 minutes, and nothing wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from customer360.chaos.soak import FAULT_KINDS, ChaosConfig, run_chaos
+from customer360.services import services_down, services_up
+from customer360.services.processes import free_port
+from tests.conftest import make_service_settings
+
+
+@pytest.fixture
+def chaos_settings(tmp_path):
+    """Services of this test alone: the soak restarts them."""
+    settings = make_service_settings(tmp_path / "home").with_overrides(serve_port=free_port())
+    services_up(settings)
+    yield settings
+    services_down(settings)
+
+
+def test_short_chaos_soak_loses_nothing_and_every_number_is_right(chaos_settings):
+    config = ChaosConfig(
+        duration_s=75, faults_per_kind=1, rate=150, customers=150, history_days=14, seed=11
+    )
+    report = run_chaos(chaos_settings, config, progress=print)
+    text = "\n".join(report.lines())
+    print(text)
+    kinds = {fault.kind for fault in report.faults}
+    expected = set(FAULT_KINDS) - ({"serving_kill"} if "serving not run" in text else set())
+    assert kinds == expected, text
+    assert all(fault.recovered_at is not None for fault in report.faults), text
+    assert report.findings.checked["bad records quarantined"] > 0, text
+    assert "lost: 0" in text and "duplicates: 0" in text and "mismatches: 0" in text, text
+    assert report.ok, text
