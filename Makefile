@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: install demo test lint services-up services-down
+.PHONY: install demo test lint services-up services-down chromium
 
 install: $(VENV)/.installed
 
@@ -15,8 +15,12 @@ $(VENV)/.installed: pyproject.toml uv.lock
 demo: install
 	$(VENV)/bin/c360 up
 
-test: install
+test: install chromium
 	$(PY) -m pytest
+
+# The dashboard test drives a real headless Chromium (Debian's package); install it when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
 
 lint: install
 	$(VENV)/bin/ruff check .
