@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "customer360.generator.cli",
     "extractors.cli",
     "customer360.pipeline.cli",
+    "customer360.serving.cli",
     "customer360.demo",
 )
 

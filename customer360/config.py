@@ -34,6 +34,8 @@ class Settings:
     api_token: str | None = None
     serve_host: str = "127.0.0.1"
     serve_port: int = 8360
+    # How often Dagster's micro-batch sensor probes the sources for something new.
+    sensor_interval_s: int = 5
 
     @property
     def serving_path(self) -> Path:
@@ -68,4 +70,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_token=env.get("C360_API_TOKEN") or None,
         serve_host=env.get("C360_SERVE_HOST", defaults.serve_host),
         serve_port=int(env.get("C360_SERVE_PORT", defaults.serve_port)),
+        sensor_interval_s=int(env.get("C360_SENSOR_INTERVAL_S", defaults.sensor_interval_s)),
     )

@@ -27,6 +27,7 @@ import duckdb
 
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
 from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker
+from customer360.serving.publish import PublishResult, publish_serving_copy
 from extractors import SOURCES, BatchResult, Extractor
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class MicroBatchResult:
     extract_errors: dict[str, str] = field(default_factory=dict)
     dbt_sources: list[str] = field(default_factory=list)  # sources whose downstream was built
     dbt: DbtBuildResult | None = None
+    serving: PublishResult | None = None  # None while dbt owes a build: never half-built
     extract_seconds: float = 0.0
     dbt_seconds: float = 0.0
     publish_seconds: float = 0.0
@@ -110,6 +112,8 @@ class MicroBatchResult:
                 + ("" if self.dbt.success else "  FAILED")
             )
             lines += [f"  {f}" for f in self.dbt.failures]
+        if self.serving is not None:
+            lines.append(self.serving.summary_line())
         lines.append(
             f"micro-batch       {self.records} records; extract {self.extract_seconds * 1000:.0f} "
             f"ms, dbt {self.dbt_seconds * 1000:.0f} ms, publish "
@@ -207,8 +211,20 @@ class MicroBatch:
             self._dbt_owed.update(sources)
         return result
 
-    def publish(self) -> dict:
-        """Write the positions reached and what dbt still owes, for the sensor's probe."""
+    def publish(self) -> PublishResult | None:
+        """Publish for readers: the positions reached and what dbt still owes (for the sensor's
+        probe), then the serving copy of the marts (for BI tools, the API and the dashboard).
+
+        The serving copy is only replaced when dbt owes nothing: after a failed build some marts
+        may be newer than others, and readers keep the last consistent copy instead.
+        """
+        self._write_state()
+        if self._dbt_owed:
+            log.warning("serving copy not published: dbt still owes %s", sorted(self._dbt_owed))
+            return None
+        return publish_serving_copy(self.con, self.settings)
+
+    def _write_state(self) -> dict:
         kafka: dict[str, dict[str, int]] = {}
         for topic, partition, offset in self.con.execute(
             'select topic, "partition", next_offset from raw._kafka_offsets'
@@ -247,7 +263,7 @@ class MicroBatch:
         result.dbt_seconds = time.monotonic() - started
 
         started = time.monotonic()
-        self.publish()
+        result.serving = self.publish()
         result.publish_seconds = time.monotonic() - started
         return result
 
