@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the demo: services up, seed if empty, keep a stream flowing, run the pipeline",
         description="Start the local Kafka and MongoDB (`c360 services up`), seed them with "
         "--customers customers if the users collection is empty, start `c360 stream` in the "
-        "background at --rate events/s, then run the pipeline and its UI. Ctrl-C stops the "
-        "stream and the pipeline; `c360 services down` stops the services.",
+        "background at --rate events/s, start the dashboard and profile API (`c360 serve`), then "
+        "run the pipeline and its UI (Dagster). Ctrl-C stops the stream, the dashboard and the "
+        "pipeline; `c360 services down` stops the services.",
     )
     parser.add_argument(
         "--customers",
@@ -56,6 +57,14 @@ def run_up(args, settings: Settings) -> int:
     if args.rate > 0 and stream.pid() is None:
         stream.start([sys.executable, "-m", "customer360.cli", "stream", "--rate", str(args.rate)])
         print(f"stream: {args.rate:g} events/s in the background (log {stream.log_file})")
+    serve = ManagedProcess("serve", settings.home / "run")
+    if serve.pid() is None:
+        serve.start([sys.executable, "-m", "customer360.cli", "serve"])
+    print(
+        f"dashboard: http://{settings.serve_host}:{settings.serve_port}/ (API under /api, "
+        f"log {serve.log_file})",
+        flush=True,
+    )
     from customer360.pipeline.cli import _dagster
 
     try:
@@ -64,6 +73,8 @@ def run_up(args, settings: Settings) -> int:
     finally:
         if stream.stop():
             print("stream stopped")
+        if serve.stop():
+            print("dashboard stopped")
 
 
 def _seed_if_empty(settings: Settings, customers: int, days: int) -> None:
