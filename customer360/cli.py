@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "extractors.cli",
     "customer360.pipeline.cli",
     "customer360.serving.cli",
+    "customer360.chaos.cli",
     "customer360.demo",
 )
 

@@ -25,6 +25,7 @@ from customer360.generator import catalog, records
 from customer360.generator.outputs import KafkaOutput, MongoBulkWriter, to_json
 from customer360.generator.records import CampaignSend, Weighted
 from customer360.kafka_topics import ensure_topics
+from customer360.services.addresses import redact_uri
 
 DAY_MS = 86_400_000
 # Online shopping peaks at lunch and in the evening (UTC hours).
@@ -289,7 +290,8 @@ def seed(
             existing = db["users"].estimated_document_count()
         except pymongo.errors.ServerSelectionTimeoutError as error:
             raise RuntimeError(
-                f"MongoDB at {settings.mongo_uri} did not answer within 10 s; is it running?"
+                f"MongoDB at {redact_uri(settings.mongo_uri)} did not answer within 10 s; "
+                "is it running?"
             ) from error
         first_id = 1
         if existing:

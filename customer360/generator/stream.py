@@ -34,6 +34,7 @@ from customer360.generator import bad_records, catalog, records
 from customer360.generator.history import create_indexes
 from customer360.generator.outputs import KafkaOutput, MongoOpsWriter, to_json
 from customer360.kafka_topics import ensure_topics
+from customer360.services.addresses import redact_uri
 
 
 def _mean_session_pages(with_order: bool) -> float:
@@ -716,7 +717,8 @@ def stream(
             create_indexes(db)  # updates and deletes find users by id
         except pymongo.errors.ServerSelectionTimeoutError as error:
             raise RuntimeError(
-                f"MongoDB at {settings.mongo_uri} did not answer within 10 s; is it running?"
+                f"MongoDB at {redact_uri(settings.mongo_uri)} did not answer within 10 s; "
+                "is it running?"
             ) from error
         streamer = _Streamer(settings, db, kafka, rng, log)
         streamer.discover()
