@@ -1,0 +1,83 @@
+"""The micro-batch loop process of `c360 bench --mode loop`: a warm `MicroBatch`, run back to back.
+
+    python -m customer360.bench.loop --report batches.jsonl
+
+Reads its Settings from the C360_* environment like every command. Appends one JSON line per
+micro-batch that did something (records landed, models built or a copy published) to
+`--report`, with the split of its time, until SIGTERM or SIGINT. It is the process `c360 up`
+runs the micro-batch in, minus Dagster: the difference between the two modes is Dagster's
+overhead (sensor interval, run launch, event log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+from customer360.config import load_settings
+
+# A micro-batch that found nothing waits this long before looking again.
+IDLE_PAUSE_S = 0.1
+
+
+def batch_record(result, started_at: float, ended_at: float) -> dict:
+    """One line of the report: when, how many records, and where the time went."""
+    models: dict[str, float] = {}
+    if result.dbt is not None:
+        for event in result.dbt.events:
+            data = event.get("data", {})
+            node = data.get("node_info", {})
+            unique_id = node.get("unique_id", "")
+            if unique_id.startswith("model.") and "execution_time" in data:
+                models[unique_id.split(".")[-1]] = float(data["execution_time"])
+    return {
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "records": result.records,
+        "by_source": {s: r.records for s, r in result.extracts.items()},
+        "extract_s": result.extract_seconds,
+        "dbt_s": result.dbt_seconds,
+        "dbt_invoke_s": result.dbt.seconds if result.dbt is not None else 0.0,
+        "publish_s": result.publish_seconds,
+        "published": bool(result.serving is not None and result.serving.published),
+        "models": models,
+        "tests": len(result.dbt.tests_run) if result.dbt is not None else 0,
+        "success": result.success,
+        "errors": list(result.extract_errors.values())
+        + (result.dbt.failures if result.dbt is not None and not result.dbt.success else []),
+    }
+
+
+def run_loop(report: Path, stop: threading.Event) -> int:
+    from customer360.pipeline.microbatch import MicroBatch
+
+    settings = load_settings()
+    with MicroBatch(settings) as batch, report.open("a", buffering=1) as out:
+        out.write(json.dumps({"ready_at": time.time()}) + "\n")
+        while not stop.is_set():
+            started = time.time()
+            result = batch.run()
+            ended = time.time()
+            if result.records or result.dbt is not None:
+                out.write(json.dumps(batch_record(result, started, ended)) + "\n")
+            if not result.records and result.dbt is None:
+                stop.wait(IDLE_PAUSE_S)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", type=Path, required=True, help="JSON lines, one per batch")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return run_loop(args.report, stop)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+"""Freshness probes: a marker event produced into the live path, polled on the read path.
+
+Each probe is a weblog page view with an error (`error_message` = a unique marker) for a known
+customer, produced to Kafka with its production time (wall clock, also the record's `date`).
+It is visible once `customer_recent_errors` on the read path holds the marker; the delay between
+the two is the data freshness a reader experiences. A probe is produced every `interval_s`
+whatever happened to earlier ones, so several are in flight when the pipeline is slow.
+
+The read path is one object with `visible(markers) -> set[str]`: the serving copy read as a BI
+tool would (`ServingCopyReadPath`), or the profile API (`ApiReadPath`).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from confluent_kafka import Producer
+
+from customer360.config import Settings
+from customer360.serving.reader import ServingNotPublished, ServingReader
+
+PROBE_PAGE = "bench_probe.html"
+
+
+class ServingCopyReadPath:
+    """The published serving copy, read-only, as a BI tool or the API reads it."""
+
+    name = "serving-copy"
+
+    def __init__(self, settings: Settings):
+        self.reader = ServingReader(settings.serving_path)
+
+    def visible(self, probes: list[Probe]) -> set[str]:
+        if not probes:
+            return set()
+        try:
+            cur = self.reader.cursor()
+        except ServingNotPublished:
+            return set()
+        try:
+            rows = cur.execute(
+                "select error_message from customer_recent_errors"
+                " where customer_id in (select unnest(?)) and page = ?"
+                " and error_message in (select unnest(?))",
+                [sorted({p.customer_id for p in probes}), PROBE_PAGE, [p.marker for p in probes]],
+            ).fetchall()
+        finally:
+            cur.close()
+        return {r[0] for r in rows}
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class ApiReadPath:
+    """`GET /api/customers/{id}` of the profile API; a probe is visible in its recent errors."""
+
+    name = "api"
+
+    def __init__(self, url: str, token: str | None = None):
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        self.client = http.client.HTTPConnection(host, int(port), timeout=10)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def visible(self, probes: list[Probe]) -> set[str]:
+        found = set()
+        for customer_id in sorted({p.customer_id for p in probes}):
+            try:
+                self.client.request("GET", f"/api/customers/{customer_id}", headers=self.headers)
+                response = self.client.getresponse()
+                body = response.read()
+            except (OSError, http.client.HTTPException):
+                self.client.close()
+                continue
+            if response.status != 200:
+                continue
+            errors = json.loads(body).get("recent_errors", [])
+            found |= {e.get("error_message") for e in errors}
+        return {p.marker for p in probes if p.marker in found}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@dataclass
+class Probe:
+    marker: str
+    customer_id: int
+    produced_at: float  # epoch seconds, just before the produce call
+    visible_at: float | None = None
+
+    @property
+    def freshness_s(self) -> float | None:
+        return None if self.visible_at is None else self.visible_at - self.produced_at
+
+
+@dataclass
+class Prober:
+    """Produces a probe every `interval_s` and polls the read path every `poll_s`."""
+
+    settings: Settings
+    read_path: object
+    customer_ids: list[int]
+    interval_s: float = 1.0
+    poll_s: float = 0.1
+    give_up_s: float = 120.0
+    probes: list[Probe] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._stop_producing = threading.Event()
+        self._stop_polling = threading.Event()
+        self._lock = threading.Lock()
+        self._producer = Producer(
+            {"bootstrap.servers": self.settings.kafka_bootstrap, "linger.ms": 0, "acks": "all"}
+        )
+        self._threads = [
+            threading.Thread(target=self._produce_loop, name="bench-probe-produce", daemon=True),
+            threading.Thread(target=self._poll_loop, name="bench-probe-poll", daemon=True),
+        ]
+
+    def start(self) -> Prober:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _produce_one(self, n: int) -> None:
+        customer_id = self.customer_ids[n % len(self.customer_ids)]
+        marker = f"bench probe {uuid.uuid4().hex}"
+        produced_at = time.time()
+        record = {
+            "event_id": str(uuid.uuid4()),
+            "user_id": customer_id,
+            "date": datetime.fromtimestamp(produced_at, UTC).isoformat(timespec="milliseconds"),
+            "session_id": f"bench-{n}",
+            "page": PROBE_PAGE,
+            "action": "view",
+            "error_message": marker,
+        }
+        with self._lock:
+            self.probes.append(Probe(marker, customer_id, produced_at))
+        self._producer.produce(
+            self.settings.topic("weblogs"), value=json.dumps(record), key=str(customer_id)
+        )
+        self._producer.poll(0)
+
+    def _produce_loop(self) -> None:
+        started = time.monotonic()
+        n = 0
+        while not self._stop_producing.is_set():
+            self._produce_one(n)
+            n += 1
+            self._stop_producing.wait(max(0.0, started + n * self.interval_s - time.monotonic()))
+        self._producer.flush(30)
+
+    def pending(self) -> list[Probe]:
+        now = time.time()
+        with self._lock:
+            return [
+                p
+                for p in self.probes
+                if p.visible_at is None and now - p.produced_at < self.give_up_s
+            ]
+
+    def _poll_loop(self) -> None:
+        while not self._stop_polling.is_set():
+            waiting = self.pending()
+            if waiting:
+                try:
+                    seen = self.read_path.visible(waiting)
+                except Exception:  # noqa: BLE001 - a failed read is retried at the next poll
+                    seen = set()
+                now = time.time()
+                for probe in waiting:
+                    if probe.marker in seen:
+                        probe.visible_at = now
+            self._stop_polling.wait(self.poll_s)
+
+    def stop_producing(self) -> None:
+        self._stop_producing.set()
+        self._threads[0].join(30)
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait until every probe is visible (or `timeout_s`), then stop polling."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self._stop_polling.set()
+        self._threads[1].join(30)

@@ -1,0 +1,625 @@
+"""The benchmark's phases, from seeded history to the figures in one JSON-able dict.
+
+1. **Seed** a history (`generator.history.seed`) while no pipeline runs: a backlog.
+2. **Start the pipeline**: a warm `MicroBatch` loop in its own process (`--mode loop`,
+   `python -m customer360.bench.loop`) or Dagster's webserver and daemon with the sensor on
+   (`--mode dagster`, what `c360 up` runs), plus the profile API (`c360 serve`) in its own
+   process. The time until a first probe is visible is the initial load of the history.
+3. **Load**: the generator's stream (all five sources, the history's proportions) in a process
+   of its own at each asked rate, while probes measure freshness every second on the read
+   path and a client samples the API's profile lookup.
+4. **After the load**, with the pipeline stopped, in this process on the same warehouse:
+   catch-up throughput (a backlog produced as fast as the generator goes, then micro-batches
+   until drained), one micro-batch after `incremental_events` new events (its dbt time per
+   model) and `dbt run --full-refresh` of a copy of the warehouse (same history, same run).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from customer360.bench.probes import ApiReadPath, Prober, ServingCopyReadPath
+from customer360.bench.processes import MemorySampler, self_peak_rss_mb, stop_process
+from customer360.config import Settings
+from customer360.services.processes import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+RAW_EVENT_TABLES = ("users", "online_orders", "instore_orders", "weblogs", "marketing_emails")
+DEFAULT_RAMP = (250.0, 500.0, 1000.0, 2000.0, 4000.0)
+
+
+@dataclass
+class BenchConfig:
+    out: Path
+    customers: int = 10_000
+    history_events: int | None = 200_000
+    days: int | None = None  # instead of history_events
+    rate: float | None = 200.0  # None: `--rate max`, a ramp of DEFAULT_RAMP steps
+    duration_s: float = 60.0  # per step with --rate max
+    mode: str = "loop"  # loop | dagster
+    read_path: str = "serving"  # serving | api
+    probe_interval_s: float = 1.0
+    target_p95_s: float = 5.0
+    backlog_events: int = 20_000
+    incremental_events: int = 1_000
+    api_rate: float = 10.0  # profile lookups per second during the load
+    ramp: tuple[float, ...] = DEFAULT_RAMP
+    seed: int = 42
+
+    def history_days(self) -> int:
+        if self.days:
+            return self.days
+        from customer360.generator.stream import STREAM_MIX
+
+        per_customer_day = sum(STREAM_MIX.values()) / 365
+        return max(1, round((self.history_events or 0) / (self.customers * per_customer_day)))
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": mem_gb,
+        "load_average_at_start": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment a child process reads its Settings from (C360_*)."""
+    from customer360.pipeline.dagster_home import dagster_env
+
+    env = dagster_env(settings)
+    env["C360_SERVING_DB"] = str(settings.serving_path.resolve())
+    env["C360_SENSOR_INTERVAL_S"] = str(settings.sensor_interval_s)
+    if settings.kafka_jars is not None:
+        env["C360_KAFKA_JARS"] = str(settings.kafka_jars.resolve())
+    return env
+
+
+class Bench:
+    def __init__(self, settings: Settings, config: BenchConfig, say: Callable[[str], None] = print):
+        self.settings = settings
+        self.config = config
+        self.say = say
+        self.out = config.out
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.logs = self.out / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.memory = MemorySampler()
+        self.processes: dict[str, subprocess.Popen | list[subprocess.Popen]] = {}
+        self.result: dict = {
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+            "machine": machine_info(),
+            "started_at": datetime.now(UTC).isoformat(),
+            "mode": config.mode,
+            "read_path": None,
+            "notes": [],
+        }
+        self.api_url: str | None = None
+        self.api_latencies: list[tuple[float, float, int]] = []  # (at, seconds, status)
+        self._api_stop = threading.Event()
+
+    # -- processes ----------------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=child_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = process
+        self.memory.track(name, process.pid)
+        return process
+
+    def start_pipeline(self) -> None:
+        if self.config.mode == "loop":
+            self.batches_file = self.out / "batches.jsonl"
+            self.batches_file.unlink(missing_ok=True)
+            self._spawn(
+                "microbatch-loop",
+                [
+                    sys.executable,
+                    "-m",
+                    "customer360.bench.loop",
+                    "--report",
+                    str(self.batches_file),
+                ],
+            )
+        elif self.config.mode == "dagster":
+            from customer360.pipeline.dagster_home import start_dagster
+
+            self.dagster_started_at = time.time()
+            processes = start_dagster(self.settings, port=free_port(), log_dir=self.logs)
+            for name, process in zip(
+                ("dagster-webserver", "dagster-daemon"), processes, strict=True
+            ):
+                self.processes[name] = process
+                self.memory.track(name, process.pid)
+        else:
+            raise ValueError(f"unknown mode {self.config.mode!r}: loop or dagster")
+
+    def start_api(self) -> None:
+        try:
+            import customer360.serving.api  # noqa: F401
+        except ImportError as exc:
+            self.result["notes"].append(f"no profile API ({exc}); API latency not measured")
+            return
+        port = free_port()
+        self._spawn(
+            "api",
+            [sys.executable, "-m", "customer360.serving", "--host", "127.0.0.1", "--port",
+             str(port)],
+        )  # fmt: skip
+        self.api_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                client = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                client.request("GET", "/docs")
+                client.getresponse().read()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"the profile API did not answer on {self.api_url} within 60 s")
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            stop_process(process)
+
+    # -- the read path ------------------------------------------------------------------------
+    def make_read_path(self):
+        if self.config.read_path == "api" and self.api_url:
+            return ApiReadPath(self.api_url, self.settings.api_token)
+        return ServingCopyReadPath(self.settings)
+
+    def _api_sampler(self) -> None:
+        host, port = self.api_url.removeprefix("http://").split(":")
+        client = http.client.HTTPConnection(host, int(port), timeout=10)
+        headers = (
+            {"Authorization": f"Bearer {self.settings.api_token}"}
+            if self.settings.api_token
+            else {}
+        )
+        rng = random.Random(self.config.seed)
+        interval = 1 / self.config.api_rate
+        next_at = time.monotonic()
+        while not self._api_stop.is_set():
+            customer_id = rng.randint(1, self.config.customers)
+            started = time.perf_counter()
+            try:
+                client.request("GET", f"/api/customers/{customer_id}", headers=headers)
+                response = client.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                client.close()
+                status = 0
+            self.api_latencies.append((time.time(), time.perf_counter() - started, status))
+            next_at += interval
+            self._api_stop.wait(max(0.0, next_at - time.monotonic()))
+
+    # -- phases -------------------------------------------------------------------------------
+    def seed_history(self) -> None:
+        from customer360.generator.history import seed
+
+        days = self.config.history_days()
+        self.say(f"seed: {self.config.customers} customers, {days} days of history ...")
+        started = time.monotonic()
+        summary = seed(self.settings, customers=self.config.customers, days=days,
+                       seed=self.config.seed)  # fmt: skip
+        self.result["history"] = {
+            "customers": self.config.customers,
+            "days": days,
+            "events": summary.records,
+            "seed_seconds": time.monotonic() - started,
+        }
+        self.say(f"seed: {summary.records} events in {time.monotonic() - started:.1f} s")
+
+    def probe_customers(self) -> list[int]:
+        """Customers the stream is unlikely to delete during the run: the first hundred."""
+        return list(range(1, min(self.config.customers, 100) + 1))
+
+    def wait_first_probe(self, prober: Prober, timeout_s: float) -> float:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(p.visible_at is not None for p in prober.probes):
+                first = min(
+                    (p for p in prober.probes if p.visible_at is not None),
+                    key=lambda p: p.visible_at,
+                )
+                return first.visible_at
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited ({process.returncode}) before the history was served; "
+                        f"see {self.logs / (name + '.log')}"
+                    )
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"no probe visible on the read path within {timeout_s:.0f} s of starting the "
+            f"pipeline; see {self.logs}/"
+        )
+
+    def run_stream(self, rate: float, duration: float) -> tuple[float, float]:
+        """The generator's stream at `rate` for `duration` s in its own process; its window."""
+        name = f"stream-{rate:g}"
+        process = self._spawn(
+            name,
+            [sys.executable, "-m", "customer360.cli", "stream", "--rate", str(rate),
+             "--duration", str(duration), "--seed", str(self.config.seed)],
+        )  # fmt: skip
+        started = time.time()
+        code = process.wait()
+        if code != 0:
+            raise RuntimeError(f"the stream exited with {code}; see {self.logs / (name + '.log')}")
+        return started, time.time()
+
+    def run(self) -> dict:
+        config = self.config
+        self.memory.start()
+        try:
+            self.seed_history()
+            from customer360.kafka_topics import ensure_topics
+
+            ensure_topics(self.settings)
+            self.start_api()
+            read_path = self.make_read_path()
+            self.result["read_path"] = read_path.name
+            prober = Prober(
+                self.settings, read_path, self.probe_customers(), config.probe_interval_s
+            )
+            pipeline_started = time.time()
+            self.start_pipeline()
+            prober.start()
+            self.say(f"pipeline ({config.mode}) started; waiting for the history to be served ...")
+            first_visible = self.wait_first_probe(prober, timeout_s=3600)
+            self.result["initial_load_seconds"] = first_visible - pipeline_started
+            self.say(f"history served after {first_visible - pipeline_started:.1f} s")
+            # Probes from before the history was served measure the initial load, not freshness.
+            load_from = time.time()
+            sampler = None
+            if self.api_url:
+                sampler = threading.Thread(target=self._api_sampler, daemon=True)
+                sampler.start()
+            steps = []
+            for rate in [config.rate] if config.rate else config.ramp:
+                self.say(f"load: {rate:g} events/s for {config.duration_s:g} s ...")
+                step_start, step_end = self.run_stream(rate, config.duration_s)
+                steps.append({"rate": rate, "start": step_start, "end": step_end})
+                step_probes = [
+                    p.freshness_s
+                    for p in prober.probes
+                    if step_start + 5 <= p.produced_at <= step_end and p.freshness_s is not None
+                ]
+                p95 = percentile(step_probes, 95)
+                self.say(
+                    f"load: {rate:g} events/s: p95 freshness so far "
+                    + (f"{p95:.2f} s" if p95 is not None else "n/a")
+                )
+                if config.rate is None and (p95 is None or p95 > config.target_p95_s * 2):
+                    break  # far over the target: higher rates only pile up a backlog
+            prober.stop_producing()
+            load_to = time.time()
+            prober.drain(timeout_s=120)
+            self._api_stop.set()
+            if sampler is not None:
+                sampler.join(15)
+            read_path.close()
+            self.memory.sample()
+            self.stop_all()
+            self.result["peak_rss_mb"] = self.memory.stop()
+            self.result["load"] = self.summarise_load(prober, steps, load_from, load_to)
+            self.post_load()
+            self.result["peak_rss_mb"]["bench (post-load phase in-process)"] = self_peak_rss_mb()
+        finally:
+            self._api_stop.set()
+            self.stop_all()
+        self.result["finished_at"] = datetime.now(UTC).isoformat()
+        self.result["load_average_at_end"] = list(os.getloadavg())
+        self.result["targets"] = self.targets()
+        return self.result
+
+    # -- summaries ----------------------------------------------------------------------------
+    def read_batches(self) -> list[dict]:
+        if self.config.mode != "loop" or not self.batches_file.exists():
+            return []
+        lines = self.batches_file.read_text().splitlines()
+        return [b for b in map(json.loads, lines) if "started_at" in b]
+
+    def summarise_load(self, prober: Prober, steps: list[dict], start: float, end: float):
+        probes = [p for p in prober.probes if start <= p.produced_at <= end]
+        seen = [p.freshness_s for p in probes if p.freshness_s is not None]
+        batches = [b for b in self.read_batches() if start <= b["started_at"] <= end]
+        for step in steps:
+            values = [
+                p.freshness_s
+                for p in probes
+                if step["start"] + 5 <= p.produced_at <= step["end"] and p.freshness_s is not None
+            ]
+            step["freshness_s"] = freshness_stats(values)
+            step["probes"] = len(values)
+        self.result["probes"] = [
+            {"produced_at": p.produced_at, "freshness_s": p.freshness_s} for p in prober.probes
+        ]
+        self.result["batches"] = batches
+        self.result["steps"] = steps
+        api = [s for at, s, status in self.api_latencies if status == 200 and start <= at <= end]
+        return {
+            "window": [start, end],
+            "probes": len(probes),
+            "probes_never_visible": sum(1 for p in probes if p.freshness_s is None),
+            "freshness_s": freshness_stats(seen),
+            "microbatch": batch_stats(batches) if batches else None,
+            "api_profile_lookup_ms": {
+                "requests": len(api),
+                "errors": sum(1 for at, _, s in self.api_latencies if s != 200 and start <= at),
+                "p50": _ms(percentile(api, 50)),
+                "p99": _ms(percentile(api, 99)),
+                "max": _ms(max(api) if api else None),
+            },
+        }
+
+    def post_load(self) -> None:
+        """Catch-up throughput, incremental build and full refresh, in this process."""
+        from customer360.generator.stream import stream
+        from customer360.pipeline.microbatch import MicroBatch
+
+        post: dict = {}
+        with MicroBatch(self.settings) as batch:
+            self.result["timeline"] = self.timeline(batch.con)
+            started = time.monotonic()
+            batch.dbt.manifest()
+            post["dbt_parse_cold_s"] = time.monotonic() - started
+            drain(batch)  # what the loop left; builds with the data tests once
+            # Steady state builds models only (data tests at most once a minute).
+            batch._data_tests_ran_at = time.monotonic()
+
+            self.say(f"catch-up: producing a backlog of {self.config.backlog_events} events ...")
+            summary = stream(
+                self.settings, rate=20_000.0, duration=self.config.backlog_events / 20_000.0,
+                seed=self.config.seed + 1, progress=None,
+            )  # fmt: skip
+            produced = summary.events
+            started = time.monotonic()
+            batches = drain(batch)
+            seconds = time.monotonic() - started
+            landed = sum(b["records"] for b in batches)
+            post["catch_up"] = {
+                "backlog_events": produced,
+                "generator_events_per_s": summary.rate,
+                "landed_records": landed,
+                "seconds": seconds,
+                "events_per_s": landed / seconds if seconds else None,
+                "microbatches": len(batches),
+                "split_s": {
+                    k: sum(b[k] for b in batches) for k in ("extract_s", "dbt_s", "publish_s")
+                },
+            }
+            self.say(
+                f"catch-up: {landed} records landed and built in {seconds:.1f} s "
+                f"({landed / max(seconds, 1e-9):,.0f}/s)"
+            )
+
+            stream(
+                self.settings, rate=float(self.config.incremental_events), duration=1.0,
+                seed=self.config.seed + 2, progress=None,
+            )  # fmt: skip
+            batches = drain(batch)
+            post["incremental"] = {
+                "new_events": sum(b["records"] for b in batches),
+                "microbatches": len(batches),
+                "extract_s": sum(b["extract_s"] for b in batches),
+                "dbt_s": sum(b["dbt_s"] for b in batches),
+                "publish_s": sum(b["publish_s"] for b in batches),
+                "models_s": merge_models(batches),
+            }
+            history_rows = batch.con.execute(
+                " union all ".join(f"select count(*) from raw.{t}" for t in RAW_EVENT_TABLES)
+            ).fetchall()
+            post["warehouse_raw_rows"] = sum(r[0] for r in history_rows)
+            batch.con.execute("checkpoint")
+        post["full_refresh"] = self.full_refresh()
+        inc, full = post["incremental"]["dbt_s"], post["full_refresh"]["dbt_run_s"]
+        post["incremental_over_full"] = inc / full if full else None
+        self.say(
+            f"incremental dbt after {post['incremental']['new_events']} events: {inc:.2f} s; "
+            f"full refresh of {post['warehouse_raw_rows']} raw rows: {full:.2f} s"
+        )
+        self.result["post_load"] = post
+
+    def full_refresh(self) -> dict:
+        """`dbt run --full-refresh` on a copy of the warehouse (same history, same run)."""
+        from customer360.pipeline.dbt_invoker import DbtInvoker
+
+        scratch = self.out / "full-refresh"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        copy = scratch / "warehouse.duckdb"
+        shutil.copyfile(self.settings.warehouse, copy)
+        wal = self.settings.warehouse.with_name(self.settings.warehouse.name + ".wal")
+        if wal.exists():
+            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+        invoker = DbtInvoker(self.settings.with_overrides(warehouse=copy, home=scratch / "home"))
+        started = time.monotonic()
+        invoker.manifest()
+        parse = time.monotonic() - started
+        self.say("full refresh: dbt run --full-refresh on a copy of the warehouse ...")
+        result = invoker.run(["run", "--full-refresh"])
+        if not result.success:
+            self.result["notes"].append(f"full refresh failed: {result.failures or result.error}")
+        models = {}
+        for event in result.events:
+            data = event.get("data", {})
+            unique_id = data.get("node_info", {}).get("unique_id", "")
+            if unique_id.startswith("model.") and "execution_time" in data:
+                models[unique_id.split(".")[-1]] = float(data["execution_time"])
+        shutil.rmtree(scratch, ignore_errors=True)
+        return {"dbt_parse_s": parse, "dbt_run_s": result.seconds, "models_s": models}
+
+    def timeline(self, con) -> dict:
+        """Per second of the load: events produced (source time) and landed (landed_at)."""
+        start, end = self.result.get("load", {}).get("window", [0, 0])
+        end += 60
+        produced_sql = (
+            " union all ".join(
+                f"select epoch(cluster_at) as ts from raw.{t} where operation <> 'snapshot'"
+                for t in ("users", "online_orders", "instore_orders")
+            )
+            + " union all "
+            + " union all ".join(
+                f'select epoch("timestamp") as ts from raw.{t}'
+                for t in ("weblogs", "marketing_emails")
+            )
+        )
+        landed_sql = " union all ".join(
+            f"select epoch(landed_at) as ts from raw.{t}" for t in RAW_EVENT_TABLES
+        )
+
+        def per_second(sql: str) -> list[list[float]]:
+            rows = con.execute(
+                f"select floor(ts) as s, count(*) from ({sql}) where ts between ? and ?"
+                " group by 1 order by 1",
+                [start, end],
+            ).fetchall()
+            return [[float(s), int(n)] for s, n in rows]
+
+        produced, landed = per_second(produced_sql), per_second(landed_sql)
+        self.result["load"]["landed_events_per_s"] = sum(
+            n for s, n in landed if s <= self.result["load"]["window"][1]
+        ) / max(1e-9, self.result["load"]["window"][1] - start)
+        self.result["load"]["produced_events_per_s"] = sum(
+            n for s, n in produced if s <= self.result["load"]["window"][1]
+        ) / max(1e-9, self.result["load"]["window"][1] - start)
+        return {"produced_per_s": produced, "landed_per_s": landed}
+
+    def targets(self) -> list[dict]:
+        load = self.result.get("load", {})
+        post = self.result.get("post_load", {})
+        p95 = (load.get("freshness_s") or {}).get("p95")
+        catch_up = (post.get("catch_up") or {}).get("events_per_s")
+        ratio = post.get("incremental_over_full")
+        return [
+            _target("p95 freshness", p95, 5.0, "s", lower_is_better=True,
+                    at=f"{self.config.rate or 'ramp'} events/s, {self.config.customers} customers"),
+            _target("catch-up throughput", catch_up, 20_000.0, "events/s",
+                    lower_is_better=False, at=f"backlog {self.config.backlog_events} events"),
+            _target("incremental / full refresh", ratio, 0.02, "", lower_is_better=True,
+                    at=f"{post.get('warehouse_raw_rows')} raw rows "
+                    f"(target is at 10,000,000 events)"),
+        ]  # fmt: skip
+
+
+def _target(name, value, target, unit, lower_is_better, at) -> dict:
+    if value is None:
+        return {"name": name, "value": None, "target": target, "met": None, "at": at}
+    met = value <= target if lower_is_better else value >= target
+    return {
+        "name": name,
+        "value": value,
+        "target": target,
+        "unit": unit,
+        "met": met,
+        "by": value / target,  # >1 for "lower is better" misses, <1 for throughput misses
+        "at": at,
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def freshness_stats(values: list[float]) -> dict:
+    return {
+        "count": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+        "mean": statistics.fmean(values) if values else None,
+    }
+
+
+def batch_stats(batches: list[dict]) -> dict:
+    totals = [b["extract_s"] + b["dbt_s"] + b["publish_s"] for b in batches]
+    return {
+        "count": len(batches),
+        "records": sum(b["records"] for b in batches),
+        "duration_s": {"p50": percentile(totals, 50), "p95": percentile(totals, 95)},
+        "extract_s": {"p50": percentile([b["extract_s"] for b in batches], 50),
+                      "p95": percentile([b["extract_s"] for b in batches], 95)},
+        "dbt_s": {"p50": percentile([b["dbt_s"] for b in batches], 50),
+                  "p95": percentile([b["dbt_s"] for b in batches], 95)},
+        "publish_s": {"p50": percentile([b["publish_s"] for b in batches], 50),
+                      "p95": percentile([b["publish_s"] for b in batches], 95)},
+        "with_data_tests": sum(1 for b in batches if b.get("tests")),
+        "models_s_mean": {
+            m: s / len(batches) for m, s in merge_models(batches).items()
+        },
+    }  # fmt: skip
+
+
+def merge_models(batches: list[dict]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for b in batches:
+        for model, seconds in b.get("models", {}).items():
+            total[model] = total.get(model, 0.0) + seconds
+    return dict(sorted(total.items(), key=lambda kv: -kv[1]))
+
+
+def drain(batch, max_runs: int = 500) -> list[dict]:
+    """Micro-batches until one lands nothing with no lag left; their report lines."""
+    from customer360.bench.loop import batch_record
+
+    done = []
+    for _ in range(max_runs):
+        started = time.time()
+        result = batch.run()
+        result.raise_on_failure()
+        if result.records or result.dbt is not None:
+            done.append(batch_record(result, started, time.time()))
+        if not result.records and result.remaining_lag in (0, None):
+            return done
+    raise RuntimeError(f"the micro-batches did not catch up within {max_runs} runs")

@@ -1,0 +1,47 @@
+"""`c360 bench` at tiny settings against the test services: it runs and writes sane outputs.
+
+No timing assertions: the machines running the tests are shared and noisy; the figures are for
+the README's Performance section, measured with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from customer360.bench.cli import register
+
+
+def test_bench_runs_and_writes_result_plot_and_table(isolated_settings, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    out = tmp_path / "bench"
+    args = parser.parse_args(
+        ["bench", "--customers", "50", "--history-events", "2000", "--rate", "50",
+         "--duration", "10", "--backlog-events", "500", "--out", str(out),
+         "--use-configured-services"]
+    )  # fmt: skip
+
+    assert args.func(args, isolated_settings) == 0
+
+    result = json.loads((out / "result.json").read_text())
+    assert (out / "freshness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result["mode"] == "loop"
+    assert result["read_path"] == "serving-copy"
+    assert result["history"]["events"] > 0
+    load = result["load"]
+    assert load["probes"] >= 5
+    fresh = load["freshness_s"]
+    assert fresh["count"] > 0
+    assert 0 < fresh["p50"] <= fresh["p95"] <= fresh["p99"] <= fresh["max"]
+    assert load["landed_events_per_s"] > 0
+    assert load["microbatch"]["count"] > 0
+    assert load["api_profile_lookup_ms"]["requests"] > 0
+    post = result["post_load"]
+    assert post["catch_up"]["landed_records"] > 0
+    assert post["incremental"]["new_events"] > 0
+    assert post["full_refresh"]["dbt_run_s"] > 0
+    assert set(result["peak_rss_mb"]) >= {"microbatch-loop", "api", "stream-50"}
+    assert all(mb > 0 for mb in result["peak_rss_mb"].values())
+    table = capsys.readouterr().out
+    assert "freshness (all)" in table and "incremental" in table
