@@ -44,6 +44,11 @@ def table_lines(result: dict) -> list[str]:
             f"p95 {_fmt(f.get('p95'), ' s')}, p99 {_fmt(f.get('p99'), ' s')}, "
             f"max {_fmt(f.get('max'), ' s')} ({step.get('probes')} probes)"
         )
+    if result.get("config", {}).get("rate") is None:
+        lines.append(
+            f"rate max           {_fmt(result.get('max_rate_within_target'))} events/s is the "
+            f"highest step with p95 freshness <= {result['config'].get('target_p95_s')} s"
+        )
     lines += [
         f"freshness (all)    p50 {_fmt(fresh.get('p50'), ' s')}, p95 "
         f"{_fmt(fresh.get('p95'), ' s')}, p99 {_fmt(fresh.get('p99'), ' s')}, max "
@@ -116,6 +121,7 @@ def plot(result: dict, out: Path) -> Path:
     target = result.get("config", {}).get("target_p95_s", 5.0)
     top.axhline(target, color="tab:red", linestyle="--", linewidth=1, label="target p95")
     top.set_ylabel("freshness (s)")
+    top.set_ylim(bottom=0)
     top.set_title(
         f"c360 bench ({result.get('mode')}, read path {result.get('read_path')}): "
         "freshness of each probe and load"
