@@ -65,8 +65,17 @@ def table_lines(result: dict) -> list[str]:
             f"; p50 split extract {_fmt(batch['extract_s']['p50'], ' s')}, dbt "
             f"{_fmt(batch['dbt_s']['p50'], ' s')}, publish {_fmt(batch['publish_s']['p50'], ' s')}"
         )
+    elif load.get("dagster_runs"):
+        runs = load["dagster_runs"]
+        lines.append(
+            f"Dagster runs       {runs['count']} ({runs['failed']} failed), duration p50 "
+            f"{_fmt(runs['duration_s']['p50'], ' s')}, p95 {_fmt(runs['duration_s']['p95'], ' s')}"
+            f"; launch delay p50 {_fmt(runs['launch_delay_s']['p50'], ' s')}; one every "
+            f"{_fmt(runs['between_runs_s']['p50'], ' s')} (sensor interval "
+            f"{runs['sensor_interval_s']} s); extract/dbt/publish split not reported"
+        )
     else:
-        lines.append("micro-batch        split not reported in this mode (Dagster runs)")
+        lines.append("micro-batch        split not reported in this mode")
     if api:
         lines.append(
             f"API profile lookup p50 {_fmt(api.get('p50'), ' ms')}, p99 "

@@ -403,6 +403,9 @@ class Bench:
             "probes_never_visible": sum(1 for p in probes if p.freshness_s is None),
             "freshness_s": freshness_stats(seen),
             "microbatch": batch_stats(batches) if batches else None,
+            "dagster_runs": self.dagster_runs(start, end)
+            if self.config.mode == "dagster"
+            else None,
             "api_profile_lookup_ms": {
                 "requests": len(api),
                 "errors": sum(1 for at, _, s in self.api_latencies if s != 200 and start <= at),
@@ -410,6 +413,44 @@ class Bench:
                 "p99": _ms(percentile(api, 99)),
                 "max": _ms(max(api) if api else None),
             },
+        }
+
+    def dagster_runs(self, start: float, end: float) -> dict | None:
+        """Micro-batch runs Dagster launched during the load: duration and launch delay."""
+        try:
+            from dagster import DagsterInstance, RunsFilter
+
+            from customer360.pipeline.dagster_home import dagster_home
+
+            instance = DagsterInstance.from_config(str(dagster_home(self.settings)))
+            records = instance.get_run_records(RunsFilter(), limit=10_000)
+        except Exception as exc:  # noqa: BLE001 - reported, the rest of the result stands
+            self.result["notes"].append(f"Dagster runs not read: {type(exc).__name__}: {exc}")
+            return None
+        runs = []
+        for record in records:
+            created = record.create_timestamp.timestamp()
+            if not (start <= created <= end) or not record.start_time or not record.end_time:
+                continue
+            runs.append(
+                {
+                    "created_at": created,
+                    "launch_delay_s": record.start_time - created,
+                    "duration_s": record.end_time - record.start_time,
+                    "status": record.dagster_run.status.value,
+                }
+            )
+        runs.sort(key=lambda r: r["created_at"])
+        gaps = [b["created_at"] - a["created_at"] for a, b in zip(runs, runs[1:], strict=False)]
+        durations = [r["duration_s"] for r in runs]
+        delays = [r["launch_delay_s"] for r in runs]
+        return {
+            "count": len(runs),
+            "failed": sum(1 for r in runs if r["status"] != "SUCCESS"),
+            "duration_s": {"p50": percentile(durations, 50), "p95": percentile(durations, 95)},
+            "launch_delay_s": {"p50": percentile(delays, 50), "p95": percentile(delays, 95)},
+            "between_runs_s": {"p50": percentile(gaps, 50), "p95": percentile(gaps, 95)},
+            "sensor_interval_s": self.settings.sensor_interval_s,
         }
 
     def post_load(self) -> None:
