@@ -264,7 +264,16 @@ class Bench:
 
     def wait_first_probe(self, prober: Prober, timeout_s: float) -> float:
         deadline = time.monotonic() + timeout_s
+        next_report = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_report and self.read_batches():
+                next_report += 30
+                last = self.read_batches()[-1]
+                self.say(
+                    f"  still loading: last micro-batch {last['records']} records "
+                    f"{last['by_source']}, extract {last['extract_s']:.1f} s, "
+                    f"dbt {last['dbt_s']:.1f} s"
+                )
             if any(p.visible_at is not None for p in prober.probes):
                 first = min(
                     (p for p in prober.probes if p.visible_at is not None),
@@ -464,7 +473,7 @@ class Bench:
             started = time.monotonic()
             batch.dbt.manifest()
             post["dbt_parse_cold_s"] = time.monotonic() - started
-            drain(batch)  # what the loop left; builds with the data tests once
+            post_batches = drain(batch)  # what the loop left; builds with the data tests once
             # Steady state builds models only (data tests at most once a minute).
             batch._data_tests_ran_at = time.monotonic()
 
@@ -476,6 +485,7 @@ class Bench:
             produced = summary.events
             started = time.monotonic()
             batches = drain(batch)
+            post_batches += batches
             seconds = time.monotonic() - started
             landed = sum(b["records"] for b in batches)
             post["catch_up"] = {
@@ -499,6 +509,7 @@ class Bench:
                 seed=self.config.seed + 2, progress=None,
             )  # fmt: skip
             batches = drain(batch)
+            post_batches += batches
             post["incremental"] = {
                 "new_events": sum(b["records"] for b in batches),
                 "microbatches": len(batches),
@@ -512,6 +523,11 @@ class Bench:
             ).fetchall()
             post["warehouse_raw_rows"] = sum(r[0] for r in history_rows)
             batch.con.execute("checkpoint")
+        failed = [e for b in self.read_batches() + post_batches for e in b.get("errors", [])]
+        if failed:
+            self.result["notes"].append(
+                f"{len(failed)} micro-batch failures (retried), first: {failed[0][:300]}"
+            )
         post["full_refresh"] = self.full_refresh()
         inc, full = post["incremental"]["dbt_s"], post["full_refresh"]["dbt_run_s"]
         post["incremental_over_full"] = inc / full if full else None
@@ -665,7 +681,10 @@ def drain(batch, max_runs: int = 500) -> list[dict]:
     for _ in range(max_runs):
         started = time.time()
         result = batch.run()
-        result.raise_on_failure()
+        if result.extract_errors or (result.dbt is not None and not result.dbt.success):
+            # A failed extract or build is retried by the next micro-batch, as in production;
+            # the failures stay in the batch's line (`errors`) and in the result's notes.
+            time.sleep(1)
         if result.records or result.dbt is not None:
             done.append(batch_record(result, started, time.time()))
         if not result.records and result.remaining_lag in (0, None):
