@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "customer360.pipeline.cli",
     "customer360.serving.cli",
     "customer360.chaos.cli",
+    "customer360.bench.cli",
     "customer360.demo",
 )
 
