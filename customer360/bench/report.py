@@ -80,7 +80,7 @@ def table_lines(result: dict) -> list[str]:
         lines.append(
             f"API profile lookup p50 {_fmt(api.get('p50'), ' ms')}, p99 "
             f"{_fmt(api.get('p99'), ' ms')} ({api.get('requests')} requests during the load, "
-            f"{api.get('errors')} errors)"
+            f"{api.get('not_found')} deleted customers, {api.get('errors')} errors)"
         )
     catch_up = post.get("catch_up") or {}
     inc = post.get("incremental") or {}

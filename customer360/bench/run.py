@@ -417,7 +417,11 @@ class Bench:
             else None,
             "api_profile_lookup_ms": {
                 "requests": len(api),
-                "errors": sum(1 for at, _, s in self.api_latencies if s != 200 and start <= at),
+                # 404: a customer the stream deleted meanwhile (ids are drawn from the seeded ones)
+                "not_found": sum(1 for at, _, s in self.api_latencies if s == 404 and start <= at),
+                "errors": sum(
+                    1 for at, _, s in self.api_latencies if s not in (200, 404) and start <= at
+                ),
                 "p50": _ms(percentile(api, 50)),
                 "p99": _ms(percentile(api, 99)),
                 "max": _ms(max(api) if api else None),
