@@ -85,6 +85,9 @@ class MongoSource:
         self.client = client
         self._stream = None
         self._stream_token: str | None = None  # the stored token the open stream started from
+        self._copy = None  # the open cursor of a copy in progress
+        # (stream start, copy position) that cursor stands at, as stored in the warehouse
+        self._copy_after: tuple | None = None
 
     def close(self) -> None:
         if self._stream is not None:
@@ -94,6 +97,7 @@ class MongoSource:
                 pass
         self._stream = None
         self._stream_token = None
+        self._close_copy()
 
     # -- positions ------------------------------------------------------------------------
     def position(self, con: duckdb.DuckDBPyConnection) -> MongoPosition | None:
@@ -150,26 +154,47 @@ class MongoSource:
                 "position. Is the server running? `c360 services status`"
             ) from exc
 
-    def _copy_batch(self, con, position: MongoPosition, max_records, deadline, started):
-        started_at = utcnow()
+    def _copy_cursor(self, position: MongoPosition):
+        """The copy's cursor, kept open between batches: a server may sort the whole collection
+        before it returns the first document, so asking again for every batch would cost a full
+        sort each time. A new one starts after the stored position."""
+        where = (position.stream_start_cluster_time, position.snapshot_after_id)
+        if self._copy is not None and self._copy_after == where:
+            return self._copy
+        self._close_copy()
         query = {}
         if position.snapshot_after_id is not None:
             after = json_util.loads(position.snapshot_after_id, json_options=CANONICAL_JSON_OPTIONS)
             query = {"_id": {"$gt": after["_id"]}}
-        cursor = self.collection.find(query, sort=[("_id", 1)], limit=max_records, batch_size=1000)
+        self._copy = self.collection.find(query, sort=[("_id", 1)], batch_size=5000)
+        self._copy_after = where
+        return self._copy
+
+    def _close_copy(self) -> None:
+        if self._copy is not None:
+            try:
+                self._copy.close()
+            except PyMongoError:
+                pass
+        self._copy = None
+        self._copy_after = None
+
+    def _copy_batch(self, con, position: MongoPosition, max_records, deadline, started):
+        started_at = utcnow()
+        cursor = self._copy_cursor(position)
         keys, documents = [], []
         last_id = None
-        exhausted = True
-        for document in cursor:
+        exhausted = False
+        while len(keys) < max_records:
+            document = next(cursor, None)
+            if document is None:
+                exhausted = True
+                break
             last_id = document["_id"]
             keys.append(document_key_text(last_id))
             documents.append(document_json(document))
-            if time.monotonic() >= deadline and len(keys) < max_records:
-                exhausted = False
+            if time.monotonic() >= deadline:
                 break
-        cursor.close()
-        if len(keys) >= max_records:
-            exhausted = False
         after_id = position.snapshot_after_id
         if last_id is not None:
             after_id = json_util.dumps({"_id": last_id}, json_options=CANONICAL_JSON_OPTIONS)
@@ -189,7 +214,10 @@ class MongoSource:
             finish_copy=exhausted,
         )
         if exhausted:
+            self._close_copy()
             log.info("%s: copy finished; following the change stream", self.name)
+        elif self._copy is not None:
+            self._copy_after = (position.stream_start_cluster_time, after_id)
         return result
 
     def _open_stream(self, position: MongoPosition):
