@@ -267,7 +267,8 @@ def bad_burst(settings: Settings, log: InjectedLog, rng: random.Random, size: in
     with MongoClient(settings.mongo_uri, serverSelectionTimeoutMS=30_000) as client:
         db = client[settings.mongo_db]
         for collection, document in (
-            ("users", {"id": "not-a-number", "first_name": "Chaos"}),
+            # Unique per burst: users.id has a unique index, and the soak bursts several times.
+            ("users", {"id": f"not-a-number-{ObjectId()}", "first_name": "Chaos"}),
             ("online_orders", {"user_id": "x1", "date": time.time(), "items": []}),
             ("instore_orders", {"user_id": 1, "date": "not a date", "items": []}),
             ("online_orders", {"user_id": 1, "date": time.time(), "items": [{"price": -1}]}),
