@@ -11,8 +11,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "chaos",
         help="soak the live pipeline under a stream and injected faults, then prove the numbers",
-        description="Seeds customers, streams events, runs the micro-batch loop as a process and "
-        "injects faults at random moments (SIGKILL of the micro-batch process mid-batch, Kafka "
+        description="In topics, a Mongo database and a warehouse of the run's own, seeds "
+        "customers, streams events, runs the pipeline (Dagster's webserver and daemon, or the "
+        "plain micro-batch loop) and injects faults at random moments (SIGKILL of the process "
+        "doing a micro-batch, mid-batch: the dagster-daemon or the loop; Kafka "
         "and MongoDB restarts, SIGKILL of the serving process, bursts of bad records, updates "
         "and deletes of customers with activity in flight). Then it drains and checks that raw "
         "holds every produced record exactly once, that the marts equal a full refresh and a "
@@ -23,7 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--faults-per-kind", type=int, default=5, help="faults of each kind")
     parser.add_argument("--rate", type=float, default=200, help="events per second")
     parser.add_argument("--customers", type=int, default=300, help="customers to seed first")
-    parser.add_argument("--seed", type=int, default=7, help="random seed")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed (default: a new one per run, printed in the report)",
+    )
+    parser.add_argument("--mode", choices=("dagster", "loop"), default="dagster",
+                        help="dagster: Dagster's sensor-driven runs inside the daemon, as `c360 "
+                        "up` runs them (the daemon is SIGKILLed mid-run); loop: the plain "
+                        "micro-batch loop process")  # fmt: skip
     parser.add_argument("--no-serving", action="store_true", help="do not run the serving API")
     parser.set_defaults(func=_chaos)
 
@@ -38,6 +49,7 @@ def _chaos(args, settings: Settings) -> int:
         customers=args.customers,
         seed=args.seed,
         serving=not args.no_serving,
+        mode=args.mode,
     )
     report = run_chaos(settings, config, progress=lambda line: print(line, flush=True))
     for line in report.lines():

@@ -41,6 +41,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         "C360_SERVING_DB": str(settings.serving_path.absolute()),
         "C360_SERVE_HOST": settings.serve_host,
         "C360_SERVE_PORT": str(settings.serve_port),
+        "C360_SENSOR_INTERVAL_S": str(settings.sensor_interval_s),
     }
     if settings.kafka_jars:
         env["C360_KAFKA_JARS"] = str(settings.kafka_jars.absolute())

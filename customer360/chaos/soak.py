@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
+import secrets
 import statistics
 import threading
 import time
@@ -17,14 +19,25 @@ from customer360.config import Settings
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = (
-    "microbatch_kill",
+MODES = ("dagster", "loop")
+# The kinds of each mode; the first is the SIGKILL of the process doing a micro-batch, mid-batch
+# (in Dagster mode the dagster-daemon: runs execute inside it).
+FAULT_KINDS_BY_MODE = {
+    "loop": ("microbatch_kill",),
+    "dagster": ("daemon_kill",),
+}
+COMMON_FAULT_KINDS = (
     "kafka_restart",
     "mongo_restart",
     "serving_kill",
     "bad_records",
     "customer_churn",
 )
+FAULT_KINDS = FAULT_KINDS_BY_MODE["loop"] + COMMON_FAULT_KINDS  # loop mode's, as before
+
+
+def fault_kinds(mode: str) -> tuple[str, ...]:
+    return FAULT_KINDS_BY_MODE[mode] + COMMON_FAULT_KINDS
 
 
 @dataclass
@@ -49,34 +62,53 @@ class ChaosConfig:
     customers: int = 300
     history_days: int = 30
     bad_share: float = 0.01
-    seed: int = 7
+    seed: int | None = None  # None: a fresh random seed per run (printed in the report)
     serving: bool = True
     drain_timeout_s: float = 300.0
+    mode: str = "dagster"
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """An independent seed for one purpose (history, stream, faults) from the run's seed.
+
+    The history and the stream must not share a seed: both draw event and email ids from
+    `random.Random(seed)`, so equal seeds replay the same ids (the cause of a failed soak).
+    """
+    return int.from_bytes(hashlib.sha256(f"{seed}/{purpose}".encode()).digest()[:8], "big")
 
 
 @dataclass
 class ChaosReport:
     config: ChaosConfig
+    seed: int = 0
+    run: str = ""
     seconds: float = 0.0
     events: int = 0
     stream_summary: str = ""
     faults: list[FaultRecord] = field(default_factory=list)
     findings: Findings = field(default_factory=Findings)
     serving_checked: str = "not checked"
+    pipeline_summary: list[str] = field(default_factory=list)
+    drained: bool = True
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return fault_kinds(self.config.mode)
 
     @property
     def ok(self) -> bool:
         unrecovered = [x for x in self.faults if x.recovered_at is None]
-        return self.findings.ok and not unrecovered
+        return self.findings.ok and not unrecovered and self.drained
 
     def lines(self) -> list[str]:
         by_kind = Counter(x.kind for x in self.faults)
         out = [
+            f"run: {self.run} (mode {self.config.mode}, seed {self.seed})",
             f"duration: {self.seconds:.0f} s (stream {self.config.duration_s:.0f} s at "
             f"{self.config.rate:g} events/s)",
             f"events: {self.events}",
-            "faults injected: " + ", ".join(f"{k} {by_kind.get(k, 0)}" for k in FAULT_KINDS),
+            "faults injected: " + ", ".join(f"{k} {by_kind.get(k, 0)}" for k in self.kinds),
         ]
         stale = [x.max_staleness_s for x in self.faults if x.max_staleness_s is not None]
         out.append(f"max freshness seen during faults: {max(stale):.1f} s" if stale else
@@ -91,11 +123,14 @@ class ChaosReport:
                 f"  +{x.at - self.faults[0].at if self.faults else 0:6.1f} s {x.kind:<16} "
                 f"{recovery} (injection {x.back_at - x.at:.1f} s{staleness}) {x.detail}"
             )
-        for kind in FAULT_KINDS:
+        for kind in self.kinds:
             times = [x.recovery_s for x in self.faults if x.kind == kind and x.recovery_s]
             if times:
                 out.append(f"  {kind:<16} recovery median {statistics.median(times):.1f} s, "
                            f"max {max(times):.1f} s")  # fmt: skip
+        out += self.pipeline_summary
+        if not self.drained:
+            out.append("NOT DRAINED: the pipeline did not catch up after the stream stopped")
         out.append("checked: " + ", ".join(f"{k} {v}" for k, v in self.findings.checked.items()))
         out.append(f"serving: {self.serving_checked}")
         out += [f"note: {n}" for n in self.notes]
@@ -116,28 +151,56 @@ def _schedule(config: ChaosConfig, kinds: list[str], rng: random.Random) -> list
     return list(zip(moments, plan, strict=True))
 
 
+def run_settings(settings: Settings, run: str, work: Path) -> Settings:
+    """The settings of one soak: its own topics, Mongo database, warehouse, serving copy and
+    home (dbt target, DAGSTER_HOME) under its folder; the services stay those of `settings`."""
+    return settings.with_overrides(
+        kafka_topic_prefix=f"chaos-{run}-",
+        mongo_db=f"chaos_{run.replace('-', '_')}",
+        warehouse=work / "warehouse.duckdb",
+        serving_db=work / "serving.duckdb",
+        home=work,
+        kafka_jars=settings.kafka_jars_dir.absolute(),
+    )
+
+
 def run_chaos(
     settings: Settings, config: ChaosConfig, progress=lambda line: log.info("%s", line)
 ) -> ChaosReport:
+    """Soak the pipeline of a fresh run (new topics, database, warehouse) under faults.
+
+    `settings` names the services (Kafka, MongoDB, C360_HOME with their pid files), which the
+    soak restarts; everything the pipeline reads or writes is the run's own (`run_settings`), so
+    no earlier run's records can mix in.
+    """
+    from customer360.chaos.pipelines import DagsterPipeline, LoopPipeline
     from customer360.generator.history import seed
     from customer360.generator.stream import stream
     from customer360.services.kafka import KafkaService
     from customer360.services.mongo import MongoService
 
-    report = ChaosReport(config)
+    if config.mode not in MODES:
+        raise ValueError(f"unknown mode {config.mode!r}: one of {', '.join(MODES)}")
+    run_seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
+    run = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    report = ChaosReport(config, seed=run_seed, run=run)
     started = time.time()
-    work = settings.home.absolute() / "chaos"
-    work.mkdir(parents=True, exist_ok=True)
+    work = settings.home.absolute() / "chaos" / run
+    work.mkdir(parents=True)
+    services = settings
+    settings = run_settings(services, run, work)
     stream_log = work / "stream.jsonl"
     injected = f.InjectedLog(work / "injected.jsonl")
-    for path in (stream_log, injected.path):
-        path.unlink(missing_ok=True)
-    rng = random.Random(config.seed)
+    rng = random.Random(derive_seed(run_seed, "faults"))
+    progress(f"chaos run {run}: mode {config.mode}, seed {run_seed}, folder {work}, topics "
+             f"{settings.topic('*')}, Mongo database {settings.mongo_db}")  # fmt: skip
 
     progress(f"seeding {config.customers} customers with {config.history_days} days of history")
-    seed(settings, config.customers, days=config.history_days, seed=config.seed, append=True)
+    # A new database: seed refuses one that holds users (no earlier run's data).
+    seed(settings, config.customers, days=config.history_days,
+         seed=derive_seed(run_seed, "history"))  # fmt: skip
 
-    kinds = list(FAULT_KINDS)
+    kinds = list(fault_kinds(config.mode))
     serving = None
     if config.serving and f.ServingProcess.available():
         serving = f.ServingProcess(settings, work)
@@ -145,20 +208,20 @@ def run_chaos(
     else:
         kinds.remove("serving_kill")
         report.notes.append("serving not run (no customer360.serving or --no-serving)")
-    report.notes.append("micro-batches run in a plain loop process (customer360.chaos.loop), "
-                        "not under Dagster; no Dagster daemon was killed")  # fmt: skip
 
-    loop = f.LoopProcess(settings, work)
+    pipeline = (DagsterPipeline if config.mode == "dagster" else LoopPipeline)(settings, work)
+    report.notes.append(f"pipeline: {pipeline.description}")
     stop = threading.Event()
     try:
-        loop.start()
+        pipeline.start()
         summary: dict = {}
 
         def produce():
             try:
                 summary["result"] = stream(
                     settings, config.rate, duration=None, bad_share=config.bad_share,
-                    seed=config.seed, log_path=stream_log, progress=None, stop=stop,
+                    seed=derive_seed(run_seed, "stream"), log_path=stream_log, progress=None,
+                    stop=stop,
                 )  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - reported by the soak
                 summary["error"] = exc
@@ -167,53 +230,42 @@ def run_chaos(
         # The stream starts once the first batch has copied the collections and opened the
         # change streams, so every change it makes is one the pipeline must show.
         deadline = time.monotonic() + 300
-        while loop.first_success_after(0) is None:
-            if time.monotonic() > deadline or not loop.alive():
-                raise RuntimeError(f"the micro-batch loop did not start; see {work}/loop-1.log")
+        while not pipeline.started():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no micro-batch succeeded within 300 s; see {work}")
             time.sleep(0.2)
+        progress("first micro-batch done; streaming and injecting faults")
         producer = threading.Thread(target=produce, name="chaos-stream", daemon=True)
         stream_started = time.time()
         producer.start()
 
-        # Staleness: now minus the greatest source time the marts reflect (sampled twice a second).
+        # Freshness: now minus the greatest source time the published serving copy reflects
+        # (what readers see), sampled twice a second.
         samples: list[tuple[float, float]] = []
         sampling = threading.Event()
 
         def sample():
+            from customer360.chaos.pipelines import serving_as_of
+
             while not sampling.wait(0.5):
-                as_of = [e.fields.get("as_of") for e in loop.snapshot() if e.event == "end"]
-                as_of = [a for a in as_of if a]
-                if as_of:
-                    samples.append((time.time(), time.time() - max(as_of)))
+                as_of = serving_as_of(settings)
+                if as_of is not None:
+                    samples.append((time.time(), time.time() - as_of))
 
         threading.Thread(target=sample, name="chaos-freshness", daemon=True).start()
 
         def inject(kind: str) -> FaultRecord:
             at = time.time()
             detail = ""
-            if kind == "microbatch_kill":
-                for attempt in range(20):
-                    deadline = time.monotonic() + 60
-                    while not loop.in_flight() and time.monotonic() < deadline:
-                        time.sleep(0.01)
-                    time.sleep(rng.uniform(0, min(2.0, loop.median_batch_seconds())))
-                    if loop.in_flight():
-                        at = time.time()
-                        loop.kill()
-                        detail = f"SIGKILL mid-batch (attempt {attempt + 1})"
-                        break
-                else:
-                    at = time.time()
-                    loop.kill()
-                    detail = "SIGKILL (no batch caught in flight)"
-                loop.start()
+            if kind == pipeline.kill_kind:
+                at, detail = pipeline.kill_mid_batch(rng)
             elif kind == "kafka_restart":
-                service = KafkaService(settings)
+                service = KafkaService(services)
                 service.stop()
                 time.sleep(rng.uniform(0.5, 3))
                 service.start()
             elif kind == "mongo_restart":
-                service = MongoService(settings)
+                service = MongoService(services)
                 service.stop()
                 time.sleep(rng.uniform(0.2, 1.5))
                 service.start()
@@ -254,30 +306,32 @@ def run_chaos(
         stopped_at = time.time()
         progress(f"stream stopped after {result.events} events; draining")
 
-        # Drain: two successful batches in a row that began after the stream stopped land nothing.
         deadline = time.monotonic() + config.drain_timeout_s
         while time.monotonic() < deadline:
-            if not loop.alive():
-                loop.start()
-            ends = [e for e in loop.snapshot() if e.event == "end" and e.at > stopped_at + 1]
-            if len(ends) >= 2 and all(e.fields["success"] and not e.fields["records"]
-                                      and not e.fields["built"] for e in ends[-2:]):  # fmt: skip
+            pipeline.ensure_running()
+            if pipeline.drained(stopped_at):
                 break
             time.sleep(0.5)
         else:
+            report.drained = False
             report.notes.append(f"the pipeline did not drain within {config.drain_timeout_s:.0f} s")
         sampling.set()
         drained_at = time.time()
-        loop.stop()
 
         for record in report.faults:
             if record.kind == "serving_kill":
                 record.recovered_at = record.back_at
             else:
-                record.recovered_at = loop.first_success_after(record.back_at)
+                record.recovered_at = pipeline.first_success_after(record.back_at)
             until = record.recovered_at or drained_at
             seen = [s for t, s in samples if record.at <= t <= until]
             record.max_staleness_s = max(seen) if seen else None
+        report.pipeline_summary = pipeline.summary()
+        stuck = pipeline.stuck_runs() if isinstance(pipeline, DagsterPipeline) else []
+        pipeline.stop()  # the warehouse has one writer: the checks below open it
+        if stuck:
+            report.drained = False
+            report.notes.append(f"Dagster runs still queued or in progress: {stuck}")
 
         progress("verifying raw, the full refresh, the oracle and serving")
         report.findings = verify(settings, stream_log, injected.path, serving, report)
@@ -288,9 +342,12 @@ def run_chaos(
 
     finally:  # never leave a child process behind, even when the soak fails
         stop.set()
-        loop.stop(timeout=30)
+        pipeline.stop(timeout=30)
         if serving is not None:
             serving.stop()
+        from customer360.pipeline.probe import close_probers
+
+        close_probers()
 
 
 def verify(settings: Settings, stream_log: Path, injected_log: Path, serving, report) -> Findings:
