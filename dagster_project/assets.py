@@ -125,15 +125,19 @@ def build_dbt_assets(project: DbtProject):
         name="dbt_models",
     )
     def dbt_models(context: AssetExecutionContext, pipeline: MicroBatchResource) -> Iterator:
-        """Build the models downstream of sources with new batches (or the selected ones)."""
+        """Every model selected: the micro-batch's build (downstream of sources with new
+        batches, data tests only if their checks are selected). Some models: `dbt build` of
+        those. Checks only: `dbt test`."""
         batch = pipeline.microbatch()
-        if context.is_subset:
-            names = [key.path[-1] for key in context.selected_asset_keys]
-            result = batch.dbt.build(names)
-        else:
+        selected = context.selected_asset_keys
+        if not selected:
+            result = batch.dbt.run(["test", "--exclude-resource-type", "unit_test"])
+        elif selected == dbt_models.keys:  # this decorated function's full definition
             sources = batch.sources_to_build()
             context.log.info("building downstream of: %s", ", ".join(sources) or "nothing")
-            result = batch.build_models(sources)
+            result = batch.build_models(sources, data_tests=bool(context.selected_asset_check_keys))
+        else:
+            result = batch.dbt.build([key.path[-1] for key in selected])
         if result is not None:
             manifest = batch.dbt.manifest_dict()
             for raw_event in result.events:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from dagster import (
     AssetSelection,
+    DefaultScheduleStatus,
     Definitions,
+    ScheduleDefinition,
     define_asset_job,
     in_process_executor,
 )
@@ -16,30 +18,56 @@ from dagster_dbt import DbtCliResource
 from customer360.config import Settings
 from dagster_project.assets import build_dbt_assets, dbt_project_for, raw_landing
 from dagster_project.history import prune_history, prune_history_schedule
-from dagster_project.reconciliation import reconcile_marts, reconcile_marts_schedule
+from dagster_project.reconciliation import build_reconciliation
 from dagster_project.resources import pipeline_resource
 from dagster_project.sensors import build_microbatch_sensor
 
 MICROBATCH_JOB = "microbatch"
+DATA_TESTS_JOB = "dbt_data_tests"
 # Runs with this tag write the warehouse; dagster.yaml limits them to one at a time.
 WRITER_TAG = "c360/writer"
+WRITER_TAGS = {WRITER_TAG: "warehouse"}
+# The dbt data tests (asset checks) run on their own schedule, not in every micro-batch.
+DATA_TESTS_CRON = "*/5 * * * *"
 
 
 def build_definitions(settings: Settings, sensor_interval_s: int | None = None):
     dbt_project = dbt_project_for(settings)
     dbt_models = build_dbt_assets(dbt_project)
+    mart_keys = sorted(key for key in dbt_models.keys if key.path[0] == "marts")
+    reconcile_check, reconcile_job, reconcile_schedule = build_reconciliation(
+        mart_keys, WRITER_TAGS
+    )
+    # Without the dbt tests' asset checks: Dagster writes an event per planned check when it
+    # creates a run (~120 here, ~2 s), which a micro-batch every few seconds cannot afford.
     microbatch_job = define_asset_job(
         MICROBATCH_JOB,
-        selection=AssetSelection.assets(raw_landing, dbt_models),
+        selection=AssetSelection.assets(raw_landing, dbt_models).without_checks(),
         executor_def=in_process_executor,
-        tags={WRITER_TAG: "warehouse"},
+        tags=WRITER_TAGS,
         description="One micro-batch: extract every source, build the dbt models downstream of "
-        "sources with new batches, publish positions for the sensor's probe.",
+        "sources with new batches, publish for readers and for the sensor's probe.",
+    )
+    data_tests_job = define_asset_job(
+        DATA_TESTS_JOB,
+        selection=AssetSelection.checks_for_assets(dbt_models)
+        - AssetSelection.checks(reconcile_check),
+        executor_def=in_process_executor,
+        # Tests only read, but only the writer's process may open the warehouse.
+        tags=WRITER_TAGS,
+        description="`dbt test`: every dbt data test, reported as the asset checks of the models.",
+    )
+    data_tests_schedule = ScheduleDefinition(
+        name="dbt_data_tests_schedule",
+        job=data_tests_job,
+        cron_schedule=DATA_TESTS_CRON,
+        default_status=DefaultScheduleStatus.RUNNING,
     )
     return Definitions(
         assets=[raw_landing, dbt_models],
-        jobs=[microbatch_job, reconcile_marts, prune_history],
-        schedules=[reconcile_marts_schedule, prune_history_schedule],
+        asset_checks=[reconcile_check],
+        jobs=[microbatch_job, data_tests_job, reconcile_job, prune_history],
+        schedules=[data_tests_schedule, reconcile_schedule, prune_history_schedule],
         sensors=[
             build_microbatch_sensor(microbatch_job, sensor_interval_s or settings.sensor_interval_s)
         ],

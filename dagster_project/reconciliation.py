@@ -1,47 +1,98 @@
-"""Nightly: rebuild the marts from raw into a scratch database and compare with the live ones."""
+"""Nightly: rebuild the marts from raw into a scratch database and compare with the live ones.
+
+The result is an asset check on every mart (`matches_full_rebuild`): it fails, naming some of
+the differing customer ids, when the incrementally built mart is not what a full rebuild gives.
+"""
+
+from collections.abc import Iterator, Sequence
 
 from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    AssetSelection,
     DefaultScheduleStatus,
-    Failure,
     MetadataValue,
-    OpExecutionContext,
     ScheduleDefinition,
+    define_asset_job,
     in_process_executor,
-    job,
-    op,
+    multi_asset_check,
 )
 
 from customer360.pipeline.reconcile import reconcile
 from dagster_project.resources import MicroBatchResource
 
-WRITER_TAG = "c360/writer"
+RECONCILE_JOB = "reconcile_marts"
+RECONCILE_CHECK = "matches_full_rebuild"
 
 
-@op
-def compare_rebuilt_marts(context: OpExecutionContext, pipeline: MicroBatchResource) -> None:
-    result = reconcile(pipeline.microbatch())
-    for line in result.summary_lines():
-        context.log.info(line)
-    metadata = {name: MetadataValue.json(vars(c)) for name, c in result.marts.items()} | {
-        "seconds": round(result.seconds, 1)
-    }
-    context.log.info(f"reconciled {len(result.marts)} marts in {result.seconds:.1f} s")
-    if not result.matches:
-        raise Failure("marts differ from a full rebuild from raw", metadata=metadata)
+def build_reconciliation(mart_keys: Sequence[AssetKey], writer_tags: dict[str, str]):
+    """The reconciliation check over `mart_keys`, its job and its nightly schedule."""
 
+    @multi_asset_check(
+        specs=[
+            AssetCheckSpec(
+                RECONCILE_CHECK,
+                asset=key,
+                description="Equal, row for row, to the same mart rebuilt from raw with "
+                "--full-refresh in a scratch database (nightly).",
+            )
+            for key in mart_keys
+        ],
+        name="reconcile_marts_check",
+    )
+    def reconcile_marts_check(
+        context: AssetCheckExecutionContext, pipeline: MicroBatchResource
+    ) -> Iterator[AssetCheckResult]:
+        result = reconcile(pipeline.microbatch())
+        for line in result.summary_lines():
+            context.log.info(line)
+        context.log.info(f"reconciled {len(result.marts)} marts in {result.seconds:.1f} s")
+        for key in mart_keys:
+            comparison = result.marts.get(key.path[-1])
+            if comparison is None:
+                failures = "\n".join(result.dbt.failures if result.dbt else []) or "no detail"
+                yield AssetCheckResult(
+                    asset_key=key,
+                    check_name=RECONCILE_CHECK,
+                    passed=False,
+                    severity=AssetCheckSeverity.ERROR,
+                    description="not compared: the full rebuild from raw failed",
+                    metadata={"dbt failures": MetadataValue.md(failures)},
+                )
+                continue
+            yield AssetCheckResult(
+                asset_key=key,
+                check_name=RECONCILE_CHECK,
+                passed=comparison.equal,
+                severity=AssetCheckSeverity.ERROR,
+                description=None
+                if comparison.equal
+                else f"differs from a full rebuild, e.g. customers {comparison.differing_keys}",
+                metadata={
+                    "live rows": comparison.live_rows,
+                    "rebuilt rows": comparison.rebuilt_rows,
+                    "rows only live": comparison.only_live,
+                    "rows only rebuilt": comparison.only_rebuilt,
+                    "differing customer ids": MetadataValue.json(comparison.differing_keys),
+                    "seconds": round(result.seconds, 1),
+                },
+            )
 
-@job(
-    executor_def=in_process_executor,
-    tags={WRITER_TAG: "warehouse"},
-    description="Rebuild every model from raw with --full-refresh in a scratch database and "
-    "compare each mart with the live, incrementally built one.",
-)
-def reconcile_marts():
-    compare_rebuilt_marts()
-
-
-reconcile_marts_schedule = ScheduleDefinition(
-    job=reconcile_marts,
-    cron_schedule="30 3 * * *",
-    default_status=DefaultScheduleStatus.RUNNING,
-)
+    job = define_asset_job(
+        RECONCILE_JOB,
+        selection=AssetSelection.checks(reconcile_marts_check),
+        executor_def=in_process_executor,
+        tags=writer_tags,
+        description="Rebuild every model from raw with --full-refresh in a scratch database and "
+        "compare each mart with the live, incrementally built one (asset checks).",
+    )
+    schedule = ScheduleDefinition(
+        name="reconcile_marts_schedule",
+        job=job,
+        cron_schedule="30 3 * * *",
+        default_status=DefaultScheduleStatus.RUNNING,
+    )
+    return reconcile_marts_check, job, schedule

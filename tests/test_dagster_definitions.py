@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from dagster import (
+    AssetCheckKey,
     AssetKey,
     DagsterInstance,
     DagsterRun,
@@ -19,7 +20,7 @@ from dagster import (
 from customer360.pipeline.dbt_invoker import DbtInvoker
 from customer360.pipeline.microbatch import close_warm_microbatches, warm_microbatch
 from customer360.pipeline.probe import close_probers
-from dagster_project.build import MICROBATCH_JOB, build_definitions
+from dagster_project.build import DATA_TESTS_JOB, MICROBATCH_JOB, build_definitions
 from extractors import SOURCES
 from tests.extractor_helpers import mongo_db, produce, weblog
 
@@ -54,8 +55,13 @@ def test_every_raw_table_and_dbt_model_is_an_asset_and_dbt_tests_are_checks(
     assert len([k for k in check_keys]) >= len(tests) > 0
     job = defs.resolve_job_def(MICROBATCH_JOB)
     assert job.tags.get("c360/writer") == "warehouse"
+    assert defs.resolve_job_def(DATA_TESTS_JOB).tags.get("c360/writer") == "warehouse"
+    assert defs.resolve_schedule_def("dbt_data_tests_schedule").job_name == DATA_TESTS_JOB
     assert defs.resolve_job_def("reconcile_marts").tags.get("c360/writer") == "warehouse"
     assert defs.resolve_schedule_def("reconcile_marts_schedule").cron_schedule == "30 3 * * *"
+    # The nightly reconciliation is an asset check on every mart.
+    for mart in ("customer_360", "customer_purchase_stats", "customer_recent_errors"):
+        assert AssetCheckKey(AssetKey(["marts", mart]), "matches_full_rebuild") in check_keys
     sensor = defs.resolve_sensor_def("microbatch_sensor")
     assert sensor.default_status.value == "RUNNING"
     assert sensor.minimum_interval_seconds == 5
@@ -112,10 +118,22 @@ def test_microbatch_job_lands_sources_and_builds_marts(isolated_settings, defs):
         built = {m.asset_key for m in result.asset_materializations_for_node("dbt_models")}
         assert AssetKey(["marts", "customer_360"]) in built
         assert AssetKey(["staging", "stg_weblogs"]) in built
-        checks = result.get_asset_check_evaluations()
-        assert checks and all(c.passed for c in checks), [
+        # Data tests are not part of a micro-batch: their own job reports them as checks.
+        assert not result.get_asset_check_evaluations()
+        tests = defs.resolve_job_def(DATA_TESTS_JOB).execute_in_process(instance=instance)
+        assert tests.success
+        checks = tests.get_asset_check_evaluations()
+        assert len(checks) > 50 and all(c.passed for c in checks), [
             c.check_name for c in checks if not c.passed
         ]
+        assert not tests.get_asset_materialization_events()
+
+        # The reconciliation check: the marts equal a full rebuild from raw.
+        reconciled = defs.resolve_job_def("reconcile_marts").execute_in_process(instance=instance)
+        assert reconciled.success
+        evaluations = reconciled.get_asset_check_evaluations()
+        assert {e.asset_key for e in evaluations} >= {AssetKey(["marts", "customer_360"])}
+        assert all(e.passed for e in evaluations)
 
         # Nothing new: the job still succeeds, lands nothing and builds nothing.
         again = job.execute_in_process(instance=instance)

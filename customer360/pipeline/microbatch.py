@@ -134,13 +134,15 @@ class MicroBatch:
         settings: Settings,
         max_records: int = MAX_RECORDS,
         max_seconds: float = MAX_SECONDS,
-        data_tests_every_s: float = DATA_TESTS_EVERY_S,
+        data_tests_every_s: float | None = DATA_TESTS_EVERY_S,  # None: never
     ):
         self.settings = settings
         self.max_records = max_records
         self.max_seconds = max_seconds
         self.data_tests_every_s = data_tests_every_s
         self._data_tests_ran_at: float | None = None
+        # The parsed manifest whose views this process has (re)built; see build_models.
+        self._views_built_for: object | None = None
         self.extractor = Extractor(settings)
         self.dbt = DbtInvoker(settings)
         # Sources whose models a failed build still owes, beyond what the watermark shows.
@@ -186,8 +188,11 @@ class MicroBatch:
         behind = {s for s in SOURCES if raw_max[s] is not None and raw_max[s] > seen.get(s, -1)}
         return [s for s in SOURCES if s in behind or s in self._dbt_owed]
 
-    def build_models(self, sources: list[str]) -> DbtBuildResult | None:
-        """`dbt build` of everything downstream of `sources` (models and their tests)."""
+    def build_models(
+        self, sources: list[str], data_tests: bool | None = None
+    ) -> DbtBuildResult | None:
+        """`dbt build` of everything downstream of `sources`: models, and their data tests when
+        `data_tests` is true or, if None, when they are due (see `data_tests_every_s`)."""
         if not sources:
             return None
         select = None if set(sources) == set(SOURCES) else [f"source:raw.{s}+" for s in sources]
@@ -195,14 +200,28 @@ class MicroBatch:
         # cost several times the incremental models themselves, so they run at most every
         # `data_tests_every_s` (and on the first build); the other batches build models only.
         now = time.monotonic()
-        with_tests = (
-            self._data_tests_ran_at is None
-            or now - self._data_tests_ran_at >= self.data_tests_every_s
-        )
-        extra = (
-            ["--exclude-resource-type", "unit_test"] if with_tests else ["--resource-type", "model"]
-        )
+        with_tests = data_tests
+        if with_tests is None:
+            with_tests = self.data_tests_every_s is not None and (
+                self._data_tests_ran_at is None
+                or now - self._data_tests_ran_at >= self.data_tests_every_s
+            )
+        # A view changes only with the project (it is read at query time, `age` included): the
+        # first build of a parsed project (re)creates every view, later ones skip them and save
+        # dbt's fixed cost per node. Batches with data tests keep them (their tests need them).
+        manifest = self.dbt.manifest()
+        views_current = self._views_built_for is manifest
+        if not views_current and select is not None:
+            select = [*select, "config.materialized:view"]
+        if with_tests:
+            extra = ["--exclude-resource-type", "unit_test"]
+        else:
+            extra = ["--resource-type", "model"]
+            if views_current:
+                extra += ["--exclude", "config.materialized:view"]
         result = self.dbt.build(select, extra=extra)
+        if result.success:
+            self._views_built_for = manifest
         if with_tests and result.success:
             self._data_tests_ran_at = now
         if result.success:

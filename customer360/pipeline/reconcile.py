@@ -22,12 +22,18 @@ log = logging.getLogger(__name__)
 SCRATCH_NAME = "reconcile_scratch"
 
 
+# How many differing customer ids a comparison names (the counts are always complete).
+MAX_DIFFERING_KEYS = 20
+
+
 @dataclass
 class MartComparison:
     live_rows: int
     rebuilt_rows: int
     only_live: int
     only_rebuilt: int
+    # Some customer_id values of rows found on one side only (at most MAX_DIFFERING_KEYS).
+    differing_keys: list = field(default_factory=list)
 
     @property
     def equal(self) -> bool:
@@ -48,7 +54,7 @@ class ReconcileResult:
         lines = [
             f"{name:<28} live {c.live_rows:>8}  rebuilt {c.rebuilt_rows:>8}  "
             f"only live {c.only_live:>6}  only rebuilt {c.only_rebuilt:>6}"
-            + ("" if c.equal else "  DIFFERENT")
+            + ("" if c.equal else f"  DIFFERENT, e.g. customers {c.differing_keys}")
             for name, c in self.marts.items()
         ]
         if self.dbt is not None and not self.dbt.success:
@@ -106,12 +112,23 @@ def reconcile(batch: MicroBatch) -> ReconcileResult:
                 def count(sql: str) -> int:
                     return compare.execute(f"select count(*) from ({sql})").fetchall()[0][0]
 
-                result.marts[mart] = MartComparison(
+                only_live = "select * from live except all select * from rebuilt"
+                only_rebuilt = "select * from rebuilt except all select * from live"
+                comparison = MartComparison(
                     live_rows=count("select * from live"),
                     rebuilt_rows=count("select * from rebuilt"),
-                    only_live=count("select * from live except all select * from rebuilt"),
-                    only_rebuilt=count("select * from rebuilt except all select * from live"),
+                    only_live=count(only_live),
+                    only_rebuilt=count(only_rebuilt),
                 )
+                if not comparison.equal:
+                    comparison.differing_keys = [
+                        row[0]
+                        for row in compare.execute(
+                            f"select distinct customer_id from ({only_live} union all "
+                            f"{only_rebuilt}) order by 1 limit {MAX_DIFFERING_KEYS}"
+                        ).fetchall()
+                    ]
+                result.marts[mart] = comparison
                 compare.unregister("live")
                 compare.unregister("rebuilt")
         finally:

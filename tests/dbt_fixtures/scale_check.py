@@ -3,8 +3,10 @@
     .venv/bin/python -m tests.dbt_fixtures.scale_check --events 2000000 --new-events 1000
 
 Lands synthetic raw rows with SQL (like the extractors would: relaxed extended JSON documents,
-Kafka values), runs `dbt run --full-refresh`, lands `--new-events` more (weblogs, emails and a
-few orders and users changes) in new batches, and times `dbt run` and `dbt build`.
+Kafka values), runs `dbt run --full-refresh`, then `--repeats` times lands `--new-events` more
+(weblogs, emails and a few orders and users changes) in new batches and times the micro-batch's
+own dbt step (`MicroBatch.build_models`: warm manifest, models downstream of the changed sources,
+no data tests), both in this process with the parsed manifest kept warm.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 
 import duckdb
 
+from customer360.config import Settings
+from customer360.pipeline.microbatch import MicroBatch
+from extractors import SOURCES
 from extractors.landing_schema import RAW_SCHEMA_DDL
-from tests.dbt_fixtures.dbt_invoke import run_dbt
 
 USERS_SQL = """
 insert into raw.users
@@ -73,33 +77,32 @@ from range({start}, {stop}) t(i)
 """
 
 
-def land(path: Path, batch: int, events: int, users: int, start: int) -> int:
+def land(con: duckdb.DuckDBPyConnection, batch: int, events: int, users: int, start: int) -> int:
     """Land `events` events split over the five tables from position `start`; returns the
     next batch id."""
     weblogs = events * 70 // 100
     emails = events * 20 // 100
     orders = events * 4 // 100
     new_users = max(events - weblogs - emails - 2 * orders, 0)
-    with duckdb.connect(str(path)) as con:
-        con.execute(RAW_SCHEMA_DDL)
-        con.execute(USERS_SQL.format(batch=batch, start=start, stop=start + new_users))
-        for offset, table in ((0, "online_orders"), (1 << 60, "instore_orders")):
-            batch += 1
-            con.execute(
-                ORDERS_SQL.format(
-                    batch=batch,
-                    table=table,
-                    offset=offset,
-                    users=users,
-                    start=start,
-                    stop=start + orders,
-                )
+    con.execute(RAW_SCHEMA_DDL)
+    con.execute(USERS_SQL.format(batch=batch, start=start, stop=start + new_users))
+    for offset, table in ((0, "online_orders"), (1 << 60, "instore_orders")):
+        batch += 1
+        con.execute(
+            ORDERS_SQL.format(
+                batch=batch,
+                table=table,
+                offset=offset,
+                users=users,
+                start=start,
+                stop=start + orders,
             )
-        batch += 1
-        con.execute(WEBLOGS_SQL.format(batch=batch, users=users, start=start, stop=start + weblogs))
-        batch += 1
-        con.execute(EMAILS_SQL.format(batch=batch, users=users, start=start, stop=start + emails))
-        con.execute("checkpoint")
+        )
+    batch += 1
+    con.execute(WEBLOGS_SQL.format(batch=batch, users=users, start=start, stop=start + weblogs))
+    batch += 1
+    con.execute(EMAILS_SQL.format(batch=batch, users=users, start=start, stop=start + emails))
+    con.execute("checkpoint")
     return batch + 1
 
 
@@ -112,25 +115,49 @@ def timed(label: str, function) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--new-events", type=int, default=1_000)
-    parser.add_argument("--dir", type=Path, default=None)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="history size")
+    parser.add_argument("--new-events", type=int, default=1_000, help="events per new batch")
+    parser.add_argument("--repeats", type=int, default=3, help="incremental builds to time")
+    parser.add_argument("--dir", type=Path, default=None, help="work folder (kept)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="--dir already holds a landed, built history"
+    )
     args = parser.parse_args()
     work = args.dir or Path(tempfile.mkdtemp(prefix="c360-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     path = work / "warehouse.duckdb"
     users = max(args.events // 100, 10)
-    timed("land history", lambda: land(path, 1, args.events, users, 1))
-    full = timed(
-        "dbt run --full-refresh", lambda: run_dbt(path, "run", "--full-refresh", work_dir=work)
+    # The micro-batch's own dbt step: warm manifest, models downstream of changed sources only.
+    batch = MicroBatch(Settings(warehouse=path, home=work), data_tests_every_s=None)
+    full = None
+    if not args.reuse:
+        timed("land history", lambda: land(batch.con, 1, args.events, users, 1))
+        batch.dbt.manifest()  # parse once, as a warm process has
+        full = timed(
+            "dbt run --full-refresh",
+            lambda: batch.dbt.run(["run", "--full-refresh"]).raise_on_failure(),
+        )
+    timed("first incremental build (views too)", lambda: build(batch, all_sources=True))
+    next_batch = 1 + max(
+        batch.con.execute(f"select coalesce(max(batch_id), 0) from raw.{s}").fetchone()[0]
+        for s in SOURCES
     )
-    timed("dbt run (nothing new)", lambda: run_dbt(path, "run", work_dir=work))
-    land(path, 100, args.new_events, users, 10**9)
-    incremental = timed("dbt run after new events", lambda: run_dbt(path, "run", work_dir=work))
-    print(f"incremental / full refresh: {incremental / full:.1%}")
-    land(path, 200, args.new_events, users, 2 * 10**9)
-    timed("dbt build after new events", lambda: run_dbt(path, "build", work_dir=work))
+    times = []
+    for repeat in range(args.repeats):
+        next_batch = land(batch.con, next_batch, args.new_events, users, (3 + repeat) * 10**9)
+        times.append(timed(f"micro-batch dbt after {args.new_events} events", lambda: build(batch)))
+    incremental = sorted(times)[len(times) // 2]
+    print(f"median incremental: {incremental:.2f} s")
+    if full:
+        print(f"incremental / full refresh: {incremental / full:.1%}")
+
+
+def build(batch: MicroBatch, all_sources: bool = False) -> None:
+    sources = list(SOURCES) if all_sources else batch.sources_to_build()
+    result = batch.build_models(sources)
+    if result is not None:
+        result.raise_on_failure()
 
 
 if __name__ == "__main__":

@@ -46,12 +46,25 @@ first_records as (
     ) = 1
 ),
 
+{#- A duplicate of a stored event is found through `_event_hash` (a hash of event_id): the
+    probe scans one 8-byte column of the stored events, joined against the few new hashes, instead
+    of hashing every stored event_id string on every build; event_id equality then decides. -#}
+{% if is_incremental() -%}
+stored_duplicates as (
+    select known.event_id
+    from {{ this }} as known
+    where known._event_hash in (select hash(event_id) from first_records)
+),
+{%- endif %}
+
 new_events as (
-    select *
+    select
+        first_records.*,
+        hash(first_records.event_id) as _event_hash
     from first_records
     {% if is_incremental() -%}
     where not exists (
-        select 1 from {{ this }} as known where known.event_id = first_records.event_id
+        select 1 from stored_duplicates where stored_duplicates.event_id = first_records.event_id
     )
     {%- endif %}
 )
