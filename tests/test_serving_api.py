@@ -230,3 +230,42 @@ def test_age_in_the_serving_copy_is_computed_on_the_day_it_is_read(synthetic_set
         columns = [r[0] for r in con.execute("describe customer_360").fetchall()]
         assert columns[5:8] == ["dob", "age", "city"]
         assert not [c for c in columns if c.startswith("_")]
+
+
+def test_profile_age_matches_the_serving_views_age():
+    """The API computes `age` from `customer_360_base.dob` as the serving views do in SQL."""
+    from datetime import date
+
+    from customer360.serving.api import _age_in_years
+    from customer360.serving.publish import AGE_SQL, READING_DATE_SQL
+
+    dobs = [date(1990, 5, 17), date(2000, 2, 29), date(1985, 12, 31), date(1970, 1, 1), None]
+    days = [date(2024, 5, 16), date(2024, 5, 17), date(2025, 2, 28), date(2025, 3, 1)]
+    with duckdb.connect() as con:
+        for today in days:
+            sql = AGE_SQL.replace(READING_DATE_SQL, f"date '{today.isoformat()}'")
+            for dob in dobs:
+                expected = con.execute(f"select {sql} from (select ?::date as dob)", [dob])
+                assert _age_in_years(dob, today) == expected.fetchone()[0], (dob, today)
+
+
+def test_reader_follows_each_publication_and_reuses_cursors(synthetic_settings):
+    from customer360.serving.reader import ServingReader
+
+    reader = ServingReader(synthetic_settings.serving_path)
+    try:
+        with reader.session() as (first, cur):
+            assert cur.execute("select count(*) from customer_360").fetchone()[0] == 50
+        with reader.session() as (copy, again):
+            assert copy is first and again is cur  # the idle cursor is reused
+        with duckdb.connect(str(synthetic_settings.warehouse)) as con:
+            build_synthetic_warehouse(con, customers=60, batch=2)
+            publish_serving_copy(con, synthetic_settings, force=True)
+        with reader.session() as (second, cur2):
+            assert second is not first and cur2 is not cur
+            assert cur2.execute("select count(*) from customer_360").fetchone()[0] == 60
+            assert second.publication[2] == 60
+        with pytest.raises(duckdb.ConnectionException):
+            cur.execute("select 1")  # the old copy's idle cursor was closed
+    finally:
+        reader.close()

@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from customer360.config import Settings
-from customer360.serving.reader import ServingNotPublished, ServingReader
+from customer360.serving.reader import ServingCopy, ServingNotPublished, ServingReader
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,34 @@ def _age_seconds(at: datetime | None, now: datetime) -> float | None:
     return None if at is None else round((now - at).total_seconds(), 3)
 
 
+def _age_in_years(dob: date | None, today: date) -> int | None:
+    """Whole years from dob to today: the serving views' `age` (publish.AGE_SQL) in Python."""
+    if dob is None:
+        return None
+    return today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))
+
+
+def _customer_360_layout(copy: ServingCopy) -> list[tuple[str, int]] | None:
+    """How to build a `customer_360` row from a `customer_360_base` row of this copy.
+
+    The view only adds `age` (from `dob` and the reading date) to the base table; reading the
+    base table and computing `age` here spares binding the view on every request (about a
+    third of a profile's database time). Gives (column, index in the base row), in the view's
+    order, with `age` at the index of `dob`; None if the copy is laid out otherwise (then the
+    view is read).
+    """
+    base = {name: i for i, name in enumerate(copy.columns("customer_360_base"))}
+    layout = []
+    for name in copy.columns("customer_360"):
+        if name == "age" and "age" not in base and "dob" in base:
+            layout.append((name, base["dob"]))
+        elif name in base:
+            layout.append((name, base[name]))
+        else:
+            return None
+    return layout or None
+
+
 class RouteLogMiddleware:
     """Logs method, route template, status and time: never the path, query string or an id."""
 
@@ -132,7 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.reader = reader
 
-    def require_token(
+    async def require_token(  # async: a plain def would cost a trip through the threadpool
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> None:
         if settings.api_token is None:
@@ -152,8 +180,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def not_published(request: Request, exc: ServingNotPublished):
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
-    def publication() -> dict[str, Any]:
-        published_at, data_as_of, customers = reader.publication()
+    def publication(copy: ServingCopy) -> dict[str, Any]:
+        published_at, data_as_of, customers = copy.publication
         now = datetime.now(UTC).replace(tzinfo=None)
         return {
             "published_at": _json_value(published_at),
@@ -167,8 +195,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/status", dependencies=api, summary="When the serving data was published")
     def status() -> dict[str, Any]:
-        with reader.cursor():
-            return publication()
+        return publication(reader.current())
 
     @app.get("/api/customers", dependencies=api, summary="Search customers by id, name or email")
     def search_customers(
@@ -184,7 +211,7 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict[str, Any]:
         text = q.strip().lower()
         as_id = int(text) if text.isdigit() and len(text) < 19 else None
-        with reader.cursor() as cur:
+        with reader.session() as (_, cur):
             cur.execute(
                 """
                 select customer_id, first_name, last_name, email, city, country,
@@ -216,10 +243,26 @@ def create_app(settings: Settings) -> FastAPI:
     def customer_profile(
         customer_id: Annotated[int, Path(ge=0, le=MAX_CUSTOMER_ID)],
     ) -> Response:
-        with reader.cursor() as cur:
-            summary = _rows(
-                cur.execute("select * from customer_360 where customer_id = ?", [customer_id])
-            )
+        # Three point queries on one pooled cursor of the latest copy (see reader.py).
+        with reader.session() as (copy, cur):
+            layout = copy.derived(_customer_360_layout)
+            if layout is None:
+                summary = _rows(
+                    cur.execute("select * from customer_360 where customer_id = ?", [customer_id])
+                )
+            else:
+                today = datetime.now(UTC).date()
+                summary = [
+                    {
+                        name: _age_in_years(values[i], today)
+                        if name == "age"
+                        else _json_value(values[i])
+                        for name, i in layout
+                    }
+                    for values in cur.execute(
+                        "select * from customer_360_base where customer_id = ?", [customer_id]
+                    ).fetchall()
+                ]
             if not summary:
                 raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
             favourite_products = _rows(
@@ -240,7 +283,7 @@ def create_app(settings: Settings) -> FastAPI:
                     [customer_id, LIST_LIMIT],
                 )
             )
-            published = publication()
+        published = publication(copy)
         row = summary[0]
         # Per-channel purchases and the last time of each event are customer_360 columns too
         # (sums of customer_purchase_stats, maxima of customer_activity): two lookups fewer.
