@@ -4,13 +4,18 @@
 
 builds a warehouse whose `marts` have the contract's columns and realistic row counts per
 customer (synthetic values, no services needed), times `publish_serving_copy` and then the p50 /
-p99 of `GET /api/customers/{id}` over random ids, over HTTP to uvicorn on loopback (one client).
+p99 of `GET /api/customers/{id}` over random ids, over HTTP to uvicorn on loopback (one client),
+in `--rounds` rounds. The machine may be shared: each round prints the load average (1, 5 and
+15 min) at its start and end next to its figures, and the CPU time per request (this process:
+server and client), which depends much less on the load than the latency does. `--reuse` skips
+the build and the publish when `--dir` holds a serving copy already (to repeat the rounds).
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import random
 import statistics
 import time
@@ -88,26 +93,48 @@ def build_synthetic_warehouse(con: duckdb.DuckDBPyConnection, customers: int, ba
     )
 
 
+def build_and_publish(settings: Settings, customers: int) -> None:
+    settings.warehouse.unlink(missing_ok=True)
+    with duckdb.connect(str(settings.warehouse)) as con:
+        started = time.monotonic()
+        build_synthetic_warehouse(con, customers)
+        print(f"synthetic warehouse: {customers} customers in {time.monotonic() - started:.1f} s")
+        times = []
+        for run in range(3):
+            con.execute(f"update intermediate.dbt_watermarks set batch_id = {run + 2}")
+            result = publish_serving_copy(con, settings)
+            times.append(result.seconds)
+            print(result.summary_line())
+    print(
+        f"publish: median {statistics.median(times) * 1000:.0f} ms over {len(times)} runs "
+        f"(load average {_load(os.getloadavg())})"
+    )
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.2f}" for x in load)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/c360-serving-bench"))
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=2000, help="per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse the serving copy in --dir if there is one"
+    )
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(warehouse=args.dir / "warehouse.duckdb")
-    settings.warehouse.unlink(missing_ok=True)
-    con = duckdb.connect(str(settings.warehouse))
-    started = time.monotonic()
-    build_synthetic_warehouse(con, args.customers)
-    print(f"synthetic warehouse: {args.customers} customers in {time.monotonic() - started:.1f} s")
-    times = []
-    for run in range(3):
-        con.execute(f"update intermediate.dbt_watermarks set batch_id = {run + 2}")
-        result = publish_serving_copy(con, settings)
-        times.append(result.seconds)
-        print(result.summary_line())
-    print(f"publish: median {statistics.median(times) * 1000:.0f} ms over {len(times)} runs")
+    if args.reuse and settings.serving_path.exists():
+        with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+            customers = con.execute("select customers from serving_publication").fetchone()[0]
+        if customers != args.customers:
+            parser.error(f"--reuse: {settings.serving_path} has {customers} customers")
+        print(f"reusing {settings.serving_path} ({customers} customers)")
+    else:
+        build_and_publish(settings, args.customers)
 
     from customer360.serving.server import BackgroundServer
 
@@ -121,21 +148,27 @@ def main(argv: list[str] | None = None) -> None:
             response.read()
             return response.status
 
-        ids = [random.randint(1, args.customers) for _ in range(args.requests)]
-        for customer_id in ids[:50]:  # warm up
+        for customer_id in random.sample(range(1, args.customers + 1), 50):  # warm up
             get(f"/api/customers/{customer_id}")
-        latencies = []
-        for customer_id in ids:
-            started = time.perf_counter()
-            status = get(f"/api/customers/{customer_id}")
-            latencies.append(time.perf_counter() - started)
-            assert status == 200, status
-        latencies.sort()
-        p50 = latencies[len(latencies) // 2] * 1000
-        p99 = latencies[int(len(latencies) * 0.99)] * 1000
-        print(
-            f"GET /api/customers/{{id}}: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(ids)} requests)"
-        )
+        for _ in range(args.rounds):
+            ids = [random.randint(1, args.customers) for _ in range(args.requests)]
+            load_before, cpu_before = os.getloadavg(), time.process_time()
+            latencies = []
+            for customer_id in ids:
+                started = time.perf_counter()
+                status = get(f"/api/customers/{customer_id}")
+                latencies.append(time.perf_counter() - started)
+                assert status == 200, status
+            load_after = os.getloadavg()
+            cpu_ms = (time.process_time() - cpu_before) * 1000 / len(ids)
+            latencies.sort()
+            p50, p90, p99 = (latencies[int(len(latencies) * q)] * 1000 for q in (0.5, 0.9, 0.99))
+            print(
+                f"GET /api/customers/{{id}}: p50 {p50:.2f} ms, p90 {p90:.2f} ms, "
+                f"p99 {p99:.2f} ms, max {latencies[-1] * 1000:.2f} ms ({len(ids)} requests, "
+                f"{cpu_ms:.2f} ms CPU each; load average {_load(load_before)} -> "
+                f"{_load(load_after)} on {os.cpu_count()} CPUs)"
+            )
 
 
 if __name__ == "__main__":
