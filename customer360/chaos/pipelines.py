@@ -166,6 +166,11 @@ class DagsterPipeline:
         from customer360.pipeline.dagster_home import WORKSPACE_YAML
         from customer360.services.processes import free_port
 
+        # Create the instance's storage (SQLite schemas) here first: the webserver, the daemon
+        # and this process creating a new DAGSTER_HOME's databases at once race (alembic stamp).
+        instance = self.instance
+        _ = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+        instance.get_runs(limit=1)
         bin_dir = Path(sys.executable).parent
         self.port = free_port()
         self.webserver = self._spawn(
