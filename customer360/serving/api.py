@@ -71,11 +71,11 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _rows(cursor) -> list[dict[str, Any]]:
+def _rows(cursor, limit: int | None = None) -> list[dict[str, Any]]:
     names = [d[0] for d in cursor.description]
     return [
         {name: _json_value(value) for name, value in zip(names, row, strict=True)}
-        for row in cursor.fetchall()
+        for row in (cursor.fetchall() if limit is None else cursor.fetchmany(limit))
     ]
 
 
@@ -265,23 +265,26 @@ def create_app(settings: Settings) -> FastAPI:
                 ]
             if not summary:
                 raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
+            # No LIMIT: with one, DuckDB plans a top-N over a scan of the whole row group
+            # instead of the customer_id index (publish.INDEXED_TABLES); a customer's rows are
+            # few, sorted by DuckDB, and only the first LIST_LIMIT are fetched.
             favourite_products = _rows(
                 cur.execute(
                     "select product_name, purchases, last_purchased_at from customer_popular_items"
                     " where customer_id = ?"
-                    " order by purchases desc, last_purchased_at desc nulls last, product_name"
-                    " limit ?",
-                    [customer_id, LIST_LIMIT],
-                )
+                    " order by purchases desc, last_purchased_at desc nulls last, product_name",
+                    [customer_id],
+                ),
+                LIST_LIMIT,
             )
             recent_errors = _rows(
                 cur.execute(
                     "select error_message, page, last_at, occurrences from customer_recent_errors"
                     " where customer_id = ?"
-                    " order by last_at desc, occurrences desc, error_message, page nulls last"
-                    " limit ?",
-                    [customer_id, LIST_LIMIT],
-                )
+                    " order by last_at desc, occurrences desc, error_message, page nulls last",
+                    [customer_id],
+                ),
+                LIST_LIMIT,
             )
         published = publication(copy)
         row = summary[0]
