@@ -28,7 +28,7 @@ DATA_TESTS_JOB = "dbt_data_tests"
 WRITER_TAG = "c360/writer"
 WRITER_TAGS = {WRITER_TAG: "warehouse"}
 # The dbt data tests (asset checks) run on their own schedule, not in every micro-batch.
-DATA_TESTS_CRON = "*/5 * * * *"
+DATA_TESTS_CRON = "*/15 * * * *"
 
 
 def build_definitions(settings: Settings, sensor_interval_s: int | None = None):

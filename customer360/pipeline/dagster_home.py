@@ -50,6 +50,18 @@ def start_dagster(
     bin_dir = Path(sys.executable).parent
     log_dir = log_dir or settings.home.resolve() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    if not (Path(env["DAGSTER_HOME"]) / "history" / "runs.db").exists():
+        # Two processes creating a new instance's SQLite tables at once can fail ("table
+        # secondary_indexes already exists"), leaving the webserver broken: create them first.
+        with open(log_dir / "dagster-instance-migrate.log", "ab") as log:
+            subprocess.run(
+                [str(bin_dir / "dagster"), "instance", "migrate"],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+            )
     commands = {
         "dagster-webserver": [
             str(bin_dir / "dagster-webserver"),
