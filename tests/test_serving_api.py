@@ -276,3 +276,53 @@ def test_reader_follows_each_publication_and_reuses_cursors(synthetic_settings):
             cur.execute("select 1")  # the old copy's idle cursor was closed
     finally:
         reader.close()
+
+
+def test_profile_lists_query_orders_each_list_as_its_own_order_by():
+    """LISTS_SQL (both lists in one query) keeps each list's order, ties and NULLs included."""
+    import random
+
+    from customer360.serving.api import LISTS_SQL
+
+    rng = random.Random(6)
+    at = [None, datetime(2026, 1, 1), datetime(2026, 1, 2), datetime(2026, 1, 2, 0, 0, 1)]
+    with duckdb.connect() as con:
+        con.execute(
+            "create table customer_popular_items (customer_id bigint, product_name varchar,"
+            " purchases bigint, last_purchased_at timestamp)"
+        )
+        con.execute(
+            "create table customer_recent_errors (customer_id bigint, error_message varchar,"
+            " page varchar, last_at timestamp, occurrences bigint)"
+        )
+        for i in range(40):
+            con.execute(
+                "insert into customer_popular_items values (7, ?, ?, ?)",
+                [
+                    rng.choice(["A", "b", "B", "Ä", "c"]) + str(i % 3),
+                    rng.randint(1, 3),
+                    rng.choice(at),
+                ],
+            )
+            con.execute(
+                "insert into customer_recent_errors values (7, ?, ?, ?, ?)",
+                [
+                    rng.choice([None, "Timeout", "timeout", "Payment failed"]),
+                    rng.choice([None, "cart.html", "a.html"]),
+                    rng.choice(at),
+                    rng.choice([None, 1, 2]),
+                ],
+            )
+        products = con.execute(
+            "select product_name, purchases, last_purchased_at from customer_popular_items"
+            " where customer_id = 7"
+            " order by purchases desc, last_purchased_at desc nulls last, product_name"
+        ).fetchall()
+        errors = con.execute(
+            "select error_message, page, last_at, occurrences from customer_recent_errors"
+            " where customer_id = 7"
+            " order by last_at desc, occurrences desc, error_message, page nulls last"
+        ).fetchall()
+        both = con.execute(LISTS_SQL, [7]).fetchall()
+    assert [(r[4], r[1], r[2]) for r in both if r[0] == 0] == products
+    assert [(r[4], r[5], r[2], r[3]) for r in both if r[0] == 1] == errors
