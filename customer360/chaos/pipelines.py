@@ -208,10 +208,21 @@ class DagsterPipeline:
         return self.first_success_after(0) is not None
 
     def _started_run(self):
-        from dagster import DagsterRunStatus
+        """The micro-batch run the current daemon is executing, if any.
+
+        A run left STARTED by a daemon killed before (not yet marked failed by the sensor) is
+        not one: its RUN_START event names the killed daemon's pid.
+        """
+        from dagster import DagsterEventType, DagsterRunStatus
 
         for record in reversed(self.runs()):
-            if record.dagster_run.status == DagsterRunStatus.STARTED:
+            if record.dagster_run.status != DagsterRunStatus.STARTED:
+                continue
+            starts = self.instance.get_records_for_run(
+                record.dagster_run.run_id, of_type=DagsterEventType.RUN_START, limit=1
+            ).records
+            event = starts[0].event_log_entry.dagster_event if starts else None
+            if event is not None and self.daemon is not None and event.pid == self.daemon.pid:
                 return record
         return None
 

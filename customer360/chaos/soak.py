@@ -34,6 +34,7 @@ COMMON_FAULT_KINDS = (
     "customer_churn",
 )
 FAULT_KINDS = FAULT_KINDS_BY_MODE["loop"] + COMMON_FAULT_KINDS  # loop mode's, as before
+MAX_STREAM_CRASHES = 10
 
 
 def fault_kinds(mode: str) -> tuple[str, ...]:
@@ -215,17 +216,30 @@ def run_chaos(
     try:
         pipeline.start()
         summary: dict = {}
+        results: list = []  # StreamSummary of each stream incarnation
+        crashes: list[str] = []
 
         def produce():
-            try:
-                summary["result"] = stream(
-                    settings, config.rate, duration=None, bad_share=config.bad_share,
-                    seed=derive_seed(run_seed, "stream"), log_path=stream_log, progress=None,
-                    stop=stop,
-                )  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 - reported by the soak
-                summary["error"] = exc
-                log.exception("the stream failed")
+            """The stream until `stop`; a stream that crashes (the generator gives up on a
+            source that stays down longer than its timeouts) is started again with a seed of
+            its own, so the producers keep producing as real ones would."""
+            incarnation = 0
+            while not stop.is_set():
+                incarnation += 1
+                purpose = "stream" if incarnation == 1 else f"stream/{incarnation}"
+                try:
+                    results.append(stream(
+                        settings, config.rate, duration=None, bad_share=config.bad_share,
+                        seed=derive_seed(run_seed, purpose), log_path=stream_log,
+                        progress=None, stop=stop,
+                    ))  # fmt: skip
+                except Exception as exc:  # noqa: BLE001 - reported by the soak
+                    log.warning("the stream crashed; starting it again", exc_info=True)
+                    crashes.append(f"{type(exc).__name__}: {exc}"[:300])
+                    if len(crashes) >= MAX_STREAM_CRASHES:
+                        summary["error"] = exc
+                        return
+                    stop.wait(1.0)
 
         # The stream starts once the first batch has copied the collections and opened the
         # change streams, so every change it makes is one the pipeline must show.
@@ -300,11 +314,17 @@ def run_chaos(
             producer.join(120)
         if "error" in summary:
             raise RuntimeError(f"the stream failed: {summary['error']}")
-        result = summary["result"]
-        report.events = result.events
-        report.stream_summary = result.describe()
+        report.events = sum(r.events for r in results)
+        report.stream_summary = "; ".join(r.describe() for r in results)
+        if crashes:
+            logged = sum(1 for _ in stream_log.open(encoding="utf-8"))
+            report.notes.append(
+                f"the stream crashed {len(crashes)} time(s) and was started again (events of a "
+                f"crashed stream are not counted above; the producers' log holds {logged} "
+                f"records): {'; '.join(crashes)}"
+            )
+        progress(f"stream stopped after {report.events} events; draining")
         stopped_at = time.time()
-        progress(f"stream stopped after {result.events} events; draining")
 
         deadline = time.monotonic() + config.drain_timeout_s
         while time.monotonic() < deadline:
