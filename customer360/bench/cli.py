@@ -54,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="serving",
         help="where probes are polled: the serving copy, or the profile API",
     )
-    parser.add_argument("--backlog-events", type=int, default=20_000,
-                        help="events of the catch-up backlog")  # fmt: skip
+    parser.add_argument("--backlog-events", type=int, default=100_000,
+                        help="events of the catch-up backlog (several micro-batches)")  # fmt: skip
     parser.add_argument("--target-p95", type=float, default=5.0, help="freshness target (s)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     parser.add_argument(

@@ -55,7 +55,7 @@ class BenchConfig:
     read_path: str = "serving"  # serving | api
     probe_interval_s: float = 1.0
     target_p95_s: float = 5.0
-    backlog_events: int = 20_000
+    backlog_events: int = 100_000
     incremental_events: int = 1_000
     api_rate: float = 10.0  # profile lookups per second during the load
     ramp: tuple[float, ...] = DEFAULT_RAMP
