@@ -57,9 +57,8 @@ LIST_LIMIT = 10  # favourite products and recent errors shown per customer
 # A customer's favourite products (kind 0) and recent errors (kind 1) in one query (a query costs
 # ~1 ms here, mostly planning). One ORDER BY gives each kind its own order, since the other
 # kind's sort columns are NULL: products by purchases desc, last_purchased_at desc,
-# product_name; errors by last_at desc, occurrences desc, error_message, page. No LIMIT: with
-# one, DuckDB plans a top-N over a scan of the whole row group instead of the customer_id index
-# (publish.INDEXED_TABLES); a customer has few rows, and the first LIST_LIMIT of each are kept.
+# product_name; errors by last_at desc, occurrences desc, error_message, page. A customer has
+# few rows; the first LIST_LIMIT of each kind are kept.
 LISTS_SQL = """
 select 0 as kind, purchases, last_purchased_at as last_at, null::bigint as occurrences,
     product_name as name, null::varchar as page
