@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -73,6 +74,12 @@ order by kind, purchases desc nulls last, last_at desc nulls last, occurrences d
 # Module level: FastAPI resolves the (string) annotations below in this module's globals.
 BEARER = HTTPBearer(auto_error=False)
 STATIC_DIR = resources.files("customer360.serving") / "static"
+
+
+def items_per_order(items: int, orders: int) -> float:
+    """As `customer_purchase_stats` computes it: DuckDB's `round(double, 2)` rounds half away
+    from zero (17 / 8 -> 2.13), where Python's `round` rounds half to even (2.12)."""
+    return float(Decimal(math.floor(items / orders * 100 + 0.5)) / 100)
 
 
 def _json_value(value: Any) -> Any:
@@ -311,8 +318,8 @@ def create_app(settings: Settings) -> FastAPI:
                 "channel": channel,
                 "number_of_orders": row[f"{prefix}_orders"],
                 "number_of_items_purchased": row[f"{prefix}_items_purchased"],
-                "items_per_order": round(
-                    row[f"{prefix}_items_purchased"] / row[f"{prefix}_orders"], 2
+                "items_per_order": items_per_order(
+                    row[f"{prefix}_items_purchased"], row[f"{prefix}_orders"]
                 ),
                 "amount_spent": row[f"{prefix}_amount_spent"],
             }
