@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 from pathlib import Path
+
+from customer360.services.processes import stop_process_groups
 
 
 def _children(pid: int) -> list[int]:
@@ -92,17 +93,5 @@ def self_peak_rss_mb() -> float:
 
 def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> int | None:
     """SIGTERM the process's session (it and its children), SIGKILL if it does not exit."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(10)
+    stop_process_groups([process], timeout)
     return process.returncode

@@ -16,7 +16,6 @@ pipeline drained after the stream stopped.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import statistics
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from customer360.chaos import faults as f
 from customer360.config import Settings
+from customer360.services.processes import stop_process_groups
 
 MICROBATCH_JOB = "microbatch"
 
@@ -333,26 +333,7 @@ class DagsterPipeline:
     def stop(self, timeout: float = 60) -> None:
         """SIGTERM the webserver's and every daemon's process group (a killed daemon may have
         left its code server behind), then SIGKILL what is left."""
-        processes = [p for p in (self.webserver, *self.daemons) if p is not None]
-        for process in processes:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.monotonic() + timeout
-        for process in processes:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        time.sleep(0.5)
-        for process in processes:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group
-            except (ProcessLookupError, PermissionError):
-                pass
-            if process.poll() is None:
-                process.wait(10)
+        stop_process_groups([p for p in (self.webserver, *self.daemons) if p is not None], timeout)
         if self._instance is not None:
             self._instance.dispose()
             self._instance = None

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from customer360.config import Settings
+from customer360.services.processes import stop_process_groups
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER_YAML = REPO / "dagster.yaml"
@@ -87,20 +88,4 @@ def start_dagster(
 
 def stop_dagster(processes: list[subprocess.Popen], timeout: float = 20.0) -> None:
     """SIGTERM each process (its own session: its children too), then SIGKILL stragglers."""
-    import signal
-
-    for process in processes:
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    for process in processes:
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(5)
+    stop_process_groups(processes, timeout)

@@ -139,3 +139,28 @@ def wait_until(check, timeout: float, interval: float = 0.2) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def stop_process_groups(processes: list[subprocess.Popen], timeout: float = 20.0) -> None:
+    """Stop processes started in sessions of their own (`start_new_session=True`): SIGTERM each
+    one's process group (it and its children), wait up to `timeout` for them all, then SIGKILL
+    what is left of each group (a leader that ignored SIGTERM, or children it left behind)."""
+
+    def signal_group(process: subprocess.Popen, signum: int) -> None:
+        try:
+            os.killpg(process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass  # the whole group is gone
+
+    for process in processes:
+        signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for process in processes:
+        signal_group(process, signal.SIGKILL)
+        if process.poll() is None:
+            process.wait(10)
