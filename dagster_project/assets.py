@@ -109,6 +109,28 @@ def raw_landing(context: AssetExecutionContext, pipeline: MicroBatchResource) ->
         context.log.error(f"extract {source} failed: {error}")
 
 
+def views_reflecting(manifest: Mapping[str, Any], built: set[str]) -> list[str]:
+    """The view models dbt did not run whose inputs (directly or through other views) it
+    rebuilt: `built` holds the unique ids of the models that ran."""
+    nodes = manifest["nodes"]
+    views = {
+        uid
+        for uid, node in nodes.items()
+        if node["resource_type"] == "model" and node["config"]["materialized"] == "view"
+    }
+    fresh = set(built)
+    reflecting: list[str] = []
+    changed = True
+    while changed:  # views over views: repeat until nothing new is found
+        changed = False
+        for uid in sorted(views - fresh):
+            if fresh.intersection(nodes[uid]["depends_on"]["nodes"]):
+                fresh.add(uid)
+                reflecting.append(uid)
+                changed = True
+    return reflecting
+
+
 def dbt_project_for(settings: Settings) -> DbtProject:
     """The dbt project, its manifest parsed (in-process) into C360_HOME if missing or stale."""
     DbtInvoker(settings).ensure_manifest_file()
@@ -149,6 +171,15 @@ def build_dbt_assets(project: DbtProject):
                     target_path=batch.dbt.target_dir,
                     project=project,
                 )
+            # A micro-batch does not re-create views (they read their inputs when queried), but
+            # a view is as new as its inputs: report it, so lineage and freshness say so.
+            for unique_id in views_reflecting(manifest, set(result.models_built)):
+                key = TRANSLATOR.get_asset_key(manifest["nodes"][unique_id])
+                if key in selected:
+                    yield MaterializeResult(
+                        asset_key=key,
+                        metadata={"dbt": "view: not re-created, it reads the rebuilt models"},
+                    )
         batch.publish()
         problems = [f"extract {s}: {e}" for s, e in batch.last_extract_errors.items()]
         batch.last_extract_errors = {}

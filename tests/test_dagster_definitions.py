@@ -118,6 +118,21 @@ def test_microbatch_job_lands_sources_and_builds_marts(isolated_settings, defs):
         built = {m.asset_key for m in result.asset_materializations_for_node("dbt_models")}
         assert AssetKey(["marts", "customer_360"]) in built
         assert AssetKey(["staging", "stg_weblogs"]) in built
+
+        # The next micro-batch does not re-create the views, but reports them with their inputs.
+        produce(settings, "weblogs", [json.dumps(weblog(7))])
+        again = job.execute_in_process(instance=instance)
+        assert again.success
+        views = {
+            m.asset_key: m
+            for m in again.asset_materializations_for_node("dbt_models")
+            if "dbt" in m.metadata
+        }
+        assert set(views) >= {
+            AssetKey(["marts", "customer_360"]),
+            AssetKey(["marts", "customer_activity"]),
+            AssetKey(["marts", "customer_recent_errors"]),
+        }
         # Data tests are not part of a micro-batch: their own job reports them as checks.
         assert not result.get_asset_check_evaluations()
         tests = defs.resolve_job_def(DATA_TESTS_JOB).execute_in_process(instance=instance)
@@ -142,4 +157,4 @@ def test_microbatch_job_lands_sources_and_builds_marts(isolated_settings, defs):
         assert landed and all(m.metadata["records"].value == 0 for m in landed)
         assert not again.asset_materializations_for_node("dbt_models")
     con = warm_microbatch(settings).con
-    assert con.execute("select count(*) from staging.stg_weblogs").fetchone()[0] == 5
+    assert con.execute("select count(*) from staging.stg_weblogs").fetchone()[0] == 6

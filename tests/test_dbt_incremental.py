@@ -22,7 +22,7 @@ from tests.dbt_fixtures.raw_builder import RawLanding, utc
 
 COMPARED = {
     "marts": (*MARTS, "customer_360_base"),
-    "intermediate": ("int_customers",),
+    "intermediate": ("int_customers", "int_weblog_rollup"),
     "staging": (
         "stg_users",
         "stg_online_orders",

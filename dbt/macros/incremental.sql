@@ -31,13 +31,15 @@
 {#- The staging inputs that can change a customer's mart rows. `ids` is the column with the
     customer ids a staging row touches when it changes: `_customer_ids` holds every customer a
     Mongo document or an email ever belonged to (so a delete, or an order moved to another
-    customer, recomputes the previous customer too); a weblog event never changes owner. -#}
+    customer, recomputes the previous customer too); a weblog event never changes owner.
+    Weblogs are read through their per-customer rollup (int_weblog_rollup): its rows carry the
+    greatest `_batch_id` and event time of the events they count. -#}
 {% macro customer_sources() -%}
     {{- return({
         'users': {'model': 'stg_users', 'mark': '_users_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
         'online_orders': {'model': 'stg_online_orders', 'mark': '_online_orders_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
         'instore_orders': {'model': 'stg_instore_orders', 'mark': '_instore_orders_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
-        'weblogs': {'model': 'stg_weblogs', 'mark': '_weblogs_batch_id', 'ids': 'customer_id', 'source_at': 'event_at'},
+        'weblogs': {'model': 'int_weblog_rollup', 'mark': '_weblogs_batch_id', 'ids': 'customer_id', 'source_at': 'last_at'},
         'marketing_emails': {'model': 'stg_marketing_emails', 'mark': '_emails_batch_id', 'ids': '_customer_ids', 'source_at': 'last_updated_at'},
     }) -}}
 {%- endmacro %}

@@ -9,7 +9,9 @@
     )
 }}
 
-{#- One row per customer with everything the other marts know, except age (see customer_360).
+{#- One row per customer with everything the customer_360 view shows but age, computed from
+    staging, the weblog rollup and customer_popular_items (customer_activity and
+    customer_purchase_stats are views over this table).
     Favourite product: most purchases, then latest last_purchased_at, then product name A-Z.
     Latest error: latest last_at, then most occurrences, then error message A-Z, then page A-Z.
     as_of: the greatest source time reflected for the customer (see the yml). -#}
@@ -30,20 +32,37 @@ customers as (
     {%- endif %}
 ),
 
-purchases as (
+orders as (
+    select customer_id, channel, ordered_at
+    from {{ ref('stg_online_orders') }}
+    where not is_deleted and customer_id in (select customer_id from customers)
+    union all
+    select customer_id, channel, ordered_at
+    from {{ ref('stg_instore_orders') }}
+    where not is_deleted and customer_id in (select customer_id from customers)
+),
+
+order_totals as (
     select
         customer_id,
-        sum(case when channel = 'Online' then number_of_orders else 0 end) as online_orders,
-        sum(case when channel = 'Online' then number_of_items_purchased else 0 end) as online_items_purchased,
-        sum(case when channel = 'Online' then amount_spent else 0 end) as online_amount_spent,
-        sum(case when channel = 'Instore' then number_of_orders else 0 end) as instore_orders,
-        sum(case when channel = 'Instore' then number_of_items_purchased else 0 end) as instore_items_purchased,
-        sum(case when channel = 'Instore' then amount_spent else 0 end) as instore_amount_spent,
-        sum(number_of_orders) as total_orders,
-        sum(number_of_items_purchased) as total_items_purchased,
-        sum(amount_spent) as total_amount_spent
-    from {{ ref('customer_purchase_stats') }}
-    where customer_id in (select customer_id from customers)
+        sum(case when channel = 'Online' then 1 else 0 end) as online_orders,
+        sum(case when channel = 'Instore' then 1 else 0 end) as instore_orders,
+        max(case when channel = 'Online' then ordered_at end) as last_online_order_at,
+        max(case when channel = 'Instore' then ordered_at end) as last_instore_order_at
+    from orders
+    group by customer_id
+),
+
+{#- Line items of orders that are not deleted (an order without items counts as an order). -#}
+line_item_totals as (
+    select
+        customer_id,
+        sum(case when channel = 'Online' then 1 else 0 end) as online_items_purchased,
+        sum(case when channel = 'Online' then amount else 0 end) as online_amount_spent,
+        sum(case when channel = 'Instore' then 1 else 0 end) as instore_items_purchased,
+        sum(case when channel = 'Instore' then amount else 0 end) as instore_amount_spent
+    from {{ ref('stg_order_items') }}
+    where not is_deleted and customer_id in (select customer_id from customers)
     group by customer_id
 ),
 
@@ -57,28 +76,41 @@ favourite_products as (
     ) = 1
 ),
 
-activity as (
+{#- Email Opened / Email Clicked: the first open / first click of each email, the latest over
+    the customer's emails. -#}
+email_activity as (
     select
         customer_id,
-        max(case when event = 'Instore Order' then last_at end) as last_instore_order_at,
-        max(case when event = 'Online Order' then last_at end) as last_online_order_at,
-        max(case when event = 'Email Sent' then last_at end) as last_email_sent_at,
-        max(case when event = 'Email Opened' then last_at end) as last_email_opened_at,
-        max(case when event = 'Email Clicked' then last_at end) as last_email_clicked_at,
-        max(case when event = 'Website Visit' then last_at end) as last_website_visit_at,
-        max(case when event = 'Website Login' then last_at end) as last_website_login_at
-    from {{ ref('customer_activity') }}
+        max(sent_at) as last_email_sent_at,
+        max(first_opened_at) as last_email_opened_at,
+        max(first_clicked_at) as last_email_clicked_at
+    from {{ ref('stg_marketing_emails') }}
     where customer_id in (select customer_id from customers)
+    group by customer_id
+),
+
+web_rollup as (
+    select customer_id, error_message, page, events, last_at
+    from {{ ref('int_weblog_rollup') }}
+    where customer_id in (select customer_id from customers)
+),
+
+web_activity as (
+    select
+        customer_id,
+        max(last_at) as last_website_visit_at,
+        max(case when page = {{ login_page() }} then last_at end) as last_website_login_at
+    from web_rollup
     group by customer_id
 ),
 
 latest_errors as (
     select customer_id, error_message, page, last_at
-    from {{ ref('customer_recent_errors') }}
-    where customer_id in (select customer_id from customers)
+    from web_rollup
+    where error_message is not null
     qualify row_number() over (
         partition by customer_id
-        order by last_at desc nulls last, occurrences desc, error_message asc, page asc nulls last
+        order by last_at desc nulls last, events desc, error_message asc, page asc nulls last
     ) = 1
 ),
 
@@ -99,28 +131,34 @@ final as (
         customers.country,
 
         -- orders, items and amount per channel and in total
-        coalesce(purchases.online_orders, 0) as online_orders,
-        coalesce(purchases.online_items_purchased, 0) as online_items_purchased,
-        cast(coalesce(purchases.online_amount_spent, 0) as {{ dbt.type_numeric() }}) as online_amount_spent,
-        coalesce(purchases.instore_orders, 0) as instore_orders,
-        coalesce(purchases.instore_items_purchased, 0) as instore_items_purchased,
-        cast(coalesce(purchases.instore_amount_spent, 0) as {{ dbt.type_numeric() }}) as instore_amount_spent,
-        coalesce(purchases.total_orders, 0) as total_orders,
-        coalesce(purchases.total_items_purchased, 0) as total_items_purchased,
-        cast(coalesce(purchases.total_amount_spent, 0) as {{ dbt.type_numeric() }}) as total_amount_spent,
+        cast(coalesce(order_totals.online_orders, 0) as {{ dbt.type_bigint() }}) as online_orders,
+        cast(coalesce(line_item_totals.online_items_purchased, 0) as {{ dbt.type_bigint() }}) as online_items_purchased,
+        cast(coalesce(line_item_totals.online_amount_spent, 0) as {{ dbt.type_numeric() }}) as online_amount_spent,
+        cast(coalesce(order_totals.instore_orders, 0) as {{ dbt.type_bigint() }}) as instore_orders,
+        cast(coalesce(line_item_totals.instore_items_purchased, 0) as {{ dbt.type_bigint() }}) as instore_items_purchased,
+        cast(coalesce(line_item_totals.instore_amount_spent, 0) as {{ dbt.type_numeric() }}) as instore_amount_spent,
+        cast(coalesce(order_totals.online_orders, 0) + coalesce(order_totals.instore_orders, 0) as {{ dbt.type_bigint() }}) as total_orders,
+        cast(
+            coalesce(line_item_totals.online_items_purchased, 0) + coalesce(line_item_totals.instore_items_purchased, 0)
+            as {{ dbt.type_bigint() }}
+        ) as total_items_purchased,
+        cast(
+            coalesce(line_item_totals.online_amount_spent, 0) + coalesce(line_item_totals.instore_amount_spent, 0)
+            as {{ dbt.type_numeric() }}
+        ) as total_amount_spent,
 
         -- favourite product
         favourite_products.product_name as favourite_product,
         favourite_products.purchases as favourite_product_purchases,
 
         -- last time of each activity
-        activity.last_instore_order_at,
-        activity.last_online_order_at,
-        activity.last_email_sent_at,
-        activity.last_email_opened_at,
-        activity.last_email_clicked_at,
-        activity.last_website_visit_at,
-        activity.last_website_login_at,
+        order_totals.last_instore_order_at,
+        order_totals.last_online_order_at,
+        email_activity.last_email_sent_at,
+        email_activity.last_email_opened_at,
+        email_activity.last_email_clicked_at,
+        web_activity.last_website_visit_at,
+        web_activity.last_website_login_at,
 
         -- latest error
         latest_errors.error_message as latest_error_message,
@@ -144,9 +182,11 @@ final as (
         marks._emails_batch_id
     from customers
     inner join marks on marks.customer_id = customers.customer_id
-    left join purchases on purchases.customer_id = customers.customer_id
+    left join order_totals on order_totals.customer_id = customers.customer_id
+    left join line_item_totals on line_item_totals.customer_id = customers.customer_id
     left join favourite_products on favourite_products.customer_id = customers.customer_id
-    left join activity on activity.customer_id = customers.customer_id
+    left join email_activity on email_activity.customer_id = customers.customer_id
+    left join web_activity on web_activity.customer_id = customers.customer_id
     left join latest_errors on latest_errors.customer_id = customers.customer_id
 )
 
