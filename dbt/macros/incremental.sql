@@ -28,6 +28,21 @@
     {{- return(customer360.relation_max(column)) -}}
 {%- endmacro %}
 
+{#- `relation_max` per value of `group_column`, in one query (a dict value -> max); values with
+    no rows, and every value on a first or full build, are missing (use `.get(value, -1)`). -#}
+{% macro relation_max_by(column, group_column) -%}
+    {%- set maxima = {} -%}
+    {%- if execute and is_incremental() -%}
+        {%- set result = run_query(
+            "select " ~ group_column ~ ", max(" ~ column ~ ") from " ~ this ~ " group by all"
+        ) -%}
+        {%- for row in result.rows -%}
+            {%- do maxima.update({row[0]: row[1] | int}) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{- return(maxima) -}}
+{%- endmacro %}
+
 {#- The staging inputs that can change a customer's mart rows. `ids` is the column with the
     customer ids a staging row touches when it changes: `_customer_ids` holds every customer a
     Mongo document or an email ever belonged to (so a delete, or an order moved to another
@@ -53,21 +68,24 @@
     {{- return(api.Relation.create(database=target.database, schema='intermediate', identifier='dbt_watermarks')) -}}
 {%- endmacro %}
 
-{#- This model's watermark for a source, or -1 on a full build / when none is recorded. -#}
-{% macro model_watermark(source_name) -%}
+{#- This model's watermarks, a dict source -> batch id, read in one query (one round trip per
+    model instead of one per source); sources without one, and all on a full build, are
+    missing: use `.get(source, -1)`. -#}
+{% macro model_watermarks() -%}
+    {%- set marks = {} -%}
     {%- if execute and is_incremental() -%}
         {%- set relation = customer360.watermarks_relation() -%}
-        {%- if adapter.get_relation(relation.database, relation.schema, relation.identifier) is none -%}
-            {{- return(-1) -}}
+        {%- if adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none -%}
+            {%- set result = run_query(
+                "select source, max(batch_id) from " ~ relation
+                ~ " where model = '" ~ this.identifier ~ "' group by source"
+            ) -%}
+            {%- for row in result.rows -%}
+                {%- do marks.update({row[0]: row[1] | int}) -%}
+            {%- endfor -%}
         {%- endif -%}
-        {%- set result = run_query(
-            "select coalesce(max(batch_id), -1) from " ~ relation
-            ~ " where model = '" ~ this.identifier ~ "' and source = '" ~ source_name ~ "'"
-        ) -%}
-        {{- return(result.columns[0].values()[0] | int) -}}
-    {%- else -%}
-        {{- return(-1) -}}
     {%- endif -%}
+    {{- return(marks) -}}
 {%- endmacro %}
 
 {#- Post-hook (set with `post_hook=watermark_hook([...])`): record, for each source, the greatest
@@ -98,13 +116,14 @@
     `customer_id` column, no nulls, no duplicates. On a full build it is never used. -#}
 {% macro touched_customers(source_names) -%}
     {%- set sources = customer360.customer_sources() -%}
+    {%- set marks = customer360.model_watermarks() -%}
     select distinct customer_id from (
     {%- for name in source_names %}
         {%- set s = sources[name] %}
         {% if not loop.first %}union all{% endif %}
         select {% if s.ids == '_customer_ids' %}{{ customer360.unnest_array('_customer_ids') }}{% else %}customer_id{% endif %} as customer_id
         from {{ ref(s.model) }}
-        where _batch_id > {{ customer360.model_watermark(name) }}
+        where _batch_id > {{ marks.get(name, -1) }}
     {%- endfor %}
     ) as touched
     where customer_id is not null
