@@ -3,7 +3,7 @@
     Every landing row has a `batch_id` that increases per raw table (one extractor writes each
     table, in order). Staging rows keep `_batch_id`, the greatest batch id of the raw rows they
     reflect, and read only raw rows above `max(_batch_id)` of their own table. Per-customer
-    models (int_customers, marts) record per source the greatest staging `_batch_id` seen when
+    models (the marts) record per source the greatest staging `_batch_id` seen when
     they ran (`intermediate.dbt_watermarks`) and recompute only customers touched by staging
     rows above it.
 
