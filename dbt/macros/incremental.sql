@@ -203,3 +203,22 @@
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }} where not _tombstone
 {%- endmacro %}
+
+{#- The stored rows of `relation` whose `key` is in `keys_select` (a select of one column), as
+    a subquery to read from. DuckDB scans every column of every row before a semi-join drops
+    the others, so there the matching row ids are found on the key column alone first, and
+    only those rows are read (about half the time of the plain form on 400k stored orders). -#}
+{% macro rows_with_keys(relation, key, keys_select) -%}
+    {{ return(adapter.dispatch('rows_with_keys', 'customer360')(relation, key, keys_select)) }}
+{%- endmacro %}
+
+{% macro default__rows_with_keys(relation, key, keys_select) -%}
+    (select * from {{ relation }} where {{ key }} in ({{ keys_select }}))
+{%- endmacro %}
+
+{% macro duckdb__rows_with_keys(relation, key, keys_select) -%}
+    (
+        select * from {{ relation }}
+        where rowid in (select rowid from {{ relation }} where {{ key }} in ({{ keys_select }}))
+    )
+{%- endmacro %}

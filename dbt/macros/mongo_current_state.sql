@@ -61,8 +61,7 @@ previous_state as (
         _document_cluster_time,
         _customer_ids,
         _batch_id
-    from {{ this }}
-    where {{ key }} in (select document_key from new_rollup)
+    from {{ customer360.rows_with_keys(this, key, 'select document_key from new_rollup') }} as stored
 ),
 
 {#- New rows always come from later batches than the previous state, so on equal cluster time

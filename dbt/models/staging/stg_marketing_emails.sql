@@ -77,8 +77,7 @@ emails as (
         select
             email_id, customer_id, _customer_ids, campaign, sent_at, first_opened_at,
             first_clicked_at, last_updated_at, records, _batch_id
-        from {{ this }}
-        where email_id in (select email_id from new_emails)
+        from {{ rows_with_keys(this, 'email_id', 'select email_id from new_emails') }} as stored
     ) as records_so_far
     group by email_id
 )
