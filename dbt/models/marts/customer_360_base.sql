@@ -11,8 +11,7 @@
 
 {#- One row per customer with everything the customer_360 view shows but age, computed from
     staging (customers: see the macro current_customers), the weblog rollup and
-    customer_popular_items (customer_activity and
-    customer_purchase_stats are views over this table).
+    customer_popular_items. customer_activity and customer_purchase_stats are views over it.
     Favourite product: most purchases, then latest last_purchased_at, then product name A-Z.
     Latest error: latest last_at, then most occurrences, then error message A-Z, then page A-Z.
     as_of: the greatest source time reflected for the customer (see the yml). -#}
