@@ -33,14 +33,20 @@
 {% macro relation_max_by(column, group_column) -%}
     {%- set maxima = {} -%}
     {%- if execute and is_incremental() -%}
-        {%- set result = run_query(
+        {%- do maxima.update(customer360.max_by_key(
             "select " ~ group_column ~ ", max(" ~ column ~ ") from " ~ this ~ " group by all"
-        ) -%}
-        {%- for row in result.rows -%}
-            {%- do maxima.update({row[0]: row[1] | int}) -%}
-        {%- endfor -%}
+        )) -%}
     {%- endif -%}
     {{- return(maxima) -}}
+{%- endmacro %}
+
+{#- A query's rows (key, integer) as a dict key -> int. -#}
+{% macro max_by_key(sql) -%}
+    {%- set result = {} -%}
+    {%- for row in run_query(sql).rows -%}
+        {%- do result.update({row[0]: row[1] | int}) -%}
+    {%- endfor -%}
+    {{- return(result) -}}
 {%- endmacro %}
 
 {#- The staging inputs that can change a customer's mart rows. `ids` is the column with the
@@ -76,13 +82,10 @@
     {%- if execute and is_incremental() -%}
         {%- set relation = customer360.watermarks_relation() -%}
         {%- if adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none -%}
-            {%- set result = run_query(
+            {%- do marks.update(customer360.max_by_key(
                 "select source, max(batch_id) from " ~ relation
                 ~ " where model = '" ~ this.identifier ~ "' group by source"
-            ) -%}
-            {%- for row in result.rows -%}
-                {%- do marks.update({row[0]: row[1] | int}) -%}
-            {%- endfor -%}
+            )) -%}
         {%- endif -%}
     {%- endif -%}
     {{- return(marks) -}}
