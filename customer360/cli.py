@@ -8,6 +8,7 @@ import logging
 import sys
 
 from customer360.config import load_settings
+from customer360.stopping import StopRequested, install_stop_handlers
 
 # Modules with a `register(subparsers)`; imported lazily by name so that `c360 --help` does not
 # pay for importing Dagster or dbt.
@@ -54,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    install_stop_handlers()
     try:
         return int(args.func(args, load_settings()) or 0)
+    except StopRequested as stop:
+        return stop.exit_code
     except KeyboardInterrupt:
         return 130
 

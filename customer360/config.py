@@ -1,7 +1,12 @@
 """The one place that reads customer360's environment variables.
 
 Every command and module takes a `Settings` from `load_settings()` instead of reading
-`os.environ` itself, so a variable documented in the README is honoured everywhere.
+`os.environ` itself, so a variable documented in the README is honoured everywhere. A child
+process gets its settings back through `Settings.environment()`, the one writer of C360_*.
+
+Paths are made absolute when a `Settings` is created (against the working directory of that
+moment): Maven, Java, Dagster, dbt and every subprocess resolve a relative path against their
+own working directory, which is not ours, so none of them is ever handed one.
 """
 
 from __future__ import annotations
@@ -37,6 +42,14 @@ class Settings:
     # How often Dagster's micro-batch sensor probes the sources for something new.
     sensor_interval_s: int = 5
 
+    def __post_init__(self) -> None:
+        for name in ("warehouse", "home", "kafka_jars", "serving_db"):
+            path = getattr(self, name)
+            if path is not None:
+                # abspath, not resolve(): no file system access, and a symlinked home stays as
+                # the user named it.
+                object.__setattr__(self, name, Path(os.path.abspath(path)))
+
     @property
     def serving_path(self) -> Path:
         return self.serving_db or self.warehouse.with_name("serving.duckdb")
@@ -51,6 +64,36 @@ class Settings:
 
     def with_overrides(self, **changes) -> Settings:
         return replace(self, **changes)
+
+    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """`base` (default: this process's environment) with every C360_* variable set so that a
+        child process's `load_settings()` gives back exactly these settings."""
+        env = dict(os.environ if base is None else base)
+        for name in _OPTIONAL_VARIABLES:
+            env.pop(name, None)
+        env.update(
+            C360_MONGO_URI=self.mongo_uri,
+            C360_MONGO_DB=self.mongo_db,
+            C360_KAFKA_BOOTSTRAP=self.kafka_bootstrap,
+            C360_KAFKA_TOPIC_PREFIX=self.kafka_topic_prefix,
+            C360_WAREHOUSE=str(self.warehouse),
+            C360_HOME=str(self.home),
+            C360_SERVE_HOST=self.serve_host,
+            C360_SERVE_PORT=str(self.serve_port),
+            C360_SENSOR_INTERVAL_S=str(self.sensor_interval_s),
+        )
+        if self.kafka_jars is not None:
+            env["C360_KAFKA_JARS"] = str(self.kafka_jars)
+        if self.serving_db is not None:
+            env["C360_SERVING_DB"] = str(self.serving_db)
+        if self.api_token:
+            env["C360_API_TOKEN"] = self.api_token
+        return env
+
+
+# Variables `environment()` sets only when the setting has a value: a parent's value must not
+# leak into a child whose settings have none.
+_OPTIONAL_VARIABLES = ("C360_KAFKA_JARS", "C360_SERVING_DB", "C360_API_TOKEN")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

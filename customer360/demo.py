@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -12,6 +13,7 @@ from pymongo import MongoClient
 from customer360.config import Settings
 from customer360.services import ServiceError, services_up
 from customer360.services.processes import ManagedProcess
+from customer360.stopping import stop_signals_deferred
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +54,41 @@ def run_up(args, settings: Settings) -> int:
     except ServiceError as exc:
         print(f"c360 up: the services could not start: {exc}", file=sys.stderr)
         return 1
-    _seed_if_empty(settings, args.customers, args.days)
-    stream = ManagedProcess("stream", settings.home / "run")
-    if args.rate > 0 and stream.pid() is None:
-        stream.start([sys.executable, "-m", "customer360.cli", "stream", "--rate", str(args.rate)])
-        print(f"stream: {args.rate:g} events/s in the background (log {stream.log_file})")
-    serve = ManagedProcess("serve", settings.home / "run")
-    if serve.pid() is None:
-        serve.start([sys.executable, "-m", "customer360.cli", "serve"])
-    print(
-        f"dashboard: http://{settings.serve_host}:{settings.serve_port}/ (API under /api, "
-        f"log {serve.log_file})",
-        flush=True,
-    )
-    from customer360.pipeline.cli import _dagster
+    with contextlib.ExitStack() as started:
+        # Whatever ends this block (Ctrl-C, SIGTERM, an error), what it started is stopped, in
+        # the reverse order; the services stay up (`c360 services down`).
+        started.callback(_stop_background, settings)
+        _seed_if_empty(settings, args.customers, args.days)
+        child_env = settings.environment()
+        stream = ManagedProcess("stream", settings.home / "run")
+        if args.rate > 0 and stream.pid() is None:
+            stream.start(
+                [sys.executable, "-m", "customer360.cli", "stream", "--rate", str(args.rate)],
+                env=child_env,
+            )
+            print(f"stream: {args.rate:g} events/s in the background (log {stream.log_file})")
+        serve = ManagedProcess("serve", settings.home / "run")
+        if serve.pid() is None:
+            serve.start([sys.executable, "-m", "customer360.cli", "serve"], env=child_env)
+        print(
+            f"dashboard: http://{settings.serve_host}:{settings.serve_port}/ (API under /api, "
+            f"log {serve.log_file})",
+            flush=True,
+        )
+        from customer360.pipeline.cli import _dagster
 
-    try:
-        # Dagster's webserver and daemon with the micro-batch sensor on, until Ctrl-C.
+        # Dagster's webserver and daemon with the micro-batch sensor on, until stopped.
         return _dagster(argparse.Namespace(port=args.ui_port, host="127.0.0.1"), settings)
-    finally:
-        if stream.stop():
-            print("stream stopped")
-        if serve.stop():
-            print("dashboard stopped")
+
+
+def _stop_background(settings: Settings) -> None:
+    with stop_signals_deferred():
+        for name, what in (("stream", "stream"), ("serve", "dashboard")):
+            process = ManagedProcess(name, settings.home / "run")
+            pid = process.pid()
+            if process.stop():
+                print(f"stopped {what} (pid {pid})", flush=True)
+        print("c360 up: stopped; the services still run (`c360 services down` stops them)")
 
 
 def _seed_if_empty(settings: Settings, customers: int, days: int) -> None:

@@ -105,15 +105,10 @@ def machine_info() -> dict:
 
 
 def child_env(settings: Settings) -> dict[str, str]:
-    """The environment a child process reads its Settings from (C360_*)."""
+    """The environment a child process reads its Settings from (C360_*, DAGSTER_HOME)."""
     from customer360.pipeline.dagster_home import dagster_env
 
-    env = dagster_env(settings)
-    env["C360_SERVING_DB"] = str(settings.serving_path.resolve())
-    env["C360_SENSOR_INTERVAL_S"] = str(settings.sensor_interval_s)
-    if settings.kafka_jars is not None:
-        env["C360_KAFKA_JARS"] = str(settings.kafka_jars.resolve())
-    return env
+    return dagster_env(settings)
 
 
 class Bench:

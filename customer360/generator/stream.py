@@ -63,20 +63,10 @@ STREAM_MIX: dict[str, float] = {
     "profile_update": 1.0,
     "user_delete": 0.1,
     "order_delete": 0.1,
+    # A store or the support desk corrects an order: one more of its first item.
+    "order_correction": 0.2,
 }
 BAD = "bad"
-# The source (collection or Kafka source name) each kind writes to.
-KIND_SOURCE = {
-    "weblog": "weblogs",
-    "email_sent": "marketing_emails",
-    "email_open": "marketing_emails",
-    "email_click": "marketing_emails",
-    "online_order": "online_orders",
-    "instore_order": "instore_orders",
-    "new_customer": "users",
-    "profile_update": "users",
-    "user_delete": "users",
-}
 MAX_OPEN_SESSIONS = 2_000
 MAX_ORDER_POOL = 20_000
 MAX_PENDING_EMAILS = 50_000
@@ -408,7 +398,7 @@ class _Streamer:
             return
         if kind != "new_customer" and not self.customers:
             kind = "new_customer"  # an empty database starts with sign-ups
-        if kind == "order_delete" and not self.orders:
+        if kind in ("order_delete", "order_correction") and not self.orders:
             kind = "online_order"
         if kind == "email_followup":
             while self.incoming_emails and self.incoming_emails[0][0] <= now:
@@ -450,6 +440,14 @@ class _Streamer:
         self._write(
             collection, "order_delete", DeleteOne({"_id": order_id}),
             {"op": "delete", "_id": order_id},
+        )  # fmt: skip
+
+    def _order_correction(self, now: datetime) -> None:
+        collection, order_id = self.orders[self.rng.randrange(len(self.orders))]
+        self._write(
+            collection, "order_correction",
+            UpdateOne({"_id": order_id}, {"$inc": {"items.0.quantity": 1}}),
+            {"op": "update", "_id": order_id, "fields": ["items.0.quantity"]},
         )  # fmt: skip
 
     def _online_order(self, now: datetime) -> None:

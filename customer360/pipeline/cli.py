@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from customer360.config import Settings
 
@@ -63,20 +64,28 @@ def _run_once(args, settings: Settings) -> int:
 
 
 def _dagster(args, settings: Settings) -> int:
-    from customer360.pipeline.dagster_home import dagster_home, start_dagster, stop_dagster
+    from customer360.pipeline.dagster_home import (
+        cancel_runs_in_flight,
+        dagster_home,
+        start_dagster,
+        stop_dagster,
+    )
+    from customer360.stopping import stop_signals_deferred
 
+    logs = settings.home / "logs"
     processes = start_dagster(settings, port=args.port, host=args.host)
-    print(f"Dagster UI      http://{args.host}:{args.port}", flush=True)
-    print(f"DAGSTER_HOME    {dagster_home(settings)}", flush=True)
-    print(f"process logs    {settings.home.resolve() / 'logs'}/dagster-*.log", flush=True)
-    print("Ctrl-C stops the webserver and the daemon.", flush=True)
     try:
+        print(f"Dagster UI      http://{args.host}:{args.port}", flush=True)
+        print(f"DAGSTER_HOME    {dagster_home(settings)}", flush=True)
+        print(f"process logs    {logs}/dagster-*.log", flush=True)
+        print("Ctrl-C (or SIGTERM) stops the webserver and the daemon.", flush=True)
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
-        failed = [p.args[0] for p in processes if p.poll() is not None]
-        print(f"{', '.join(failed)} exited; stopping. See {settings.home.resolve() / 'logs'}/")
+        failed = [Path(p.args[0]).name for p in processes if p.poll() is not None]
+        print(f"{', '.join(failed)} exited; stopping. See {logs}/", flush=True)
         return 1
-    except KeyboardInterrupt:
-        return 0
     finally:
-        stop_dagster(processes)
+        with stop_signals_deferred():
+            print("stopping Dagster ...", flush=True)
+            for line in stop_dagster(processes) + cancel_runs_in_flight(settings):
+                print(line, flush=True)

@@ -37,6 +37,23 @@ LOG4J2_CONFIG = """\
 """
 
 
+# The jar holding kafka.Kafka and kafka.tools.StorageTool; and the cache's list of its jars,
+# written last, once Maven has fetched them all.
+BROKER_JAR_PREFIX = "kafka_2.13-"
+JAR_MANIFEST = ".complete"
+
+
+def jar_cache_is_complete(jars_dir: Path) -> bool:
+    """Whether `jars_dir` holds every jar its manifest lists, the broker's jar among them."""
+    try:
+        listed = (jars_dir / JAR_MANIFEST).read_text().split()
+    except OSError:
+        return False
+    return any(name.startswith(BROKER_JAR_PREFIX) for name in listed) and all(
+        name.endswith(".jar") and (jars_dir / name).is_file() for name in listed
+    )
+
+
 class KafkaService:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -50,8 +67,13 @@ class KafkaService:
         return self.settings.kafka_jars_dir
 
     def ensure_jars(self) -> None:
-        """Fetch the broker's jars with Maven once; later starts reuse them."""
-        if (self.jars_dir / ".complete").exists():
+        """Fetch the broker's jars with Maven once; later starts reuse them.
+
+        The cache is trusted only while every jar its manifest (`.complete`) lists is there and
+        the broker's own jar is among them: a cache emptied, half-deleted or left by an older
+        version is fetched again instead of failing every start with ClassNotFoundException.
+        """
+        if jar_cache_is_complete(self.jars_dir):
             return
         mvn = shutil.which("mvn")
         if mvn is None:
@@ -60,7 +82,10 @@ class KafkaService:
                 "and it is not on PATH. Install it (apt-get install maven) or use "
                 "docker-compose.yml."
             )
-        partial = self.jars_dir.with_name(self.jars_dir.name + ".partial")
+        if self.jars_dir.exists():
+            log.warning("Kafka's jar cache %s is incomplete; fetching it again", self.jars_dir)
+        # Absolute: Maven resolves a relative -DoutputDirectory against the POM's folder.
+        partial = self.jars_dir.with_name(self.jars_dir.name + ".partial").absolute()
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         log.info("fetching Apache Kafka jars with Maven into %s (once)", self.jars_dir)
@@ -84,7 +109,14 @@ class KafkaService:
                 "Maven could not fetch Apache Kafka's jars:\n"
                 + (result.stdout + result.stderr)[-2000:]
             )
-        (partial / ".complete").write_text("ok\n")
+        jars = sorted(p.name for p in partial.glob("*.jar"))
+        if not any(name.startswith(BROKER_JAR_PREFIX) for name in jars):
+            raise ServiceError(
+                f"Maven reported success but left no {BROKER_JAR_PREFIX}*.jar in {partial}; "
+                "Kafka cannot start without it. Maven's output:\n"
+                + (result.stdout + result.stderr)[-2000:]
+            )
+        (partial / JAR_MANIFEST).write_text("\n".join(jars) + "\n")
         shutil.rmtree(self.jars_dir, ignore_errors=True)
         partial.rename(self.jars_dir)
 
