@@ -92,12 +92,13 @@ def _stop_background(settings: Settings) -> None:
 
 
 def _seed_if_empty(settings: Settings, customers: int, days: int) -> None:
-    from customer360.generator.history import seed
+    from customer360.generator.history import print_progress, seed
 
     with MongoClient(settings.mongo_uri) as client:
         if client[settings.mongo_db].users.estimated_document_count() > 0:
             print(f"seed: {settings.mongo_db}.users already holds data; not seeding again")
             return
     started = time.monotonic()
-    summary = seed(settings, customers=customers, days=days)
+    print(f"seed: {customers} customers, {days} days of history ...", flush=True)
+    summary = seed(settings, customers=customers, days=days, progress=print_progress)
     print(f"seed: {summary} in {time.monotonic() - started:.1f} s", flush=True)
