@@ -6,8 +6,10 @@ dagster-dbt's own `DbtCoreCliEventMessage`, so materializations and dbt tests as
 look exactly as with `DbtCliResource`.
 """
 
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
+from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,12 @@ from dagster_dbt import DagsterDbtTranslator, DbtProject, dbt_assets
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 from customer360.config import Settings
-from customer360.pipeline.dbt_invoker import DBT_PROJECT_DIR, DbtInvoker, dbt_target_dir
+from customer360.pipeline.dbt_invoker import (
+    DBT_PROJECT_DIR,
+    DbtBuildResult,
+    DbtInvoker,
+    dbt_target_dir,
+)
 from dagster_project.resources import MicroBatchResource
 from extractors import SOURCES
 
@@ -131,6 +138,64 @@ def views_reflecting(manifest: Mapping[str, Any], built: set[str]) -> list[str]:
     return reflecting
 
 
+# (dbt unique id, Dagster event): which node of the lineage an event speaks for.
+NodeEvent = tuple[str, Any]
+
+
+def dbt_result_events(
+    context: AssetExecutionContext,
+    project: DbtProject,
+    manifest: Mapping[str, Any],
+    result: DbtBuildResult,
+    target_path: Path,
+) -> Iterator[NodeEvent]:
+    """What each node dbt ran becomes in Dagster, as dagster-dbt converts it."""
+    for raw_event in result.events:
+        unique_id = raw_event["data"]["node_info"]["unique_id"]
+        event = DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={})
+        for dagster_event in event.to_default_asset_events(
+            manifest=manifest,
+            dagster_dbt_translator=TRANSLATOR,
+            context=context,
+            target_path=target_path,
+            project=project,
+        ):
+            yield unique_id, dagster_event
+
+
+def view_events(
+    manifest: Mapping[str, Any], built: set[str], selected: Iterable[AssetKey]
+) -> Iterator[NodeEvent]:
+    """A materialization of each selected view that reads what dbt rebuilt.
+
+    A micro-batch does not re-create views (they read their inputs when queried), but a view is
+    as new as its inputs: reporting it keeps lineage and freshness true.
+    """
+    for unique_id in views_reflecting(manifest, built):
+        key = TRANSLATOR.get_asset_key(manifest["nodes"][unique_id])
+        if key in selected:
+            yield (
+                unique_id,
+                MaterializeResult(
+                    asset_key=key,
+                    metadata={"dbt": "view: not re-created, it reads the rebuilt models"},
+                ),
+            )
+
+
+def in_lineage_order(manifest: Mapping[str, Any], events: Iterable[NodeEvent]) -> list[Any]:
+    """The events ordered by the manifest's lineage: every model after the models it reads, and
+    a test's check result after the models it tests.
+
+    Dagster fails a step that yields an asset after one that depends on it. dbt reports nodes as
+    its threads finish them, and the views a micro-batch reports are known only once the build
+    is over, so neither order can be trusted as it comes.
+    """
+    lineage = TopologicalSorter(manifest["parent_map"]).static_order()
+    rank = {unique_id: position for position, unique_id in enumerate(lineage)}
+    return [event for _, event in sorted(events, key=lambda node_event: rank[node_event[0]])]
+
+
 def dbt_project_for(settings: Settings) -> DbtProject:
     """The dbt project, its manifest parsed (in-process) into C360_HOME if missing or stale."""
     DbtInvoker(settings).ensure_manifest_file()
@@ -162,24 +227,11 @@ def build_dbt_assets(project: DbtProject):
             result = batch.dbt.build([key.path[-1] for key in selected])
         if result is not None:
             manifest = batch.dbt.manifest_dict()
-            for raw_event in result.events:
-                event = DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={})
-                yield from event.to_default_asset_events(
-                    manifest=manifest,
-                    dagster_dbt_translator=TRANSLATOR,
-                    context=context,
-                    target_path=batch.dbt.target_dir,
-                    project=project,
-                )
-            # A micro-batch does not re-create views (they read their inputs when queried), but
-            # a view is as new as its inputs: report it, so lineage and freshness say so.
-            for unique_id in views_reflecting(manifest, set(result.models_built)):
-                key = TRANSLATOR.get_asset_key(manifest["nodes"][unique_id])
-                if key in selected:
-                    yield MaterializeResult(
-                        asset_key=key,
-                        metadata={"dbt": "view: not re-created, it reads the rebuilt models"},
-                    )
+            events = itertools.chain(
+                dbt_result_events(context, project, manifest, result, batch.dbt.target_dir),
+                view_events(manifest, set(result.models_built), selected),
+            )
+            yield from in_lineage_order(manifest, events)
         batch.publish()
         problems = [f"extract {s}: {e}" for s, e in batch.last_extract_errors.items()]
         batch.last_extract_errors = {}
