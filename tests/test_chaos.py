@@ -42,6 +42,12 @@ def test_short_chaos_soak_loses_nothing_and_every_number_is_right(chaos_settings
     assert all(fault.recovered_at is not None for fault in report.faults), text
     assert report.findings.checked["bad records quarantined"] > 0, text
     assert "lost: 0" in text and "duplicates: 0" in text and "mismatches: 0" in text, text
+    # Every failed micro-batch is explained by an injected fault (customer360/chaos/runs.py).
+    assert report.batch_runs.succeeded > 0, text
+    assert report.batch_runs.unexplained == [], text
+    assert " 0 failed unexplained" in text, text
+    result = chaos_settings.home.absolute() / "chaos" / report.run / "result.json"
+    assert json.loads(result.read_text())["runs"]["failed_unexplained"] == 0
     assert report.ok, text
 
 

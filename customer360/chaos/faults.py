@@ -68,6 +68,7 @@ class LoopProcess:
         self.lock = threading.Lock()
         self.process: subprocess.Popen | None = None
         self.generation = 0
+        self.killed: dict[int, float] = {}  # generation -> when the soak's SIGKILL ended it
 
     def start(self) -> None:
         self.generation += 1
@@ -108,6 +109,7 @@ class LoopProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
+            self.killed[self.generation] = time.time()
 
     def stop(self, timeout: float = 120) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -1,8 +1,9 @@
 """The pipeline under test, two ways: the plain micro-batch loop, or Dagster as `c360 up` runs it.
 
 Both answer the soak's questions the same way: is a micro-batch in flight (to kill it there),
-when did the first successful batch that began after a moment end (recovery), and has the
-pipeline drained after the stream stopped.
+when did the first successful batch that began after a moment end (recovery), has the pipeline
+drained after the stream stopped, and how did every micro-batch run end, with the failure
+message of each failed one (`batch_runs`, judged by `customer360/chaos/runs.py`).
 
 - `LoopPipeline`: `python -m customer360.chaos.loop` (a warm `MicroBatch` back to back); the
   fault SIGKILLs that process mid-batch and starts another.
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 from customer360.chaos import faults as f
+from customer360.chaos.runs import BatchRun
 from customer360.config import Settings
 from customer360.services.processes import stop_process_groups
 
@@ -104,6 +106,32 @@ class LoopPipeline:
             e.fields["success"] and not e.fields["records"] and not e.fields["built"]
             for e in ends[-2:]
         )
+
+    def batch_runs(self) -> list[BatchRun]:
+        """Every batch the loop processes ended or died in (not the one in flight now)."""
+        loop = self.loop
+        began: dict[tuple[int, int], float] = {}
+        runs = []
+        for event in loop.snapshot():
+            key = (event.process, event.fields.get("batch", 0))
+            if event.event == "begin":
+                began[key] = event.at
+            elif event.event == "end":
+                success = bool(event.fields["success"])
+                message = "" if success else loop_errors_text(event.fields.get("errors"))
+                at = began.pop(key, event.at - event.fields["seconds"])
+                runs.append(BatchRun(f"loop-{key[0]}#{key[1]}", at, event.at, success, message))
+        for (process, batch), at in began.items():
+            if process == loop.generation and loop.alive():
+                continue  # in flight
+            killed_at = loop.killed.get(process)
+            message = (
+                "the loop process was SIGKILLed mid-batch by the soak"
+                if killed_at is not None
+                else f"the loop process exited mid-batch; see {loop.log_dir}/loop-{process}.log"
+            )
+            runs.append(BatchRun(f"loop-{process}#{batch}", at, killed_at, False, message, True))
+        return runs
 
     def summary(self) -> list[str]:
         ends = [e for e in self.loop.snapshot() if e.event == "end"]
@@ -293,6 +321,23 @@ class DagsterPipeline:
             return False
         return time.time() - self._idle[1] > self.settings.sensor_interval_s + 2
 
+    def batch_runs(self) -> list[BatchRun]:
+        """Every finished micro-batch run, with its failure message (storage of the soak's own
+        DAGSTER_HOME, read through the public DagsterInstance API)."""
+        from dagster_project.sensors import ORPHANED_TAG
+
+        runs = []
+        for record in self.runs():
+            run = record.dagster_run
+            if not run.is_finished:
+                continue  # still queued or in progress: `stuck_runs` reports it
+            began = record.start_time or record.create_timestamp.timestamp()
+            ended = record.end_time or record.update_timestamp.timestamp()
+            message = "" if run.is_success else run_failure_message(self.instance, run.run_id)
+            orphaned = ORPHANED_TAG in run.tags
+            runs.append(BatchRun(run.run_id, began, ended, run.is_success, message, orphaned))
+        return runs
+
     def summary(self) -> list[str]:
         from dagster import DagsterRunStatus
 
@@ -337,3 +382,64 @@ class DagsterPipeline:
         if self._instance is not None:
             self._instance.dispose()
             self._instance = None
+
+
+def run_failure_message(instance, run_id: str) -> str:
+    """Why a run failed, one line: each failed step's error (a `Failure`'s description and
+    metadata, else the innermost exception), else the run's failure or cancel event."""
+    from dagster import DagsterEventType
+
+    records = instance.get_records_for_run(
+        run_id,
+        of_type={
+            DagsterEventType.STEP_FAILURE,
+            DagsterEventType.RUN_FAILURE,
+            DagsterEventType.RUN_CANCELED,
+        },
+    ).records
+    steps, run = [], []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        if event.is_step_failure:
+            steps.append(f"{event.step_key}: {_step_failure_text(event.step_failure_data)}")
+        else:
+            text = event.message or record.event_log_entry.message or event.event_type_value
+            data = event.event_specific_data
+            if getattr(data, "error", None) is not None:
+                text += f" ({_error_text(data.error)})"
+            run.append(text)
+    return "; ".join(steps or run) or "no failure event recorded"
+
+
+def loop_errors_text(errors) -> str:
+    """The `errors` of a loop batch's `end` line (per source, dbt failures, or the exception)."""
+    if isinstance(errors, dict):
+        errors = [f"{source}: {error}" for source, error in errors.items()]
+    if isinstance(errors, list):
+        errors = "; ".join(str(error) for error in errors)
+    return str(errors) if errors else "no error reported"
+
+
+def _one_line(text: str) -> str:
+    return " | ".join(
+        line.strip().removeprefix("- ") for line in str(text).splitlines() if line.strip()
+    )
+
+
+def _error_text(error) -> str:
+    """The innermost cause of a Dagster error record (its `message` and `cause` fields)."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return _one_line(error.message)
+
+
+def _step_failure_text(data) -> str:
+    if data is None:
+        return "failed"
+    user = data.user_failure_data
+    if user is not None:
+        details = [_one_line(value.value) for value in (user.metadata or {}).values()]
+        return ": ".join([user.description or "failed", *[d for d in details if d]])
+    return _error_text(data.error) if data.error is not None else "failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import secrets
@@ -10,10 +11,11 @@ import statistics
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from customer360.chaos import faults as f
+from customer360.chaos.runs import RunTally, tally_runs
 from customer360.chaos.verify import Findings, check_oracle, check_raw, read_log
 from customer360.config import Settings
 
@@ -88,6 +90,8 @@ class ChaosReport:
     stream_summary: str = ""
     faults: list[FaultRecord] = field(default_factory=list)
     findings: Findings = field(default_factory=Findings)
+    # Every finished micro-batch run: succeeded, failed by an injected fault, failed unexplained.
+    batch_runs: RunTally = field(default_factory=RunTally)
     serving_checked: str = "not checked"
     pipeline_summary: list[str] = field(default_factory=list)
     drained: bool = True
@@ -100,7 +104,58 @@ class ChaosReport:
     @property
     def ok(self) -> bool:
         unrecovered = [x for x in self.faults if x.recovered_at is None]
-        return self.findings.ok and not unrecovered and self.drained
+        failed = self.batch_runs.unexplained
+        return self.findings.ok and not unrecovered and self.drained and not failed
+
+    @property
+    def origin(self) -> float:
+        """Report times are seconds after the first fault."""
+        return self.faults[0].at if self.faults else 0.0
+
+    def run_lines(self) -> list[str]:
+        """The run counts; the failed runs each fault explains; every unexplained failure."""
+        out = [self.batch_runs.summary()]
+        for fault in self.faults:
+            failed = [x.run for x in self.batch_runs.by_faults if x.fault is fault]
+            if failed:
+                ids = ", ".join(_short_id(r.run_id) for r in failed[:6])
+                more = f" and {len(failed) - 6} more" if len(failed) > 6 else ""
+                out.append(
+                    f"  +{fault.at - self.origin:6.1f} s {fault.kind:<16} explains "
+                    f"{len(failed)} failed run(s): {ids}{more}; {failed[0].message[:200]}"
+                )
+        for failed in self.batch_runs.unexplained:
+            run = failed.run
+            began = time.strftime("%H:%M:%S", time.localtime(run.began))
+            out.append(
+                f"  FAILED UNEXPLAINED: run {run.run_id} began {began} "
+                f"(+{run.began - self.origin:.1f} s): {run.message[:1000]}"
+            )
+        return out
+
+    def result(self) -> dict:
+        """The report as JSON-ready data (written to the run's folder as result.json)."""
+        runs = self.batch_runs
+
+        def failed(x) -> dict:
+            explained = None if x.fault is None else {"kind": x.fault.kind, "at": x.fault.at}
+            return asdict(x.run) | {"explained_by": explained}
+
+        return {
+            "run": self.run, "seed": self.seed, "ok": self.ok, "config": asdict(self.config),
+            "seconds": self.seconds, "events": self.events, "drained": self.drained,
+            "faults": [asdict(x) | {"recovery_s": x.recovery_s} for x in self.faults],
+            "runs": {
+                "succeeded": runs.succeeded,
+                "failed_by_injected_faults": len(runs.by_faults),
+                "failed_unexplained": len(runs.unexplained),
+                "failed": [failed(x) for x in runs.unexplained + runs.by_faults],
+            },
+            "lost": self.findings.lost, "duplicates": self.findings.duplicates,
+            "mismatches": self.findings.mismatches, "checked": dict(self.findings.checked),
+            "examples": self.findings.examples, "serving": self.serving_checked,
+            "pipeline": self.pipeline_summary, "notes": self.notes,
+        }  # fmt: skip
 
     def lines(self) -> list[str]:
         by_kind = Counter(x.kind for x in self.faults)
@@ -121,7 +176,7 @@ class ChaosReport:
                 "" if x.max_staleness_s is None else f", freshness {x.max_staleness_s:.1f} s"
             )
             out.append(
-                f"  +{x.at - self.faults[0].at if self.faults else 0:6.1f} s {x.kind:<16} "
+                f"  +{x.at - self.origin:6.1f} s {x.kind:<16} "
                 f"{recovery} (injection {x.back_at - x.at:.1f} s{staleness}) {x.detail}"
             )
         for kind in self.kinds:
@@ -130,6 +185,7 @@ class ChaosReport:
                 out.append(f"  {kind:<16} recovery median {statistics.median(times):.1f} s, "
                            f"max {max(times):.1f} s")  # fmt: skip
         out += self.pipeline_summary
+        out += self.run_lines()
         if not self.drained:
             out.append("NOT DRAINED: the pipeline did not catch up after the stream stopped")
         out.append("checked: " + ", ".join(f"{k} {v}" for k, v in self.findings.checked.items()))
@@ -142,6 +198,11 @@ class ChaosReport:
             f"mismatches: {self.findings.mismatches}",
         ]
         return out
+
+
+def _short_id(run_id: str) -> str:
+    """A Dagster run id's first 8 characters (as Dagster's UI shows it); a loop batch's whole."""
+    return run_id[:8] if len(run_id) == 36 else run_id
 
 
 def _schedule(config: ChaosConfig, kinds: list[str], rng: random.Random) -> list[tuple[float, str]]:
@@ -347,6 +408,7 @@ def run_chaos(
             seen = [s for t, s in samples if record.at <= t <= until]
             record.max_staleness_s = max(seen) if seen else None
         report.pipeline_summary = pipeline.summary()
+        report.batch_runs = tally_runs(pipeline.batch_runs(), report.faults)
         stuck = pipeline.stuck_runs() if isinstance(pipeline, DagsterPipeline) else []
         pipeline.stop()  # the warehouse has one writer: the checks below open it
         if stuck:
@@ -358,6 +420,9 @@ def run_chaos(
         if serving is not None:
             serving.stop()
         report.seconds = time.time() - started
+        result = work / "result.json"
+        result.write_text(json.dumps(report.result(), indent=2, default=str) + "\n")
+        report.notes.append(f"result: {result}")
         return report
 
     finally:  # never leave a child process behind, even when the soak fails
