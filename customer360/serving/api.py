@@ -82,7 +82,8 @@ def items_per_order(items: int, orders: int) -> float:
     return float(Decimal(math.floor(items / orders * 100 + 0.5)) / 100)
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A mart value as the API serves it: decimals as numbers, times as ISO-8601 UTC."""
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, datetime):
@@ -96,7 +97,7 @@ def _json_value(value: Any) -> Any:
 def _rows(cursor) -> list[dict[str, Any]]:
     names = [d[0] for d in cursor.description]
     return [
-        {name: _json_value(value) for name, value in zip(names, row, strict=True)}
+        {name: json_value(value) for name, value in zip(names, row, strict=True)}
         for row in cursor.fetchall()
     ]
 
@@ -206,9 +207,9 @@ def create_app(settings: Settings) -> FastAPI:
         published_at, data_as_of, customers = copy.publication
         now = datetime.now(UTC).replace(tzinfo=None)
         return {
-            "published_at": _json_value(published_at),
+            "published_at": json_value(published_at),
             "published_age_seconds": _age_seconds(published_at, now),
-            "data_as_of": _json_value(data_as_of),
+            "data_as_of": json_value(data_as_of),
             "data_age_seconds": _age_seconds(data_as_of, now),
             "customers": customers,
         }
@@ -278,7 +279,7 @@ def create_app(settings: Settings) -> FastAPI:
                     {
                         name: _age_in_years(values[i], today)
                         if name == "age"
-                        else _json_value(values[i])
+                        else json_value(values[i])
                         for name, i in layout
                     }
                     for values in cur.execute(
@@ -297,7 +298,7 @@ def create_app(settings: Settings) -> FastAPI:
                         {
                             "product_name": name,
                             "purchases": purchases,
-                            "last_purchased_at": _json_value(at),
+                            "last_purchased_at": json_value(at),
                         }
                     )
             elif len(recent_errors) < LIST_LIMIT:
@@ -305,7 +306,7 @@ def create_app(settings: Settings) -> FastAPI:
                     {
                         "error_message": name,
                         "page": page,
-                        "last_at": _json_value(at),
+                        "last_at": json_value(at),
                         "occurrences": occurrences,
                     }
                 )

@@ -1,0 +1,230 @@
+"""The main job as users run it: `c360 up` in a fresh directory with the defaults.
+
+Relative C360_HOME and warehouse (the defaults `./.c360` and `./data/warehouse.duckdb`), Kafka's
+jars fetched into that home, a seeded history, and the live stream changing all five sources
+(sign-ups, profile updates and deletions, online and in-store orders with corrections and
+deletions, weblogs, emails with opens and clicks). Only the ports are free ones, so the test can
+run beside a demo. Then the stop signal a user (Ctrl-C) or a service manager (SIGTERM) sends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from customer360.generator.stream import STREAM_MIX
+from customer360.services.processes import ManagedProcess, free_port
+from extractors import SOURCES
+from tests.profiles import assert_profile_matches_marts
+
+C360 = Path(sys.executable).with_name("c360")
+MICROBATCH_RUNS = 6
+FRESH_S = 20.0
+STOP_WITHIN_S = 30.0
+SENSOR = "microbatch_sensor"
+ACTIVE = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+pytestmark = pytest.mark.timeout(1200)
+
+
+class Up:
+    """A `c360 up` process started as a user would, and what it left in its directory."""
+
+    def __init__(self, cwd: Path, stop_signal: int):
+        self.cwd = cwd
+        self.home = cwd / ".c360"  # the default C360_HOME, relative to where `up` ran
+        self.warehouse = cwd / "data" / "warehouse.duckdb"
+        self.serve_port = free_port()
+        self.stop_signal = stop_signal
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith("C360_") and k != "DAGSTER_HOME"
+        }
+        self.env.update(
+            C360_MONGO_URI=f"mongodb://127.0.0.1:{free_port()}",
+            C360_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+            C360_SERVE_PORT=str(self.serve_port),
+        )
+        self.output = cwd / "c360-up.out"
+        command = [str(C360), "up", "--customers", "300", "--days", "30", "--rate", "50"]
+        command += ["--ui-port", str(free_port())]
+        with open(self.output, "wb") as out:
+            self.process = subprocess.Popen(
+                command, cwd=cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self._instance: DagsterInstance | None = None
+
+    def say(self) -> str:
+        return self.output.read_text(errors="replace")[-4000:]
+
+    def check_running(self) -> None:
+        assert self.process.poll() is None, f"c360 up exited early:\n{self.say()}"
+
+    def wait(self, what: str, condition, timeout: float, interval: float = 1.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_running()
+            value = condition()
+            if value:
+                return value
+            time.sleep(interval)
+        pytest.fail(f"{what}: not within {timeout:.0f} s\n{self.say()}")
+
+    def instance(self) -> DagsterInstance | None:
+        if self._instance is None and (self.home / "dagster" / "history" / "runs.db").exists():
+            self._instance = DagsterInstance.from_config(str(self.home / "dagster"))
+        return self._instance
+
+    def runs(self):
+        instance = self.instance()
+        return [] if instance is None else instance.get_run_records(RunsFilter(), ascending=True)
+
+    def api(self, path: str) -> dict:
+        url = f"http://127.0.0.1:{self.serve_port}{path}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())
+
+    def our_processes(self) -> set[int]:
+        """Live processes started for this `c360 up`, but not its services (Kafka, MongoDB):
+        every child gets C360_HOME in its environment; the services are found by pid file."""
+        services = {ManagedProcess(n, self.home / "run").pid() for n in ("kafka", "mongo")}
+        marker = f"C360_HOME={self.home}".encode()
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in services:
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if marker in environ.split(b"\0") and state != "Z":
+                found.add(int(entry.name))
+        return found
+
+    def clean_up(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for pid in self.our_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._instance is not None:
+            self._instance.dispose()
+        subprocess.run(
+            [str(C360), "services", "down"], cwd=self.cwd, env=self.env, capture_output=True
+        )
+
+
+def sensor_runs_succeeded(up: Up) -> int:
+    """How many sensor-driven micro-batches ended; fails on any run that did not succeed."""
+    ended = [r for r in up.runs() if r.dagster_run.status not in ACTIVE]
+    for record in ended:
+        run = record.dagster_run
+        if run.status != DagsterRunStatus.SUCCESS:
+            errors = [
+                entry.message or ""
+                for entry in up.instance().all_logs(run.run_id)
+                if entry.dagster_event is not None and entry.dagster_event.is_failure
+            ]
+            pytest.fail(f"run {run.run_id} of {run.job_name} ended {run.status.value}: {errors}")
+    return sum(1 for r in ended if r.dagster_run.tags.get("dagster/sensor_name") == SENSOR)
+
+
+def stream_kinds(log: Path) -> dict[str, int]:
+    """The event kinds of the stream's last progress line: `...: weblog 410, email_sent 61`."""
+    lines = [line for line in log.read_text().splitlines() if re.match(r"stream: \d+ s,", line)]
+    assert lines, f"no progress line in {log}"
+    return {
+        kind: int(count) for kind, count in re.findall(r"(\w+) (\d+)", lines[-1].split("):", 1)[1])
+    }
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_c360_up_from_a_fresh_directory_then_stopped(tmp_path, stop_signal):
+    up = Up(tmp_path, stop_signal)
+    try:
+        # Seeded history, then at least 6 micro-batches requested by the sensor, every run a
+        # success while all five sources change.
+        up.wait(
+            f"{MICROBATCH_RUNS} successful sensor-driven micro-batches",
+            lambda: sensor_runs_succeeded(up) >= MICROBATCH_RUNS,
+            timeout=600,
+        )
+        status = up.api("/api/status")
+        assert status["data_age_seconds"] < FRESH_S, status
+
+        # The stream stops; the pipeline drains what it wrote, then stays idle.
+        assert ManagedProcess("stream", up.home / "run").stop()
+        kinds = stream_kinds(up.home / "run" / "stream.log")
+        # An email follow-up is an open or a click.
+        for kind in [*(set(STREAM_MIX) - {"email_followup"}), "email_open", "email_click"]:
+            assert kinds.get(kind, 0) > 0, f"the stream produced no {kind}: {kinds}"
+
+        def drained():
+            runs = up.runs()
+            last = [r for r in runs if r.dagster_run.job_name == "microbatch"][-1]
+            idle = not any(r.dagster_run.status in ACTIVE for r in runs)
+            return idle and last.end_time and time.time() - last.end_time > 15
+
+        up.wait("the pipeline idle after the stream stopped", drained, timeout=180)
+        count = sensor_runs_succeeded(up)
+        instance = up.instance()
+        first_run = up.runs()[0].dagster_run.run_id
+        for source in SOURCES:
+            landed = [
+                event.asset_materialization.metadata["records"].value
+                for event in instance.fetch_materializations(
+                    AssetKey(["raw", source]), 1000
+                ).records
+                if event.run_id != first_run
+            ]
+            assert sum(landed) > 0, f"{source}: nothing landed after the first micro-batch"
+
+        found = up.api("/api/customers?limit=50")["items"]
+        assert found
+        profiles = [up.api(f"/api/customers/{c['customer_id']}") for c in found]
+
+        # Stop as a user (Ctrl-C) or a service manager (SIGTERM) would.
+        started = time.monotonic()
+        up.process.send_signal(stop_signal)
+        up.process.wait(STOP_WITHIN_S + 10)
+        took = time.monotonic() - started
+        said = up.say()
+        assert took < STOP_WITHIN_S, f"stopping took {took:.0f} s\n{said}"
+        assert up.process.returncode == 128 + stop_signal, said
+        for what in ("stopped dagster-webserver", "stopped dagster-daemon", "stopped dashboard"):
+            assert what in said, said
+        deadline = time.monotonic() + 5
+        while up.our_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not up.our_processes(), "still running after c360 up stopped"
+        # The services stay up, as documented; `c360 services down` stops them.
+        assert ManagedProcess("kafka", up.home / "run").pid() is not None
+        assert ManagedProcess("mongo", up.home / "run").pid() is not None
+        assert sensor_runs_succeeded(up) >= count
+
+        # What the API served is what dbt built.
+        with duckdb.connect(str(up.warehouse), read_only=True) as con:
+            for profile in profiles:
+                assert_profile_matches_marts(profile, con)
+    finally:
+        up.clean_up()
