@@ -62,7 +62,6 @@ def test_a_password_in_the_mongo_uri_never_reaches_output_logs_or_errors(
     import subprocess
     import sys
 
-    from customer360.chaos.faults import process_env
     from tests.conftest import REPO
 
     host_port = isolated_settings.mongo_uri.split("//", 1)[1]
@@ -73,7 +72,7 @@ def test_a_password_in_the_mongo_uri_never_reaches_output_logs_or_errors(
     result = subprocess.run(
         [sys.executable, "-m", "customer360.cli", "-v", "run-once", "--json"],
         cwd=REPO,
-        env=process_env(settings),
+        env=settings.environment(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -4,7 +4,6 @@ process, and the data (bursts of bad records, changes to customers with activity
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -26,28 +25,6 @@ from customer360.config import Settings
 from customer360.generator import bad_records
 
 ONE_MB = 1_000_000 - 2_000  # under the broker's and the producer's default message limits
-
-
-def process_env(settings: Settings) -> dict[str, str]:
-    """The environment of a child `c360` process that must use exactly these settings."""
-    env = {
-        **os.environ,
-        "C360_MONGO_URI": settings.mongo_uri,
-        "C360_MONGO_DB": settings.mongo_db,
-        "C360_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "C360_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
-        "C360_WAREHOUSE": str(settings.warehouse.absolute()),
-        "C360_HOME": str(settings.home.absolute()),
-        "C360_SERVING_DB": str(settings.serving_path.absolute()),
-        "C360_SERVE_HOST": settings.serve_host,
-        "C360_SERVE_PORT": str(settings.serve_port),
-        "C360_SENSOR_INTERVAL_S": str(settings.sensor_interval_s),
-    }
-    if settings.kafka_jars:
-        env["C360_KAFKA_JARS"] = str(settings.kafka_jars.absolute())
-    if settings.api_token:
-        env["C360_API_TOKEN"] = settings.api_token
-    return env
 
 
 @dataclass
@@ -75,7 +52,7 @@ class LoopProcess:
         stderr = (self.log_dir / f"loop-{self.generation}.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "customer360.chaos.loop"],
-            env=process_env(self.settings),
+            env=self.settings.environment(),
             stdout=subprocess.PIPE,
             stderr=stderr,
             stdin=subprocess.DEVNULL,
@@ -164,7 +141,7 @@ class ServingProcess:
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "customer360.serving"],
-                env=process_env(self.settings),
+                env=self.settings.environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -156,7 +156,7 @@ class DagsterPipeline:
         self.settings = settings
         self.work = work
         self.home = prepare_dagster_home(settings)
-        self.env = f.process_env(settings) | {"DAGSTER_HOME": str(self.home)}
+        self.env = settings.environment() | {"DAGSTER_HOME": str(self.home)}
         self.webserver: subprocess.Popen | None = None
         self.daemon: subprocess.Popen | None = None
         self.daemons: list[subprocess.Popen] = []  # every daemon started (their sessions)
