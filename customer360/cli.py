@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Opening a Dagster instance (on stop, to cancel a run in flight) logs every migration step.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
