@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: install demo test lint services-up services-down chromium
+.PHONY: install demo test test-fast lint services-up services-down chromium
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,11 @@ demo: install
 
 test: install chromium
 	$(PY) -m pytest
+
+# The fast tier: dbt on DuckDB fixtures, unit tests, the API on a built serving copy; no Kafka or
+# MongoDB (tests that need them are marked `services`, see tests/conftest.py).
+test-fast: install
+	$(PY) -m pytest -m "not services"
 
 # The dashboard test drives a real headless Chromium (Debian's package); install it when missing.
 chromium:

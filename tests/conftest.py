@@ -1,8 +1,13 @@
-"""Fixtures that start the real services once per test session.
+"""Fixtures that start the real services once per test session, and the `services` marker.
 
 They reuse the launcher behind `c360 services up`, on free ports and in a throwaway C360_HOME, so
 tests never touch a developer's running demo. Kafka's jars are cached in the checkout's
 `.c360/kafka/jars` and shared by every session.
+
+A test that needs Kafka or MongoDB is marked `services`: automatically when it uses one of
+SERVICE_FIXTURES (directly or through another fixture), by hand (`pytestmark` or
+`@pytest.mark.services`) when it starts services itself. `pytest -m "not services"` runs the rest,
+and a test there that starts Kafka or MongoDB fails, naming the marker it is missing.
 """
 
 from __future__ import annotations
@@ -15,10 +20,37 @@ import pytest
 from customer360.config import Settings
 from customer360.kafka_topics import ensure_topics
 from customer360.services import services_down, services_up
+from customer360.services.kafka import KafkaService
+from customer360.services.mongo import MongoService
 from customer360.services.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_JARS_CACHE = REPO / ".c360" / "kafka" / "jars"
+
+# Fixtures that start Kafka and MongoDB (or use the ones started): a test using any is `services`.
+SERVICE_FIXTURES = frozenset({"live_settings", "isolated_settings"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture(autouse=True)
+def _no_services_unless_marked(request, monkeypatch) -> None:
+    """A test not marked `services` may not start Kafka or MongoDB (the fast tier stays fast)."""
+    if request.node.get_closest_marker("services") is not None:
+        return
+
+    def refuse(service, *args, **kwargs):
+        raise AssertionError(
+            f"{request.node.nodeid} starts {type(service).__name__} but is not marked `services`;"
+            " add `@pytest.mark.services` (or `pytestmark = pytest.mark.services` in its file)"
+        )
+
+    monkeypatch.setattr(MongoService, "start", refuse)
+    monkeypatch.setattr(KafkaService, "start", refuse)
 
 
 def make_service_settings(home: Path) -> Settings:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 
+import pytest
+
 from customer360.bench.cli import register
+
+pytestmark = pytest.mark.services  # the bench seeds, streams and lands through Kafka and MongoDB
 
 
 def test_bench_runs_and_writes_result_plot_and_table(isolated_settings, tmp_path, capsys):

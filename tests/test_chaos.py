@@ -27,6 +27,7 @@ def chaos_settings(tmp_path):
     services_down(settings)
 
 
+@pytest.mark.services  # chaos_settings starts services of its own
 def test_short_chaos_soak_loses_nothing_and_every_number_is_right(chaos_settings):
     # A new seed every run (printed in the report): --seed reproduces a failure.
     config = ChaosConfig(

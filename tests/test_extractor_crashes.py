@@ -36,6 +36,8 @@ KILLS = 20
 KAFKA_RECORDS = 20_000
 MONGO_CHANGES = 2_000
 
+pytestmark = pytest.mark.services  # restarts Kafka and MongoDB of its own
+
 
 def _env(settings) -> dict[str, str]:
     return {

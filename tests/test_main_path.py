@@ -41,7 +41,8 @@ ACTIVE = [
     DagsterRunStatus.CANCELING,
 ]
 
-pytestmark = pytest.mark.timeout(1200)
+# `c360 up` starts Kafka and MongoDB itself.
+pytestmark = [pytest.mark.services, pytest.mark.timeout(1200)]
 
 
 class Up:

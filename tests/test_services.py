@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 
@@ -9,6 +10,8 @@ from customer360.config import KAFKA_PARTITIONS, KAFKA_TOPICS
 from customer360.services import services_down, services_status, services_up
 from customer360.services.processes import port_in_use
 from tests.conftest import make_service_settings
+
+pytestmark = pytest.mark.services  # starts and stops its own services
 
 
 def test_up_twice_status_and_down(tmp_path):
