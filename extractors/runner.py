@@ -99,13 +99,3 @@ class Extractor:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def extract(
-    settings: Settings,
-    source: str,
-    max_records: int = DEFAULT_MAX_RECORDS,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-) -> BatchResult:
-    """One micro-batch of one source with fresh connections (a warm `Extractor` is cheaper)."""
-    with Extractor(settings) as extractor:
-        return extractor.extract(source, max_records, max_seconds)
