@@ -3,14 +3,12 @@
 Runs `MicroBatch.run()` back to back and prints one JSON line per step on stdout, flushed, so the
 soak knows when a batch is in flight (`begin`), how it ended (`end`: success, records, errors)
 and how fresh the marts are (`as_of`: the greatest source time `customer_360_base` reflects).
-After each batch it publishes the serving copy when the serving package provides
-`publish_serving_copy` and the micro-batch does not already publish it. SIGTERM stops it
-between batches.
+Each batch publishes the serving copy itself (`MicroBatch.run()`). SIGTERM stops it between
+batches.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import signal
 import sys
@@ -18,18 +16,6 @@ import time
 from datetime import UTC, datetime
 
 from customer360.config import load_settings
-
-
-def _serving_publisher():
-    try:
-        from customer360.serving.publish import publish_serving_copy
-    except ImportError:
-        return None
-    from customer360.pipeline import microbatch
-
-    if "publish_serving_copy" in inspect.getsource(microbatch):
-        return None  # the micro-batch publishes it itself
-    return publish_serving_copy
 
 
 def emit(event: str, **fields) -> None:
@@ -57,9 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     settings = load_settings()
-    publish = _serving_publisher()
     batch = MicroBatch(settings, max_seconds=args.max_seconds)
-    emit("ready", serving=publish is not None)
+    emit("ready")
     number = 0
     try:
         while not stopping:
@@ -69,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
             error = None
             try:
                 result = batch.run()
-                if publish is not None and result.success:
-                    publish(batch.con, settings)
             except Exception as exc:  # noqa: BLE001 - reported, the next batch retries
                 error = f"{type(exc).__name__}: {exc}"
                 result = None
