@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
+from customer360 import demo
+from customer360.bench import cli as bench_cli
+from customer360.chaos import cli as chaos_cli
 from customer360.config import load_settings
+from customer360.generator import cli as generator_cli
+from customer360.pipeline import cli as pipeline_cli
+from customer360.serving import cli as serving_cli
+from customer360.services import cli as services_cli
 from customer360.stopping import StopRequested, install_stop_handlers
+from extractors import cli as extractors_cli
 
-# Modules with a `register(subparsers)`; imported lazily by name so that `c360 --help` does not
-# pay for importing Dagster or dbt.
+# Each area's `register(subparsers)`, in the order `c360 --help` lists them. Dagster and dbt are
+# imported by the commands that run them, not here, so `c360 --help` stays quick.
 COMMAND_MODULES = (
-    "customer360.services.cli",
-    "customer360.generator.cli",
-    "extractors.cli",
-    "customer360.pipeline.cli",
-    "customer360.serving.cli",
-    "customer360.chaos.cli",
-    "customer360.bench.cli",
-    "customer360.demo",
+    services_cli,
+    generator_cli,
+    extractors_cli,
+    pipeline_cli,
+    serving_cli,
+    chaos_cli,
+    bench_cli,
+    demo,
 )
 
 
@@ -32,14 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # Only tolerate the command module itself being absent, never a missing dependency.
-            if not module_name.startswith(exc.name or "\0"):
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.register(subparsers)
     return parser
 
