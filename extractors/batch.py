@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatchResult:
+    """Built by keyword, or with `BatchResult.nothing_landed` for a batch that landed nothing."""
+
     source: str
     batch_id: int | None  # None when nothing was landed
     records: int
@@ -17,6 +19,29 @@ class BatchResult:
     remaining_lag: int | None  # records known to be waiting after this batch (None: unknown)
     seconds: float
     note: str = ""
+
+    @classmethod
+    def nothing_landed(
+        cls,
+        source: str,
+        position: str | None,
+        remaining_lag: int | None,
+        seconds: float,
+        note: str = "",
+    ) -> BatchResult:
+        """A batch that landed no record: the position stays where it was."""
+        return cls(
+            source=source,
+            batch_id=None,
+            records=0,
+            quarantined=0,
+            bytes=0,
+            position_before=position,
+            position_after=position,
+            remaining_lag=remaining_lag,
+            seconds=seconds,
+            note=note,
+        )
 
     @property
     def landed_anything(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import duckdb
@@ -211,8 +212,8 @@ class KafkaSource:
             )
             self._positions = dict(start)
         if not targets and not retention_gaps:
-            return BatchResult(
-                self.name, None, 0, 0, 0, before, before, 0, time.monotonic() - started
+            return BatchResult.nothing_landed(
+                self.name, before, remaining_lag=0, seconds=time.monotonic() - started
             )
 
         landed = {k: [] for k in ("partition", "offset", "key", "timestamp", "value")}
@@ -278,16 +279,11 @@ class KafkaSource:
 
         if count == 0 and not retention_gaps:
             remaining = sum(high - next_offsets[p] for p, high in targets.items())
-            return BatchResult(
+            return BatchResult.nothing_landed(
                 self.name,
-                None,
-                0,
-                0,
-                0,
                 before,
-                before,
-                remaining,
-                time.monotonic() - started,
+                remaining_lag=remaining,
+                seconds=time.monotonic() - started,
                 note="nothing arrived in time",
             )
 
@@ -324,17 +320,18 @@ class KafkaSource:
                 "insert or replace into raw._kafka_offsets values (?, ?, ?, ?, ?)",
                 [[self.topic, p, o, batch_id, landed_at] for p, o in next_offsets.items()],
             )
-            record_batch(
-                con,
-                batch_id=batch_id,
+            result = BatchResult(
                 source=self.name,
-                started_at=started_at,
+                batch_id=batch_id,
                 records=n,
                 quarantined=len(quarantined),
-                bytes_=nbytes,
+                bytes=nbytes,
                 position_before=before,
                 position_after=after,
+                remaining_lag=sum(max(0, high - next_offsets[p]) for p, high in targets.items()),
+                seconds=0.0,  # set once committed
             )
+            record_batch(con, result, started_at)
             con.commit()
         except BaseException:
             _rollback(con)
@@ -342,18 +339,7 @@ class KafkaSource:
             raise
         self._positions = next_offsets
         self._commit_to_kafka(next_offsets)
-        remaining = sum(max(0, high - next_offsets[p]) for p, high in targets.items())
-        return BatchResult(
-            self.name,
-            batch_id,
-            n,
-            len(quarantined),
-            nbytes,
-            before,
-            after,
-            remaining,
-            time.monotonic() - started,
-        )
+        return replace(result, seconds=time.monotonic() - started)
 
     def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
         """Mirror the warehouse's positions into Kafka for lag tooling; never relied upon."""

@@ -15,10 +15,11 @@ deleted during the gap survives. Each such event is logged loudly and recorded i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import duckdb
@@ -45,6 +46,32 @@ STREAM_AWAIT_MS = 10
 
 class MongoExtractError(RuntimeError):
     """MongoDB could not be read; nothing of the batch was landed."""
+
+
+def _close_quietly(cursor) -> None:
+    """Close a cursor or change stream, if open; one on a broken connection may fail to close."""
+    if cursor is not None:
+        with contextlib.suppress(PyMongoError):
+            cursor.close()
+
+
+@dataclass
+class ChangeRows:
+    """The rows one batch lands into `raw.<collection>`, column by column."""
+
+    operations: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    cluster_times: list[int] = field(default_factory=list)
+    documents: list[str | None] = field(default_factory=list)
+
+    def add(self, operation: str, key: str, cluster_time: int, document: str | None) -> None:
+        self.operations.append(operation)
+        self.keys.append(key)
+        self.cluster_times.append(cluster_time)
+        self.documents.append(document)
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 @dataclass(frozen=True)
@@ -90,11 +117,7 @@ class MongoSource:
         self._copy_after: tuple | None = None
 
     def close(self) -> None:
-        if self._stream is not None:
-            try:
-                self._stream.close()
-            except PyMongoError:
-                pass
+        _close_quietly(self._stream)
         self._stream = None
         self._stream_token = None
         self._close_copy()
@@ -171,46 +194,41 @@ class MongoSource:
         return self._copy
 
     def _close_copy(self) -> None:
-        if self._copy is not None:
-            try:
-                self._copy.close()
-            except PyMongoError:
-                pass
+        _close_quietly(self._copy)
         self._copy = None
         self._copy_after = None
 
     def _copy_batch(self, con, position: MongoPosition, max_records, deadline, started):
         started_at = utcnow()
         cursor = self._copy_cursor(position)
-        keys, documents = [], []
+        rows = ChangeRows()
         last_id = None
         exhausted = False
-        while len(keys) < max_records:
+        while len(rows) < max_records:
             document = next(cursor, None)
             if document is None:
                 exhausted = True
                 break
             last_id = document["_id"]
-            keys.append(document_key_text(last_id))
-            documents.append(document_json(document))
+            rows.add(
+                "snapshot",
+                document_key_text(last_id),
+                position.stream_start_cluster_time,
+                document_json(document),
+            )
             if time.monotonic() >= deadline:
                 break
         after_id = position.snapshot_after_id
         if last_id is not None:
             after_id = json_util.dumps({"_id": last_id}, json_options=CANONICAL_JSON_OPTIONS)
         new_position = replace(position, snapshot_done=exhausted, snapshot_after_id=after_id)
-        operations = ["snapshot"] * len(keys)
-        times = [position.stream_start_cluster_time] * len(keys)
         result = self._land(
             con,
-            started_at,
-            started,
-            position,
-            new_position,
-            operations,
-            keys,
-            times,
-            documents,
+            rows,
+            position=position,
+            new_position=new_position,
+            started_at=started_at,
+            started=started,
             finish_copy=exhausted,
         )
         if exhausted:
@@ -236,10 +254,10 @@ class MongoSource:
         started_at = utcnow()
         try:
             stream = self._open_stream(position)
-            operations, keys, times, documents = [], [], [], []
+            rows = ChangeRows()
             ended_by = None
             caught_up = False
-            while len(keys) < max_records and time.monotonic() < deadline:
+            while len(rows) < max_records and time.monotonic() < deadline:
                 change = stream.try_next()
                 if change is None:
                     caught_up = True
@@ -250,38 +268,32 @@ class MongoSource:
                     break
                 if operation not in ("insert", "update", "replace", "delete"):
                     continue  # DDL events such as createIndexes carry no document
-                operations.append(operation)
-                keys.append(document_key_text(change["documentKey"]["_id"]))
-                times.append(cluster_time_number(change["clusterTime"]))
-                documents.append(document_json(change.get("fullDocument")))
+                rows.add(
+                    operation,
+                    document_key_text(change["documentKey"]["_id"]),
+                    cluster_time_number(change["clusterTime"]),
+                    document_json(change.get("fullDocument")),
+                )
                 token_after = stream.resume_token
-            if not keys and ended_by is None:
-                return BatchResult(
+            if not rows and ended_by is None:
+                return BatchResult.nothing_landed(
                     self.name,
-                    None,
-                    0,
-                    0,
-                    0,
                     position.resume_token,
-                    position.resume_token,
-                    0 if caught_up else None,
-                    time.monotonic() - started,
+                    remaining_lag=0 if caught_up else None,
+                    seconds=time.monotonic() - started,
                 )
         except OperationFailure as exc:
             if exc.code in UNRESUMABLE_CODES or "resume" in str(exc).lower():
                 return self._restart_copy(con, f"change stream cannot resume: {exc}", started)
             raise
-        new_position = replace(position, resume_token=json.dumps(token_after)) if keys else position
+        new_position = replace(position, resume_token=json.dumps(token_after)) if rows else position
         result = self._land(
             con,
-            started_at,
-            started,
-            position,
-            new_position,
-            operations,
-            keys,
-            times,
-            documents,
+            rows,
+            position=position,
+            new_position=new_position,
+            started_at=started_at,
+            started=started,
             restart_reason=ended_by and f"the collection saw a {ended_by} event",
         )
         if ended_by is None:
@@ -310,51 +322,46 @@ class MongoSource:
         except BaseException:
             con.rollback()
             raise
-        return BatchResult(
+        return BatchResult.nothing_landed(
             self.name,
             None,
-            0,
-            0,
-            0,
-            None,
-            None,
-            None,
-            time.monotonic() - started,
+            remaining_lag=None,
+            seconds=time.monotonic() - started,
             note=f"re-snapshot: {reason}",
         )
 
     def _land(
         self,
-        con,
-        started_at,
-        started,
-        position,
-        new_position,
-        operations,
-        keys,
-        times,
-        documents,
-        finish_copy=False,
-        restart_reason=None,
+        con: duckdb.DuckDBPyConnection,
+        rows: ChangeRows,
+        *,
+        position: MongoPosition,
+        new_position: MongoPosition,
+        started_at: datetime,
+        started: float,
+        finish_copy: bool = False,
+        restart_reason: str | None = None,
     ) -> BatchResult:
-        nbytes = sum(len(d) for d in documents if d is not None)
+        """Land `rows` and move to `new_position` in one transaction (or, with `restart_reason`,
+        forget the position so the next batch copies the collection again)."""
+        nbytes = sum(len(d) for d in rows.documents if d is not None)
         try:
             con.begin()
             batch_id = next_batch_id(con)
             landed_at = utcnow()
-            n = len(keys)
+            n = len(rows)
             if n:
                 table = pa.table(
                     {
                         "batch_id": pa.array([batch_id] * n, pa.int64()),
                         "landed_at": pa.array([landed_at] * n, pa.timestamp("us")),
-                        "operation": pa.array(operations, pa.string()),
-                        "document_key": pa.array(keys, pa.string()),
-                        "cluster_time": pa.array(times, pa.int64()),
+                        "operation": pa.array(rows.operations, pa.string()),
+                        "document_key": pa.array(rows.keys, pa.string()),
+                        "cluster_time": pa.array(rows.cluster_times, pa.int64()),
                         "cluster_at": pa.array(
-                            [cluster_time_at(t) for t in times], pa.timestamp("us")
+                            [cluster_time_at(t) for t in rows.cluster_times], pa.timestamp("us")
                         ),
-                        "document": pa.array(documents, pa.string()),
+                        "document": pa.array(rows.documents, pa.string()),
                     }
                 )
                 con.register("landing_rows", table)
@@ -374,17 +381,18 @@ class MongoSource:
                 con.execute("delete from raw._mongo_positions where collection = ?", [self.name])
             else:
                 self._save_position(con, new_position, batch_id)
-            record_batch(
-                con,
-                batch_id=batch_id,
+            result = BatchResult(
                 source=self.name,
-                started_at=started_at,
+                batch_id=batch_id,
                 records=n + deletes,
                 quarantined=0,
-                bytes_=nbytes,
+                bytes=nbytes,
                 position_before=_describe(position),
                 position_after=_describe(new_position),
+                remaining_lag=0,
+                seconds=0.0,  # set once committed
             )
+            record_batch(con, result, started_at)
             con.commit()
         except BaseException:
             try:
@@ -393,17 +401,7 @@ class MongoSource:
                 pass
             self.close()
             raise
-        return BatchResult(
-            self.name,
-            batch_id,
-            n + deletes,
-            0,
-            nbytes,
-            _describe(position),
-            _describe(new_position),
-            0,
-            time.monotonic() - started,
-        )
+        return replace(result, seconds=time.monotonic() - started)
 
     def _land_deletes_missing_from_copy(self, con, batch_id, landed_at, position) -> int:
         """After a copy: documents the warehouse holds as live but the copy did not see are gone."""

@@ -98,4 +98,3 @@ class Extractor:
 
     def __exit__(self, *exc) -> None:
         self.close()
-

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from extractors.batch import BatchResult
 from extractors.landing_schema import RAW_SCHEMA_DDL
 
 log = logging.getLogger(__name__)
@@ -61,29 +62,19 @@ def next_batch_id(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("select coalesce(max(batch_id), 0) + 1 from raw._batches").fetchall()[0][0]
 
 
-def record_batch(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    batch_id: int,
-    source: str,
-    started_at: datetime,
-    records: int,
-    quarantined: int,
-    bytes_: int,
-    position_before: str | None,
-    position_after: str | None,
-) -> None:
+def record_batch(con: duckdb.DuckDBPyConnection, batch: BatchResult, started_at: datetime) -> None:
+    """The row of raw._batches for `batch`. Call inside the batch's transaction."""
     con.execute(
         "insert into raw._batches values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            batch_id,
-            source,
+            batch.batch_id,
+            batch.source,
             started_at,
             utcnow(),
-            records,
-            quarantined,
-            bytes_,
-            position_before,
-            position_after,
+            batch.records,
+            batch.quarantined,
+            batch.bytes,
+            batch.position_before,
+            batch.position_after,
         ],
     )
