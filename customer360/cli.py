@@ -12,8 +12,8 @@ from customer360.chaos import cli as chaos_cli
 from customer360.config import load_settings
 from customer360.generator import cli as generator_cli
 from customer360.pipeline import cli as pipeline_cli
-from customer360.serving import cli as serving_cli
 from customer360.services import cli as services_cli
+from customer360.serving import cli as serving_cli
 from customer360.stopping import StopRequested, install_stop_handlers
 from extractors import cli as extractors_cli
 
