@@ -34,7 +34,7 @@ from customer360.pipeline.dbt_invoker import (
     dbt_target_dir,
 )
 from dagster_project.resources import MicroBatchResource
-from extractors import SOURCES
+from extractors import SOURCES, BatchResult
 
 RAW_GROUP = "raw"
 # Marts older than this warn / fail their freshness (new data lands within seconds when it flows).
@@ -81,6 +81,23 @@ RAW_SPECS = [
 ]
 
 
+def landing_metadata(result: BatchResult) -> dict[str, Any]:
+    """What a raw asset's materialization says of one extract."""
+    return {
+        "records": result.records,
+        "quarantined": result.quarantined,
+        "bytes": result.bytes,
+        "lag": MetadataValue.int(result.remaining_lag)
+        if result.remaining_lag is not None
+        else MetadataValue.text("unknown"),
+        "batch_id": MetadataValue.int(result.batch_id)
+        if result.batch_id is not None
+        else MetadataValue.text("none: nothing new"),
+        "position_after": MetadataValue.text(result.position_after or ""),
+        "seconds": round(result.seconds, 3),
+    }
+
+
 @multi_asset(specs=RAW_SPECS, can_subset=True, name="raw_landing")
 def raw_landing(context: AssetExecutionContext, pipeline: MicroBatchResource) -> Iterator:
     """One bounded extract of every selected source.
@@ -94,22 +111,7 @@ def raw_landing(context: AssetExecutionContext, pipeline: MicroBatchResource) ->
     results, errors = batch.extract(selected)
     for source, result in results.items():
         context.log.info(result.summary_line())
-        yield MaterializeResult(
-            asset_key=raw_key(source),
-            metadata={
-                "records": result.records,
-                "quarantined": result.quarantined,
-                "bytes": result.bytes,
-                "lag": MetadataValue.int(result.remaining_lag)
-                if result.remaining_lag is not None
-                else MetadataValue.text("unknown"),
-                "batch_id": MetadataValue.int(result.batch_id)
-                if result.batch_id is not None
-                else MetadataValue.text("none: nothing new"),
-                "position_after": MetadataValue.text(result.position_after or ""),
-                "seconds": round(result.seconds, 3),
-            },
-        )
+        yield MaterializeResult(asset_key=raw_key(source), metadata=landing_metadata(result))
     # Sources that did land are still built: the dbt step fails the run afterwards.
     batch.last_extract_errors = errors
     for source, error in errors.items():

@@ -21,14 +21,16 @@ from dagster_project.history import prune_history, prune_history_schedule
 from dagster_project.reconciliation import build_reconciliation
 from dagster_project.resources import pipeline_resource
 from dagster_project.sensors import build_microbatch_sensor
+from dagster_project.stream import WRITER_TAGS, microbatch_stream
 
 MICROBATCH_JOB = "microbatch"
 DATA_TESTS_JOB = "dbt_data_tests"
-# Runs with this tag write the warehouse; dagster.yaml limits them to one at a time.
-WRITER_TAG = "c360/writer"
-WRITER_TAGS = {WRITER_TAG: "warehouse"}
 # The dbt data tests (asset checks) run on their own schedule, not in every micro-batch.
 DATA_TESTS_CRON = "*/15 * * * *"
+# Run monitoring (dagster.yaml) fails a scheduled writer that hangs past this, so that it does not
+# keep the warehouse from the stream for good.
+DATA_TESTS_TAGS = WRITER_TAGS | {"dagster/max_runtime": str(30 * 60)}
+RECONCILE_TAGS = WRITER_TAGS | {"dagster/max_runtime": str(3 * 3600)}
 
 
 def build_definitions(settings: Settings, sensor_interval_s: int | None = None):
@@ -36,17 +38,19 @@ def build_definitions(settings: Settings, sensor_interval_s: int | None = None):
     dbt_models = build_dbt_assets(dbt_project)
     mart_keys = sorted(key for key in dbt_models.keys if key.path[0] == "marts")
     reconcile_check, reconcile_job, reconcile_schedule = build_reconciliation(
-        mart_keys, WRITER_TAGS
+        mart_keys, RECONCILE_TAGS
     )
-    # Without the dbt tests' asset checks: Dagster writes an event per planned check when it
-    # creates a run (~120 here, ~2 s), which a micro-batch every few seconds cannot afford.
+    # One micro-batch as a run of its own, for an operator (the live pipeline is the
+    # microbatch_stream run). Without the dbt tests' asset checks: Dagster writes an event per
+    # planned check when it creates a run (~120 here, ~2 s).
     microbatch_job = define_asset_job(
         MICROBATCH_JOB,
         selection=AssetSelection.assets(raw_landing, dbt_models).without_checks(),
         executor_def=in_process_executor,
         tags=WRITER_TAGS,
-        description="One micro-batch: extract every source, build the dbt models downstream of "
-        "sources with new batches, publish for readers and for the sensor's probe.",
+        description="One micro-batch as a run of its own: extract every source, build the dbt "
+        "models downstream of sources with new batches, publish. The live pipeline is the "
+        "microbatch_stream job's long-running run; this one queues until the stream yields.",
     )
     data_tests_job = define_asset_job(
         DATA_TESTS_JOB,
@@ -54,7 +58,7 @@ def build_definitions(settings: Settings, sensor_interval_s: int | None = None):
         - AssetSelection.checks(reconcile_check),
         executor_def=in_process_executor,
         # Tests only read, but only the writer's process may open the warehouse.
-        tags=WRITER_TAGS,
+        tags=DATA_TESTS_TAGS,
         description="`dbt test`: every dbt data test, reported as the asset checks of the models.",
     )
     data_tests_schedule = ScheduleDefinition(
@@ -66,10 +70,12 @@ def build_definitions(settings: Settings, sensor_interval_s: int | None = None):
     return Definitions(
         assets=[raw_landing, dbt_models],
         asset_checks=[reconcile_check],
-        jobs=[microbatch_job, data_tests_job, reconcile_job, prune_history],
+        jobs=[microbatch_stream, microbatch_job, data_tests_job, reconcile_job, prune_history],
         schedules=[data_tests_schedule, reconcile_schedule, prune_history_schedule],
         sensors=[
-            build_microbatch_sensor(microbatch_job, sensor_interval_s or settings.sensor_interval_s)
+            build_microbatch_sensor(
+                microbatch_stream, sensor_interval_s or settings.sensor_interval_s
+            )
         ],
         resources={
             "pipeline": pipeline_resource(settings),

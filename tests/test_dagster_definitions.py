@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 
 import pytest
@@ -12,15 +14,15 @@ from dagster import (
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
-    RunRequest,
-    SkipReason,
-    build_sensor_context,
 )
 
+from customer360.pipeline.dagster_home import prepare_dagster_home
 from customer360.pipeline.dbt_invoker import DbtInvoker
+from customer360.pipeline.heartbeat import read_beat
 from customer360.pipeline.microbatch import close_warm_microbatches, warm_microbatch
 from customer360.pipeline.probe import close_probers
 from dagster_project.build import DATA_TESTS_JOB, MICROBATCH_JOB, build_definitions
+from dagster_project.stream import STREAM_JOB
 from extractors import SOURCES
 from tests.extractor_helpers import mongo_db, produce, weblog
 
@@ -63,41 +65,64 @@ def test_every_raw_table_and_dbt_model_is_an_asset_and_dbt_tests_are_checks(
     for mart in ("customer_360", "customer_purchase_stats", "customer_recent_errors"):
         assert AssetCheckKey(AssetKey(["marts", mart]), "matches_full_rebuild") in check_keys
     sensor = defs.resolve_sensor_def("microbatch_sensor")
+    assert sensor.job_name == STREAM_JOB
     assert sensor.default_status.value == "RUNNING"
     assert sensor.minimum_interval_seconds == 5
 
 
-def evaluate_sensor(defs, instance):
-    sensor = defs.resolve_sensor_def("microbatch_sensor")
-    with build_sensor_context(
-        instance=instance, resources={"pipeline": defs.resources["pipeline"]}
-    ) as context:
-        return sensor(context)
-
-
-def test_sensor_requests_a_run_on_lag_and_skips_without(isolated_settings, defs):
+def test_the_stream_run_lands_builds_reports_each_batch_and_yields_to_a_waiting_writer(
+    isolated_settings, defs, tmp_path
+):
+    """The live pipeline: one run doing micro-batches back to back; each batch's changes appear
+    as asset materializations while the run goes on; a writer queued behind it ends it."""
     settings = isolated_settings
-    with DagsterInstance.ephemeral() as instance:
-        first = evaluate_sensor(defs, instance)
-        assert isinstance(first, RunRequest)  # never ran: catch up
+    mongo_db(settings).users.insert_one({"id": 3, "first_name": "Ada", "email": "a@x.org"})
+    produce(settings, "weblogs", [json.dumps(weblog(3)) for _ in range(4)])
+    stream = defs.resolve_job_def(STREAM_JOB)
+    assert stream.tags.get("c360/writer") == "warehouse"
+    home = prepare_dagster_home(settings.with_overrides(home=tmp_path / "dagster-home"))
+    with DagsterInstance.from_config(str(home)) as instance:
+        outcome = {}
+        runner = threading.Thread(
+            target=lambda: outcome.update(result=stream.execute_in_process(instance=instance))
+        )
+        runner.start()
 
-        warm_microbatch(settings).run()
-        idle = evaluate_sensor(defs, instance)
-        assert isinstance(idle, SkipReason) and "users 0" in idle.skip_message
+        def materialized(key: AssetKey, at_least: int = 1) -> list:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                events = instance.fetch_materializations(key, 100).records
+                if len(events) >= at_least:
+                    return events
+                time.sleep(0.2)
+            raise AssertionError(f"{key} not materialized {at_least} times")
 
+        weblogs = materialized(AssetKey(["raw", "weblogs"]))[0].asset_materialization
+        assert weblogs.metadata["records"].value == 4
+        materialized(AssetKey(["marts", "customer_360"]))
+
+        # The run goes on: a new record lands in a later batch, reported in its turn.
         produce(settings, "weblogs", [json.dumps(weblog(3))])
-        assert isinstance(evaluate_sensor(defs, instance), RunRequest)
+        later = materialized(AssetKey(["raw", "weblogs"]), at_least=2)
+        assert {e.asset_materialization.metadata["records"].value for e in later} == {4, 1}
+        assert runner.is_alive()
+        deadline = time.monotonic() + 30  # the heartbeat is rewritten every 2 s
+        while (beat := read_beat(settings)) is None or beat.batches < 2:
+            assert time.monotonic() < deadline, beat
+            time.sleep(0.2)
 
-        # While a micro-batch is queued or running, no second request however much lag.
+        # A writer waiting for the warehouse (here, the data tests) ends the stream's run.
         instance.add_run(
             DagsterRun(
-                job_name=MICROBATCH_JOB,
+                job_name=DATA_TESTS_JOB,
                 run_id=str(uuid.uuid4()),
-                status=DagsterRunStatus.STARTED,
+                status=DagsterRunStatus.NOT_STARTED,
+                tags={"c360/writer": "warehouse"},
             )
         )
-        busy = evaluate_sensor(defs, instance)
-        assert isinstance(busy, SkipReason) and "one writer" in busy.skip_message
+        runner.join(120)
+        assert not runner.is_alive()
+        assert outcome["result"].success
 
 
 def test_microbatch_job_lands_sources_and_builds_marts(isolated_settings, defs):

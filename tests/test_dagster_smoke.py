@@ -1,6 +1,7 @@
-"""`c360 dagster` for real: webserver + daemon from workspace.yaml, a sensor-driven micro-batch.
+"""`c360 dagster` for real: webserver + daemon from workspace.yaml, the sensor-started stream.
 
-Also: two micro-batches launched together run one after the other, never at the same time.
+Also: micro-batch runs launched from the UI queue behind the stream, which yields the
+warehouse to them; the writers never overlap, and the sensor starts the stream again after.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from customer360.pipeline.dagster_home import start_dagster, stop_dagster
 from customer360.services.processes import free_port
 from tests.extractor_helpers import produce, weblog
 
-RUNS = """{ runsOrError(filter: {pipelineName: "microbatch"}) { ... on Runs { results {
-  runId status creationTime startTime endTime } } } }"""
+RUNS = """{ runsOrError { ... on Runs { results {
+  runId pipelineName status creationTime startTime endTime } } } }"""
 LAUNCH = """mutation { launchRun(executionParams: {selector: {
   repositoryLocationName: "dagster_project.definitions", repositoryName: "__repository__",
   jobName: "microbatch"}}) { __typename ... on PythonError { message } } }"""
+MATERIALIZED = """{ assetOrError(assetKey: {path: ["raw", "weblogs"]}) { ... on Asset {
+  assetMaterializations(limit: 10) { metadataEntries { label ... on IntMetadataEntry {
+  intValue } } } } } }"""
 
 
 def graphql(url: str, query: str) -> dict:
@@ -30,7 +34,7 @@ def graphql(url: str, query: str) -> dict:
         return json.loads(response.read())["data"]
 
 
-def wait_for_runs(url: str, count: int, timeout: float) -> list[dict]:
+def wait_for(url: str, what: str, condition, timeout: float):
     deadline = time.monotonic() + timeout
     runs: list[dict] = []
     while time.monotonic() < deadline:
@@ -38,36 +42,65 @@ def wait_for_runs(url: str, count: int, timeout: float) -> list[dict]:
             runs = graphql(url, RUNS)["runsOrError"]["results"]
         except OSError:
             runs = []  # the webserver is still starting
-        finished = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
-        if len(finished) >= count and len(finished) == len(runs):
+        if condition(runs):
             return runs
         time.sleep(0.5)
-    raise AssertionError(f"expected {count} finished micro-batch runs, got {runs}")
+    raise AssertionError(f"{what}: not within {timeout:.0f} s; runs: {runs}")
+
+
+def landed_weblogs(url: str) -> int:
+    asset = graphql(url, MATERIALIZED)["assetOrError"]
+    return sum(
+        entry["intValue"]
+        for event in asset.get("assetMaterializations", [])
+        for entry in event["metadataEntries"]
+        if entry["label"] == "records"
+    )
 
 
 @pytest.mark.timeout(600)
-def test_webserver_and_daemon_run_sensor_driven_microbatches_one_at_a_time(
-    isolated_settings, tmp_path
-):
+def test_the_sensor_starts_the_stream_and_ui_runs_queue_behind_it(isolated_settings, tmp_path):
     settings = isolated_settings.with_overrides(home=tmp_path / "home")
     produce(settings, "weblogs", [json.dumps(weblog(1)) for _ in range(10)])
     port = free_port()
     url = f"http://127.0.0.1:{port}/graphql"
     processes = start_dagster(settings, port=port)
     try:
-        # The sensor is on by default: the first tick finds data and requests a micro-batch.
-        runs = wait_for_runs(url, 1, timeout=300)
-        assert [r["status"] for r in runs] == ["SUCCESS"], runs
+        # The sensor is on by default: its first tick starts the stream, whose first batch
+        # lands the 10 weblogs and reports them.
+        wait_for(
+            url,
+            "a started stream",
+            lambda runs: any(
+                r["pipelineName"] == "microbatch_stream" and r["status"] == "STARTED" for r in runs
+            ),
+            timeout=300,
+        )
+        deadline = time.monotonic() + 120
+        while landed_weblogs(url) < 10:
+            assert time.monotonic() < deadline, "the stream reported no landed weblogs"
+            time.sleep(0.5)
 
+        # Two single micro-batches from the UI: they queue, the stream yields to them.
         for _ in range(2):
             assert graphql(url, LAUNCH)["launchRun"]["__typename"] == "LaunchRunSuccess"
-        runs = wait_for_runs(url, 3, timeout=120)
-        assert all(r["status"] == "SUCCESS" for r in runs), runs
-        spans = sorted((r["startTime"], r["endTime"]) for r in runs)
+
+        def done(runs):
+            singles = [r for r in runs if r["pipelineName"] == "microbatch"]
+            streams = [r for r in runs if r["pipelineName"] == "microbatch_stream"]
+            return (
+                len(singles) == 2
+                and all(r["status"] == "SUCCESS" for r in singles)
+                and len(streams) >= 2
+                and streams[0]["status"] == "STARTED"  # newest first: started again
+            )
+
+        runs = wait_for(url, "two micro-batches, then the stream again", done, timeout=300)
+        writers = [r for r in runs if r["status"] != "STARTED"]
+        assert all(r["status"] == "SUCCESS" for r in writers), runs
+        spans = sorted((r["startTime"], r["endTime"]) for r in writers)
         for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
-            assert start >= end, f"micro-batches overlapped: {spans}"
+            assert start >= end, f"writers overlapped: {spans}"
     finally:
         stop_dagster(processes)
     assert all(p.returncode is not None for p in processes)
-    logs = (settings.home / "logs" / "dagster-daemon.log").read_text()
-    assert "microbatch_sensor" in logs or "RUN_SUCCESS" in logs

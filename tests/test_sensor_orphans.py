@@ -1,14 +1,12 @@
-"""The micro-batch sensor recovers a run whose executing process was SIGKILLed.
+"""The micro-batch sensor keeps the stream going: it starts it, leaves a live one alone, and
+restarts one whose process died, marking the dead run failed.
 
 A real Dagster instance (the committed dagster.yaml in a temporary DAGSTER_HOME) and a real
-process executing a run (`execute_in_process`, as SyncInMemoryRunLauncher does inside the
-daemon); no Kafka or MongoDB: the warehouse never published, so the probe asks for a run
-without reading the sources.
+process executing a `microbatch_stream` run with the stream's heartbeat; no Kafka or MongoDB.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import pytest
 from dagster import (
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     RunRequest,
     SkipReason,
@@ -29,30 +28,34 @@ from dagster import (
 
 from customer360.config import Settings
 from customer360.pipeline.dagster_home import prepare_dagster_home
+from customer360.pipeline.heartbeat import Beat
 from dagster_project.resources import pipeline_resource
-from dagster_project.sensors import (
-    ORPHANED_TAG,
-    build_microbatch_sensor,
-    process_alive_since,
-)
+from dagster_project.sensors import ORPHANED_TAG, build_microbatch_sensor
+from dagster_project.stream import STREAM_JOB, WRITER_TAGS
 from tests.conftest import REPO
 
-# A process that executes a `microbatch` run in place and never finishes it on its own.
+# A process that executes a stream run in place, beating, and never finishes it on its own.
 RUN_WORKER = """
 import sys, time
+from pathlib import Path
 from dagster import DagsterInstance, job, op
+from customer360.config import Settings
+from customer360.pipeline.heartbeat import Heartbeat
 
 @op
-def extract():
-    print("executing", flush=True)
-    time.sleep(600)
+def run_microbatches(context):
+    settings = Settings(warehouse=Path(sys.argv[3]), home=Path(sys.argv[4]))
+    with Heartbeat(settings, context.run_id) as heartbeat:
+        heartbeat.batch_done()
+        print("executing", flush=True)
+        time.sleep(600)
 
-@job(name="microbatch")
-def microbatch():
-    extract()
+@job(name="microbatch_stream")
+def microbatch_stream():
+    run_microbatches()
 
 with DagsterInstance.from_config(sys.argv[1]) as instance:
-    microbatch.execute_in_process(instance=instance, run_id=sys.argv[2])
+    microbatch_stream.execute_in_process(instance=instance, run_id=sys.argv[2])
 """
 
 
@@ -61,8 +64,8 @@ def _noop():
     pass
 
 
-@job(name="microbatch")
-def _microbatch():
+@job(name=STREAM_JOB)
+def _stream():
     _noop()
 
 
@@ -75,46 +78,54 @@ def instance(tmp_path):
 
 
 def evaluate(instance, settings):
-    sensor = build_microbatch_sensor(_microbatch)
+    sensor = build_microbatch_sensor(_stream)
     with build_sensor_context(
         instance=instance, resources={"pipeline": pipeline_resource(settings)}
     ) as context:
         return sensor(context)
 
 
-def test_a_run_whose_process_was_killed_is_marked_failed_and_the_sensor_goes_on(instance):
+def test_no_stream_running_starts_one(instance):
+    settings, _, instance = instance
+    request = evaluate(instance, settings)
+    assert isinstance(request, RunRequest)
+    assert "start the stream" in request.tags["c360/trigger"]
+
+
+def test_a_stream_whose_process_was_killed_is_marked_failed_and_started_again(instance):
     settings, home, instance = instance
     run_id = str(uuid.uuid4())
     worker = subprocess.Popen(
-        [sys.executable, "-c", RUN_WORKER, str(home), run_id],
+        [sys.executable, "-c", RUN_WORKER, str(home), run_id, str(settings.warehouse),
+         str(settings.home)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
     try:
         assert worker.stdout.readline().strip() == "executing"
-        run = instance.get_run_by_id(run_id)
-        assert run.status == DagsterRunStatus.STARTED
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED
 
-        # While its process lives, the run is a micro-batch in flight: one writer at a time.
+        # While its process beats, the stream is left alone: one writer at a time.
         busy = evaluate(instance, settings)
-        assert isinstance(busy, SkipReason) and "one writer" in busy.skip_message
+        assert isinstance(busy, SkipReason), busy
+        assert busy.skip_message.startswith(f"stream {run_id[:8]} is started")
         assert instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED
 
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
         assert instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED  # stuck
 
-        # The next tick marks it failed with the reason and requests the next micro-batch at
-        # once (no failure backoff: the failure is not the micro-batch's own).
+        # The next tick marks it failed with the reason and starts the stream again at once
+        # (no failure backoff: the failure is not the pipeline's own).
         request = evaluate(instance, settings)
         assert isinstance(request, RunRequest), request
-        assert "recovered orphaned run" in request.tags["c360/trigger"]
+        assert f"restart: run {run_id[:8]}" in request.tags["c360/trigger"]
         run = instance.get_run_by_id(run_id)
         assert run.status == DagsterRunStatus.FAILURE
-        assert run.tags[ORPHANED_TAG] == f"process {worker.pid} gone"
+        assert run.tags[ORPHANED_TAG] == f"its process {worker.pid} is gone"
         failures = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
-        assert f"orphaned: process {worker.pid}" in failures[-1].dagster_event.message
+        assert f"orphaned: its process {worker.pid} is gone" in failures[-1].dagster_event.message
 
         # Recovered once: later ticks neither touch it again nor wait for a backoff.
         assert isinstance(evaluate(instance, settings), RunRequest)
@@ -125,29 +136,34 @@ def test_a_run_whose_process_was_killed_is_marked_failed_and_the_sensor_goes_on(
             worker.wait()
 
 
-def test_a_run_without_a_recorded_process_is_left_alone(instance):
-    """A run record without RUN_START/RUN_STARTING pids (written by hand) is never failed."""
-    from dagster import DagsterRun
-
+def test_a_stream_that_failed_on_its_own_is_started_again_after_a_pause(instance):
     settings, _, instance = instance
-    run = instance.add_run(
-        DagsterRun(job_name="microbatch", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED)
+    run = instance.add_run(DagsterRun(job_name=STREAM_JOB, run_id=str(uuid.uuid4())))
+    instance.report_run_failed(run, "every micro-batch failed")
+    waiting = evaluate(instance, settings)
+    assert isinstance(waiting, SkipReason) and "next start in" in waiting.skip_message
+
+
+def test_another_writer_keeps_the_stream_from_starting(instance):
+    settings, _, instance = instance
+    instance.add_run(
+        DagsterRun(
+            job_name="dbt_data_tests",
+            run_id=str(uuid.uuid4()),
+            status=DagsterRunStatus.STARTED,
+            tags=WRITER_TAGS,
+        )
     )
-    busy = evaluate(instance, settings)
-    assert isinstance(busy, SkipReason) and "one writer" in busy.skip_message
-    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+    skip = evaluate(instance, settings)
+    assert isinstance(skip, SkipReason) and "dbt_data_tests" in skip.skip_message
 
 
-def test_process_alive_since_tells_a_reused_pid_from_the_original():
-    assert process_alive_since(os.getpid(), time.time())
-    # This process did not exist at the epoch: a pid seen then is another process's.
-    assert not process_alive_since(os.getpid(), 0.0)
+def test_a_beat_tells_a_live_process_from_a_dead_or_frozen_one():
+    import os
+
+    now = time.time()
+    assert Beat(pid=os.getpid(), run_id="r", at=now).why_gone(now) is None
+    assert "not beaten for 61 s" in Beat(pid=os.getpid(), run_id="r", at=now - 61).why_gone(now)
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
-    assert not process_alive_since(finished.pid, time.time())
-    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process_alive_since(zombie.pid, time.time()):
-        time.sleep(0.05)  # exited but not reaped yet: a zombie is not alive
-    assert not process_alive_since(zombie.pid, time.time())
-    zombie.wait()
+    assert "is gone" in Beat(pid=finished.pid, run_id="r", at=now).why_gone(now)

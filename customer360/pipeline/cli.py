@@ -67,16 +67,21 @@ def _run_once(args, settings: Settings) -> int:
 
 def _dagster(args, settings: Settings) -> int:
     from customer360.pipeline.dagster_home import (
-        cancel_runs_in_flight,
+        cancel_runs_left_in_flight,
         dagster_home,
+        open_instance,
         start_dagster,
         stop_dagster,
+        terminate_runs_in_flight,
     )
     from customer360.stopping import stop_signals_deferred
 
     logs = settings.home / "logs"
     processes = start_dagster(settings, port=args.port, host=args.host)
+    instance = None
     try:
+        # Opened now, so that stopping does not wait for Dagster's import and storage.
+        instance = open_instance(settings)
         print(f"Dagster UI      http://{args.host}:{args.port}", flush=True)
         print(f"DAGSTER_HOME    {dagster_home(settings)}", flush=True)
         print(f"process logs    {logs}/dagster-*.log", flush=True)
@@ -89,5 +94,16 @@ def _dagster(args, settings: Settings) -> int:
     finally:
         with stop_signals_deferred():
             print("stopping Dagster ...", flush=True)
-            for line in stop_dagster(processes) + cancel_runs_in_flight(settings):
-                print(line, flush=True)
+            began = time.monotonic()
+
+            def say(lines: list[str]) -> None:
+                for line in lines:
+                    print(f"{line} [{time.monotonic() - began:.1f} s]", flush=True)
+
+            if instance is not None:
+                # Runs first, while the daemon's code server can still interrupt them cleanly.
+                say(terminate_runs_in_flight(instance))
+            say(stop_dagster(processes))
+            if instance is not None:
+                say(cancel_runs_left_in_flight(instance))
+                instance.dispose()

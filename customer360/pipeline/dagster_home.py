@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from customer360.config import Settings
@@ -92,20 +93,63 @@ def stop_dagster(processes: list[subprocess.Popen], timeout: float = 20.0) -> li
     ]
 
 
-def cancel_runs_in_flight(settings: Settings) -> list[str]:
-    """Mark canceled the runs the stopped daemon was executing, so that the UI and the next
-    start do not find them STARTED forever. Call only once the daemon is gone.
+IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
-    Nothing they wrote is half-done: a micro-batch commits the rows it lands together with the
-    source positions, a dbt model in one transaction, and the serving copy by an atomic rename,
-    so the next micro-batch resumes from what was committed.
+
+def open_instance(settings: Settings):
+    """The Dagster instance of these settings (its storage must exist: see start_dagster)."""
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.from_config(str(dagster_home(settings)))
+    _ = instance.run_launcher  # created on first use: now, not when stopping
+    instance.get_runs(limit=1)
+    return instance
+
+
+def _runs_in_flight(instance) -> list:
+    from dagster import DagsterRunStatus, RunsFilter
+
+    return instance.get_runs(RunsFilter(statuses=[DagsterRunStatus(s) for s in IN_FLIGHT]))
+
+
+def terminate_runs_in_flight(instance, timeout: float = 15.0) -> list[str]:
+    """Ask Dagster to terminate every run in flight (the micro-batch stream, a scheduled job)
+    and wait up to `timeout` for them to end; call while the daemon still runs. Returns a line
+    per run saying how it ended.
+
+    Nothing a run wrote is left half-done: a micro-batch commits the rows it lands together
+    with the source positions, a dbt model in one transaction, the serving copy by an atomic
+    rename, so the next run resumes from what was committed.
     """
-    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster import DagsterRunStatus
 
-    in_flight = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+    runs = _runs_in_flight(instance)
+    for run in runs:
+        if run.status in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED):
+            instance.report_run_canceled(run, message="c360 stopped Dagster")
+        else:
+            instance.run_launcher.terminate(run.run_id)
+    deadline = time.monotonic() + timeout
+    ended: dict[str, str] = {}
+    while len(ended) < len(runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        for run in runs:
+            current = instance.get_run_by_id(run.run_id)
+            if current is None or current.status.value not in IN_FLIGHT:
+                ended[run.run_id] = current.status.value if current else "deleted"
+    return [
+        f"run {run.run_id[:8]} ({run.job_name}) "
+        + (f"ended {ended[run.run_id]}" if run.run_id in ended else "did not end in time")
+        for run in runs
+    ]
+
+
+def cancel_runs_left_in_flight(instance) -> list[str]:
+    """Mark canceled the runs still in flight once the daemon and its run workers are gone (a
+    run worker that did not stop in time), so that the UI and the next start do not find them
+    STARTED for good."""
     lines = []
-    with DagsterInstance.from_config(str(dagster_home(settings))) as instance:
-        for run in instance.get_runs(RunsFilter(statuses=in_flight)):
-            instance.report_run_canceled(run, message="c360 stopped Dagster during this run")
-            lines.append(f"canceled run {run.run_id[:8]} ({run.job_name}), which was in flight")
+    for run in _runs_in_flight(instance):
+        instance.report_run_canceled(run, message="c360 stopped Dagster during this run")
+        lines.append(f"canceled run {run.run_id[:8]} ({run.job_name}), left in flight")
     return lines

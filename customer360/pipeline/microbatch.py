@@ -270,7 +270,8 @@ class MicroBatch:
         return state
 
     # -- all of it --------------------------------------------------------------------------
-    def run(self) -> MicroBatchResult:
+    def run(self, data_tests: bool | None = None) -> MicroBatchResult:
+        """One micro-batch; `data_tests` as in `build_models` (None: when they are due)."""
         result = MicroBatchResult()
         started = time.monotonic()
         result.extracts, result.extract_errors = self.extract()
@@ -278,7 +279,7 @@ class MicroBatch:
 
         started = time.monotonic()
         result.dbt_sources = self.sources_to_build()
-        result.dbt = self.build_models(result.dbt_sources)
+        result.dbt = self.build_models(result.dbt_sources, data_tests)
         result.dbt_seconds = time.monotonic() - started
 
         started = time.monotonic()

@@ -1,0 +1,93 @@
+"""The heartbeat of the process running micro-batches, for whoever supervises it.
+
+A thread of the micro-batch process rewrites a small JSON file next to the warehouse every
+`BEAT_S` seconds, whatever the batches are doing (a long first build included): its pid, the
+Dagster run it serves, when it beat and how many batches it finished. The supervisor (Dagster's
+`microbatch_sensor`) reads it without touching the warehouse: a pid that no longer exists, or a
+beat older than `STALE_AFTER_S`, means the process is dead or frozen and its run will never end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from customer360.config import Settings
+
+BEAT_S = 2.0
+STALE_AFTER_S = 60.0
+
+
+def heartbeat_path(settings: Settings) -> Path:
+    return settings.warehouse.with_name(settings.warehouse.name + ".heartbeat.json")
+
+
+@dataclass
+class Beat:
+    pid: int
+    run_id: str
+    at: float  # epoch seconds of the last beat
+    batches: int = 0
+    last_batch_at: float | None = None
+
+    def why_gone(self, now: float, stale_after_s: float = STALE_AFTER_S) -> str | None:
+        """Why the process that beat is taken for dead, or None while it looks alive."""
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return f"its process {self.pid} is gone"
+        except PermissionError:
+            pass  # alive, under another user
+        if now - self.at > stale_after_s:
+            return f"its process {self.pid} has not beaten for {now - self.at:.0f} s"
+        return None
+
+
+def read_beat(settings: Settings) -> Beat | None:
+    try:
+        return Beat(**json.loads(heartbeat_path(settings).read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+
+
+class Heartbeat:
+    """`with Heartbeat(settings, run_id) as beat:` beats until the block ends; call
+    `beat.batch_done()` after every micro-batch."""
+
+    def __init__(self, settings: Settings, run_id: str):
+        self.path = heartbeat_path(settings)
+        self.beat = Beat(pid=os.getpid(), run_id=run_id, at=time.time())
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="c360-heartbeat", daemon=True)
+
+    def batch_done(self) -> None:
+        with self._lock:
+            self.beat.batches += 1
+            self.beat.last_batch_at = time.time()
+
+    def _write(self) -> None:
+        with self._lock:
+            self.beat.at = time.time()
+            text = json.dumps(asdict(self.beat))
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(self.path)
+
+    def _run(self) -> None:
+        while not self._stop.wait(BEAT_S):
+            self._write()
+
+    def __enter__(self) -> Heartbeat:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=BEAT_S * 2)
