@@ -7,9 +7,7 @@ from pathlib import Path
 
 from dagster import (
     AssetSelection,
-    DefaultScheduleStatus,
     Definitions,
-    ScheduleDefinition,
     define_asset_job,
     in_process_executor,
 )
@@ -25,10 +23,8 @@ from dagster_project.stream import WRITER_TAGS, microbatch_stream
 
 MICROBATCH_JOB = "microbatch"
 DATA_TESTS_JOB = "dbt_data_tests"
-# The dbt data tests (asset checks) run on their own schedule, not in every micro-batch.
-DATA_TESTS_CRON = "*/15 * * * *"
-# Run monitoring (dagster.yaml) fails a scheduled writer that hangs past this, so that it does not
-# keep the warehouse from the stream for good.
+# Run monitoring (dagster.yaml) fails a writer that hangs past this, so that it does not keep the
+# warehouse from the stream for good.
 DATA_TESTS_TAGS = WRITER_TAGS | {"dagster/max_runtime": str(30 * 60)}
 RECONCILE_TAGS = WRITER_TAGS | {"dagster/max_runtime": str(3 * 3600)}
 
@@ -59,19 +55,14 @@ def build_definitions(settings: Settings, sensor_interval_s: int | None = None):
         executor_def=in_process_executor,
         # Tests only read, but only the writer's process may open the warehouse.
         tags=DATA_TESTS_TAGS,
-        description="`dbt test`: every dbt data test, reported as the asset checks of the models.",
-    )
-    data_tests_schedule = ScheduleDefinition(
-        name="dbt_data_tests_schedule",
-        job=data_tests_job,
-        cron_schedule=DATA_TESTS_CRON,
-        default_status=DefaultScheduleStatus.RUNNING,
+        description="`dbt test`: every dbt data test, reported as the asset checks of the "
+        "models. The stream runs them itself every 15 minutes; this job is for an operator.",
     )
     return Definitions(
         assets=[raw_landing, dbt_models],
         asset_checks=[reconcile_check],
         jobs=[microbatch_stream, microbatch_job, data_tests_job, reconcile_job, prune_history],
-        schedules=[data_tests_schedule, reconcile_schedule, prune_history_schedule],
+        schedules=[reconcile_schedule, prune_history_schedule],
         sensors=[
             build_microbatch_sensor(
                 microbatch_stream, sensor_interval_s or settings.sensor_interval_s

@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterable, Iterator
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
     AssetKey,
     AssetMaterialization,
     DagsterInstance,
@@ -31,7 +33,9 @@ from dagster import (
     job,
     op,
 )
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
+from customer360.pipeline.dbt_invoker import DbtBuildResult
 from customer360.pipeline.heartbeat import Heartbeat
 from customer360.pipeline.microbatch import MicroBatch, MicroBatchResult
 from dagster_project.assets import TRANSLATOR, landing_metadata, raw_key, views_reflecting
@@ -48,7 +52,14 @@ IDLE_PAUSE_S = 0.1
 # this; after FAIL_RUN_AFTER_S of nothing but failures the run fails, and the sensor says so.
 MAX_RETRY_PAUSE_S = 30.0
 FAIL_RUN_AFTER_S = 600.0
+# The dbt data tests (asset checks) run between two batches this often: reading every staged
+# and mart table takes seconds, too much for every batch. The first run comes a minute after the
+# stream starts, once the first batches have caught up.
+DATA_TESTS_EVERY_S = 15 * 60.0
+FIRST_DATA_TESTS_AFTER_S = 60.0
 WAITING_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
+# What the stream reports to Dagster.
+AssetEvent = AssetMaterialization | AssetCheckEvaluation
 
 
 def writer_waiting(instance: DagsterInstance, own_run_id: str):
@@ -59,9 +70,18 @@ def writer_waiting(instance: DagsterInstance, own_run_id: str):
     return None
 
 
-def batch_materializations(
-    batch: MicroBatch, result: MicroBatchResult, run_id: str
-) -> Iterator[AssetMaterialization]:
+def dbt_events(batch: MicroBatch, result: DbtBuildResult) -> Iterator[AssetEvent]:
+    """dbt's results as dagster-dbt turns them into events outside an asset step: a
+    materialization per model built, a check evaluation per data test run."""
+    manifest = batch.dbt.manifest_dict()
+    for raw_event in result.events:
+        message = DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={})
+        yield from message.to_default_asset_events(
+            manifest=manifest, dagster_dbt_translator=TRANSLATOR, target_path=batch.dbt.target_dir
+        )
+
+
+def batch_events(batch: MicroBatch, result: MicroBatchResult, run_id: str) -> Iterator[AssetEvent]:
     """What a micro-batch changed, as Dagster sees it: each raw table that landed records, each
     model dbt built, and each view that reads a rebuilt model."""
     tag = {"stream_run": MetadataValue.text(run_id)}
@@ -70,15 +90,9 @@ def batch_materializations(
             yield AssetMaterialization(raw_key(source), metadata=landing_metadata(extract) | tag)
     if result.dbt is None or not result.models_built:
         return
+    yield from dbt_events(batch, result.dbt)
     manifest = batch.dbt.manifest_dict()
-    built = set(result.models_built)
-    dbt_seconds = round(result.dbt_seconds, 3)
-    for unique_id in result.models_built:
-        yield AssetMaterialization(
-            TRANSLATOR.get_asset_key(manifest["nodes"][unique_id]),
-            metadata={"dbt_build_seconds": dbt_seconds, "records_landed": result.records} | tag,
-        )
-    for unique_id in views_reflecting(manifest, built):
+    for unique_id in views_reflecting(manifest, set(result.models_built)):
         yield AssetMaterialization(
             TRANSLATOR.get_asset_key(manifest["nodes"][unique_id]),
             metadata={"dbt": "view: not re-created, it reads the rebuilt models"} | tag,
@@ -97,15 +111,20 @@ class EventReporter:
 
     def __init__(self, instance: DagsterInstance):
         self.instance = instance
-        self._pending: dict[AssetKey, AssetMaterialization] = {}
+        self._pending: dict[AssetKey | AssetCheckKey, AssetEvent] = {}
         self._lock = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="c360-dagster-events", daemon=True)
 
-    def report(self, events: Iterable[AssetMaterialization]) -> None:
+    def report(self, events: Iterable[AssetEvent]) -> None:
         with self._lock:
             for event in events:
-                self._pending[event.asset_key] = merged(self._pending.get(event.asset_key), event)
+                if isinstance(event, AssetCheckEvaluation):
+                    self._pending[event.asset_check_key] = event
+                else:
+                    self._pending[event.asset_key] = merged(
+                        self._pending.get(event.asset_key), event
+                    )
             self._lock.notify()
 
     def _run(self) -> None:
@@ -132,7 +151,9 @@ class EventReporter:
 
 def merged(older: AssetMaterialization | None, newer: AssetMaterialization) -> AssetMaterialization:
     """One event standing for two of the same asset: the newer, with the records of both."""
-    if older is None or "records" not in newer.metadata or "records" not in older.metadata:
+    if not isinstance(older, AssetMaterialization) or not {"records"} <= (
+        older.metadata.keys() & newer.metadata.keys()
+    ):
         return newer
     records = older.metadata["records"].value + newer.metadata["records"].value
     return AssetMaterialization(
@@ -147,6 +168,19 @@ def merged(older: AssetMaterialization | None, newer: AssetMaterialization) -> A
     )
 
 
+def run_data_tests(context: OpExecutionContext, batch: MicroBatch) -> list[AssetEvent]:
+    """`dbt test` on the live warehouse, each data test's result an asset check evaluation."""
+    result = batch.dbt.run(["test", "--exclude-resource-type", "unit_test"])
+    tests = result.tests_run
+    passed = sum(1 for _, status in tests if status == "pass")
+    summary = f"data tests: {passed}/{len(tests)} passed in {result.seconds:.1f} s"
+    if result.success:
+        context.log.info(summary)
+    else:
+        context.log.warning("\n".join([summary, *result.failures]) or str(result.error))
+    return list(dbt_events(batch, result))
+
+
 @op(
     description="Micro-batches back to back until another warehouse writer waits or the run is "
     "terminated: extract every source, dbt build downstream of what landed, publish."
@@ -157,13 +191,17 @@ def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) 
     retry_pause = 1.0
     with Heartbeat(pipeline.settings(), context.run_id) as heartbeat:
         with EventReporter(context.instance) as reporter:
+            tests_due = time.monotonic() + FIRST_DATA_TESTS_AFTER_S
             while (waiting := writer_waiting(context.instance, context.run_id)) is None:
-                # The data tests are a job of their own (dbt_data_tests), not part of a batch.
+                # Data tests run apart from the batches (below), not in every build.
                 result = batch.run(data_tests=False)
                 heartbeat.batch_done()
-                reporter.report(batch_materializations(batch, result, context.run_id))
+                reporter.report(batch_events(batch, result, context.run_id))
                 if result.records or not result.success:
                     context.log.info("\n".join(result.summary_lines()))
+                if result.success and time.monotonic() >= tests_due:
+                    tests_due = time.monotonic() + DATA_TESTS_EVERY_S
+                    reporter.report(run_data_tests(context, batch))
                 if result.success:
                     failing_since, retry_pause = None, 1.0
                     if not result.records:

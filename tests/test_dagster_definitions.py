@@ -11,9 +11,11 @@ import pytest
 from dagster import (
     AssetCheckKey,
     AssetKey,
+    DagsterEventType,
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
+    EventRecordsFilter,
 )
 
 from customer360.pipeline.dagster_home import prepare_dagster_home
@@ -21,6 +23,7 @@ from customer360.pipeline.dbt_invoker import DbtInvoker
 from customer360.pipeline.heartbeat import read_beat
 from customer360.pipeline.microbatch import close_warm_microbatches, warm_microbatch
 from customer360.pipeline.probe import close_probers
+from dagster_project import stream as stream_module
 from dagster_project.build import DATA_TESTS_JOB, MICROBATCH_JOB, build_definitions
 from dagster_project.stream import STREAM_JOB
 from extractors import SOURCES
@@ -58,7 +61,6 @@ def test_every_raw_table_and_dbt_model_is_an_asset_and_dbt_tests_are_checks(
     job = defs.resolve_job_def(MICROBATCH_JOB)
     assert job.tags.get("c360/writer") == "warehouse"
     assert defs.resolve_job_def(DATA_TESTS_JOB).tags.get("c360/writer") == "warehouse"
-    assert defs.resolve_schedule_def("dbt_data_tests_schedule").job_name == DATA_TESTS_JOB
     assert defs.resolve_job_def("reconcile_marts").tags.get("c360/writer") == "warehouse"
     assert defs.resolve_schedule_def("reconcile_marts_schedule").cron_schedule == "30 3 * * *"
     # The nightly reconciliation is an asset check on every mart.
@@ -70,11 +72,20 @@ def test_every_raw_table_and_dbt_model_is_an_asset_and_dbt_tests_are_checks(
     assert sensor.minimum_interval_seconds == 5
 
 
+def check_evaluations(instance) -> list:
+    records = instance.get_event_records(
+        EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION), limit=1000
+    )
+    return [r.event_log_entry.dagster_event.event_specific_data for r in records]
+
+
 def test_the_stream_run_lands_builds_reports_each_batch_and_yields_to_a_waiting_writer(
-    isolated_settings, defs, tmp_path
+    isolated_settings, defs, tmp_path, monkeypatch
 ):
     """The live pipeline: one run doing micro-batches back to back; each batch's changes appear
-    as asset materializations while the run goes on; a writer queued behind it ends it."""
+    as asset materializations while the run goes on, the data tests as asset check evaluations;
+    a writer queued behind it ends it."""
+    monkeypatch.setattr(stream_module, "FIRST_DATA_TESTS_AFTER_S", 0.0)
     settings = isolated_settings
     mongo_db(settings).users.insert_one({"id": 3, "first_name": "Ada", "email": "a@x.org"})
     produce(settings, "weblogs", [json.dumps(weblog(3)) for _ in range(4)])
@@ -100,6 +111,11 @@ def test_the_stream_run_lands_builds_reports_each_batch_and_yields_to_a_waiting_
         weblogs = materialized(AssetKey(["raw", "weblogs"]))[0].asset_materialization
         assert weblogs.metadata["records"].value == 4
         materialized(AssetKey(["marts", "customer_360"]))
+        deadline = time.monotonic() + 120
+        while len(checks := check_evaluations(instance)) < 50:
+            assert time.monotonic() < deadline, f"{len(checks)} data test results reported"
+            time.sleep(0.5)
+        assert all(check.passed for check in checks), [c.check_name for c in checks]
 
         # The run goes on: a new record lands in a later batch, reported in its turn.
         produce(settings, "weblogs", [json.dumps(weblog(3))])
