@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="In topics, a Mongo database and a warehouse of the run's own, seeds "
         "customers, streams events, runs the pipeline (Dagster's webserver and daemon, or the "
         "plain micro-batch loop) and injects faults at random moments (SIGKILL of the process "
-        "doing a micro-batch, mid-batch: the dagster-daemon or the loop; Kafka "
+        "doing micro-batches, mid-batch: the Dagster stream run's worker or the loop; SIGKILL "
+        "of the dagster-daemon; Kafka "
         "and MongoDB restarts, SIGKILL of the serving process, bursts of bad records, updates "
         "and deletes of customers with activity in flight). Then it drains and checks that raw "
         "holds every produced record exactly once, that the marts equal a full refresh and a "
@@ -32,9 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="random seed (default: a new one per run, printed in the report)",
     )
     parser.add_argument("--mode", choices=("dagster", "loop"), default="dagster",
-                        help="dagster: Dagster's sensor-driven runs inside the daemon, as `c360 "
-                        "up` runs them (the daemon is SIGKILLed mid-run); loop: the plain "
-                        "micro-batch loop process")  # fmt: skip
+                        help="dagster: as `c360 up` runs it, the sensor's long-running "
+                        "microbatch_stream run (its worker and the daemon are SIGKILLed); loop: "
+                        "the plain micro-batch loop process")  # fmt: skip
     parser.add_argument("--no-serving", action="store_true", help="do not run the serving API")
     parser.set_defaults(func=_chaos)
 

@@ -46,6 +46,7 @@ class LoopProcess:
         self.process: subprocess.Popen | None = None
         self.generation = 0
         self.killed: dict[int, float] = {}  # generation -> when the soak's SIGKILL ended it
+        self.reader: threading.Thread | None = None
 
     def start(self) -> None:
         self.generation += 1
@@ -58,9 +59,10 @@ class LoopProcess:
             stdin=subprocess.DEVNULL,
         )
         stderr.close()
-        threading.Thread(
+        self.reader = threading.Thread(
             target=self._read, args=(self.process, self.generation), daemon=True
-        ).start()
+        )
+        self.reader.start()
 
     def _read(self, process: subprocess.Popen, generation: int) -> None:
         for line in process.stdout:
@@ -95,6 +97,8 @@ class LoopProcess:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.reader is not None:
+            self.reader.join(10)  # its last lines read: the batch it finished ended
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -1,6 +1,6 @@
 """The pipeline under test, two ways: the plain micro-batch loop, or Dagster as `c360 up` runs it.
 
-Both answer the soak's questions the same way: is a micro-batch in flight (to kill it there),
+Both answer the soak's questions the same way: inject a process kill (`kill_kinds`, `kill`),
 when did the first successful batch that began after a moment end (recovery), has the pipeline
 drained after the stream stopped, and how did every micro-batch run end, with the failure
 message of each failed one (`batch_runs`, judged by `customer360/chaos/runs.py`).
@@ -8,15 +8,19 @@ message of each failed one (`batch_runs`, judged by `customer360/chaos/runs.py`)
 - `LoopPipeline`: `python -m customer360.chaos.loop` (a warm `MicroBatch` back to back); the
   fault SIGKILLs that process mid-batch and starts another.
 - `DagsterPipeline`: dagster-webserver and dagster-daemon on workspace.yaml with a DAGSTER_HOME of
-  the run's own (the committed dagster.yaml: runs execute inside the daemon through
-  SyncInMemoryRunLauncher, one at a time, requested by the micro-batch sensor). The fault
-  SIGKILLs the daemon while a micro-batch run is STARTED, then starts a new daemon; the run it
-  was executing stays STARTED in Dagster's storage until the sensor finds its process gone and
-  marks it failed (dagster_project/sensors.py, `recover_orphaned_runs`).
+  the run's own (the committed dagster.yaml: Dagster's default run launcher). The sensor keeps
+  one long-running `microbatch_stream` run going, doing micro-batches back to back in a run
+  worker process (a child of the daemon's code server) whose pid, run id and batch count are
+  in the heartbeat file (`customer360/pipeline/heartbeat.py`). Two kills: `microbatch_kill`
+  SIGKILLs that worker while a batch is in flight (the run is failed, by Dagster's code server
+  or by the sensor from the heartbeat, and the sensor starts a new stream run);
+  `daemon_kill` SIGKILLs the daemon and starts a new one (the stream run goes on meanwhile).
+  What the batches did is read from the stream runs' logs (`customer360/bench/dagster_stream.py`).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import statistics
@@ -29,8 +33,6 @@ from customer360.chaos import faults as f
 from customer360.chaos.runs import BatchRun
 from customer360.config import Settings
 from customer360.services.processes import stop_process_groups
-
-MICROBATCH_JOB = "microbatch"
 
 
 def serving_as_of(settings: Settings) -> float | None:
@@ -53,12 +55,13 @@ def serving_as_of(settings: Settings) -> float | None:
 
 
 class LoopPipeline:
-    kill_kind = "microbatch_kill"
+    kill_kinds = ("microbatch_kill",)
     description = "the plain micro-batch loop (python -m customer360.chaos.loop), not Dagster"
 
     def __init__(self, settings: Settings, work: Path):
         self.settings = settings
         self.loop = f.LoopProcess(settings, work)
+        self.stuck: list[str] = []  # nothing stays in flight: SIGTERM ends it between batches
 
     def start(self) -> None:
         self.loop.start()
@@ -76,6 +79,15 @@ class LoopPipeline:
                 f"the micro-batch loop did not start; see {self.loop.log_dir}/loop-1.log"
             )
         return self.loop.first_success_after(0) is not None
+
+    def kill(self, kind: str, rng: random.Random) -> tuple[float, float, str, str]:
+        """SIGKILL the loop process mid-batch and start another; returns (at, back_at, detail,
+        the process killed)."""
+        if kind != "microbatch_kill":
+            raise ValueError(f"not a process kill of loop mode: {kind}")
+        process = f"loop-{self.loop.generation}"
+        at, detail = self.kill_mid_batch(rng)
+        return at, time.time(), detail, process
 
     def kill_mid_batch(self, rng: random.Random) -> tuple[float, str]:
         loop = self.loop
@@ -120,7 +132,8 @@ class LoopPipeline:
                 success = bool(event.fields["success"])
                 message = "" if success else loop_errors_text(event.fields.get("errors"))
                 at = began.pop(key, event.at - event.fields["seconds"])
-                runs.append(BatchRun(f"loop-{key[0]}#{key[1]}", at, event.at, success, message))
+                runs.append(BatchRun(f"loop-{key[0]}#{key[1]}", at, event.at, success, message,
+                                     process=f"loop-{key[0]}"))  # fmt: skip
         for (process, batch), at in began.items():
             if process == loop.generation and loop.alive():
                 continue  # in flight
@@ -130,7 +143,8 @@ class LoopPipeline:
                 if killed_at is not None
                 else f"the loop process exited mid-batch; see {loop.log_dir}/loop-{process}.log"
             )
-            runs.append(BatchRun(f"loop-{process}#{batch}", at, killed_at, False, message, True))
+            runs.append(BatchRun(f"loop-{process}#{batch}", at, killed_at, False, message, True,
+                                 f"loop-{process}"))  # fmt: skip
         return runs
 
     def summary(self) -> list[str]:
@@ -144,10 +158,11 @@ class LoopPipeline:
 
 
 class DagsterPipeline:
-    kill_kind = "daemon_kill"
+    kill_kinds = ("microbatch_kill", "daemon_kill")
     description = (
-        "Dagster as `c360 up` runs it (webserver + daemon, runs inside the daemon); "
-        "daemon_kill = SIGKILL of the dagster-daemon while a micro-batch run is STARTED"
+        "Dagster as `c360 up` runs it (webserver + daemon; the sensor keeps one microbatch_stream "
+        "run going in a run worker of its own); microbatch_kill = SIGKILL of the stream run's "
+        "worker (the heartbeat's pid) mid-batch, daemon_kill = SIGKILL of the dagster-daemon"
     )
 
     def __init__(self, settings: Settings, work: Path):
@@ -160,9 +175,14 @@ class DagsterPipeline:
         self.webserver: subprocess.Popen | None = None
         self.daemon: subprocess.Popen | None = None
         self.daemons: list[subprocess.Popen] = []  # every daemon started (their sessions)
-        self.killed_runs: list[str] = []
+        self.worker_kills: list[tuple[str, int, float]] = []  # (stream run, its pid, when)
+        self.daemon_kills: list[tuple[float, str | None]] = []  # (when, stream run in flight)
+        self.stop_began: float | None = None
+        self.stop_lines: list[str] = []
+        self.stuck: list[str] = []
         self._instance = None
-        self._idle: tuple[str, float] | None = None  # (last run, idle since)
+        self._stream = None
+        self._drain_mark: tuple[tuple, int] | None = None
         self.port: int | None = None
 
     # -- processes ------------------------------------------------------------------------------
@@ -212,7 +232,7 @@ class DagsterPipeline:
         return self.daemon is not None and self.daemon.poll() is None
 
     def ensure_running(self) -> None:
-        if not self.alive():
+        if not self.alive() and self.stop_began is None:
             self._start_daemon()
 
     @property
@@ -221,167 +241,330 @@ class DagsterPipeline:
             from dagster import DagsterInstance
 
             self._instance = DagsterInstance.from_config(str(self.home))
+            self._stream = None
         return self._instance
 
-    def runs(self) -> list:
-        """The micro-batch run records, oldest first."""
-        from dagster import RunsFilter
+    @property
+    def stream(self):
+        """The stream's runs and logged batches (`customer360/bench/dagster_stream.py`)."""
+        from customer360.bench.dagster_stream import StreamLog
 
-        records = self.instance.get_run_records(RunsFilter(job_name=MICROBATCH_JOB))
-        return sorted(records, key=lambda r: r.create_timestamp)
+        if self._stream is None or self._stream.instance is not self.instance:
+            self._stream = StreamLog(self.instance)
+        return self._stream
+
+    def batches(self) -> list:
+        """Every micro-batch the stream's runs logged so far (landed records, or failed)."""
+        return self.stream.refresh()
 
     def started(self) -> bool:
         if not self.alive():
             raise RuntimeError(f"dagster-daemon exited; see {self.work}/dagster-daemon.log")
         return self.first_success_after(0) is not None
 
-    def _started_run(self):
-        """The micro-batch run the current daemon is executing, if any.
-
-        A run left STARTED by a daemon killed before (not yet marked failed by the sensor) is
-        not one: its RUN_START event names the killed daemon's pid.
-        """
-        from dagster import DagsterEventType, DagsterRunStatus
-
-        for record in reversed(self.runs()):
-            if record.dagster_run.status != DagsterRunStatus.STARTED:
-                continue
-            starts = self.instance.get_records_for_run(
-                record.dagster_run.run_id, of_type=DagsterEventType.RUN_START, limit=1
-            ).records
-            event = starts[0].event_log_entry.dagster_event if starts else None
-            if event is not None and self.daemon is not None and event.pid == self.daemon.pid:
-                return record
-        return None
-
-    def median_run_seconds(self) -> float:
-        seconds = [r.end_time - r.start_time for r in self.runs() if r.start_time and r.end_time]
-        return statistics.median(seconds) if seconds else 2.0
-
-    def kill_mid_batch(self, rng: random.Random) -> tuple[float, str]:
-        """SIGKILL the daemon while a micro-batch run is STARTED (executing in it), restart it."""
-        detail = "SIGKILL of dagster-daemon (no run caught in flight)"
-        at = time.time()
-        for attempt in range(20):
-            deadline = time.monotonic() + 60
-            while self._started_run() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0, min(2.0, self.median_run_seconds())))
-            record = self._started_run()
-            if record is not None:
-                at = time.time()
-                self.daemon.send_signal(signal.SIGKILL)  # the daemon only, as a crash would
-                self.daemon.wait()
-                run_id = record.dagster_run.run_id
-                self.killed_runs.append(run_id)
-                detail = f"SIGKILL of dagster-daemon mid-run {run_id[:8]} (attempt {attempt + 1})"
-                break
-        else:
-            at = time.time()
-            self.daemon.send_signal(signal.SIGKILL)
-            self.daemon.wait()
-        self._start_daemon()
-        return at, detail
-
-    def first_success_after(self, moment: float) -> float | None:
+    def _live_stream(self):
+        """(beat, run record) of the stream run whose worker beats now, or None."""
         from dagster import DagsterRunStatus
 
-        ends = [
-            r.end_time
-            for r in self.runs()
-            if r.dagster_run.status == DagsterRunStatus.SUCCESS
-            and r.start_time is not None
-            and r.start_time > moment
-            and r.end_time is not None
-        ]
+        from customer360.pipeline.heartbeat import read_beat
+
+        beat = read_beat(self.settings)
+        if beat is None or beat.why_gone(time.time()) is not None:
+            return None
+        record = self.instance.get_run_record_by_id(beat.run_id)
+        if record is None or record.dagster_run.status != DagsterRunStatus.STARTED:
+            return None
+        return beat, record
+
+    def median_batch_seconds(self) -> float:
+        seconds = [b.seconds for b in self.batches()[-50:]]
+        return statistics.median(seconds) if seconds else 2.0
+
+    def _mid_batch(self):
+        """(beat, last batch) while the live stream run is working through records: its last
+        logged batch landed some and ended moments ago, and batches run back to back, so the
+        next one is in flight. None otherwise."""
+        live = self._live_stream()
+        if live is None:
+            return None
+        beat, _ = live
+        self.batches()
+        logged = self.stream.batches_of(beat.run_id)
+        if not logged or not logged[-1].records or not logged[-1].succeeded:
+            return None
+        if time.time() - logged[-1].ended > max(2.0, 2 * self.median_batch_seconds()):
+            return None
+        return beat, logged[-1]
+
+    def kill(self, kind: str, rng: random.Random) -> tuple[float, float, str, str]:
+        """Inject a process kill; returns (at, back_at, detail, the process killed)."""
+        if kind == "microbatch_kill":
+            return self._kill_worker(rng)
+        if kind == "daemon_kill":
+            return self._kill_daemon(rng)
+        raise ValueError(f"not a process kill of Dagster mode: {kind}")
+
+    def _kill_worker(self, rng: random.Random) -> tuple[float, float, str, str]:
+        """SIGKILL the stream run's worker (the heartbeat's pid) while a batch is in flight.
+
+        Nothing restarts it here: Dagster's code server finds its run worker gone and fails the
+        run (or, were the code server gone too, the sensor finds the heartbeat's pid gone and
+        marks it failed, tag c360/orphaned); the sensor then starts a new stream run.
+        """
+        mid, tries = None, 0
+        deadline = time.monotonic() + 120
+        while mid is None and time.monotonic() < deadline:
+            seen = self._mid_batch()
+            if seen is None:
+                time.sleep(0.2)
+                continue
+            tries += 1
+            time.sleep(rng.uniform(0, min(2.0, self.median_batch_seconds())))
+            again = self._mid_batch()
+            if again is not None and again[0].pid == seen[0].pid:
+                mid = again
+        if mid is None:
+            live = self._live_stream()
+            if live is None:
+                at = time.time()
+                return at, at, "no stream run alive to kill for 120 s", ""
+            mid = (live[0], None)
+        beat, last = mid
+        at = time.time()
+        try:
+            os.kill(beat.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        # Its parent, the code server, reaps it within a second.
+        deadline = time.monotonic() + 30
+        while _exists(beat.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.worker_kills.append((beat.run_id, beat.pid, at))
+        if last is None:
+            where = "(no batch seen in flight)"
+        else:
+            where = (
+                f"mid-batch (the batch before landed {last.records} records and ended "
+                f"{at - last.ended:.1f} s earlier; attempt {tries})"
+            )
+        detail = f"SIGKILL of stream run {beat.run_id[:8]}'s worker, pid {beat.pid}, {where}"
+        return at, time.time(), detail, beat.run_id
+
+    def _kill_daemon(self, rng: random.Random) -> tuple[float, float, str, str]:
+        """SIGKILL the dagster-daemon (sensor, run queue, schedules, run monitoring) at a random
+        moment while the stream runs, then start a new one; back when it beats again."""
+        deadline = time.monotonic() + 60
+        while (live := self._live_stream()) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0, 2.0))
+        live = self._live_stream()
+        killed = self.daemon
+        at = time.time()
+        killed.send_signal(signal.SIGKILL)  # the daemon only, as a crash would
+        killed.wait()
+        self.daemon_kills.append((at, live[0].run_id if live else None))
+        self._start_daemon()
+        beat_at = self._daemon_beats_after(at, timeout=180)
+        in_flight = f"stream run {live[0].run_id[:8]} in flight" if live else "no stream run alive"
+        back = (
+            f"the new daemon beat after {beat_at - at:.1f} s"
+            if beat_at is not None
+            else "the new daemon did not beat within 180 s"
+        )
+        detail = f"SIGKILL of dagster-daemon pid {killed.pid} ({in_flight}); {back}"
+        return at, beat_at or time.time(), detail, f"dagster-daemon-{killed.pid}"
+
+    def _daemon_beats_after(self, moment: float, timeout: float) -> float | None:
+        """When the daemon's sensor loop first beat after `moment` (Dagster's daemon
+        heartbeats), or None after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            beat = self.instance.get_daemon_heartbeats().get("SENSOR")
+            if beat is not None and beat.timestamp > moment:
+                return beat.timestamp
+            time.sleep(0.5)
+        return None
+
+    def first_success_after(self, moment: float) -> float | None:
+        """When the first successful logged batch that began after `moment` ended."""
+        ends = [b.ended for b in self.batches() if b.succeeded and b.began > moment]
         return min(ends) if ends else None
 
     def drained(self, stopped_at: float) -> bool:
-        """No run active, the last one began after the stream stopped and succeeded, and the
-        sensor's probe finds nothing to land or build (twice, a sensor interval apart)."""
-        from dagster import DagsterRunStatus
+        """The live stream run did three batches in a row, begun after the stream stopped, that
+        logged nothing (landed nothing, failed nothing), and the sensor's lag probe finds nothing
+        to land or build.
 
+        The heartbeat counts every batch; only those that landed records or failed are logged.
+        A mark is taken from a beat written after the stream stopped: of the batches done since,
+        the first began no earlier than that beat, and once three are done the first two have
+        been logged if they were ever going to be.
+        """
         from customer360.pipeline.probe import probe_lag
 
-        runs = self.runs()
-        if not runs:
+        live = self._live_stream()
+        if live is None:
+            self._drain_mark = None
             return False
-        last = runs[-1]
-        if (
-            last.dagster_run.status != DagsterRunStatus.SUCCESS
-            or last.start_time is None
-            or last.start_time <= stopped_at + 1
-        ):
+        beat, _ = live
+        batches = self.batches()
+        key = (beat.run_id, batches[-1].ended if batches else None)
+        if beat.at <= stopped_at + 1:
+            return False
+        if self._drain_mark is None or self._drain_mark[0] != key:
+            self._drain_mark = (key, beat.batches)
+            return False
+        if beat.batches < self._drain_mark[1] + 3:
             return False
         if probe_lag(self.settings).anything_to_do:
-            self._idle = None
+            self._drain_mark = None
             return False
-        if self._idle is None or self._idle[0] != last.dagster_run.run_id:
-            self._idle = (last.dagster_run.run_id, time.time())
-            return False
-        return time.time() - self._idle[1] > self.settings.sensor_interval_s + 2
+        return True
 
     def batch_runs(self) -> list[BatchRun]:
-        """Every finished micro-batch run, with its failure message (storage of the soak's own
-        DAGSTER_HOME, read through the public DagsterInstance API)."""
+        """Every finished Dagster run (of any job) and every batch the stream's runs logged,
+        with why each failed one failed (storage of the soak's own DAGSTER_HOME, read through
+        the public DagsterInstance API)."""
+        from dagster import RunsFilter
+
+        from customer360.chaos.runs import dagster_run_succeeded
         from dagster_project.sensors import ORPHANED_TAG
+        from dagster_project.stream import STREAM_JOB
 
         runs = []
-        for record in self.runs():
+        for record in self.instance.get_run_records(RunsFilter()):
             run = record.dagster_run
             if not run.is_finished:
-                continue  # still queued or in progress: `stuck_runs` reports it
+                continue  # still queued or in progress: `stuck` reports it
             began = record.start_time or record.create_timestamp.timestamp()
             ended = record.end_time or record.update_timestamp.timestamp()
-            message = "" if run.is_success else run_failure_message(self.instance, run.run_id)
-            orphaned = ORPHANED_TAG in run.tags
-            runs.append(BatchRun(run.run_id, began, ended, run.is_success, message, orphaned))
+            succeeded = dagster_run_succeeded(run.status.value, ended, self.stop_began)
+            message = "" if succeeded else run_failure_message(self.instance, run.run_id)
+            orphaned = ORPHANED_TAG in run.tags or killed_by_signal(self.instance, run.run_id)
+            process = run.run_id if run.job_name == STREAM_JOB else ""
+            if not succeeded and run.status.value == "CANCELED":
+                message = f"canceled during the soak: {message}"
+            runs.append(BatchRun(run.run_id, began, ended, succeeded, message, orphaned, process))
+        for batch in self.batches():
+            runs.append(
+                BatchRun(f"{batch.run_id[:8]}#{batch.number}", batch.began, batch.ended,
+                         batch.succeeded, "; ".join(batch.failures), process=batch.run_id)
+            )  # fmt: skip
         return runs
 
     def summary(self) -> list[str]:
-        from dagster import DagsterRunStatus
+        from dagster import RunsFilter
 
         from dagster_project.sensors import ORPHANED_TAG
+        from dagster_project.stream import STREAM_JOB
 
-        runs = self.runs()
-        by_status: dict[str, int] = {}
-        for record in runs:
+        by_job: dict[str, dict[str, int]] = {}
+        records = self.instance.get_run_records(RunsFilter())
+        for record in records:
+            counts = by_job.setdefault(record.dagster_run.job_name, {})
             status = record.dagster_run.status.value
-            by_status[status] = by_status.get(status, 0) + 1
-        orphaned = [r for r in runs if ORPHANED_TAG in r.dagster_run.tags]
-        not_recovered = [
-            run_id
-            for run_id in self.killed_runs
-            if (run := self.instance.get_run_by_id(run_id)) is not None
-            and run.status != DagsterRunStatus.FAILURE
-        ]
+            counts[status] = counts.get(status, 0) + 1
         lines = [
-            "dagster runs: " + ", ".join(f"{s} {n}" for s, n in sorted(by_status.items()))
-            + f"; {len(self.daemons)} daemon processes",
-            f"dagster orphaned runs marked failed by the sensor: {len(orphaned)} "
-            f"(runs in flight when the daemon was killed: {len(self.killed_runs)})",
-        ]  # fmt: skip
-        if not_recovered:
-            lines.append(f"dagster runs killed but not marked failed: {not_recovered}")
+            "dagster runs: "
+            + "; ".join(
+                f"{job} " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+                for job, counts in sorted(by_job.items())
+            )
+            + f"; {len(self.daemons)} daemon processes"
+        ]
+        stream_runs = {r.dagster_run.run_id: r for r in records
+                       if r.dagster_run.job_name == STREAM_JOB}  # fmt: skip
+        ended_by_kill = []
+        for run_id, _, _ in self.worker_kills:
+            record = stream_runs.get(run_id)
+            status = record.dagster_run.status.value if record else "missing"
+            how = ("the sensor (c360/orphaned)" if record and ORPHANED_TAG in
+                   record.dagster_run.tags else "Dagster's code server")  # fmt: skip
+            ended_by_kill.append(f"{run_id[:8]} {status} (marked by {how})")
+        lines.append(
+            f"micro-batch process kills: {len(self.worker_kills)}; their stream runs: "
+            + (", ".join(ended_by_kill) or "none")
+        )
+        outlived = []
+        for at, run_id in self.daemon_kills:
+            record = stream_runs.get(run_id) if run_id else None
+            if record is None:
+                continue
+            end = record.end_time
+            killed = any(r == run_id for r, _, _ in self.worker_kills)
+            later = f"ended {end - at:.0f} s later" if end else "still running"
+            outlived.append(
+                f"{run_id[:8]} {record.dagster_run.status.value}, {later}"
+                + (" (its worker was killed later)" if killed else "")
+            )
+        lines.append(
+            f"daemon kills: {len(self.daemon_kills)}; the stream run in flight at each: "
+            + (", ".join(outlived) or "none")
+        )
+        batches = self.batches()
+        failed = sum(1 for b in batches if not b.succeeded)
+        seconds = [b.seconds for b in batches if b.succeeded]
+        lines.append(
+            f"micro-batches logged by {len(stream_runs)} stream runs: {len(batches)} "
+            f"({failed} failed), median {statistics.median(seconds) if seconds else 0:.2f} s"
+        )
+        lines += [f"stop: {line}" for line in self.stop_lines]
         return lines
 
-    def stuck_runs(self) -> list[str]:
-        """Runs still queued or in progress (after the drain there must be none)."""
-        from dagster_project.sensors import ACTIVE_STATUSES
-
-        return [
-            f"{r.dagster_run.run_id[:8]} {r.dagster_run.status.value}"
-            for r in self.runs()
-            if r.dagster_run.status in ACTIVE_STATUSES
-        ]
-
     def stop(self, timeout: float = 60) -> None:
-        """SIGTERM the webserver's and every daemon's process group (a killed daemon may have
-        left its code server behind), then SIGKILL what is left."""
+        """Stop as `c360 up` stops on Ctrl-C: terminate the runs in flight through Dagster while
+        the daemon's code server can still interrupt them (the stream's run ends CANCELED),
+        SIGTERM the webserver's and every daemon's process group (a killed daemon's code server
+        lingers until its runs end), then mark canceled what is left in flight. Runs that did
+        not end when asked are listed in `stuck`."""
+        from customer360.pipeline.dagster_home import (
+            cancel_runs_left_in_flight,
+            terminate_runs_in_flight,
+        )
+
+        first = self.stop_began is None
+        if first:
+            self.stop_began = time.time()
+            try:
+                lines = terminate_runs_in_flight(self.instance)
+            except Exception as exc:  # noqa: BLE001 - reported; the processes are stopped anyway
+                lines = [f"terminating the runs in flight failed: {type(exc).__name__}: {exc}"]
+            self.stop_lines += lines
+            self.stuck += [line for line in lines if "did not end" in line or "failed" in line]
         stop_process_groups([p for p in (self.webserver, *self.daemons) if p is not None], timeout)
+        if first:
+            left = cancel_runs_left_in_flight(self.instance)
+            self.stop_lines += left
+            self.stuck += left
         if self._instance is not None:
             self._instance.dispose()
             self._instance = None
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def killed_by_signal(instance, run_id: str) -> bool:
+    """Whether Dagster's code server found the run's worker process killed by a signal (its
+    engine event "[DagsterApiServer] Run execution process for <run> was terminated by signal
+    9 (SIGKILL). ...", after which it fails the run)."""
+    from dagster import DagsterEventType
+
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    prefix = f"Run execution process for {run_id} was terminated by signal"
+    for record in records:
+        entry = record.event_log_entry
+        text = (entry.dagster_event.message if entry.dagster_event else None) or entry.message
+        if prefix in (text or ""):
+            return True
+    return False
 
 
 def run_failure_message(instance, run_id: str) -> str:

@@ -1,9 +1,16 @@
 """Every micro-batch run of a soak, and why each failed one failed: an injected fault, or not.
 
 The soak's other checks judge the end state, which a pipeline that fails half its batches and
-catches up in the rest still passes. Here each failed run (a Dagster run of the `microbatch`
-job, or one batch of the loop) is either explained by a fault the soak injected
-(`explaining_fault`, the one attribution rule) or counted as unexplained, which fails the soak.
+catches up in the rest still passes. Here each failed run is either explained by a fault the
+soak injected (`explaining_fault`, the one attribution rule) or counted as unexplained, which
+fails the soak. A "run" is a unit of micro-batch work the soak can see end:
+
+- loop mode: one batch of the loop process;
+- Dagster mode: a run of the `microbatch_stream` job (the long-running run doing batches back
+  to back, ended by a kill of its process, by a writer queued behind it, or by the soak's
+  stop), each batch such a run logged (`customer360/bench/dagster_stream.py`), and a run of any
+  other job.
+
 Plain data: the pipelines (`customer360/chaos/pipelines.py`) build the `BatchRun`s.
 """
 
@@ -13,8 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-# SIGKILLs of the process executing micro-batches (the dagster-daemon, the loop).
-PROCESS_KILLS = ("daemon_kill", "microbatch_kill")
+# SIGKILLs of the process executing micro-batches (the loop process, or the stream run's worker):
+# the only faults that explain a run whose process died under it. The daemon kill
+# (`daemon_kill`) is not one: see `explaining_fault`.
+RUN_PROCESS_KILLS = ("microbatch_kill",)
 # Restarts of a service every micro-batch reads.
 SERVICE_RESTARTS = ("kafka_restart", "mongo_restart")
 # A restarted broker or server answers again at the fault's `back_at`; the pipeline's clients
@@ -29,6 +38,7 @@ class Fault(Protocol):
     kind: str
     at: float  # injected (epoch seconds)
     back_at: float  # the injection finished: the service answers again, the process restarted
+    process: str  # for a process kill, the process it killed, named as `BatchRun.process`
 
 
 @dataclass(frozen=True)
@@ -40,9 +50,13 @@ class BatchRun:
     ended: float | None  # finished; None for a run whose process died and no one saw when
     succeeded: bool
     message: str = ""  # why it failed
-    # Its process died under it: a Dagster run the sensor marked failed with the tag
-    # c360/orphaned; a loop batch that began and never ended.
+    # Its process died under it: a Dagster run that Dagster's code server found killed by a
+    # signal, or that the sensor marked failed with the tag c360/orphaned; a loop batch that
+    # began and never ended.
     orphaned: bool = False
+    # The process that executed it: "loop-<n>" for the loop's n-th process, the stream run's id
+    # for a Dagster stream run (its run worker) and for the batches it logged.
+    process: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,31 +81,50 @@ class RunTally:
 def explaining_fault(run: BatchRun, faults: Iterable[Fault]) -> Fault | None:
     """The injected fault that explains why `run` failed, or None: the soak's attribution rule.
 
-    - A run whose process died under it (`orphaned`) is explained by a SIGKILL of that process
-      (daemon_kill, microbatch_kill) injected while the run was in flight:
-      `run.began <= kill.at <= run.ended`.
-    - Any other failed run is explained by a Kafka or MongoDB restart it overlapped: it ended no
-      earlier than the restart began (`restart.at <= run.ended`) and began no later than
-      RECONNECT_GRACE_S after the service answered again
-      (`run.began <= restart.back_at + RECONNECT_GRACE_S`).
+    - A run whose process died under it (`orphaned`) is explained only by a SIGKILL of that very
+      process (`kill.process == run.process`: the loop process, or the stream run's worker)
+      injected while the run was in flight: `run.began <= kill.at <= run.ended`.
+    - Any other failed run (a batch that failed, a run whose step failed) is explained only by
+      a Kafka or MongoDB restart it overlapped: it ended no earlier than the restart began
+      (`restart.at <= run.ended`) and began no later than RECONNECT_GRACE_S after the service
+      answered again (`run.began <= restart.back_at + RECONNECT_GRACE_S`).
 
     Nothing else explains a failure, so the rule errs towards "unexplained": not a serving
-    kill, a bad-record burst or customer churn (the pipeline must take those in its stride); not
-    a process kill for a run that was not orphaned (the restarted process must start clean); not
-    a restart for an orphaned run (a restart kills no process), nor for a run that began more
-    than RECONNECT_GRACE_S after the service was back; not a run whose end no one saw (its
+    kill, a bad-record burst or customer churn (the pipeline must take those in its stride);
+    not a SIGKILL of the dagster-daemon: it executes no run (runs execute in run workers of
+    their own, children of a code server that outlives the daemon until its runs end), so a
+    stream run must outlive it, and one that does not is a finding; not a kill of another
+    process, nor a kill for a run that was not orphaned (a restarted process must start clean);
+    not a restart for an orphaned run (a restart kills no process), nor for a run that began
+    more than RECONNECT_GRACE_S after the service was back; not a run whose end no one saw (its
     process died without the soak killing it).
     """
     if run.succeeded or run.ended is None:
         return None
     for fault in faults:
         if run.orphaned:
-            if fault.kind in PROCESS_KILLS and run.began <= fault.at <= run.ended:
+            if (
+                fault.kind in RUN_PROCESS_KILLS
+                and fault.process
+                and fault.process == run.process
+                and run.began <= fault.at <= run.ended
+            ):
                 return fault
         elif fault.kind in SERVICE_RESTARTS:
             if fault.at <= run.ended and run.began <= fault.back_at + RECONNECT_GRACE_S:
                 return fault
     return None
+
+
+def dagster_run_succeeded(status: str, ended: float | None, stop_began: float | None) -> bool:
+    """Whether a finished Dagster run needs no explanation: it ended SUCCESS (the stream's run
+    does when a writer queued behind it makes it yield), or CANCELED by the soak's own stop,
+    which terminates the runs in flight through Dagster as `c360 up` does on Ctrl-C
+    (`ended >= stop_began`). Any other end (FAILURE, CANCELED during the soak) is a failure.
+    """
+    if status == "SUCCESS":
+        return True
+    return status == "CANCELED" and stop_began is not None and (ended or 0.0) >= stop_began
 
 
 def tally_runs(runs: Sequence[BatchRun], faults: Sequence[Fault]) -> RunTally:

@@ -22,11 +22,12 @@ from customer360.config import Settings
 log = logging.getLogger(__name__)
 
 MODES = ("dagster", "loop")
-# The kinds of each mode; the first is the SIGKILL of the process doing a micro-batch, mid-batch
-# (in Dagster mode the dagster-daemon: runs execute inside it).
+# The process kills of each mode (`pipeline.kill_kinds`): microbatch_kill is the SIGKILL of the
+# process doing micro-batches, mid-batch (the loop process, or the Dagster stream run's worker);
+# daemon_kill the SIGKILL of the dagster-daemon.
 FAULT_KINDS_BY_MODE = {
     "loop": ("microbatch_kill",),
-    "dagster": ("daemon_kill",),
+    "dagster": ("microbatch_kill", "daemon_kill"),
 }
 COMMON_FAULT_KINDS = (
     "kafka_restart",
@@ -51,6 +52,7 @@ class FaultRecord:
     detail: str = ""
     recovered_at: float | None = None
     max_staleness_s: float | None = None
+    process: str = ""  # the process a kill killed (`runs.BatchRun.process`); "" for other kinds
 
     @property
     def recovery_s(self) -> float | None:
@@ -332,9 +334,10 @@ def run_chaos(
         def inject(kind: str) -> FaultRecord:
             at = time.time()
             detail = ""
-            if kind == pipeline.kill_kind:
-                at, detail = pipeline.kill_mid_batch(rng)
-            elif kind == "kafka_restart":
+            if kind in pipeline.kill_kinds:
+                at, back_at, detail, process = pipeline.kill(kind, rng)
+                return FaultRecord(kind, at, back_at, detail, process=process)
+            if kind == "kafka_restart":
                 service = KafkaService(services)
                 service.stop()
                 time.sleep(rng.uniform(0.5, 3))
@@ -407,13 +410,14 @@ def run_chaos(
             until = record.recovered_at or drained_at
             seen = [s for t, s in samples if record.at <= t <= until]
             record.max_staleness_s = max(seen) if seen else None
+        # Stopped before the runs are judged: the warehouse has one writer (the checks below
+        # open it), and Dagster's stream run ends CANCELED, as on `c360 up`'s Ctrl-C.
+        pipeline.stop()
         report.pipeline_summary = pipeline.summary()
         report.batch_runs = tally_runs(pipeline.batch_runs(), report.faults)
-        stuck = pipeline.stuck_runs() if isinstance(pipeline, DagsterPipeline) else []
-        pipeline.stop()  # the warehouse has one writer: the checks below open it
-        if stuck:
+        if stuck := pipeline.stuck:
             report.drained = False
-            report.notes.append(f"Dagster runs still queued or in progress: {stuck}")
+            report.notes.append(f"runs that did not end when the pipeline stopped: {stuck}")
 
         progress("verifying raw, the full refresh, the oracle and serving")
         report.findings = verify(settings, stream_log, injected.path, serving, report)

@@ -1,0 +1,187 @@
+"""What Dagster's micro-batch stream reported, read back from its DAGSTER_HOME (public API only).
+
+The live pipeline under Dagster is one long-running run of the job `microbatch_stream`
+(`dagster_project/stream.py`) doing micro-batches back to back. What it leaves in Dagster's
+storage, and what this module reads:
+
+- **one log line per micro-batch that landed records or failed**: the batch's
+  `MicroBatchResult.summary_lines()`, whose last line is its split,
+  `micro-batch  <records> records; extract <ms> ms, dbt <ms> ms, publish <ms> ms`, and whose
+  `FAILED` lines say what failed. The entry's timestamp is when the batch ended. Batches with
+  nothing new are not logged (the heartbeat file counts them);
+- **runless materializations** of the raw and dbt assets for each batch (metadata `stream_run`;
+  a raw one has `records` and `position_after`), written from a thread of the run shortly after
+  the batch: what the operator sees in the UI.
+
+Used by `c360 bench --mode dagster` (the per-batch split, and how long a record takes to show
+in Dagster) and by the chaos soak (`customer360/chaos/pipelines.py`: when batches ran, which
+failed, and recovery after a fault).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SPLIT_LINE = re.compile(
+    r"^micro-batch\s+(?P<records>\d+) records; extract (?P<extract>\d+) ms, "
+    r"dbt (?P<dbt>\d+) ms, publish (?P<publish>\d+) ms\s*$",
+    re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class StreamBatch:
+    """One logged micro-batch of a stream run (times in epoch seconds)."""
+
+    run_id: str
+    number: int  # its place among the run's logged batches, from 1
+    ended: float  # when the run logged it, right after the batch
+    records: int
+    extract_s: float
+    dbt_s: float
+    publish_s: float
+    failures: tuple[str, ...] = ()  # the summary's FAILED lines; empty: the batch succeeded
+
+    @property
+    def seconds(self) -> float:
+        return self.extract_s + self.dbt_s + self.publish_s
+
+    @property
+    def began(self) -> float:
+        return self.ended - self.seconds
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.failures
+
+    def as_bench_record(self) -> dict:
+        """The batch as a line of `c360 bench --mode loop`'s report (`bench.loop.batch_record`);
+        the per-model times are not logged by the stream."""
+        return {
+            "started_at": self.began,
+            "ended_at": self.ended,
+            "records": self.records,
+            "extract_s": self.extract_s,
+            "dbt_s": self.dbt_s,
+            "publish_s": self.publish_s,
+            "success": self.succeeded,
+            "errors": list(self.failures),
+            "run_id": self.run_id,
+        }
+
+
+def parse_batch_log(message: str, run_id: str, number: int, at: float) -> StreamBatch | None:
+    """The batch a stream run's log message reports, or None for any other message."""
+    matches = list(SPLIT_LINE.finditer(message or ""))
+    if not matches:
+        return None
+    split = matches[-1]
+    failures: list[str] = []
+    in_failure = False
+    for line in message.splitlines():
+        if "FAILED" in line:
+            failures.append(line.strip())
+            in_failure = True
+        elif in_failure and line.startswith("  "):  # a dbt failure listed under its FAILED line
+            failures.append(line.strip())
+        else:
+            in_failure = False
+    return StreamBatch(
+        run_id=run_id,
+        number=number,
+        ended=at,
+        records=int(split["records"]),
+        extract_s=int(split["extract"]) / 1000,
+        dbt_s=int(split["dbt"]) / 1000,
+        publish_s=int(split["publish"]) / 1000,
+        failures=tuple(failures),
+    )
+
+
+class StreamLog:
+    """The stream's runs and their logged batches, read incrementally from a Dagster instance."""
+
+    def __init__(self, instance):
+        self.instance = instance
+        self._cursors: dict[str, str | None] = {}
+        self._read_to_end: set[str] = set()
+        self._batches: dict[str, list[StreamBatch]] = {}
+
+    def runs(self) -> list:
+        """The stream's run records, oldest first."""
+        from dagster import RunsFilter
+
+        from dagster_project.stream import STREAM_JOB
+
+        records = self.instance.get_run_records(RunsFilter(job_name=STREAM_JOB))
+        return sorted(records, key=lambda r: r.create_timestamp)
+
+    def refresh(self) -> list[StreamBatch]:
+        """Every logged batch of every stream run so far, in the order they ended."""
+        for record in self.runs():
+            run_id = record.dagster_run.run_id
+            if run_id in self._read_to_end:
+                continue
+            finished = record.dagster_run.is_finished  # before reading: no entry is missed
+            connection = self.instance.get_records_for_run(run_id, cursor=self._cursors.get(run_id))
+            batches = self._batches.setdefault(run_id, [])
+            for event in connection.records:
+                entry = event.event_log_entry
+                if entry.dagster_event is not None:
+                    continue  # a Dagster event, not the op's log
+                batch = parse_batch_log(entry.user_message, run_id, len(batches) + 1,
+                                        entry.timestamp)  # fmt: skip
+                if batch is not None:
+                    batches.append(batch)
+            self._cursors[run_id] = connection.cursor or self._cursors.get(run_id)
+            if finished:
+                self._read_to_end.add(run_id)
+        return sorted((b for bs in self._batches.values() for b in bs), key=lambda b: b.ended)
+
+    def batches_of(self, run_id: str) -> list[StreamBatch]:
+        return list(self._batches.get(run_id, []))
+
+
+def kafka_positions(text: str) -> dict[int, int]:
+    """A Kafka raw materialization's `position_after` ("0:12,1:40,2:7": the next offset of each
+    partition) as {partition: next offset}."""
+    positions = {}
+    for part in (text or "").split(","):
+        partition, _, offset = part.partition(":")
+        if partition.strip().isdigit() and offset.strip().isdigit():
+            positions[int(partition)] = int(offset)
+    return positions
+
+
+def raw_reports(instance, source: str, since: float) -> list[tuple[float, dict[int, int]]]:
+    """(timestamp, Kafka positions after) of every materialization of `raw/<source>` reported
+    since `since` (epoch seconds), oldest first."""
+    from dagster import AssetKey
+
+    reports: list[tuple[float, dict[int, int]]] = []
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            AssetKey(["raw", source]), limit=1000, cursor=cursor, ascending=True
+        )
+        for record in result.records:
+            if record.timestamp < since:
+                continue
+            metadata = record.asset_materialization.metadata
+            position = metadata.get("position_after")
+            reports.append((record.timestamp, kafka_positions(getattr(position, "value", ""))))
+        if not result.has_more:
+            return reports
+        cursor = result.cursor
+
+
+def first_report_of(
+    reports: list[tuple[float, dict[int, int]]], partition: int, offset: int
+) -> float | None:
+    """When Dagster first showed the Kafka record at (partition, offset) landed: the first raw
+    materialization whose next offset for that partition is past it."""
+    for at, positions in reports:
+        if positions.get(partition, -1) > offset:
+            return at
+    return None

@@ -1,0 +1,118 @@
+"""Reading back what Dagster's micro-batch stream reported (`customer360/bench/dagster_stream.py`):
+the batch lines its run logs, the runs of an instance, and which record a raw materialization
+covers. No services: batches are `MicroBatchResult`s built by hand, runs execute in process on an
+ephemeral instance."""
+
+from __future__ import annotations
+
+import pytest
+
+from customer360.bench.dagster_stream import (
+    StreamLog,
+    first_report_of,
+    kafka_positions,
+    parse_batch_log,
+)
+from customer360.pipeline.dbt_invoker import DbtBuildResult
+from customer360.pipeline.microbatch import MicroBatchResult
+from extractors.batch import BatchResult
+
+
+def landed(source: str, records: int, after: str = "0:5") -> BatchResult:
+    return BatchResult(source=source, batch_id=7, records=records, quarantined=0, bytes=100,
+                       position_before="0:0", position_after=after, remaining_lag=0,
+                       seconds=0.01)  # fmt: skip
+
+
+def a_batch(failed_extract: bool = False, failed_dbt: bool = False) -> MicroBatchResult:
+    """120 weblogs and 3 orders landed; extract 0.25 s, dbt 1.5 s, publish 0.125 s."""
+    dbt = DbtBuildResult(
+        args=["build"],
+        success=not failed_dbt,
+        seconds=1.5,
+        nodes=[("model.c360.stg_weblogs", "success", None)]
+        + ([("model.c360.customer_360_base", "error", "Binder Error: x")] if failed_dbt else []),
+    )
+    result = MicroBatchResult(
+        extracts={"weblogs": landed("weblogs", 120), "online_orders": landed("online_orders", 3)},
+        dbt_sources=["weblogs", "online_orders"],
+        dbt=dbt,
+        extract_seconds=0.25,
+        dbt_seconds=1.5,
+        publish_seconds=0.125,
+    )
+    if failed_extract:
+        result.extract_errors["marketing_emails"] = "KafkaError: broker down"
+    return result
+
+
+def test_a_logged_batch_gives_its_records_split_and_times():
+    # The message is what the stream run logs: the batch's own summary lines.
+    message = "\n".join(a_batch().summary_lines())
+    batch = parse_batch_log(message, "run-1", 3, at=1000.0)
+    assert (batch.run_id, batch.number, batch.records) == ("run-1", 3, 123)
+    assert (batch.extract_s, batch.dbt_s, batch.publish_s) == (0.25, 1.5, 0.125)
+    assert batch.began == pytest.approx(1000.0 - 1.875)
+    assert batch.succeeded and batch.failures == ()
+    assert batch.as_bench_record()["dbt_s"] == 1.5
+
+
+def test_a_failed_batch_says_what_failed():
+    message = "\n".join(a_batch(failed_extract=True, failed_dbt=True).summary_lines())
+    batch = parse_batch_log(message, "run-1", 1, at=10.0)
+    assert not batch.succeeded
+    assert any("marketing_emails" in f and "broker down" in f for f in batch.failures)
+    assert any("customer_360_base" in f and "Binder Error" in f for f in batch.failures)
+
+
+def test_other_log_lines_are_not_batches():
+    assert (
+        parse_batch_log("run 1234abcd of dbt_data_tests waits for the warehouse", "r", 1, 0) is None
+    )
+    assert parse_batch_log("", "r", 1, 0.0) is None
+
+
+def test_the_runs_and_batches_of_an_instance_are_read_incrementally():
+    from dagster import DagsterInstance, job, op
+
+    lines = ["\n".join(a_batch().summary_lines()), "starting",
+             "\n".join(a_batch(failed_extract=True).summary_lines())]  # fmt: skip
+
+    @op
+    def run_microbatches(context):
+        for line in lines:
+            context.log.info(line)
+
+    @job(name="microbatch_stream")
+    def stream():
+        run_microbatches()
+
+    @job(name="something_else")
+    def other():
+        run_microbatches()
+
+    with DagsterInstance.ephemeral() as instance:
+        log = StreamLog(instance)
+        assert log.refresh() == []
+        first = stream.execute_in_process(instance=instance).run_id
+        other.execute_in_process(instance=instance)
+        batches = log.refresh()
+        assert [(b.run_id, b.number, b.succeeded) for b in batches] == [
+            (first, 1, True),
+            (first, 2, False),
+        ]
+        second = stream.execute_in_process(instance=instance).run_id
+        batches = log.refresh()
+        assert len(batches) == 4 and batches[-1].run_id == second
+        assert [r.dagster_run.run_id for r in log.runs()] == [first, second]
+        assert len(log.batches_of(first)) == 2
+
+
+def test_a_probe_is_shown_by_the_first_raw_report_past_its_offset():
+    assert kafka_positions("0:12,1:40,2:7") == {0: 12, 1: 40, 2: 7}
+    assert kafka_positions("") == {}
+    reports = [(10.0, {0: 5, 1: 3}), (11.0, {0: 9, 1: 3}), (12.0, {0: 9, 1: 8})]
+    assert first_report_of(reports, partition=0, offset=4) == 10.0
+    assert first_report_of(reports, partition=0, offset=5) == 11.0  # next offset 5: not landed
+    assert first_report_of(reports, partition=1, offset=3) == 12.0
+    assert first_report_of(reports, partition=2, offset=0) is None
