@@ -258,6 +258,11 @@ def assert_as_of_never_goes_back(warehouse: Path, seen: dict[int, object]) -> No
         seen[customer] = as_of
 
 
+# Models and data tests; the unit tests check the SQL, not the data, and run in the final builds
+# (and in test_dbt_hand_checked), not after every round.
+BUILD_DATA = ("build", "--exclude-resource-type", "unit_test")
+
+
 def build_incrementally_and_compare(tmp_path: Path, rounds, commands=None) -> Path:
     """Land `rounds` into two warehouses with the same raw data: build one after every round
     (`commands(round_number)` says with which dbt arguments; `build` by default), the other
@@ -269,10 +274,10 @@ def build_incrementally_and_compare(tmp_path: Path, rounds, commands=None) -> Pa
     as_of: dict[int, object] = {}
     for number, _ in enumerate(rounds(raw)):
         raw.land()
-        arguments = commands(number) if commands else ("build",)
+        arguments = commands(number) if commands else BUILD_DATA
         run_dbt(warehouse, *arguments, work_dir=tmp_path / "dbt-incremental")
         if number == 0:
-            run_dbt(copy, "build", work_dir=tmp_path / "dbt-full")
+            run_dbt(copy, *BUILD_DATA, work_dir=tmp_path / "dbt-full")
         if "--select" not in arguments:
             assert_as_of_never_goes_back(warehouse, as_of)
     run_dbt(warehouse, "build", work_dir=tmp_path / "dbt-incremental")

@@ -33,17 +33,7 @@ CASES = [
     (7, 7, "1.00"),
 ]
 
-# customer_purchase_stats divides in single precision (dbt.type_float() is DuckDB's 4-byte FLOAT):
-# 7 / 40 = 0.175 is 0.17499999702 there and rounds down, where the API and the oracle say 0.18.
-# Strict: once the mart rounds the exact ratio, these pass and the mark must go.
-MART_ROUNDS_DOWN = {(7, 40)}
-FLOAT_DIVISION = pytest.mark.xfail(
-    strict=True, reason="the mart divides as a 4-byte float: 7 / 40 rounds to 0.17, not 0.18"
-)
-PARAMS = [
-    pytest.param(*case, marks=FLOAT_DIVISION) if case[:2] in MART_ROUNDS_DOWN else case
-    for case in CASES
-]
+PARAMS = CASES
 
 
 @pytest.fixture(scope="module")

@@ -77,9 +77,10 @@ STATIC_DIR = resources.files("customer360.serving") / "static"
 
 
 def items_per_order(items: int, orders: int) -> float:
-    """As `customer_purchase_stats` computes it: DuckDB's `round(double, 2)` rounds half away
-    from zero (17 / 8 -> 2.13), where Python's `round` rounds half to even (2.12)."""
-    return float(Decimal(math.floor(items / orders * 100 + 0.5)) / 100)
+    """As `customer_purchase_stats` computes it: the exact ratio rounded half up to cents, as one
+    division of integers (17 / 8 -> 2.13, 7 / 40 -> 0.18; `round` in Python rounds half to even,
+    and a float quotient first rounds 0.175 down)."""
+    return math.floor((200 * items + orders) / (2 * orders)) / 100
 
 
 def json_value(value: Any) -> Any:

@@ -10,8 +10,12 @@ select
     '{{ channel }}' as channel,
     {{ prefix }}_orders as number_of_orders,
     {{ prefix }}_items_purchased as number_of_items_purchased,
+    -- items / orders rounded half up to cents, exactly: floor((items / orders) * 100 + 1/2)
+    -- as one division of integers (a float quotient first would round 7 / 40 = 0.175 down).
     cast(
-        round(cast({{ prefix }}_items_purchased as {{ dbt.type_float() }}) / {{ prefix }}_orders, 2)
+        floor(
+            (200 * {{ prefix }}_items_purchased + {{ prefix }}_orders) / (2.0 * {{ prefix }}_orders)
+        ) / 100
         as decimal(18, 2)
     ) as items_per_order,
     {{ prefix }}_amount_spent as amount_spent
