@@ -9,6 +9,9 @@ storage, and what this module reads:
   `micro-batch  <records> records; extract <ms> ms, dbt <ms> ms, publish <ms> ms`, and whose
   `FAILED` lines say what failed. The entry's timestamp is when the batch ended. Batches with
   nothing new are not logged (the heartbeat file counts them);
+- **one log line per run of the dbt data tests** between two batches (`data tests: <passed>/<run>
+  passed in <s> s`): INFO when dbt succeeded (warned or skipped tests do not fail it), WARNING
+  followed by the failures when it did not;
 - **runless materializations** of the raw and dbt assets for each batch (metadata `stream_run`;
   a raw one has `records` and `position_after`), written from a thread of the run shortly after
   the batch: what the operator sees in the UI.
@@ -20,6 +23,7 @@ failed, and recovery after a fault).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -28,6 +32,7 @@ SPLIT_LINE = re.compile(
     r"dbt (?P<dbt>\d+) ms, publish (?P<publish>\d+) ms\s*$",
     re.MULTILINE,
 )
+DATA_TESTS_LINE = re.compile(r"^data tests: (?P<passed>\d+)/(?P<run>\d+) passed in (?P<s>[\d.]+) s")
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,45 @@ def parse_batch_log(message: str, run_id: str, number: int, at: float) -> Stream
     )
 
 
+@dataclass(frozen=True)
+class StreamDataTests:
+    """One run of the dbt data tests inside a stream run (times in epoch seconds)."""
+
+    run_id: str
+    number: int  # its place among the run's data test runs, from 1
+    ended: float
+    passed: int
+    run: int
+    seconds: float
+    succeeded: bool  # logged at INFO: dbt test succeeded
+    failures: tuple[str, ...] = ()
+
+    @property
+    def began(self) -> float:
+        return self.ended - self.seconds
+
+
+def parse_data_tests_log(
+    message: str, run_id: str, number: int, at: float, level: int = logging.INFO
+) -> StreamDataTests | None:
+    """The data tests a stream run's log message (logged at `level`) reports, or None for any
+    other message."""
+    lines = (message or "").splitlines()
+    match = DATA_TESTS_LINE.match(lines[0]) if lines else None
+    if match is None:
+        return None
+    return StreamDataTests(
+        run_id=run_id,
+        number=number,
+        ended=at,
+        passed=int(match["passed"]),
+        run=int(match["run"]),
+        seconds=float(match["s"]),
+        succeeded=level < logging.WARNING,
+        failures=tuple(line.strip() for line in lines[1:] if line.strip()),
+    )
+
+
 class StreamLog:
     """The stream's runs and their logged batches, read incrementally from a Dagster instance."""
 
@@ -107,6 +151,7 @@ class StreamLog:
         self._cursors: dict[str, str | None] = {}
         self._read_to_end: set[str] = set()
         self._batches: dict[str, list[StreamBatch]] = {}
+        self._data_tests: dict[str, list[StreamDataTests]] = {}
 
     def runs(self) -> list:
         """The stream's run records, oldest first."""
@@ -126,14 +171,18 @@ class StreamLog:
             finished = record.dagster_run.is_finished  # before reading: no entry is missed
             connection = self.instance.get_records_for_run(run_id, cursor=self._cursors.get(run_id))
             batches = self._batches.setdefault(run_id, [])
+            tests = self._data_tests.setdefault(run_id, [])
             for event in connection.records:
                 entry = event.event_log_entry
                 if entry.dagster_event is not None:
                     continue  # a Dagster event, not the op's log
-                batch = parse_batch_log(entry.user_message, run_id, len(batches) + 1,
-                                        entry.timestamp)  # fmt: skip
-                if batch is not None:
+                message, at = entry.user_message, entry.timestamp
+                if (batch := parse_batch_log(message, run_id, len(batches) + 1, at)) is not None:
                     batches.append(batch)
+                elif tested := parse_data_tests_log(
+                    message, run_id, len(tests) + 1, at, entry.level
+                ):
+                    tests.append(tested)
             self._cursors[run_id] = connection.cursor or self._cursors.get(run_id)
             if finished:
                 self._read_to_end.add(run_id)
@@ -141,6 +190,10 @@ class StreamLog:
 
     def batches_of(self, run_id: str) -> list[StreamBatch]:
         return list(self._batches.get(run_id, []))
+
+    def data_tests(self) -> list[StreamDataTests]:
+        """Every run of the data tests the stream's runs logged, as of the last `refresh`."""
+        return sorted((t for ts in self._data_tests.values() for t in ts), key=lambda t: t.ended)
 
 
 def kafka_positions(text: str) -> dict[int, int]:

@@ -422,9 +422,9 @@ class DagsterPipeline:
         return True
 
     def batch_runs(self) -> list[BatchRun]:
-        """Every finished Dagster run (of any job) and every batch the stream's runs logged,
-        with why each failed one failed (storage of the soak's own DAGSTER_HOME, read through
-        the public DagsterInstance API)."""
+        """Every finished Dagster run (of any job), every batch the stream's runs logged and
+        every run of the data tests inside them, with why each failed one failed (storage of
+        the soak's own DAGSTER_HOME, read through the public DagsterInstance API)."""
         from dagster import RunsFilter
 
         from customer360.chaos.runs import dagster_run_succeeded
@@ -449,6 +449,12 @@ class DagsterPipeline:
             runs.append(
                 BatchRun(f"{batch.run_id[:8]}#{batch.number}", batch.began, batch.ended,
                          batch.succeeded, "; ".join(batch.failures), process=batch.run_id)
+            )  # fmt: skip
+        for tests in self.stream.data_tests():
+            message = f"data tests: {tests.passed}/{tests.run} passed; " + "; ".join(tests.failures)
+            runs.append(
+                BatchRun(f"{tests.run_id[:8]} data tests #{tests.number}", tests.began,
+                         tests.ended, tests.succeeded, message, process=tests.run_id)
             )  # fmt: skip
         return runs
 
@@ -504,9 +510,11 @@ class DagsterPipeline:
         batches = self.batches()
         failed = sum(1 for b in batches if not b.succeeded)
         seconds = [b.seconds for b in batches if b.succeeded]
+        tests = self.stream.data_tests()
         lines.append(
             f"micro-batches logged by {len(stream_runs)} stream runs: {len(batches)} "
-            f"({failed} failed), median {statistics.median(seconds) if seconds else 0:.2f} s"
+            f"({failed} failed), median {statistics.median(seconds) if seconds else 0:.2f} s; "
+            f"data tests run {len(tests)} times ({sum(not t.succeeded for t in tests)} failing)"
         )
         lines += [f"stop: {line}" for line in self.stop_lines]
         return lines

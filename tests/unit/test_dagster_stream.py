@@ -12,6 +12,7 @@ from customer360.bench.dagster_stream import (
     first_report_of,
     kafka_positions,
     parse_batch_log,
+    parse_data_tests_log,
 )
 from customer360.pipeline.dbt_invoker import DbtBuildResult
 from customer360.pipeline.microbatch import MicroBatchResult
@@ -65,6 +66,13 @@ def test_a_failed_batch_says_what_failed():
     assert any("customer_360_base" in f and "Binder Error" in f for f in batch.failures)
 
 
+def test_a_data_tests_line_is_not_a_batch_and_a_batch_is_not_data_tests():
+    ok = parse_data_tests_log("data tests: 120/120 passed in 3.5 s", "r", 1, 10.0)
+    assert ok.succeeded and ok.seconds == 3.5
+    assert parse_batch_log("data tests: 120/120 passed in 3.5 s", "r", 1, 10.0) is None
+    assert parse_data_tests_log("\n".join(a_batch().summary_lines()), "r", 1, 10.0) is None
+
+
 def test_other_log_lines_are_not_batches():
     assert (
         parse_batch_log("run 1234abcd of dbt_data_tests waits for the warehouse", "r", 1, 0) is None
@@ -76,12 +84,15 @@ def test_the_runs_and_batches_of_an_instance_are_read_incrementally():
     from dagster import DagsterInstance, job, op
 
     lines = ["\n".join(a_batch().summary_lines()), "starting",
+             "data tests: 118/120 passed in 4.2 s\ntest.c360.unique_x: fail: 2 rows",
+             "data tests: 119/120 passed in 4.0 s",  # one test warned: dbt succeeded
              "\n".join(a_batch(failed_extract=True).summary_lines())]  # fmt: skip
 
     @op
     def run_microbatches(context):
         for line in lines:
-            context.log.info(line)
+            # As the stream logs them: data tests that failed as a warning.
+            (context.log.warning if "fail:" in line else context.log.info)(line)
 
     @job(name="microbatch_stream")
     def stream():
@@ -106,6 +117,15 @@ def test_the_runs_and_batches_of_an_instance_are_read_incrementally():
         assert len(batches) == 4 and batches[-1].run_id == second
         assert [r.dagster_run.run_id for r in log.runs()] == [first, second]
         assert len(log.batches_of(first)) == 2
+        tests = log.data_tests()
+        assert [(t.run_id, t.number, t.passed, t.succeeded) for t in tests] == [
+            (first, 1, 118, False),
+            (first, 2, 119, True),
+            (second, 1, 118, False),
+            (second, 2, 119, True),
+        ]
+        assert not tests[0].succeeded and tests[0].failures == ("test.c360.unique_x: fail: 2 rows",)
+        assert tests[0].began == pytest.approx(tests[0].ended - 4.2)
 
 
 def test_a_probe_is_shown_by_the_first_raw_report_past_its_offset():
