@@ -85,7 +85,7 @@ def _dagster(args, settings: Settings) -> int:
         print(f"Dagster UI      http://{args.host}:{args.port}", flush=True)
         print(f"DAGSTER_HOME    {dagster_home(settings)}", flush=True)
         print(f"process logs    {logs}/dagster-*.log", flush=True)
-        print("Ctrl-C (or SIGTERM) stops the webserver and the daemon.", flush=True)
+        print("Ctrl-C (or SIGTERM) stops everything started here.", flush=True)
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
         failed = [Path(p.args[0]).name for p in processes if p.poll() is not None]
