@@ -1,4 +1,5 @@
-"""`c360 bench` at tiny settings against the test services: it runs and writes sane outputs.
+"""`c360 bench` at tiny settings against the test services, in its default mode (Dagster, as
+`c360 up` runs the pipeline): it runs and writes sane outputs.
 
 No timing assertions: the machines running the tests are shared and noisy; the figures are for
 the README's Performance section, measured with the defaults.
@@ -30,7 +31,7 @@ def test_bench_runs_and_writes_result_plot_and_table(isolated_settings, tmp_path
 
     result = json.loads((out / "result.json").read_text())
     assert (out / "freshness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert result["mode"] == "loop"
+    assert result["mode"] == "dagster"
     assert result["read_path"] == "serving-copy"
     assert result["history"]["events"] > 0
     load = result["load"]
@@ -39,13 +40,24 @@ def test_bench_runs_and_writes_result_plot_and_table(isolated_settings, tmp_path
     assert fresh["count"] > 0
     assert 0 < fresh["p50"] <= fresh["p95"] <= fresh["p99"] <= fresh["max"]
     assert load["landed_events_per_s"] > 0
-    assert load["microbatch"]["count"] > 0
+    # The split of each batch, from the stream run's log.
+    batch = load["microbatch"]
+    assert batch["count"] > 0 and batch["records"] > 0
+    assert batch["dbt_s"]["p50"] > 0
+    # Dagster showed the probes landed (raw/weblogs materializations), and the stream's run was
+    # stopped through Dagster.
+    dagster = load["dagster"]
+    assert dagster["probes_reported"] > 0
+    assert dagster["probe_to_dagster_report_s"]["p50"] > 0
+    assert dagster["stream_runs"].get("CANCELED", 0) >= 1, dagster
+    assert "FAILURE" not in dagster["stream_runs"], dagster
     assert load["api_profile_lookup_ms"]["requests"] > 0
     post = result["post_load"]
     assert post["catch_up"]["landed_records"] > 0
     assert post["incremental"]["new_events"] > 0
     assert post["full_refresh"]["dbt_run_s"] > 0
-    assert set(result["peak_rss_mb"]) >= {"microbatch-loop", "api", "stream-50"}
+    assert set(result["peak_rss_mb"]) >= {"dagster-daemon", "dagster-webserver", "api", "stream-50"}
     assert all(mb > 0 for mb in result["peak_rss_mb"].values())
     table = capsys.readouterr().out
     assert "freshness (all)" in table and "incremental" in table
+    assert "from the stream run's log" in table and "raw/weblogs materialization" in table

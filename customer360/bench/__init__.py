@@ -1,7 +1,8 @@
 """`c360 bench`: freshness, throughput and incremental cost of the live path, measured and plotted.
 
 The benchmark drives the real path end to end: services from the launcher, a history seeded by
-the generator, the generator's stream as load, a warm micro-batch loop in its own process (or
-Dagster's sensor-driven runs), the serving copy (or the profile API) as the read path. See
+the generator, the generator's stream as load, the pipeline as `c360 up` runs it (Dagster's
+sensor-started `microbatch_stream` run; or `--mode loop`, a warm micro-batch loop in its own
+process), the serving copy (or the profile API) as the read path. See
 `customer360/bench/run.py` for the phases and README "Performance" for the latest figures.
 """

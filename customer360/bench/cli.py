@@ -45,9 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "until p95 freshness exceeds the target")  # fmt: skip
     parser.add_argument("--duration", type=float, default=60.0,
                         help="seconds of load (per step with --rate max)")  # fmt: skip
-    parser.add_argument("--mode", choices=("loop", "dagster"), default="loop",
-                        help="loop: a warm MicroBatch loop in its own process; dagster: "
-                        "Dagster's sensor-driven runs (webserver + daemon)")  # fmt: skip
+    parser.add_argument("--mode", choices=("dagster", "loop"), default="dagster",
+                        help="dagster: as `c360 up` runs it (webserver + daemon; the sensor's "
+                        "long-running microbatch_stream run); loop: a warm MicroBatch loop in "
+                        "its own process, the same batches without Dagster")  # fmt: skip
     parser.add_argument(
         "--read-path",
         choices=("serving", "api"),

@@ -4,9 +4,9 @@
 
 Reads its Settings from the C360_* environment like every command. Appends one JSON line per
 micro-batch that did something (records landed, models built or a copy published) to
-`--report`, with the split of its time, until SIGTERM or SIGINT. It is the process `c360 up`
-runs the micro-batch in, minus Dagster: the difference between the two modes is Dagster's
-overhead (sensor interval, run launch, event log).
+`--report`, with the split of its time, until SIGTERM or SIGINT. It is what the stream run of
+`c360 up` does (`dagster_project/stream.py`), minus Dagster: the difference between the two
+modes is Dagster's overhead (the run worker, its event log and asset events).
 """
 
 from __future__ import annotations

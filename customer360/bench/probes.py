@@ -94,6 +94,8 @@ class Probe:
     customer_id: int
     produced_at: float  # epoch seconds, just before the produce call
     visible_at: float | None = None
+    partition: int | None = None  # where Kafka stored it (set on delivery)
+    offset: int | None = None
 
     @property
     def freshness_s(self) -> float | None:
@@ -142,10 +144,19 @@ class Prober:
             "action": "view",
             "error_message": marker,
         }
+        probe = Probe(marker, customer_id, produced_at)
         with self._lock:
-            self.probes.append(Probe(marker, customer_id, produced_at))
+            self.probes.append(probe)
+
+        def delivered(error, message) -> None:
+            if error is None:
+                probe.partition, probe.offset = message.partition(), message.offset()
+
         self._producer.produce(
-            self.settings.topic("weblogs"), value=json.dumps(record), key=str(customer_id)
+            self.settings.topic("weblogs"),
+            value=json.dumps(record),
+            key=str(customer_id),
+            on_delivery=delivered,
         )
         self._producer.poll(0)
 

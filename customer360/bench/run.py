@@ -1,10 +1,13 @@
 """The benchmark's phases, from seeded history to the figures in one JSON-able dict.
 
 1. **Seed** a history (`generator.history.seed`) while no pipeline runs: a backlog.
-2. **Start the pipeline**: a warm `MicroBatch` loop in its own process (`--mode loop`,
-   `python -m customer360.bench.loop`) or Dagster's webserver and daemon with the sensor on
-   (`--mode dagster`, what `c360 up` runs), plus the profile API (`c360 serve`) in its own
-   process. The time until a first probe is visible is the initial load of the history.
+2. **Start the pipeline**: Dagster's webserver and daemon as `c360 up` runs them (`--mode
+   dagster`, the default: the sensor starts one long-running `microbatch_stream` run doing
+   micro-batches back to back; each batch's split is read from the run's log and each batch's
+   raw materializations tell when Dagster showed a probe, `bench/dagster_stream.py`), or a warm
+   `MicroBatch` loop in its own process (`--mode loop`, `python -m customer360.bench.loop`:
+   the same batches without Dagster), plus the profile API (`c360 serve`) in its own process.
+   The time until a first probe is visible is the initial load of the history.
 3. **Load**: the generator's stream (all five sources, the history's proportions) in a process
    of its own at each asked rate, while probes measure freshness every second on the read
    path and a client samples the API's profile lookup.
@@ -51,7 +54,7 @@ class BenchConfig:
     days: int | None = None  # instead of history_events
     rate: float | None = 200.0  # None: `--rate max`, a ramp of DEFAULT_RAMP steps
     duration_s: float = 60.0  # per step with --rate max
-    mode: str = "loop"  # loop | dagster
+    mode: str = "dagster"  # dagster (what `c360 up` runs) | loop
     read_path: str = "serving"  # serving | api
     probe_interval_s: float = 1.0
     target_p95_s: float = 5.0
@@ -131,6 +134,8 @@ class Bench:
             "notes": [],
         }
         self.api_url: str | None = None
+        self._dagster = None  # (DagsterInstance, StreamLog) in dagster mode, once started
+        self.stop_began: float | None = None
         self.api_latencies: list[tuple[float, float, int]] = []  # (at, seconds, status)
         self._api_stop = threading.Event()
 
@@ -201,8 +206,31 @@ class Bench:
         raise RuntimeError(f"the profile API did not answer on {self.api_url} within 60 s")
 
     def stop_all(self) -> None:
+        self.stop_began = self.stop_began or time.time()
+        if self.config.mode == "dagster" and "dagster-daemon" in self.processes:
+            # As `c360 up` stops: the stream's run first, through Dagster, while the daemon's
+            # code server can still interrupt it (it ends CANCELED, the warehouse released).
+            from customer360.pipeline.dagster_home import terminate_runs_in_flight
+
+            try:
+                for line in terminate_runs_in_flight(self.dagster_instance()):
+                    self.say(f"stop: {line}")
+            except Exception as exc:  # noqa: BLE001 - the process groups are stopped anyway
+                self.result["notes"].append(f"terminating Dagster runs failed: {exc}")
         for process in self.processes.values():
             stop_process(process)
+
+    def dagster_instance(self):
+        """The Dagster instance of dagster mode (its storage exists once Dagster started)."""
+        if self._dagster is None:
+            from dagster import DagsterInstance
+
+            from customer360.bench.dagster_stream import StreamLog
+            from customer360.pipeline.dagster_home import dagster_home
+
+            instance = DagsterInstance.from_config(str(dagster_home(self.settings)))
+            self._dagster = (instance, StreamLog(instance))
+        return self._dagster[0]
 
     # -- the read path ------------------------------------------------------------------------
     def make_read_path(self):
@@ -266,7 +294,7 @@ class Bench:
                 last = self.read_batches()[-1]
                 self.say(
                     f"  still loading: last micro-batch {last['records']} records "
-                    f"{last['by_source']}, extract {last['extract_s']:.1f} s, "
+                    f"{last.get('by_source', '')}, extract {last['extract_s']:.1f} s, "
                     f"dbt {last['dbt_s']:.1f} s"
                 )
             if any(p.visible_at is not None for p in prober.probes):
@@ -364,6 +392,9 @@ class Bench:
         finally:
             self._api_stop.set()
             self.stop_all()
+        if self._dagster is not None:
+            self._dagster[0].dispose()
+            self._dagster = None
         self.result["finished_at"] = datetime.now(UTC).isoformat()
         self.result["load_average_at_end"] = list(os.getloadavg())
         self.result["targets"] = self.targets()
@@ -371,7 +402,14 @@ class Bench:
 
     # -- summaries ----------------------------------------------------------------------------
     def read_batches(self) -> list[dict]:
-        if self.config.mode != "loop" or not self.batches_file.exists():
+        """The pipeline's micro-batches that landed records (or failed), each with its split:
+        the loop's report lines, or the stream run's log lines in dagster mode."""
+        if self.config.mode == "dagster":
+            if "dagster-daemon" not in self.processes:
+                return []
+            self.dagster_instance()
+            return [b.as_bench_record() for b in self._dagster[1].refresh()]
+        if not self.batches_file.exists():
             return []
         lines = self.batches_file.read_text().splitlines()
         return [b for b in map(json.loads, lines) if "started_at" in b]
@@ -407,7 +445,7 @@ class Bench:
             "probes_never_visible": sum(1 for p in probes if p.freshness_s is None),
             "freshness_s": freshness_stats(seen),
             "microbatch": batch_stats(batches) if batches else None,
-            "dagster_runs": self.dagster_runs(start, end)
+            "dagster": self.dagster_figures(prober, start, end)
             if self.config.mode == "dagster"
             else None,
             "api_profile_lookup_ms": {
@@ -423,42 +461,46 @@ class Bench:
             },
         }
 
-    def dagster_runs(self, start: float, end: float) -> dict | None:
-        """Micro-batch runs Dagster launched during the load: duration and launch delay."""
+    def dagster_figures(self, prober: Prober, start: float, end: float) -> dict | None:
+        """What Dagster showed during the load: the stream's runs, and how long after a probe
+        was produced Dagster reported it landed (the first raw/weblogs materialization past the
+        probe's offset: what an operator sees in the UI), beside its serving freshness."""
+        from customer360.bench.dagster_stream import first_report_of, raw_reports
+
         try:
-            from dagster import DagsterInstance, RunsFilter
-
-            from customer360.pipeline.dagster_home import dagster_home
-
-            instance = DagsterInstance.from_config(str(dagster_home(self.settings)))
-            records = instance.get_run_records(RunsFilter(), limit=10_000)
+            instance = self.dagster_instance()
+            runs = self._dagster[1].runs()
+            reports = raw_reports(instance, "weblogs", since=start)
         except Exception as exc:  # noqa: BLE001 - reported, the rest of the result stands
-            self.result["notes"].append(f"Dagster runs not read: {type(exc).__name__}: {exc}")
+            self.result["notes"].append(f"Dagster not read: {type(exc).__name__}: {exc}")
             return None
-        runs = []
-        for record in records:
-            created = record.create_timestamp.timestamp()
-            if not (start <= created <= end) or not record.start_time or not record.end_time:
+        shown = []
+        for probe in prober.probes:
+            if not start <= probe.produced_at <= end or probe.offset is None:
                 continue
-            runs.append(
-                {
-                    "created_at": created,
-                    "launch_delay_s": record.start_time - created,
-                    "duration_s": record.end_time - record.start_time,
-                    "status": record.dagster_run.status.value,
-                }
-            )
-        runs.sort(key=lambda r: r["created_at"])
-        gaps = [b["created_at"] - a["created_at"] for a, b in zip(runs, runs[1:], strict=False)]
-        durations = [r["duration_s"] for r in runs]
-        delays = [r["launch_delay_s"] for r in runs]
+            at = first_report_of(reports, probe.partition, probe.offset)
+            if at is not None:
+                shown.append(at - probe.produced_at)
+        # Terminating the stream's run lets the sensor, still running, request another, which
+        # the stopping daemon cancels or fails to dequeue: counted apart.
+        stopping = self.stop_began or float("inf")
+        while_stopping = [r for r in runs if r.create_timestamp.timestamp() >= stopping]
+        runs = [r for r in runs if r.create_timestamp.timestamp() < stopping]
+        by_status: dict[str, int] = {}
+        for record in runs:
+            status = record.dagster_run.status.value
+            by_status[status] = by_status.get(status, 0) + 1
+        launch = [r.start_time - r.create_timestamp.timestamp() for r in runs if r.start_time]
         return {
-            "count": len(runs),
-            "failed": sum(1 for r in runs if r["status"] != "SUCCESS"),
-            "duration_s": {"p50": percentile(durations, 50), "p95": percentile(durations, 95)},
-            "launch_delay_s": {"p50": percentile(delays, 50), "p95": percentile(delays, 95)},
-            "between_runs_s": {"p50": percentile(gaps, 50), "p95": percentile(gaps, 95)},
-            "sensor_interval_s": self.settings.sensor_interval_s,
+            "stream_runs": by_status,
+            "stream_runs_requested_while_stopping": len(while_stopping),
+            "stream_run_launch_s": {
+                "p50": percentile(launch, 50),
+                "max": max(launch, default=None),
+            },
+            "probe_to_dagster_report_s": freshness_stats(shown),
+            "probes_reported": len(shown),
+            "raw_weblogs_reports": len(reports),
         }
 
     def post_load(self) -> None:

@@ -438,7 +438,10 @@ class DagsterPipeline:
                 continue  # still queued or in progress: `stuck` reports it
             began = record.start_time or record.create_timestamp.timestamp()
             ended = record.end_time or record.update_timestamp.timestamp()
-            succeeded = dagster_run_succeeded(run.status.value, ended, self.stop_began)
+            created = record.create_timestamp.timestamp()
+            succeeded = dagster_run_succeeded(
+                run.status.value, ended, self.stop_began, created, record.start_time
+            )
             message = "" if succeeded else run_failure_message(self.instance, run.run_id)
             orphaned = ORPHANED_TAG in run.tags or killed_by_signal(self.instance, run.run_id)
             process = run.run_id if run.job_name == STREAM_JOB else ""

@@ -116,15 +116,31 @@ def explaining_fault(run: BatchRun, faults: Iterable[Fault]) -> Fault | None:
     return None
 
 
-def dagster_run_succeeded(status: str, ended: float | None, stop_began: float | None) -> bool:
-    """Whether a finished Dagster run needs no explanation: it ended SUCCESS (the stream's run
-    does when a writer queued behind it makes it yield), or CANCELED by the soak's own stop,
-    which terminates the runs in flight through Dagster as `c360 up` does on Ctrl-C
-    (`ended >= stop_began`). Any other end (FAILURE, CANCELED during the soak) is a failure.
+def dagster_run_succeeded(
+    status: str,
+    ended: float | None,
+    stop_began: float | None,
+    created: float = 0.0,
+    started: float | None = 0.0,
+) -> bool:
+    """Whether a finished Dagster run needs no explanation:
+
+    - it ended SUCCESS (the stream's run does when a writer queued behind it makes it yield);
+    - or it ended CANCELED by the soak's own stop, which terminates the runs in flight through
+      Dagster as `c360 up` does on Ctrl-C (`ended >= stop_began`);
+    - or the sensor requested it while the soak was stopping Dagster (`created >= stop_began`)
+      and it never started: terminating the stream's run lets the still-running sensor request
+      the next one, which the stopping daemon then cancels or fails to dequeue. It did nothing.
+
+    Any other end (FAILURE, CANCELED during the soak) is a failure to explain.
     """
     if status == "SUCCESS":
         return True
-    return status == "CANCELED" and stop_began is not None and (ended or 0.0) >= stop_began
+    if stop_began is None:
+        return False
+    if started is None and created >= stop_began:
+        return True
+    return status == "CANCELED" and (ended or 0.0) >= stop_began
 
 
 def tally_runs(runs: Sequence[BatchRun], faults: Sequence[Fault]) -> RunTally:

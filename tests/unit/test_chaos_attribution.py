@@ -103,6 +103,16 @@ def test_a_dagster_run_needs_no_explanation_when_it_succeeded_or_the_soak_stoppe
     assert dagster_run_succeeded(status, ended, stop_began=None) is (status == "SUCCESS")
 
 
+@pytest.mark.parametrize("status", ["CANCELED", "FAILURE"])
+def test_a_run_requested_while_the_soak_stopped_dagster_and_never_started_did_nothing(status):
+    # Terminating the stream's run at 400 lets the sensor request another at 401, which the
+    # stopping daemon cancels, or fails to dequeue.
+    assert dagster_run_succeeded(status, 403.0, 400.0, created=401.0, started=None)
+    # Requested before the stop, or started: judged as any other run.
+    assert not dagster_run_succeeded("FAILURE", 403.0, 400.0, created=399.0, started=None)
+    assert not dagster_run_succeeded("FAILURE", 403.0, 400.0, created=401.0, started=402.0)
+
+
 def brief_soak():
     """A Dagster soak's runs: 4 stream runs, 3 ended by the soak's SIGKILLs of their workers, the
     last canceled by the soak's stop; 6 batches logged, one of which failed on its own 60 s
