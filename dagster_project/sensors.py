@@ -1,11 +1,12 @@
 """The micro-batch sensor: keeps the micro-batch stream running, and says so.
 
 Every few seconds it looks at the `microbatch_stream` run: none active, it requests one (after a
-pause if the last one failed on its own); one running, it checks the run's heartbeat (see
+pause if the last one failed soon after its start); one running, it checks the run's heartbeat (see
 `customer360.pipeline.heartbeat`) and, when the process executing it is gone (killed, out of
 memory, a power cut) or frozen, marks the run failed with the reason, tags it ORPHANED_TAG and
 starts a new one at once. A run whose process died stays STARTED in Dagster's storage for good
-otherwise, and would keep the single writer's place.
+otherwise (unless the code server that launched it saw it die and marked it failed), and would
+keep the single writer's place.
 """
 
 import time
@@ -30,8 +31,9 @@ from dagster_project.resources import MicroBatchResource
 from dagster_project.stream import STREAM_JOB, WRITER_TAGS
 
 DEFAULT_INTERVAL_S = 5
-# After a stream run failed on its own, wait this long before starting the next one.
+# After a stream run failed within CRASH_LOOP_S of its start, wait this long before the next one.
 FAILURE_BACKOFF_S = 30.0
+CRASH_LOOP_S = 60.0
 ACTIVE_STATUSES = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -71,8 +73,9 @@ def build_microbatch_sensor(stream_job: JobDefinition, interval_seconds: int = D
         minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="Keeps one microbatch_stream run going: starts it when none runs (after "
-        f"{FAILURE_BACKOFF_S:.0f} s if the last one failed), and restarts it when its process "
-        "is gone or frozen (heartbeat), marking the dead run failed.",
+        f"{FAILURE_BACKOFF_S:.0f} s if the last one failed within {CRASH_LOOP_S:.0f} s of its "
+        "start), and restarts it when its process is gone or frozen (heartbeat), marking the "
+        "dead run failed.",
     )
     def microbatch_sensor(context: SensorEvaluationContext, pipeline: MicroBatchResource):
         instance = context.instance
@@ -104,8 +107,13 @@ def build_microbatch_sensor(stream_job: JobDefinition, interval_seconds: int = D
             )
         last = instance.get_run_records(RunsFilter(job_name=STREAM_JOB), limit=1)
         if last and last[0].dagster_run.status == DagsterRunStatus.FAILURE:
-            wait = FAILURE_BACKOFF_S - (now - (last[0].end_time or 0.0))
-            if wait > 0 and ORPHANED_TAG not in last[0].dagster_run.tags:
+            ended = last[0].end_time or now
+            lived = ended - (last[0].start_time or ended)
+            wait = FAILURE_BACKOFF_S - (now - ended)
+            # A stream that failed soon after it started would fail again: pause. One that ran
+            # for a while (its process killed, every batch failing for minutes) starts again at
+            # once; launching a run takes seconds anyway.
+            if wait > 0 and lived < CRASH_LOOP_S and ORPHANED_TAG not in last[0].dagster_run.tags:
                 return SkipReason(
                     f"stream {last[0].dagster_run.run_id[:8]} failed; next start in {wait:.0f} s"
                 )
