@@ -1,12 +1,12 @@
 """The micro-batch sensor: keeps the micro-batch stream running, and says so.
 
-Every few seconds it looks at the `microbatch_stream` run: none active, it requests one (after a
-pause if the last one failed soon after its start); one running, it checks the run's heartbeat (see
-`customer360.pipeline.heartbeat`) and, when the process executing it is gone (killed, out of
-memory, a power cut) or frozen, marks the run failed with the reason, tags it ORPHANED_TAG and
-starts a new one at once. A run whose process died stays STARTED in Dagster's storage for good
-otherwise (unless the code server that launched it saw it die and marked it failed), and would
-keep the single writer's place.
+Every few seconds it looks at the `microbatch_stream` run: none active, it requests one (after
+a pause if the last one failed before finishing a batch); one running, it checks the run's
+heartbeat (see `customer360.pipeline.heartbeat`) and, when the process executing it is gone
+(killed, out of memory, a power cut) or frozen, marks the run failed with the reason, tags it
+ORPHANED_TAG and starts a new one at once. A run whose process died stays STARTED in Dagster's
+storage for good otherwise (unless the code server that launched it saw it die and marked it
+failed), and would keep the single writer's place.
 """
 
 import time
@@ -26,14 +26,14 @@ from dagster import (
 )
 
 from customer360.config import Settings
+from customer360.pipeline.dagster_home import stopping_marker
 from customer360.pipeline.heartbeat import STALE_AFTER_S, read_beat
 from dagster_project.resources import MicroBatchResource
 from dagster_project.stream import STREAM_JOB, WRITER_TAGS
 
 DEFAULT_INTERVAL_S = 5
-# After a stream run failed within CRASH_LOOP_S of its start, wait this long before the next one.
+# After a stream run failed before finishing a batch, wait this long before the next one.
 FAILURE_BACKOFF_S = 30.0
-CRASH_LOOP_S = 60.0
 ACTIVE_STATUSES = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -59,6 +59,17 @@ def why_stream_run_is_gone(settings: Settings, record: RunRecord, now: float) ->
     return None
 
 
+def is_crash_loop(settings: Settings, failed: RunRecord) -> bool:
+    """Whether a failed stream run failed before finishing a single batch: started again at
+    once it would likely fail again, so the sensor pauses. One that did batches (its process
+    killed, every batch failing for minutes) is started again at once; a launch takes seconds
+    anyway."""
+    if ORPHANED_TAG in failed.dagster_run.tags:
+        return False
+    beat = read_beat(settings)
+    return beat is None or beat.run_id != failed.dagster_run.run_id or beat.batches == 0
+
+
 def mark_orphaned(instance: DagsterInstance, run: DagsterRun, why: str) -> str:
     reason = f"orphaned: {why}; marked failed by microbatch_sensor, which starts a new stream"
     instance.add_run_tags(run.run_id, {ORPHANED_TAG: why})
@@ -73,8 +84,8 @@ def build_microbatch_sensor(stream_job: JobDefinition, interval_seconds: int = D
         minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="Keeps one microbatch_stream run going: starts it when none runs (after "
-        f"{FAILURE_BACKOFF_S:.0f} s if the last one failed within {CRASH_LOOP_S:.0f} s of its "
-        "start), and restarts it when its process is gone or frozen (heartbeat), marking the "
+        f"{FAILURE_BACKOFF_S:.0f} s if the last one failed before finishing a batch), and "
+        "restarts it when its process is gone or frozen (heartbeat), marking the "
         "dead run failed.",
     )
     def microbatch_sensor(context: SensorEvaluationContext, pipeline: MicroBatchResource):
@@ -99,6 +110,8 @@ def build_microbatch_sensor(stream_job: JobDefinition, interval_seconds: int = D
             reason = mark_orphaned(instance, run, why)
             context.log.warning(f"run {run.run_id}: {reason}")
             return RunRequest(tags={"c360/trigger": f"restart: run {run.run_id[:8]} {why}"})
+        if stopping_marker(pipeline.settings()).exists():
+            return SkipReason("c360 is stopping Dagster; no new stream")
         others = instance.get_runs(RunsFilter(statuses=ACTIVE_STATUSES, tags=WRITER_TAGS), limit=1)
         if others:
             return SkipReason(
@@ -107,13 +120,8 @@ def build_microbatch_sensor(stream_job: JobDefinition, interval_seconds: int = D
             )
         last = instance.get_run_records(RunsFilter(job_name=STREAM_JOB), limit=1)
         if last and last[0].dagster_run.status == DagsterRunStatus.FAILURE:
-            ended = last[0].end_time or now
-            lived = ended - (last[0].start_time or ended)
-            wait = FAILURE_BACKOFF_S - (now - ended)
-            # A stream that failed soon after it started would fail again: pause. One that ran
-            # for a while (its process killed, every batch failing for minutes) starts again at
-            # once; launching a run takes seconds anyway.
-            if wait > 0 and lived < CRASH_LOOP_S and ORPHANED_TAG not in last[0].dagster_run.tags:
+            wait = FAILURE_BACKOFF_S - (now - (last[0].end_time or now))
+            if wait > 0 and is_crash_loop(pipeline.settings(), last[0]):
                 return SkipReason(
                     f"stream {last[0].dagster_run.run_id[:8]} failed; next start in {wait:.0f} s"
                 )

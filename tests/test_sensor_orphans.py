@@ -27,8 +27,8 @@ from dagster import (
 )
 
 from customer360.config import Settings
-from customer360.pipeline.dagster_home import prepare_dagster_home
-from customer360.pipeline.heartbeat import Beat
+from customer360.pipeline.dagster_home import prepare_dagster_home, stopping_marker
+from customer360.pipeline.heartbeat import Beat, Heartbeat
 from dagster_project.resources import pipeline_resource
 from dagster_project.sensors import ORPHANED_TAG, build_microbatch_sensor
 from dagster_project.stream import STREAM_JOB, WRITER_TAGS
@@ -142,6 +142,24 @@ def test_a_stream_that_failed_on_its_own_is_started_again_after_a_pause(instance
     instance.report_run_failed(run, "every micro-batch failed")
     waiting = evaluate(instance, settings)
     assert isinstance(waiting, SkipReason) and "next start in" in waiting.skip_message
+
+
+def test_a_stream_that_did_batches_before_it_failed_is_started_again_at_once(instance):
+    settings, _, instance = instance
+    run = instance.add_run(DagsterRun(job_name=STREAM_JOB, run_id=str(uuid.uuid4())))
+    with Heartbeat(settings, run.run_id) as heartbeat:
+        heartbeat.batch_done()
+    instance.report_run_failed(run, "its worker was killed")
+    assert isinstance(evaluate(instance, settings), RunRequest)
+
+
+def test_no_stream_is_started_while_c360_stops_dagster(instance):
+    settings, _, instance = instance
+    marker = stopping_marker(settings)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("1\n")
+    skip = evaluate(instance, settings)
+    assert isinstance(skip, SkipReason) and "stopping" in skip.skip_message
 
 
 def test_another_writer_keeps_the_stream_from_starting(instance):

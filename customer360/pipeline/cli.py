@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def _dagster(args, settings: Settings) -> int:
         open_instance,
         start_dagster,
         stop_dagster,
+        stopping_marker,
         terminate_runs_in_flight,
     )
     from customer360.stopping import stop_signals_deferred
@@ -100,6 +102,9 @@ def _dagster(args, settings: Settings) -> int:
                 for line in lines:
                     print(f"{line} [{time.monotonic() - began:.1f} s]", flush=True)
 
+            marker = stopping_marker(settings)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"{os.getpid()}\n")  # the sensor starts no new stream now
             if instance is not None:
                 # Runs first, while the daemon's code server can still interrupt them cleanly.
                 say(terminate_runs_in_flight(instance))

@@ -20,6 +20,13 @@ def dagster_home(settings: Settings) -> Path:
     return settings.home / "dagster"
 
 
+def stopping_marker(settings: Settings) -> Path:
+    """Present while `c360 up` / `c360 dagster` stop Dagster: the sensor then starts no stream
+    (it would start one the moment the stream's run is terminated, and the stopping daemon
+    would fail it)."""
+    return settings.home / "run" / "dagster.stopping"
+
+
 def prepare_dagster_home(settings: Settings) -> Path:
     """$C360_HOME/dagster with the committed dagster.yaml copied in; returns the directory."""
     home = dagster_home(settings)
@@ -38,6 +45,7 @@ def start_dagster(
 ) -> list[subprocess.Popen]:
     """Start dagster-webserver and dagster-daemon on workspace.yaml; the caller stops them."""
     env = dagster_env(settings)
+    stopping_marker(settings).unlink(missing_ok=True)
     bin_dir = Path(sys.executable).parent
     log_dir = log_dir or settings.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)

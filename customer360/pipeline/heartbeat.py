@@ -91,3 +91,4 @@ class Heartbeat:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=BEAT_S * 2)
+        self._write()  # the final count, for the sensor's judgement of how the run went
