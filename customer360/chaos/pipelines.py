@@ -32,7 +32,7 @@ from pathlib import Path
 from customer360.chaos import faults as f
 from customer360.chaos.runs import BatchRun
 from customer360.config import Settings
-from customer360.services.processes import stop_process_groups
+from customer360.services.processes import process_alive, stop_process_groups
 
 
 def serving_as_of(settings: Settings) -> float | None:
@@ -337,7 +337,7 @@ class DagsterPipeline:
             pass
         # Its parent, the code server, reaps it within a second.
         deadline = time.monotonic() + 30
-        while _exists(beat.pid) and time.monotonic() < deadline:
+        while process_alive(beat.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.worker_kills.append((beat.run_id, beat.pid, at))
         if last is None:
@@ -550,16 +550,6 @@ class DagsterPipeline:
         if self._instance is not None:
             self._instance.dispose()
             self._instance = None
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def killed_by_signal(instance, run_id: str) -> bool:

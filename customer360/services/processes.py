@@ -38,7 +38,7 @@ class ManagedProcess:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if _alive(pid):
+        if process_alive(pid):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
@@ -65,11 +65,11 @@ class ManagedProcess:
             return False
         _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if process_alive(pid):
             _signal(pid, signal.SIGKILL)
-            while _alive(pid):
+            while process_alive(pid):
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return True
@@ -80,7 +80,7 @@ class ManagedProcess:
         if pid is None:
             return False
         _signal(pid, signal.SIGKILL)
-        while _alive(pid):
+        while process_alive(pid):
             time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return True
@@ -92,7 +92,8 @@ class ManagedProcess:
             return ""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` exists and is not a zombie (a zombie child of ours is reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
