@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--customers customers if the users collection is empty, start `c360 stream` in the "
         "background at --rate events/s, start the dashboard and profile API (`c360 serve`), then "
         "run the pipeline and its UI (Dagster). Ctrl-C, SIGTERM or SIGHUP stops what it "
-        "started (the stream, the dashboard, Dagster's webserver, daemon and code servers; a "
-        "run in flight is marked canceled) and says what it stopped; the services stay up for "
+        "started (the stream, the dashboard, Dagster's pipeline run, webserver, daemon and code "
+        "servers) and says what it stopped; the services stay up for "
         "the next `c360 up`, `c360 services down` stops them. Relative paths in C360_HOME and "
         "C360_WAREHOUSE are taken against the current directory.",
     )

@@ -27,9 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "dagster",
         help="start dagster-webserver and dagster-daemon on workspace.yaml until stopped",
         description="Start the Dagster UI and daemon with DAGSTER_HOME=$C360_HOME/dagster (the "
-        "committed dagster.yaml copied there). The micro-batch sensor is on by default. Ctrl-C, "
-        "SIGTERM or SIGHUP stops the webserver, the daemon and their code servers, and marks a "
-        "run that was in flight canceled.",
+        "committed dagster.yaml copied there). The micro-batch sensor is on by default: it "
+        "starts the long-running microbatch_stream run, the live pipeline. Ctrl-C, SIGTERM or "
+        "SIGHUP terminates that run through Dagster (it ends CANCELED), then stops the webserver, "
+        "the daemon and their code servers.",
     )
     dagster.add_argument("--port", type=int, default=3000, help="web UI port (default 3000)")
     dagster.add_argument("--host", default="127.0.0.1", help="web UI host (default 127.0.0.1)")
