@@ -39,7 +39,7 @@ class Settings:
     api_token: str | None = None
     serve_host: str = "127.0.0.1"
     serve_port: int = 8360
-    # How often Dagster's micro-batch sensor probes the sources for something new.
+    # How often Dagster's micro-batch sensor checks that the stream run is alive.
     sensor_interval_s: int = 5
 
     def __post_init__(self) -> None:
