@@ -26,7 +26,7 @@ from dagster import (
 )
 
 from customer360.config import Settings
-from customer360.pipeline.dagster_home import stopping_marker
+from customer360.pipeline.dagster_home import IN_FLIGHT, stopping_marker
 from customer360.pipeline.heartbeat import STALE_AFTER_S, read_beat
 from dagster_project.resources import MicroBatchResource
 from dagster_project.stream import STREAM_JOB, WRITER_TAGS
@@ -34,13 +34,7 @@ from dagster_project.stream import STREAM_JOB, WRITER_TAGS
 DEFAULT_INTERVAL_S = 5
 # After a stream run failed before finishing a batch, wait this long before the next one.
 FAILURE_BACKOFF_S = 30.0
-ACTIVE_STATUSES = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
+ACTIVE_STATUSES = [DagsterRunStatus(status) for status in IN_FLIGHT]
 # Set on a stream run the sensor marked failed because its process is gone; such a failure is
 # not the pipeline's own, so the next run is requested at once instead of after the backoff.
 ORPHANED_TAG = "c360/orphaned"

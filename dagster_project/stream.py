@@ -58,6 +58,7 @@ FAIL_RUN_AFTER_S = 600.0
 DATA_TESTS_EVERY_S = 15 * 60.0
 FIRST_DATA_TESTS_AFTER_S = 60.0
 WAITING_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
+WRITER_CHECK_EVERY_S = 1.0
 # What the stream reports to Dagster.
 AssetEvent = AssetMaterialization | AssetCheckEvaluation
 
@@ -192,7 +193,13 @@ def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) 
     with Heartbeat(pipeline.settings(), context.run_id) as heartbeat:
         with EventReporter(context.instance) as reporter:
             tests_due = time.monotonic() + FIRST_DATA_TESTS_AFTER_S
-            while (waiting := writer_waiting(context.instance, context.run_id)) is None:
+            writers_checked = float("-inf")
+            while True:
+                # Asked of Dagster's storage once a second, not before every (idle) batch.
+                if time.monotonic() - writers_checked >= WRITER_CHECK_EVERY_S:
+                    writers_checked = time.monotonic()
+                    if waiting := writer_waiting(context.instance, context.run_id):
+                        break
                 # Data tests run apart from the batches (below), not in every build.
                 result = batch.run(data_tests=False)
                 heartbeat.batch_done()

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from customer360.config import Settings
+from customer360.services.processes import process_alive
 
 BEAT_S = 2.0
 STALE_AFTER_S = 60.0
@@ -36,12 +37,8 @@ class Beat:
 
     def why_gone(self, now: float, stale_after_s: float = STALE_AFTER_S) -> str | None:
         """Why the process that beat is taken for dead, or None while it looks alive."""
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+        if not process_alive(self.pid):
             return f"its process {self.pid} is gone"
-        except PermissionError:
-            pass  # alive, under another user
         if now - self.at > stale_after_s:
             return f"its process {self.pid} has not beaten for {now - self.at:.0f} s"
         return None
