@@ -1,27 +1,44 @@
-"""Publish the marts as a read-only serving database, atomically, after each micro-batch.
+"""Publish the marts as a read-only serving database after each micro-batch, in proportion to
+what changed.
 
 DuckDB lets one process write a database file and no other process read it meanwhile, so BI
-tools, the profile API and the dashboard never open the live warehouse. After a micro-batch the
-pipeline copies the `marts` tables into a new DuckDB file next to the serving file and
-`os.replace`s the fixed path (`Settings.serving_path`, C360_SERVING_DB):
+tools, the profile API and the dashboard never open the live warehouse: they open the serving
+file at `Settings.serving_path` (C360_SERVING_DB) read-only.
 
-- a reader that already has the file open keeps reading the old file (its inode) to the end;
-- a new connection opens the new file, which is complete (written, checkpointed and closed
-  before the rename): readers never see a half-built state and never wait for a writer.
+**Slots.** The serving copy is kept in a few files, the slots (`<serving file>.slots/0.duckdb`,
+`1.duckdb`, `2.duckdb`); the serving path is a hard link to one of them, the current one. A
+publication brings another slot up to date and then `os.replace`s the serving path with a new
+link to it:
 
-`customer_details` and `customer_360` show `age`, which depends on the day the row is read, so
-in the serving file they are views computing `age` from the reading date (UTC) over published
-base tables (`customer_details_base`, `customer_360_base`); the other marts are plain tables.
-Watermark bookkeeping columns (`_users_batch_id`, ...) are left out. `serving_publication` holds
-one row describing the copy: when it was published and the latest source time it reflects.
-Tables are sorted by customer; `customer_360_base` is indexed on `customer_id` for the profile
-API's lookups (`INDEXED_TABLES`).
+- a reader that has the serving file open keeps reading its file (its inode) to the end, and a
+  new connection opens the new one, which is complete: written in one transaction, checkpointed
+  and detached before the link. Readers never see half a batch and never wait for the writer;
+- a slot is written in place only when no process holds it open. DuckDB takes a shared lock for
+  a read-only open and an exclusive one for a write, without waiting, so attaching a slot that a
+  reader still holds fails at once (in this process, where locks do not conflict, the open file
+  descriptors are checked instead) and the publisher takes another slot. When every other slot
+  is held, or missing, a slot's path gets a new file, a copy of the current file brought up to
+  date: the reader keeps its (now unlinked) file.
+
+**In proportion to change.** A slot records the batch marks it reflects (`serving_marks`: per
+source, the greatest `_<source>_batch_id` of `marts.customer_360_base`, see layout.CHANGE_LOG).
+Bringing it up to date replaces, in every table, the rows of the customers whose marks are above
+them (new and changed customers) and of the customers it holds that the marts no longer have
+(deleted ones), found only when the row counts say some were deleted. A slot published under
+another layout (a column, a view's SQL, a recreated warehouse table: see layout.py), or more
+than `FULL_COPY_SHARE` of the customers behind, is rebuilt in full instead: every mart copied,
+sorted by customer. `force=True` rebuilds in full and drops the other slots.
+
+What the copy holds (tables, and dbt's views re-pointed at them) is described in layout.py.
+`serving_publication` holds one row describing the copy: when it was published, the latest
+source time it reflects, how many customers, and how it was published.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,37 +48,23 @@ from pathlib import Path
 import duckdb
 
 from customer360.config import Settings
+from customer360.serving.layout import (
+    KEY,
+    LayoutError,
+    PublishedTable,
+    ServingLayout,
+    quote,
+    read_layout,
+)
 
 log = logging.getLogger(__name__)
 
-# Marts copied as tables, in the order they are written.
-TABLE_MARTS = (
-    "customer_purchase_stats",
-    "customer_popular_items",
-    "customer_activity",
-    "customer_recent_errors",
-)
-# Marts that show `age`: published as `<mart>_base` (without age) plus a view `<mart>`.
-AGE_VIEW_MARTS = ("customer_details", "customer_360")
 PUBLICATION_TABLE = "serving_publication"
-# Indexed on customer_id: the profile API's lookup of one customer's 31-column row becomes an
-# index scan (~1 ms less per profile at 100,000 customers, for ~0.08 s more publish time and
-# ~1 MB). Indexing customer_popular_items and customer_recent_errors too cost 0.3 s more
-# publish time and gained nothing measurable (a sorted table's scan reads one row group).
-INDEXED_TABLES = ("customer_360_base",)
-
-# Whole years from dob to the reading date in UTC: the dbt macro age_in_years with
-# reading_date(), as SQL over the published base tables (see dbt/macros/age_in_years.sql).
-READING_DATE_SQL = "cast(timezone('UTC', current_timestamp) as date)"
-AGE_SQL = f"""(
-        extract(year from {READING_DATE_SQL}) - extract(year from dob)
-        - case
-            when extract(month from {READING_DATE_SQL}) * 100 + extract(day from {READING_DATE_SQL})
-                < extract(month from dob) * 100 + extract(day from dob)
-            then 1
-            else 0
-        end
-    )"""
+MARKS_TABLE = "serving_marks"
+SLOTS = 3
+# A slot with more changed customers than this share of all is rebuilt in full: replacing most
+# rows costs more than copying them, and a full copy is sorted again.
+FULL_COPY_SHARE = 0.25
 
 
 class ServingPublishError(RuntimeError):
@@ -77,15 +80,33 @@ class PublishResult:
     bytes: int = 0
     published_at: datetime | None = None
     data_as_of: datetime | None = None  # greatest customer_360.as_of in the copy
+    # full: every mart copied; incremental: a slot brought up to date in place; copy: the
+    # current file copied to a slot and brought up to date (the other slots were held).
+    mode: str = ""
+    reason: str = ""  # why a full copy
+    customers_replaced: int = 0  # incremental and copy: customers whose rows were replaced
+    slot: Path | None = None
 
     def summary_line(self) -> str:
         if not self.published:
             return f"serving           unchanged ({self.path})"
+        how = (
+            f"full copy ({self.reason})"
+            if self.mode == "full"
+            else f"{self.mode}, {self.customers_replaced} customers replaced"
+        )
         return (
             f"serving           {self.rows.get('customer_360_base', 0)} customers, "
             f"{sum(self.rows.values())} rows, {self.bytes / 1e6:.1f} MB published to "
-            f"{self.path} in {self.seconds * 1000:.0f} ms"
+            f"{self.path} in {self.seconds * 1000:.0f} ms: {how}"
         )
+
+
+@dataclass
+class _SlotState:
+    layout: str
+    customers: int
+    marks: dict[str, int]
 
 
 # What this process last published per serving path: the warehouse's dbt watermarks then.
@@ -104,42 +125,60 @@ def _marts_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple | None:
         return None
 
 
-def _columns(con: duckdb.DuckDBPyConnection, catalog: str, table: str) -> list[str]:
-    rows = con.execute(
-        "select column_name from information_schema.columns"
-        " where table_catalog = ? and table_schema = 'marts' and table_name = ?"
-        " order by ordinal_position",
-        [catalog, table],
-    ).fetchall()
-    if not rows:
-        raise ServingPublishError(
-            f"marts.{table} does not exist in the warehouse yet; run a micro-batch "
-            "(`c360 run-once`) so dbt builds the marts before publishing."
-        )
-    return [r[0] for r in rows]
+def slot_paths(target: Path) -> list[Path]:
+    folder = target.with_name(target.name + ".slots")
+    return [folder / f"{i}.duckdb" for i in range(SLOTS)]
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
-def _remove_stale_copies(target: Path) -> None:
-    """Copies left behind by a publisher that died before its rename."""
-    for stale in target.parent.glob(f"{target.name}.*.tmp*"):
+def _open_in_this_process() -> set[tuple[int, int]]:
+    """Files this process has open. DuckDB's file locks do not conflict within one process, so
+    a slot a reader here holds (the API under test, a probe) is found this way (Linux /proc)."""
+    held = set()
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return held
+    for fd in fds:
         try:
-            stale.unlink()
-        except FileNotFoundError:
-            pass
+            st = os.stat(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        held.add((st.st_dev, st.st_ino))
+    return held
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _remove_stale_files(target: Path) -> None:
+    """Copies left behind by a publisher that died before its rename."""
+    for folder, pattern in (
+        (target.parent, f"{target.name}.*.tmp*"),
+        (slot_paths(target)[0].parent, "*.tmp*"),
+    ):
+        for stale in folder.glob(pattern):
+            stale.unlink(missing_ok=True)
 
 
 def publish_serving_copy(
     con: duckdb.DuckDBPyConnection, settings: Settings, force: bool = False
 ) -> PublishResult:
-    """Copy the marts of the warehouse open on `con` into a new serving file, then swap it in.
+    """Bring a slot up to date with the marts of the warehouse open on `con`, then point the
+    serving path at it.
 
     `con` is the pipeline's read-write connection to the warehouse (the only process that may
-    open it). Skips the copy when the marts' watermarks have not moved since this process last
-    published to the same path (a micro-batch with nothing new), unless `force`.
+    open it). Skips when the marts' watermarks have not moved since this process last published
+    to the same path (a micro-batch with nothing new), unless `force`, which also rebuilds the
+    copy in full (after a full refresh of the marts, say) and drops the other slots.
     """
     target = settings.serving_path.absolute()
     fingerprint = _marts_fingerprint(con)
@@ -152,86 +191,294 @@ def publish_serving_copy(
         return PublishResult(path=target, published=False)
 
     started = time.monotonic()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_copies(target)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    alias = f"serving_{uuid.uuid4().hex[:8]}"
-    warehouse = con.execute("select current_database()").fetchone()[0]
-    published_at = datetime.now(UTC).replace(tzinfo=None)
-    rows: dict[str, int] = {}
+    slots = slot_paths(target)
+    slots[0].parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_files(target)
     try:
-        con.execute(f"attach '{str(tmp).replace(chr(39), chr(39) * 2)}' as {alias}")
-        try:
-            # One transaction: every table comes from the same state of the marts.
-            con.execute("begin transaction")
-            try:
-                for mart in TABLE_MARTS + AGE_VIEW_MARTS:
-                    columns = [
-                        c
-                        for c in _columns(con, warehouse, mart)
-                        if not c.startswith("_") and c != "age"
-                    ]
-                    table = mart if mart in TABLE_MARTS else f"{mart}_base"
-                    # Sorted by customer: a profile lookup reads one row group per table.
-                    con.execute(
-                        f"create table {alias}.main.{table} as"
-                        f" select {', '.join(map(_quote, columns))}"
-                        f" from {_quote(warehouse)}.marts.{mart} order by customer_id"
-                    )
-                    if table in INDEXED_TABLES:
-                        con.execute(
-                            f"create index {table}_customer_id"
-                            f" on {alias}.main.{table} (customer_id)"
-                        )
-                    rows[table] = con.execute(
-                        f"select count(*) from {alias}.main.{table}"
-                    ).fetchone()[0]
-                data_as_of = con.execute(
-                    f"select max(as_of) from {alias}.main.customer_360_base"
-                ).fetchone()[0]
-                con.execute(
-                    f"create table {alias}.main.{PUBLICATION_TABLE} as select"
-                    " cast(? as timestamp) as published_at,"
-                    " cast(? as timestamp) as data_as_of,"
-                    " cast(? as bigint) as customers",
-                    [published_at, data_as_of, rows["customer_360_base"]],
-                )
-                con.execute("commit")
-            except BaseException:
-                con.execute("rollback")
-                raise
-        finally:
-            con.execute(f"detach {alias}")
-        # The age views, bound inside the new file itself (their SQL names no catalog).
-        with duckdb.connect(str(tmp)) as serving:
-            for mart in AGE_VIEW_MARTS:
-                select = ", ".join(
-                    AGE_SQL + " as age" if c == "age" else _quote(c)
-                    for c in _columns(con, warehouse, mart)
-                    if not c.startswith("_")
-                )
-                serving.execute(f"create view {mart} as select {select} from {mart}_base")
-            serving.execute("checkpoint")
-        size = tmp.stat().st_size
-        os.replace(tmp, target)
+        layout = read_layout(con)
+    except LayoutError as exc:
+        raise ServingPublishError(str(exc)) from exc
+    result = PublishResult(
+        path=target, published=True, published_at=datetime.now(UTC).replace(tzinfo=None)
+    )
+    publisher = _Publisher(con, layout, result)
+    try:
+        current = _identity(target)
+        if force:
+            slot = _oldest_other(slots, current)
+            publisher.rebuild(slot, copy_of=None, reason="forced")
+        else:
+            slot = publisher.update_a_free_slot(slots, current)
+            if slot is None:
+                slot = _oldest_other(slots, current)
+                copy_of = target if current is not None and target.exists() else None
+                publisher.rebuild(slot, copy_of=copy_of, reason="no serving copy yet")
+        _link(slot, target)
+        if force:
+            for other in slots:
+                if other != slot:
+                    other.unlink(missing_ok=True)
     except duckdb.Error as exc:
         raise ServingPublishError(
             f"publishing the serving copy {target} failed ({type(exc).__name__}: {exc}); "
             "the previous copy, if any, is still served"
         ) from exc
-    finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-            leftover.unlink(missing_ok=True)
     if fingerprint is not None:
         _last_published[target] = fingerprint
-    result = PublishResult(
-        path=target,
-        published=True,
-        seconds=time.monotonic() - started,
-        rows=rows,
-        bytes=size,
-        published_at=published_at,
-        data_as_of=data_as_of,
-    )
+    result.slot = slot
+    result.bytes = slot.stat().st_size
+    result.seconds = time.monotonic() - started
     log.info("%s", result.summary_line())
     return result
+
+
+def _oldest_other(slots: list[Path], current: tuple[int, int] | None) -> Path:
+    """The slot to give a new file: a missing one, else the least recently published one that
+    is not the current one."""
+    others = [s for s in slots if _identity(s) is None or _identity(s) != current]
+    missing = [s for s in others if not s.exists()]
+    if missing:
+        return missing[0]
+    return min(others, key=lambda s: s.stat().st_mtime_ns)
+
+
+def _link(slot: Path, target: Path) -> None:
+    """Point the serving path at `slot` in one step (a hard link renamed over it)."""
+    if slot.with_name(slot.name + ".wal").exists():
+        raise ServingPublishError(f"{slot} still has a write-ahead log; not publishing it")
+    link = target.with_name(f"{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    os.link(slot, link)
+    try:
+        os.replace(link, target)
+    except BaseException:
+        link.unlink(missing_ok=True)
+        raise
+
+
+class _Publisher:
+    """One publication: the warehouse connection, what to publish, and what was done."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, layout: ServingLayout, result):
+        self.con = con
+        self.layout = layout
+        self.result: PublishResult = result
+
+    # -- choosing a slot ----------------------------------------------------------------------
+    def update_a_free_slot(self, slots: list[Path], current) -> Path | None:
+        """Bring the least stale slot that is not current and not held up to date in place.
+
+        Returns the slot, or None when every other slot is held, missing, or too far behind to
+        be worth updating (then the caller gives a slot a new file)."""
+        held_here = _open_in_this_process()
+        others = [s for s in slots if s.exists() and _identity(s) != current]
+        others.sort(key=lambda s: s.stat().st_mtime_ns, reverse=True)
+        for slot in others:
+            if _identity(slot) in held_here:
+                continue
+            alias = f"serving_{uuid.uuid4().hex[:8]}"
+            try:
+                self.con.execute(f"attach '{_sql_path(slot)}' as {alias}")
+            except duckdb.Error as exc:  # held by a reader (or unreadable): try another slot
+                log.debug("serving slot %s skipped: %s", slot, exc)
+                continue
+            try:
+                updated = self.update(alias)
+                if updated:
+                    self.con.execute(f"checkpoint {alias}")
+            finally:
+                self.con.execute(f"detach {alias}")
+            if updated:
+                return slot
+            return None  # too far behind: the others are further behind
+        return None
+
+    def rebuild(self, slot: Path, copy_of: Path | None, reason: str) -> None:
+        """Give `slot` a new file: a copy of `copy_of` (the current serving file) brought up to
+        date, or else every mart copied in full. Written beside it, then renamed over it."""
+        tmp = slot.with_name(f"{slot.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        alias = f"serving_{uuid.uuid4().hex[:8]}"
+        try:
+            done = False
+            if copy_of is not None:
+                shutil.copyfile(copy_of, tmp)
+                self.con.execute(f"attach '{_sql_path(tmp)}' as {alias}")
+                try:
+                    done = self.update(alias)
+                    if done:
+                        self.result.mode = "copy"
+                        self.con.execute(f"checkpoint {alias}")
+                finally:
+                    self.con.execute(f"detach {alias}")
+                if not done:
+                    tmp.unlink()
+                    reason = self.result.reason
+            if not done:
+                self.con.execute(f"attach '{_sql_path(tmp)}' as {alias}")
+                try:
+                    self.build_full(alias, reason)
+                    self.con.execute(f"checkpoint {alias}")
+                finally:
+                    self.con.execute(f"detach {alias}")
+            os.replace(tmp, slot)
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+
+    # -- writing a slot -----------------------------------------------------------------------
+    def read_state(self, alias: str) -> _SlotState | None:
+        try:
+            layout, customers = self.con.execute(
+                f"select layout, customers from {alias}.main.{PUBLICATION_TABLE}"
+            ).fetchone()
+            marks = dict(
+                self.con.execute(f"select mark, batch_id from {alias}.main.{MARKS_TABLE}").fetchall()
+            )
+        except (duckdb.CatalogException, duckdb.BinderException, TypeError):
+            return None  # no state, or one written by an older publisher
+        return _SlotState(layout=layout, customers=customers, marks=marks)
+
+    def update(self, alias: str) -> bool:
+        """Replace, in the slot attached as `alias`, the rows of every customer changed since
+        its marks. False (nothing written) when the slot cannot be updated: no state, another
+        layout, or too far behind."""
+        state = self.read_state(alias)
+        if state is None or state.layout != self.layout.fingerprint:
+            self.result.reason = "the copy has another layout" if state else "no state"
+            return False
+        if not self.layout.marks or set(state.marks) != set(self.layout.marks):
+            self.result.reason = "no batch marks to follow"
+            return False
+        con, layout = self.con, self.layout
+        keys = f"serving_keys_{alias}"
+        con.execute("begin transaction")
+        try:
+            changed = " or ".join(f"{quote(m)} > {int(state.marks[m])}" for m in layout.marks)
+            con.execute(
+                f"create temp table {keys} as"
+                f" select {KEY} from {layout.change_log} where {changed}"
+            )
+            replaced = con.execute(f"select count(*) from {keys}").fetchone()[0]
+            if replaced > FULL_COPY_SHARE * max(state.customers, 1):
+                self.result.reason = f"{replaced} of {state.customers} customers changed"
+                con.execute("rollback")
+                return False
+            in_keys = f"{KEY} in (select {KEY} from temp.main.{keys})"
+            for table in layout.tables:
+                con.execute(f"delete from {alias}.main.{table.name} where {in_keys}")
+                con.execute(
+                    f"insert into {alias}.main.{table.name}"
+                    f" {table.select_sql(in_keys)} order by {KEY}"
+                )
+            # Customers the marts no longer have (deleted): only looked for when the counts
+            # say there are some.
+            extra = con.execute(
+                f"select (select count(*) from {alias}.main.customer_360_base)"
+                f" - (select count(*) from {layout.change_log})"
+            ).fetchone()[0]
+            if extra:
+                con.execute(f"delete from temp.main.{keys}")
+                con.execute(
+                    f"insert into temp.main.{keys} select {KEY} from {alias}.main.customer_360_base"
+                    f" where {KEY} not in (select {KEY} from {layout.change_log})"
+                )
+                deleted = con.execute(f"select count(*) from {keys}").fetchone()[0]
+                if deleted != extra:
+                    raise ServingPublishError(
+                        f"the serving copy has {extra} customers more than the marts but "
+                        f"{deleted} the marts do not have; publish with force=True"
+                    )
+                for table in layout.tables:
+                    con.execute(f"delete from {alias}.main.{table.name} where {in_keys}")
+                replaced += deleted
+            self.write_publication(alias, mode="incremental")
+            con.execute(f"drop table temp.main.{keys}")
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        self.result.mode = self.result.mode or "incremental"
+        self.result.customers_replaced = replaced
+        return True
+
+    def build_full(self, alias: str, reason: str) -> None:
+        """Every mart copied into the empty database attached as `alias`, sorted by customer."""
+        con, layout = self.con, self.layout
+        con.execute("begin transaction")
+        try:
+            for table in layout.tables:
+                # Sorted by customer: a profile lookup reads one row group per table.
+                con.execute(
+                    f"create table {alias}.main.{table.name} as"
+                    f" {table.select_sql()} order by {KEY}"
+                )
+                if table.indexed:
+                    con.execute(
+                        f"create index {table.name}_{KEY} on {alias}.main.{table.name} ({KEY})"
+                    )
+            self.write_publication(alias, mode="full")
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        # dbt's views, created with the slot as the default catalog: their names stay
+        # unqualified, so they resolve in whichever file a reader opens.
+        with con.cursor() as cur:
+            cur.execute(f"use {alias}")
+            for view in layout.views:
+                cur.execute(f"create view {quote(view.name)} as {view.sql}")
+        self.result.mode = "full"
+        self.result.reason = reason
+        self.result.customers_replaced = 0
+
+    def write_publication(self, alias: str, mode: str) -> None:
+        """The copy's row counts, `serving_publication` and `serving_marks` (in the open
+        transaction)."""
+        con, layout = self.con, self.layout
+        rows = self.result.rows
+        rows.clear()
+        for table in layout.tables:
+            rows[table.name] = con.execute(
+                f"select count(*) from {alias}.main.{table.name}"
+            ).fetchone()[0]
+        data_as_of = con.execute(
+            f"select max(as_of) from {alias}.main.customer_360_base"
+        ).fetchone()[0]
+        marks = con.execute(
+            "select "
+            + ", ".join(f"coalesce(max({quote(m)}), -1)" for m in layout.marks)
+            + f" from {layout.change_log}"
+        ).fetchone()
+        for table, columns in (
+            (
+                PUBLICATION_TABLE,
+                "published_at timestamp, data_as_of timestamp, customers bigint,"
+                " mode varchar, layout varchar",
+            ),
+            (MARKS_TABLE, "mark varchar, batch_id bigint"),
+        ):
+            con.execute(f"create table if not exists {alias}.main.{table} ({columns})")
+            con.execute(f"delete from {alias}.main.{table}")
+        con.execute(
+            f"insert into {alias}.main.{PUBLICATION_TABLE} values (?, ?, ?, ?, ?)",
+            [
+                self.result.published_at,
+                data_as_of,
+                rows["customer_360_base"],
+                mode,
+                layout.fingerprint,
+            ],
+        )
+        con.executemany(
+            f"insert into {alias}.main.{MARKS_TABLE} values (?, ?)",
+            list(zip(layout.marks, marks, strict=True)),
+        )
+        self.result.data_as_of = data_as_of
+
+
+__all__ = [
+    "PublishResult",
+    "PublishedTable",
+    "ServingPublishError",
+    "publish_serving_copy",
+    "slot_paths",
+]

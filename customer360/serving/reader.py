@@ -14,6 +14,14 @@ Latency (the profile API's p99 target): a copy keeps its idle cursors for reuse 
 a request does not pay for a new cursor and its `use`; and the instance runs each query on the
 calling thread (`threads=1`): the lookups are point queries on a few rows, and handing them to
 DuckDB's worker threads only adds wake-ups (a search scans 100,000 rows as fast on one thread).
+
+Letting go: the publisher writes a serving file in place again once no process holds it (see
+publish.py, slots), so a copy that a newer one replaced is closed as soon as its last cursor is
+given back, rather than whenever it is garbage-collected.
+
+Time zone: the views' `age` is dbt's rule over "the day the view is read, in UTC"
+(dbt/macros/age_in_years.sql, reading_date), and DuckDB turns the current time into a date in
+the session's time zone, so the copy's connections run in UTC whatever the machine's zone.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ class ServingCopy:
 
     def __init__(self, path: Path, identity: tuple[int, int, int]):
         self.identity = identity
-        self.con = duckdb.connect(":memory:", config={"threads": 1})
+        self.con = duckdb.connect(":memory:", config={"threads": 1, "TimeZone": "UTC"})
         try:
             path_sql = str(path).replace("'", "''")
             self.con.execute(f"attach '{path_sql}' as {CATALOG} (read_only)")
@@ -53,6 +61,8 @@ class ServingCopy:
             raise
         self._lock = threading.Lock()
         self._idle: list[duckdb.DuckDBPyConnection] = []
+        self._busy = 0
+        self._lent = False  # a cursor was handed out for good (`ServingReader.cursor`)
         self._retired = False
         self._columns: dict[str, list[str]] = {}
         self._derived: dict[Callable, Any] = {}
@@ -84,9 +94,14 @@ class ServingCopy:
         """An idle cursor of this copy (or a new one), given back to the pool afterwards."""
         with self._lock:
             cur = self._idle.pop() if self._idle else None
-        if cur is None:
-            cur = self.con.cursor()
-            cur.execute(f"use {CATALOG}")
+            self._busy += 1
+        try:
+            if cur is None:
+                cur = self.con.cursor()
+                cur.execute(f"use {CATALOG}")
+        except BaseException:
+            self._given_back(None)
+            raise
         reuse = False
         try:
             yield cur
@@ -97,20 +112,42 @@ class ServingCopy:
             reuse = True  # the caller's own error (a 404, ...): the cursor is fine
             raise
         finally:
-            with self._lock:
-                if reuse and not self._retired:
-                    self._idle.append(cur)
-                    cur = None
-            if cur is not None:
-                cur.close()
+            self._given_back(cur if reuse else None, close=None if reuse else cur)
+
+    def _given_back(self, cur, close=None) -> None:
+        """A busy cursor returns: pooled (`cur`) or closed (`close`); the last one to return
+        to a retired copy closes it."""
+        with self._lock:
+            self._busy -= 1
+            if cur is not None and not self._retired:
+                self._idle.append(cur)
+                cur = None
+            last = self._retired and self._busy == 0 and not self._lent
+        for done in (cur, close):
+            if done is not None:
+                done.close()
+        if last:
+            self.con.close()
+
+    def lend_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for the caller to close; this copy then closes when garbage-collected."""
+        with self._lock:
+            self._lent = True
+        cur = self.con.cursor()
+        cur.execute(f"use {CATALOG}")
+        return cur
 
     def retire(self) -> None:
-        """A newer copy is served: close the idle cursors; busy ones close when given back."""
+        """A newer copy is served: close the idle cursors, and the copy once no cursor is busy
+        (the publisher may then write its file again)."""
         with self._lock:
             self._retired = True
             idle, self._idle = self._idle, []
+            last = self._busy == 0 and not self._lent
         for cur in idle:
             cur.close()
+        if last:
+            self.con.close()
 
     def close(self) -> None:
         self.retire()
@@ -157,9 +194,7 @@ class ServingReader:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the latest published copy, for one caller (close it after use)."""
-        cur = self.current().con.cursor()
-        cur.execute(f"use {CATALOG}")
-        return cur
+        return self.current().lend_cursor()
 
     def close(self) -> None:
         with self._lock:
