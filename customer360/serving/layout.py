@@ -1,22 +1,28 @@
 """What the serving copy holds, read from the warehouse's own catalog.
 
-- **Tables**: the marts `TABLE_MARTS`, copied row for row (their bookkeeping columns, named
-  `_...`, left out), and for each mart of `VIEW_MARTS` a table `<mart>_base` holding the columns
-  the mart's dbt view passes through unchanged.
-- **Views**: each mart of `VIEW_MARTS` is a view in the serving copy too, and its SQL is dbt's:
-  the SQL DuckDB stores for the warehouse view (`duckdb_views()`), with its one input relation
-  re-pointed at `<mart>_base`. These marts show `age`, which depends on the day the row is read,
-  so the serving copy computes it when it is read, by the rule dbt defines (the macro
-  `age_in_years`); the serving code holds no copy of that rule.
+Every relation of the warehouse's `marts` schema is published, under its own name:
 
-The re-pointing is done on DuckDB's parse tree (`json_serialize_sql` / `json_deserialize_sql`),
-not on the SQL text. A view whose SQL reads more than one relation cannot be re-pointed and is
-an error that names the mart: teach this module what to publish for it.
+- a **table** (the incremental marts, e.g. `customer_360_base`) is copied row for row, its
+  bookkeeping columns (named `_...`) left out;
+- a **view over published tables only** (e.g. `customer_360`, `customer_activity`) stays a view,
+  and its SQL is dbt's: the SQL DuckDB stores for the warehouse view (`duckdb_views()`), with its
+  relations re-pointed at the serving copy's tables of the same names;
+- a view that must be computed when it is read (`READ_TIME_VIEWS`: they show `age`, which
+  depends on the day) but reads a relation that is not published (`customer_details` reads
+  `intermediate.int_customers`) becomes a table `<mart>_base` of the columns the view passes
+  through, plus dbt's view re-pointed at it;
+- any other view (`customer_recent_errors` reads the weblog rollup and staging) is copied as a
+  table.
+
+So every rule (age, items per order, activity as rows) is computed by dbt's SQL only; the
+serving code holds no copy of any. The re-pointing is done on DuckDB's parse tree
+(`json_serialize_sql` / `json_deserialize_sql`), not on the SQL text; a view it cannot re-point
+is an error that names it.
 
 `ServingLayout.fingerprint` changes whenever what a serving copy holds could have changed other
-than through new data: a column (name or type), a view's SQL, or a warehouse table being
-recreated (a `dbt build --full-refresh` gives tables new catalog oids). A copy published under
-another fingerprint is rebuilt in full instead of updated (see `publish.py`).
+than through new data: a relation or column (name or type), a view's SQL, or a warehouse table
+being recreated (a `dbt build --full-refresh` gives tables new catalog oids). A copy published
+under another fingerprint is rebuilt in full instead of updated (see `publish.py`).
 """
 
 from __future__ import annotations
@@ -28,21 +34,22 @@ from dataclasses import dataclass
 
 import duckdb
 
-# Marts copied as tables, in the order they are written.
-TABLE_MARTS = (
+# The marts every serving copy has (the contract BI tools, the API and the dashboard read).
+CONTRACT = (
+    "customer_details",
+    "customer_360",
     "customer_purchase_stats",
     "customer_popular_items",
     "customer_activity",
     "customer_recent_errors",
 )
-# Marts that are views in the serving copy too (they show `age`, computed when read): dbt's view
-# over a table `<mart>_base` of the columns it passes through.
-VIEW_MARTS = ("customer_details", "customer_360")
+# Views computed when they are read (they show `age`): never copied as tables.
+READ_TIME_VIEWS = ("customer_details", "customer_360")
 # Indexed on customer_id: the profile API's lookup of one customer's 31-column row becomes an
-# index scan (~1 ms less per profile at 100,000 customers). Indexing customer_popular_items and
-# customer_recent_errors too gained nothing measurable on sorted tables.
+# index scan (~1 ms less per profile at 100,000 customers), and so do the views over it.
+# Indexing customer_popular_items and customer_recent_errors too gained nothing measurable.
 INDEXED_TABLES = ("customer_360_base",)
-# The key of every published relation: publications replace a customer's rows in every table.
+# The key of every published relation: a publication replaces a customer's rows everywhere.
 KEY = "customer_id"
 # The marts table whose per-source batch marks (`_<source>_batch_id`, the greatest staging batch
 # a customer's row reflects) say which customers changed: every mart row of a customer is
@@ -61,13 +68,22 @@ class LayoutError(RuntimeError):
 class PublishedTable:
     name: str  # in the serving copy
     source: str  # the warehouse relation it is read from, quoted
-    columns: tuple[str, ...]
+    columns: tuple[tuple[str, str], ...]  # (name, type)
     indexed: bool = False
+    # Select a few customers with a list of literals rather than a semi-join: DuckDB pushes a
+    # constant IN list through a view's window functions into its scans (customer_details reads
+    # int_customers, which ranks every users document: 20 ms instead of 170 for 1,000 ids).
+    literal_keys: bool = False
 
-    def select_sql(self, where: str = "") -> str:
-        return f"select {', '.join(map(quote, self.columns))} from {self.source}" + (
-            f" where {where}" if where else ""
-        )
+    def select_sql(self, keys: str = "", literals: str = "") -> str:
+        """Select of its rows: all, those of the customers in `keys` (a one-column select), or
+        with `literals` (comma-separated ids) when `literal_keys`."""
+        sql = f"select {', '.join(quote(c) for c, _ in self.columns)} from {self.source}"
+        if self.literal_keys and literals:
+            return f"{sql} where {KEY} in ({literals})"
+        if keys:
+            return f"{sql} where {KEY} in ({keys})"
+        return sql
 
 
 @dataclass(frozen=True)
@@ -84,56 +100,72 @@ class ServingLayout:
     marks: tuple[str, ...]  # its batch-mark columns
     fingerprint: str
 
+    @property
+    def literal_keys(self) -> bool:
+        return any(t.literal_keys for t in self.tables)
+
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
 def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
-    """What to publish from the warehouse open on `con` (a few catalog queries, ~ms)."""
+    """What to publish from the warehouse open on `con` (a few catalog queries)."""
     warehouse = con.execute("select current_database()").fetchone()[0]
     columns: dict[str, list[tuple[str, str]]] = {}
-    for table, column, data_type in con.execute(
+    for relation, column, data_type in con.execute(
         "select table_name, column_name, data_type from duckdb_columns()"
         " where database_name = ? and schema_name = 'marts' order by table_name, column_index",
         [warehouse],
     ).fetchall():
-        columns.setdefault(table, []).append((column, data_type))
-    missing = [m for m in (*TABLE_MARTS, *VIEW_MARTS, CHANGE_LOG) if m not in columns]
+        columns.setdefault(relation, []).append((column, data_type))
+    missing = [m for m in (*CONTRACT, CHANGE_LOG) if m not in columns]
     if missing:
         raise LayoutError(
             f"marts {', '.join(missing)} do not exist in the warehouse yet; run a micro-batch "
             "(`c360 run-once`) so dbt builds the marts before publishing."
         )
-
-    def source(mart: str) -> str:
-        return f"{quote(warehouse)}.marts.{quote(mart)}"
-
-    def public(mart: str) -> list[str]:
-        return [c for c, _ in columns[mart] if not c.startswith("_")]
-
-    tables = [
-        PublishedTable(t, source(t), tuple(public(t)), t in INDEXED_TABLES) for t in TABLE_MARTS
-    ]
-    views = []
+    tables_sql = (
+        "select table_name from duckdb_tables() where database_name = ? and schema_name = 'marts'"
+    )
+    mart_tables = sorted(r[0] for r in con.execute(tables_sql, [warehouse]).fetchall())
     view_sql = dict(
         con.execute(
             "select view_name, sql from duckdb_views()"
-            " where database_name = ? and schema_name = 'marts'",
+            " where database_name = ? and schema_name = 'marts' order by view_name",
             [warehouse],
         ).fetchall()
     )
-    for mart in VIEW_MARTS:
-        if mart not in view_sql:
-            raise LayoutError(
-                f"marts.{mart} is not a view in the warehouse; the serving copy publishes it "
-                "as dbt's view over a base table (customer360/serving/layout.py VIEW_MARTS)"
-            )
-        base = f"{mart}_base"
-        select, computed = _repointed(con, mart, view_sql[mart], base)
-        passed = tuple(c for c in public(mart) if c not in computed)
-        tables.append(PublishedTable(base, source(mart), passed, base in INDEXED_TABLES))
-        views.append(PublishedView(mart, select))
+    for relation in mart_tables + list(view_sql):
+        if KEY not in dict(columns[relation]):
+            raise LayoutError(f"marts.{relation} has no {KEY}: the serving copy cannot publish it")
+
+    def source(relation: str) -> str:
+        return f"{quote(warehouse)}.marts.{quote(relation)}"
+
+    def public(relation: str) -> tuple[tuple[str, str], ...]:
+        return tuple((c, t) for c, t in columns[relation] if not c.startswith("_"))
+
+    tables = [PublishedTable(t, source(t), public(t), t in INDEXED_TABLES) for t in mart_tables]
+    views = []
+    for view, create_sql in view_sql.items():
+        parsed = _parse_view(con, view, create_sql)
+        if parsed.inputs <= {("marts", t) for t in mart_tables}:
+            views.append(PublishedView(view, parsed.repointed(con, lambda ref: ref[1])))
+        elif view in READ_TIME_VIEWS:
+            if len(parsed.inputs) != 1:
+                raise LayoutError(
+                    f"the dbt view marts.{view} reads {len(parsed.inputs)} relations "
+                    f"({', '.join('.'.join(i) for i in sorted(parsed.inputs))}); the serving copy "
+                    "can publish a view computed when read only over published marts tables or "
+                    "over one relation"
+                )
+            base = f"{view}_base"
+            passed = tuple((c, t) for c, t in public(view) if c not in parsed.computed)
+            tables.append(PublishedTable(base, source(view), passed, base in INDEXED_TABLES, True))
+            views.append(PublishedView(view, parsed.repointed(con, lambda ref, b=base: b)))
+        else:
+            tables.append(PublishedTable(view, source(view), public(view), False, True))
 
     marks = tuple(
         c for c, _ in columns[CHANGE_LOG] if c.startswith("_") and c.endswith("_batch_id")
@@ -144,7 +176,7 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
         [warehouse],
     ).fetchall()
     described = {
-        "tables": [(t.name, t.columns, columns_of(columns, t)) for t in tables],
+        "tables": [(t.name, t.columns, t.literal_keys) for t in tables],
         "views": [(v.name, v.sql) for v in views],
         "marks": marks,
         "oids": oids,
@@ -153,46 +185,39 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
     return ServingLayout(tuple(tables), tuple(views), source(CHANGE_LOG), marks, fingerprint)
 
 
-def columns_of(columns: dict[str, list[tuple[str, str]]], table: PublishedTable) -> list:
-    mart = table.source.rsplit(".", 1)[1].strip('"')
-    types = dict(columns[mart])
-    return [(c, types[c]) for c in table.columns]
-
-
 _CREATE_VIEW = re.compile(r"^\s*create\s+view\s+.+?\s+as\s+(.*?);?\s*$", re.I | re.S)
 
 
-def _repointed(
-    con: duckdb.DuckDBPyConnection, mart: str, create_sql: str, base: str
-) -> tuple[str, set[str]]:
-    """dbt's view `mart` as a select over `base`, and the names of the columns it computes."""
+@dataclass
+class _ParsedView:
+    tree: dict
+    inputs: set[tuple[str, str]]  # (schema, relation) it reads
+    computed: set[str]  # output columns that are not a column passed through
+
+    def repointed(self, con: duckdb.DuckDBPyConnection, name_for) -> str:
+        """The view's select with each input relation renamed by `name_for((schema, name))`,
+        unqualified (it resolves in the serving file's own catalog)."""
+        tree = json.loads(json.dumps(self.tree))
+        for node in _input_nodes(tree):
+            new = name_for((node.get("schema_name") or "main", node["table_name"]))
+            # Keep the old name as the alias, so columns qualified with it still resolve.
+            node["alias"] = node.get("alias") or node["table_name"]
+            node.update(catalog_name="", schema_name="", table_name=new)
+            if "qualified_name" in node:
+                node["qualified_name"] = {"path": [new]}
+        return con.execute("select json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()[0]
+
+
+def _parse_view(con: duckdb.DuckDBPyConnection, view: str, create_sql: str) -> _ParsedView:
     match = _CREATE_VIEW.match(create_sql)
     if not match:
-        raise LayoutError(f"cannot read the SQL of the view marts.{mart}: {create_sql[:200]}")
+        raise LayoutError(f"cannot read the SQL of the view marts.{view}: {create_sql[:200]}")
     tree = json.loads(con.execute("select json_serialize_sql(?)", [match.group(1)]).fetchone()[0])
     if tree.get("error"):
-        raise LayoutError(f"cannot parse the SQL of the view marts.{mart}: {tree}")
-    ctes = {name for node in _nodes(tree) for name in _cte_names(node)}
-    inputs = [
-        node
-        for node in _nodes(tree)
-        if node.get("type") == "BASE_TABLE" and node.get("table_name") not in ctes
-    ]
-    if len(inputs) != 1:
-        names = sorted({f"{n.get('schema_name')}.{n.get('table_name')}" for n in inputs})
-        raise LayoutError(
-            f"the dbt view marts.{mart} reads {len(inputs)} relations ({', '.join(names)}); the "
-            "serving copy can only re-point a view over one relation at its base table"
-        )
-    node = inputs[0]
-    # Keep the old name as the alias, so columns qualified with it still resolve.
-    node["alias"] = node.get("alias") or node["table_name"]
-    node.update(catalog_name="", schema_name="", table_name=base)
-    if "qualified_name" in node:
-        node["qualified_name"] = {"path": [base]}
-    select = con.execute("select json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()[0]
-    statement = tree["statements"][0]["node"]
+        raise LayoutError(f"cannot parse the SQL of the view marts.{view}: {tree}")
+    inputs = {(n.get("schema_name") or "main", n["table_name"]) for n in _input_nodes(tree)}
     computed = set()
+    statement = tree["statements"][0]["node"]
     for expression in statement.get("select_list", []):
         passed = expression.get("class") == "COLUMN_REF" and expression.get("alias") in (
             "",
@@ -200,7 +225,17 @@ def _repointed(
         )
         if not passed:
             computed.add(expression.get("alias") or "")
-    return select, computed
+    return _ParsedView(tree, inputs, computed)
+
+
+def _input_nodes(tree: dict) -> list[dict]:
+    """The parse tree's references to stored relations (CTE names left out)."""
+    ctes = {name for node in _nodes(tree) for name in _cte_names(node)}
+    return [
+        node
+        for node in _nodes(tree)
+        if node.get("type") == "BASE_TABLE" and node.get("table_name") not in ctes
+    ]
 
 
 def _nodes(value):

@@ -26,7 +26,7 @@ Bringing it up to date replaces, in every table, the rows of the customers whose
 them (new and changed customers) and of the customers it holds that the marts no longer have
 (deleted ones), found only when the row counts say some were deleted. A slot published under
 another layout (a column, a view's SQL, a recreated warehouse table: see layout.py), or more
-than `FULL_COPY_SHARE` of the customers behind, is rebuilt in full instead: every mart copied,
+than `FULL_COPY_SHARE` of its customers behind, is rebuilt in full instead: every mart copied,
 sorted by customer. `force=True` rebuilds in full and drops the other slots.
 
 What the copy holds (tables, and dbt's views re-pointed at them) is described in layout.py.
@@ -49,9 +49,10 @@ import duckdb
 
 from customer360.config import Settings
 from customer360.serving.layout import (
+    CHANGE_LOG,
     KEY,
+    WAREHOUSE_SCHEMAS,
     LayoutError,
-    PublishedTable,
     ServingLayout,
     quote,
     read_layout,
@@ -62,9 +63,10 @@ log = logging.getLogger(__name__)
 PUBLICATION_TABLE = "serving_publication"
 MARKS_TABLE = "serving_marks"
 SLOTS = 3
-# A slot with more changed customers than this share of all is rebuilt in full: replacing most
-# rows costs more than copying them, and a full copy is sorted again.
+# A slot with more changed customers than this share of all (and than FULL_COPY_MIN) is rebuilt
+# in full: replacing most rows costs more than copying them, and a full copy is sorted again.
 FULL_COPY_SHARE = 0.25
+FULL_COPY_MIN = 5_000
 
 
 class ServingPublishError(RuntimeError):
@@ -114,15 +116,21 @@ _last_published: dict[Path, tuple] = {}
 
 
 def _marts_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple | None:
-    """The per-customer models' watermarks: they move whenever a mart takes in new data."""
+    """The per-customer models' watermarks, which move whenever a mart takes in new data, and
+    the warehouse tables' catalog oids, which change when dbt recreates a table (a full
+    refresh)."""
     try:
-        return tuple(
-            con.execute(
-                "select model, source, batch_id from intermediate.dbt_watermarks order by 1, 2"
-            ).fetchall()
-        )
+        watermarks = con.execute(
+            "select model, source, batch_id from intermediate.dbt_watermarks order by 1, 2"
+        ).fetchall()
     except duckdb.CatalogException:
         return None
+    oids = con.execute(
+        "select schema_name, table_name, table_oid from duckdb_tables()"
+        f" where database_name = current_database() and schema_name in {WAREHOUSE_SCHEMAS}"
+        " order by 1, 2"
+    ).fetchall()
+    return (tuple(watermarks), tuple(oids))
 
 
 def slot_paths(target: Path) -> list[Path]:
@@ -331,7 +339,9 @@ class _Publisher:
                 f"select layout, customers from {alias}.main.{PUBLICATION_TABLE}"
             ).fetchone()
             marks = dict(
-                self.con.execute(f"select mark, batch_id from {alias}.main.{MARKS_TABLE}").fetchall()
+                self.con.execute(
+                    f"select mark, batch_id from {alias}.main.{MARKS_TABLE}"
+                ).fetchall()
             )
         except (duckdb.CatalogException, duckdb.BinderException, TypeError):
             return None  # no state, or one written by an older publisher
@@ -349,36 +359,35 @@ class _Publisher:
             self.result.reason = "no batch marks to follow"
             return False
         con, layout = self.con, self.layout
-        keys = f"serving_keys_{alias}"
+        keys = f"temp.main.serving_keys_{alias}"
+        marks = ", ".join(map(quote, layout.marks))
         con.execute("begin transaction")
         try:
             changed = " or ".join(f"{quote(m)} > {int(state.marks[m])}" for m in layout.marks)
             con.execute(
-                f"create temp table {keys} as"
-                f" select {KEY} from {layout.change_log} where {changed}"
+                f"create temp table serving_keys_{alias} as"
+                f" select {KEY}, {marks} from {layout.change_log} where {changed}"
             )
-            replaced = con.execute(f"select count(*) from {keys}").fetchone()[0]
-            if replaced > FULL_COPY_SHARE * max(state.customers, 1):
+            replaced, *highest = con.execute(
+                "select count(*), "
+                + ", ".join(f"max({quote(m)})" for m in layout.marks)
+                + f" from {keys}"
+            ).fetchone()
+            if replaced > max(FULL_COPY_SHARE * state.customers, FULL_COPY_MIN):
                 self.result.reason = f"{replaced} of {state.customers} customers changed"
                 con.execute("rollback")
                 return False
-            in_keys = f"{KEY} in (select {KEY} from temp.main.{keys})"
-            for table in layout.tables:
-                con.execute(f"delete from {alias}.main.{table.name} where {in_keys}")
-                con.execute(
-                    f"insert into {alias}.main.{table.name}"
-                    f" {table.select_sql(in_keys)} order by {KEY}"
-                )
-            # Customers the marts no longer have (deleted): only looked for when the counts
-            # say there are some.
+            self._replace_rows(alias, keys)
+            # Customers the marts no longer have (deleted): looked for only when the counts say
+            # the copy has some.
             extra = con.execute(
-                f"select (select count(*) from {alias}.main.customer_360_base)"
+                f"select (select count(*) from {alias}.main.{quote(CHANGE_LOG)})"
                 f" - (select count(*) from {layout.change_log})"
             ).fetchone()[0]
             if extra:
-                con.execute(f"delete from temp.main.{keys}")
+                con.execute(f"delete from {keys}")
                 con.execute(
-                    f"insert into temp.main.{keys} select {KEY} from {alias}.main.customer_360_base"
+                    f"insert into {keys} ({KEY}) select {KEY} from {alias}.main.{quote(CHANGE_LOG)}"
                     f" where {KEY} not in (select {KEY} from {layout.change_log})"
                 )
                 deleted = con.execute(f"select count(*) from {keys}").fetchone()[0]
@@ -387,11 +396,14 @@ class _Publisher:
                         f"the serving copy has {extra} customers more than the marts but "
                         f"{deleted} the marts do not have; publish with force=True"
                     )
-                for table in layout.tables:
-                    con.execute(f"delete from {alias}.main.{table.name} where {in_keys}")
+                self._replace_rows(alias, keys, insert=False)
                 replaced += deleted
-            self.write_publication(alias, mode="incremental")
-            con.execute(f"drop table temp.main.{keys}")
+            new_marks = [
+                max(int(state.marks[m]), -1 if h is None else int(h))
+                for m, h in zip(layout.marks, highest, strict=True)
+            ]
+            self.write_publication(alias, mode="incremental", marks=new_marks)
+            con.execute(f"drop table {keys}")
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
@@ -399,6 +411,22 @@ class _Publisher:
         self.result.mode = self.result.mode or "incremental"
         self.result.customers_replaced = replaced
         return True
+
+    def _replace_rows(self, alias: str, keys: str, insert: bool = True) -> None:
+        """Delete the rows of the customers in `keys` from every table of the slot and, with
+        `insert`, insert their rows from the marts (sorted by customer)."""
+        con = self.con
+        in_keys = f"select {KEY} from {keys}"
+        literals = ""
+        if insert and self.layout.literal_keys:
+            literals = ", ".join(_literal(r[0]) for r in con.execute(in_keys).fetchall())
+        for table in self.layout.tables:
+            target = f"{alias}.main.{quote(table.name)}"
+            con.execute(f"delete from {target} where {KEY} in ({in_keys})")
+            if insert and (literals or not table.literal_keys):
+                con.execute(
+                    f"insert into {target} {table.select_sql(in_keys, literals)} order by {KEY}"
+                )
 
     def build_full(self, alias: str, reason: str) -> None:
         """Every mart copied into the empty database attached as `alias`, sorted by customer."""
@@ -408,14 +436,24 @@ class _Publisher:
             for table in layout.tables:
                 # Sorted by customer: a profile lookup reads one row group per table.
                 con.execute(
-                    f"create table {alias}.main.{table.name} as"
+                    f"create table {alias}.main.{quote(table.name)} as"
                     f" {table.select_sql()} order by {KEY}"
                 )
                 if table.indexed:
                     con.execute(
-                        f"create index {table.name}_{KEY} on {alias}.main.{table.name} ({KEY})"
+                        f"create index {table.name}_{KEY}"
+                        f" on {alias}.main.{quote(table.name)} ({KEY})"
                     )
-            self.write_publication(alias, mode="full")
+            marks = (
+                con.execute(
+                    "select "
+                    + ", ".join(f"coalesce(max({quote(m)}), -1)" for m in layout.marks)
+                    + f" from {layout.change_log}"
+                ).fetchone()
+                if layout.marks
+                else ()
+            )
+            self.write_publication(alias, mode="full", marks=list(marks))
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
@@ -430,24 +468,18 @@ class _Publisher:
         self.result.reason = reason
         self.result.customers_replaced = 0
 
-    def write_publication(self, alias: str, mode: str) -> None:
+    def write_publication(self, alias: str, mode: str, marks: list[int]) -> None:
         """The copy's row counts, `serving_publication` and `serving_marks` (in the open
         transaction)."""
         con, layout = self.con, self.layout
-        rows = self.result.rows
-        rows.clear()
-        for table in layout.tables:
-            rows[table.name] = con.execute(
-                f"select count(*) from {alias}.main.{table.name}"
-            ).fetchone()[0]
-        data_as_of = con.execute(
-            f"select max(as_of) from {alias}.main.customer_360_base"
-        ).fetchone()[0]
-        marks = con.execute(
+        names = [t.name for t in layout.tables]
+        counts = con.execute(
             "select "
-            + ", ".join(f"coalesce(max({quote(m)}), -1)" for m in layout.marks)
-            + f" from {layout.change_log}"
+            + ", ".join(f"(select count(*) from {alias}.main.{quote(n)})" for n in names)
+            + f", (select max(as_of) from {alias}.main.{quote(CHANGE_LOG)})"
         ).fetchone()
+        self.result.rows = dict(zip(names, counts[:-1], strict=True))
+        data_as_of = counts[-1]
         for table, columns in (
             (
                 PUBLICATION_TABLE,
@@ -463,21 +495,27 @@ class _Publisher:
             [
                 self.result.published_at,
                 data_as_of,
-                rows["customer_360_base"],
+                self.result.rows[CHANGE_LOG],
                 mode,
                 layout.fingerprint,
             ],
         )
-        con.executemany(
-            f"insert into {alias}.main.{MARKS_TABLE} values (?, ?)",
-            list(zip(layout.marks, marks, strict=True)),
-        )
+        if marks:
+            values = ", ".join(
+                f"({_literal(m)}, {int(b)})" for m, b in zip(layout.marks, marks, strict=True)
+            )
+            con.execute(f"insert into {alias}.main.{MARKS_TABLE} values {values}")
         self.result.data_as_of = data_as_of
+
+
+def _literal(value) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 __all__ = [
     "PublishResult",
-    "PublishedTable",
     "ServingPublishError",
     "publish_serving_copy",
     "slot_paths",

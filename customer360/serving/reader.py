@@ -21,7 +21,7 @@ given back, rather than whenever it is garbage-collected.
 
 Time zone: the views' `age` is dbt's rule over "the day the view is read, in UTC"
 (dbt/macros/age_in_years.sql, reading_date), and DuckDB turns the current time into a date in
-the session's time zone, so the copy's connections run in UTC whatever the machine's zone.
+the session's time zone (with the ICU extension), so the copy's connections run in UTC.
 """
 
 from __future__ import annotations
@@ -42,13 +42,23 @@ class ServingNotPublished(RuntimeError):
     """No serving copy has been published at the path yet."""
 
 
+def _in_utc(con: duckdb.DuckDBPyConnection) -> None:
+    """Dates of the current time in UTC. Without the ICU extension DuckDB has no time zones and
+    computes them in UTC anyway (setting one then fails)."""
+    try:
+        con.execute("set TimeZone = 'UTC'")
+    except duckdb.Error:
+        pass
+
+
 class ServingCopy:
     """One published serving file, open read-only, with a pool of idle cursors."""
 
     def __init__(self, path: Path, identity: tuple[int, int, int]):
         self.identity = identity
-        self.con = duckdb.connect(":memory:", config={"threads": 1, "TimeZone": "UTC"})
+        self.con = duckdb.connect(":memory:", config={"threads": 1})
         try:
+            _in_utc(self.con)
             path_sql = str(path).replace("'", "''")
             self.con.execute(f"attach '{path_sql}' as {CATALOG} (read_only)")
             self.con.execute(f"use {CATALOG}")

@@ -1,0 +1,173 @@
+"""An incrementally published serving copy equals a full copy of the marts after every batch.
+
+Raw data lands in rounds (the scripted and random rounds of test_dbt_incremental: user inserts,
+updates and deletes, a customer deleted and created again, orders moved between customers,
+late email opens, weblogs before their customer exists); dbt builds the marts incrementally
+after each round, and then the serving copy is published twice: to the serving path as the
+pipeline does (a slot brought up to date with the changed customers) and, as a reference, in
+full to a path of its own. Every relation of the two copies (tables and views, `age` included)
+must be equal row by row after every round.
+
+Meanwhile readers in other processes hold earlier copies open, as BI tools do: publishing must
+go on without waiting for them (it skips or replaces their slots), and each of them must keep
+reading the copy it opened, unchanged. At the end a `--full-refresh` of the marts is published
+too (a new layout: a full copy) and must again equal the reference.
+
+No Kafka or MongoDB: the raw tables are written directly (tests/dbt_fixtures/raw_builder.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from customer360.config import Settings
+from customer360.serving.publish import publish_serving_copy, slot_paths
+from customer360.serving.reader import ServingReader
+from tests.dbt_fixtures.dbt_invoke import MARTS, run_dbt
+from tests.dbt_fixtures.raw_builder import RawLanding
+from tests.test_dbt_incremental import random_rounds, scripted_rounds
+
+BOOKKEEPING = ("serving_publication", "serving_marks")
+
+# A reader in its own process, as a BI tool: opens the serving file read-only, says how many
+# customers it sees, then answers "count" with the count it sees now, until stdin closes.
+READER = textwrap.dedent(
+    """
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    def count():
+        return con.execute("select count(*), max(first_name) from customer_360").fetchone()
+    print(repr(count()), flush=True)
+    for line in sys.stdin:
+        print(repr(count()), flush=True)
+    """
+)
+
+
+class OtherProcessReader:
+    def __init__(self, path: Path):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", READER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.first = self.process.stdout.readline().strip()
+        assert self.first, "the reader process could not open the serving copy"
+
+    def now(self) -> str:
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def relations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return sorted(
+        r[0]
+        for r in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'main'"
+            " union all select view_name from duckdb_views()"
+            " where schema_name = 'main' and not internal"
+        ).fetchall()
+    )
+
+
+def rows(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[list[str], list[tuple]]:
+    cursor = con.execute(f'select * from "{relation}"')
+    columns = [d[0] for d in cursor.description]
+    return columns, sorted(tuple(repr(v) for v in row) for row in cursor.fetchall())
+
+
+def assert_same_copies(published: Path, reference: Path, label: str) -> None:
+    with duckdb.connect(str(published), read_only=True) as left:
+        with duckdb.connect(str(reference), read_only=True) as right:
+            names = relations(right)
+            assert relations(left) == names, label
+            assert set(MARTS) <= set(names)
+            for name in names:
+                if name in BOOKKEEPING:
+                    continue
+                left_columns, left_rows = rows(left, name)
+                right_columns, right_rows = rows(right, name)
+                assert left_columns == right_columns, f"{label}: {name}"
+                assert left_rows == right_rows, (
+                    f"{label}: {name} differs from a full copy; only in the full copy: "
+                    f"{sorted(set(right_rows) - set(left_rows))[:5]}; only in the published "
+                    f"copy: {sorted(set(left_rows) - set(right_rows))[:5]}"
+                )
+            customers = left.execute("select customers from serving_publication").fetchone()[0]
+            assert customers == left.execute("select count(*) from customer_360").fetchone()[0]
+
+
+def publish_rounds(tmp_path: Path, rounds) -> list[str]:
+    """Land, build and publish each round; compare with a full copy; returns the modes."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    settings = Settings(warehouse=warehouse, serving_db=tmp_path / "serving" / "serving.duckdb")
+    reference = Settings(warehouse=warehouse, serving_db=tmp_path / "full" / "serving.duckdb")
+    raw = RawLanding([warehouse])
+    modes, readers, here = [], [], None
+    try:
+        for number, _ in enumerate(rounds(raw)):
+            raw.land()
+            run_dbt(warehouse, "run", work_dir=tmp_path / "dbt")
+            with duckdb.connect(str(warehouse)) as con:
+                result = publish_serving_copy(con, settings)
+                publish_serving_copy(con, reference, force=True)
+            if result.published:
+                modes.append(result.mode)
+            assert_same_copies(settings.serving_path, reference.serving_path, f"round {number}")
+            # Readers that keep earlier copies open: two other processes, and this one.
+            if number in (0, 1):
+                readers.append(OtherProcessReader(settings.serving_path))
+            if number == 2:
+                here = ServingReader(settings.serving_path)
+                here.current()
+        # Each reader still reads the copy it opened (unchanged), though its slot was skipped
+        # or replaced by later publications.
+        for reader in readers:
+            assert reader.now() == reader.first
+        assert here is not None and here.current().publication is not None
+
+        # A full refresh recreates the marts' tables: published in full, still equal.
+        run_dbt(warehouse, "run", "--full-refresh", work_dir=tmp_path / "dbt")
+        with duckdb.connect(str(warehouse)) as con:
+            result = publish_serving_copy(con, settings, force=False)
+            publish_serving_copy(con, reference, force=True)
+        assert result.published and result.mode == "full", result.summary_line()
+        assert_same_copies(settings.serving_path, reference.serving_path, "full refresh")
+        # And the next publication after it is incremental again.
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute("update intermediate.dbt_watermarks set batch_id = batch_id + 1")
+            assert publish_serving_copy(con, settings).mode in ("incremental", "copy")
+        assert_same_copies(settings.serving_path, reference.serving_path, "after full refresh")
+    finally:
+        for reader in readers:
+            reader.close()
+        if here is not None:
+            here.close()
+    assert len([p for p in slot_paths(settings.serving_path) if p.exists()]) <= 3
+    return modes
+
+
+def test_incremental_publication_equals_a_full_copy_scripted(tmp_path: Path) -> None:
+    modes = publish_rounds(tmp_path, scripted_rounds)
+    # The first copy is full; every later one brought a slot (or a copy of the current file,
+    # when the readers held the other slots) up to date, deletes included.
+    assert modes[0] == "full"
+    assert set(modes[1:]) == {"incremental", "copy"}, modes
+
+
+@pytest.mark.parametrize("seed", [3])
+def test_incremental_publication_equals_a_full_copy_random(tmp_path: Path, seed: int) -> None:
+    modes = publish_rounds(tmp_path, lambda raw: random_rounds(raw, seed, rounds=8))
+    assert modes[0] == "full" and "full" not in modes[1:], modes
