@@ -225,7 +225,7 @@ def test_age_in_the_serving_copy_is_computed_on_the_day_it_is_read(synthetic_set
         view_sql = con.execute(
             "select sql from duckdb_views() where view_name = 'customer_360'"
         ).fetchone()[0]
-        assert "current_timestamp" in view_sql
+        assert "now()" in view_sql  # dbt's SQL (macro age_in_years), computed when read
         # Same column order as the marts contract (age right after dob).
         columns = [r[0] for r in con.execute("describe customer_360").fetchall()]
         assert columns[5:8] == ["dob", "age", "city"]
@@ -236,17 +236,20 @@ def test_age_in_the_serving_copy_is_computed_on_the_day_it_is_read(synthetic_set
 
 
 def test_profile_age_matches_the_serving_views_age():
-    """The API computes `age` from `customer_360_base.dob` as the serving views do in SQL."""
+    """The API computes `age` from `customer_360_base.dob` as dbt's macro (the serving views'
+    SQL) does."""
     from datetime import date
 
     from customer360.serving.api import _age_in_years
-    from customer360.serving.publish import AGE_SQL, READING_DATE_SQL
+    from customer360.serving.benchmark import dbt_macro_sql
 
     dobs = [date(1990, 5, 17), date(2000, 2, 29), date(1985, 12, 31), date(1970, 1, 1), None]
     days = [date(2024, 5, 16), date(2024, 5, 17), date(2025, 2, 28), date(2025, 3, 1)]
     with duckdb.connect() as con:
         for today in days:
-            sql = AGE_SQL.replace(READING_DATE_SQL, f"date '{today.isoformat()}'")
+            sql = dbt_macro_sql(
+                "age_in_years.sql", f"age_in_years('dob', \"date '{today.isoformat()}'\")"
+            )
             for dob in dobs:
                 expected = con.execute(f"select {sql} from (select ?::date as dob)", [dob])
                 assert _age_in_years(dob, today) == expected.fetchone()[0], (dob, today)

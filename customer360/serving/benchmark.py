@@ -20,12 +20,16 @@ import random
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 
 from customer360.config import Settings
 from customer360.serving.publish import publish_serving_copy
 
+# The marts as dbt builds them (tables customer_360_base and customer_popular_items with their
+# batch marks, the other marts views), with synthetic values. The views' rules that matter to
+# the serving copy (`age`) are dbt's own macro, rendered by `dbt_macro_sql`.
 SYNTHETIC_MARTS_SQL = """
 create schema if not exists intermediate;
 create schema if not exists marts;
@@ -40,32 +44,22 @@ create or replace table intermediate.int_customers as
         'City' || (i % 300) as city, 'Country' || (i % 40) as country
     from range(1, {n} + 1) t(i);
 create or replace view marts.customer_details as
-    select customer_id, first_name, last_name, email, gender, dob,
-        date_diff('year', dob, current_date) as age, city, country
+    select customer_id, first_name, last_name, email, gender, dob, {age} as age, city, country
     from intermediate.int_customers;
-create or replace table marts.customer_purchase_stats as
-    select c.customer_id, ch.channel, 1 + c.customer_id % 9 as number_of_orders,
-        3 + c.customer_id % 20 as number_of_items_purchased, cast(2.5 as decimal(18, 2)) as items_per_order,
-        cast(10 + (c.customer_id % 997) * 3.17 as decimal(18, 2)) as amount_spent,
-        1 as _users_batch_id, 1 as _online_orders_batch_id, 1 as _instore_orders_batch_id
-    from intermediate.int_customers c, (values ('Online'), ('Instore')) ch(channel);
 create or replace table marts.customer_popular_items as
     select c.customer_id, 'PRODUCT ' || ((c.customer_id * 7 + p) % 500) as product_name,
         1 + p as purchases, timestamp '2026-01-01' + to_minutes(c.customer_id + p) as last_purchased_at,
-        1 as _users_batch_id, 1 as _online_orders_batch_id, 1 as _instore_orders_batch_id
+        {batch} as _users_batch_id, 1 as _online_orders_batch_id, 1 as _instore_orders_batch_id
     from intermediate.int_customers c, range(8) t(p);
-create or replace table marts.customer_activity as
-    select c.customer_id, e.event, timestamp '2026-01-01' + to_minutes(c.customer_id % 100000) as last_at,
-        1 as _users_batch_id, 1 as _online_orders_batch_id, 1 as _instore_orders_batch_id,
-        1 as _weblogs_batch_id, 1 as _emails_batch_id
-    from intermediate.int_customers c,
-        (values ('Instore Order'), ('Online Order'), ('Email Sent'), ('Email Opened'),
-                ('Email Clicked'), ('Website Visit'), ('Website Login')) e(event);
-create or replace table marts.customer_recent_errors as
+create or replace table intermediate.int_weblog_rollup as
     select c.customer_id, 'Error ' || k as error_message, 'page' || k || '.html' as page,
-        timestamp '2026-01-01' + to_minutes(c.customer_id % 5000 + k) as last_at, 1 + k as occurrences,
-        1 as _users_batch_id, 1 as _weblogs_batch_id
+        1 + k as events, timestamp '2026-01-01' + to_minutes(c.customer_id % 5000 + k) as last_at,
+        1 as _batch_id
     from intermediate.int_customers c, range(3) t(k) where c.customer_id % 3 = 0;
+create or replace view marts.customer_recent_errors as
+    select customer_id, error_message, page, last_at, events as occurrences
+    from intermediate.int_weblog_rollup
+    where customer_id in (select customer_id from intermediate.int_customers);
 create or replace table marts.customer_360_base as
     select d.customer_id, d.first_name, d.last_name, d.email, d.gender, d.dob, d.city, d.country,
         4 as online_orders, 10 as online_items_purchased, cast(100.5 as decimal(18, 2)) as online_amount_spent,
@@ -77,19 +71,49 @@ create or replace table marts.customer_360_base as
         timestamp '2026-01-01' as last_email_clicked_at, timestamp '2026-01-01' as last_website_visit_at,
         timestamp '2026-01-01' as last_website_login_at, 'Error 1' as latest_error_message,
         'page1.html' as latest_error_page, timestamp '2026-01-01' as latest_error_at,
-        timestamp '2026-01-01' + to_seconds({batch}) as as_of, 1 as _users_batch_id
+        timestamp '2026-01-01' + to_seconds({batch}) as as_of, {batch} as _users_batch_id
     from intermediate.int_customers d;
+create or replace view marts.customer_activity as
+    select customer_id, 'Instore Order' as event, last_instore_order_at as last_at
+    from marts.customer_360_base where last_instore_order_at is not null
+    union all
+    select customer_id, 'Website Visit' as event, last_website_visit_at as last_at
+    from marts.customer_360_base where last_website_visit_at is not null;
+create or replace view marts.customer_purchase_stats as
+    select customer_id, 'Online' as channel, online_orders as number_of_orders,
+        online_items_purchased as number_of_items_purchased,
+        cast(online_items_purchased / online_orders as decimal(18, 2)) as items_per_order,
+        online_amount_spent as amount_spent
+    from marts.customer_360_base where online_orders > 0;
 """  # noqa: E501
+DBT_MACROS = Path(__file__).resolve().parents[2] / "dbt" / "macros"
+
+
+def dbt_macro_sql(file: str, call: str) -> str:
+    """SQL of a dbt macro call as dbt-duckdb renders it (its `dbt.current_timestamp()` is
+    `now()`), for synthetic relations that must follow the dbt project's own rule."""
+    import jinja2
+
+    text = (DBT_MACROS / file).read_text()
+    context = {"dbt": SimpleNamespace(current_timestamp=lambda: "now()")}
+    return str(jinja2.Environment().from_string(text + "{{ " + call + " }}").render(context))
 
 
 def build_synthetic_warehouse(con: duckdb.DuckDBPyConnection, customers: int, batch: int = 1):
-    con.execute(SYNTHETIC_MARTS_SQL.format(n=customers, batch=batch))
+    age = dbt_macro_sql("age_in_years.sql", "age_in_years('dob', reading_date())").strip()
+    con.execute(SYNTHETIC_MARTS_SQL.format(n=customers, batch=batch, age=age))
     # customer_360 as the contract orders it: age right after dob.
+    columns = [
+        r[0]
+        for r in con.execute(
+            "select column_name from duckdb_columns() where schema_name = 'marts'"
+            " and table_name = 'customer_360_base' and column_name not like '\\_%' escape '\\'"
+            " order by column_index"
+        ).fetchall()
+    ]
+    select = ", ".join(c if c != "dob" else f"dob, {age} as age" for c in columns)
     con.execute(
-        "create or replace view marts.customer_360 as select customer_id, first_name, last_name,"
-        " email, gender, dob, date_diff('year', dob, current_date) as age,"
-        " * exclude (customer_id, first_name, last_name, email, gender, dob, _users_batch_id)"
-        " from marts.customer_360_base"
+        f"create or replace view marts.customer_360 as select {select} from marts.customer_360_base"
     )
 
 
