@@ -327,6 +327,8 @@ class _Publisher:
                     self.con.execute(f"checkpoint {alias}")
                 finally:
                     self.con.execute(f"detach {alias}")
+            if tmp.with_name(tmp.name + ".wal").exists():
+                raise ServingPublishError(f"{tmp} still has a write-ahead log; not publishing it")
             os.replace(tmp, slot)
         finally:
             for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):

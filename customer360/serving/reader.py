@@ -188,12 +188,21 @@ class ServingReader:
         if copy is None or copy.identity != identity:
             with self._lock:
                 if self._copy is None or self._copy.identity != identity:
-                    old, self._copy = self._copy, ServingCopy(self.path, identity)
+                    old, self._copy = self._copy, self._open(identity)
                     if old is not None:
                         # Its instance closes once the cursors still reading it are gone.
                         old.retire()
                 copy = self._copy
         return copy
+
+    def _open(self, identity: tuple[int, int, int]) -> ServingCopy:
+        try:
+            return ServingCopy(self.path, identity)
+        except duckdb.IOException:
+            # The file the path named when opened was being written again (the path moved on
+            # twice while this process was not running): open what it names now, once.
+            st = os.stat(self.path)
+            return ServingCopy(self.path, (st.st_dev, st.st_ino, st.st_mtime_ns))
 
     @contextmanager
     def session(self) -> Iterator[tuple[ServingCopy, duckdb.DuckDBPyConnection]]:
