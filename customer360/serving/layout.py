@@ -20,9 +20,11 @@ serving code holds no copy of any. The re-pointing is done on DuckDB's parse tre
 is an error that names it.
 
 `ServingLayout.fingerprint` changes whenever what a serving copy holds could have changed other
-than through new data: a relation or column (name or type), a view's SQL, or a warehouse table
-being recreated (a `dbt build --full-refresh` gives tables new catalog oids). A copy published
-under another fingerprint is rebuilt in full instead of updated (see `publish.py`).
+than through new data: another warehouse or history (batch ids start again; it is told by when
+its first landing batch started, `raw._batches`), a relation or column (name or type), a view's
+SQL, or a warehouse table being recreated (a `dbt build --full-refresh` gives tables new catalog
+oids; so does opening the warehouse again, so a new process's first publication is a full one).
+A copy published under another fingerprint is rebuilt in full instead of updated (publish.py).
 """
 
 from __future__ import annotations
@@ -175,7 +177,14 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
         f" where database_name = ? and schema_name in {WAREHOUSE_SCHEMAS} order by 1, 2",
         [warehouse],
     ).fetchall()
+    try:  # which history the warehouse holds: when its first landing batch started
+        history = con.execute(
+            "select started_at from raw._batches order by batch_id limit 1"
+        ).fetchone()
+    except duckdb.CatalogException:
+        history = None
     described = {
+        "history": history,
         "tables": [(t.name, t.columns, t.literal_keys) for t in tables],
         "views": [(v.name, v.sql) for v in views],
         "marks": marks,

@@ -226,7 +226,7 @@ def publish_serving_copy(
             for other in slots:
                 if other != slot:
                     other.unlink(missing_ok=True)
-    except duckdb.Error as exc:
+    except (duckdb.Error, OSError) as exc:
         raise ServingPublishError(
             f"publishing the serving copy {target} failed ({type(exc).__name__}: {exc}); "
             "the previous copy, if any, is still served"

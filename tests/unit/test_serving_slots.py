@@ -185,3 +185,27 @@ def test_reader_process_sees_a_complete_copy(warehouse):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert out.stdout.strip() == str(CUSTOMERS)
+
+
+def test_slots_of_another_history_are_not_updated(tmp_path: Path):
+    """A warehouse built again from scratch (its batch ids start again) at the same path: the
+    slots left by the first one are rebuilt, not updated from their (higher) batch marks."""
+    settings = Settings(warehouse=tmp_path / "warehouse.duckdb")
+    modes = []
+    for started in ("2026-01-01 00:00:00", "2026-02-01 00:00:00"):
+        settings.warehouse.unlink(missing_ok=True)
+        with duckdb.connect(str(settings.warehouse)) as con:
+            build_synthetic_warehouse(con, 20, batch=1)
+            con.execute("create schema raw")
+            con.execute(
+                "create table raw._batches as select 1 as batch_id, ?::timestamp as started_at",
+                [started],
+            )
+        for batch in (2, 3):
+            with duckdb.connect(str(settings.warehouse)) as con:
+                if batch == 3:
+                    dbt_like_batch(con, batch, changed=[1], deleted=2, new=30)
+                modes.append(publish_serving_copy(con, settings).mode)
+    # The second history's first copy is a full one; the next is a copy of it (the old
+    # history's slots are not updated).
+    assert modes == ["full", "copy", "full", "copy"]
