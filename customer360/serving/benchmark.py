@@ -126,7 +126,7 @@ def build_and_publish(settings: Settings, customers: int) -> None:
         times = []
         for run in range(3):
             con.execute(f"update intermediate.dbt_watermarks set batch_id = {run + 2}")
-            result = publish_serving_copy(con, settings)
+            result = publish_serving_copy(con, settings, force=True)  # a full copy
             times.append(result.seconds)
             print(result.summary_line())
     print(

@@ -153,7 +153,7 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
     for view, create_sql in view_sql.items():
         parsed = _parse_view(con, view, create_sql)
         if parsed.inputs <= {("marts", t) for t in mart_tables}:
-            views.append(PublishedView(view, parsed.repointed(con, lambda ref: ref[1])))
+            views.append(PublishedView(view, parsed.repointed(con, lambda ref: ref[1], "")))
         elif view in READ_TIME_VIEWS:
             if len(parsed.inputs) != 1:
                 raise LayoutError(
@@ -165,7 +165,7 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
             base = f"{view}_base"
             passed = tuple((c, t) for c, t in public(view) if c not in parsed.computed)
             tables.append(PublishedTable(base, source(view), passed, base in INDEXED_TABLES, True))
-            views.append(PublishedView(view, parsed.repointed(con, lambda ref, b=base: b)))
+            views.append(PublishedView(view, parsed.repointed(con, lambda ref, b=base: b, base)))
         else:
             tables.append(PublishedTable(view, source(view), public(view), False, True))
 
@@ -199,13 +199,17 @@ _CREATE_VIEW = re.compile(r"^\s*create\s+view\s+.+?\s+as\s+(.*?);?\s*$", re.I | 
 
 @dataclass
 class _ParsedView:
+    sql: str
     tree: dict
     inputs: set[tuple[str, str]]  # (schema, relation) it reads
     computed: set[str]  # output columns that are not a column passed through
 
-    def repointed(self, con: duckdb.DuckDBPyConnection, name_for) -> str:
+    def repointed(self, con: duckdb.DuckDBPyConnection, name_for, key: str) -> str:
         """The view's select with each input relation renamed by `name_for((schema, name))`,
-        unqualified (it resolves in the serving file's own catalog)."""
+        unqualified (it resolves in the serving file's own catalog); cached under `key`."""
+        cached = _REPOINTED.get((self.sql, key))
+        if cached is not None:
+            return cached
         tree = json.loads(json.dumps(self.tree))
         for node in _input_nodes(tree):
             new = name_for((node.get("schema_name") or "main", node["table_name"]))
@@ -214,10 +218,20 @@ class _ParsedView:
             node.update(catalog_name="", schema_name="", table_name=new)
             if "qualified_name" in node:
                 node["qualified_name"] = {"path": [new]}
-        return con.execute("select json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()[0]
+        select = con.execute("select json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()[0]
+        _REPOINTED[(self.sql, key)] = select
+        return select
+
+
+# Parsing and re-pointing cost a few queries per view; a publication reads the same SQL again.
+_PARSED: dict[str, _ParsedView] = {}
+_REPOINTED: dict[tuple[str, str], str] = {}
 
 
 def _parse_view(con: duckdb.DuckDBPyConnection, view: str, create_sql: str) -> _ParsedView:
+    cached = _PARSED.get(create_sql)
+    if cached is not None:
+        return cached
     match = _CREATE_VIEW.match(create_sql)
     if not match:
         raise LayoutError(f"cannot read the SQL of the view marts.{view}: {create_sql[:200]}")
@@ -234,7 +248,8 @@ def _parse_view(con: duckdb.DuckDBPyConnection, view: str, create_sql: str) -> _
         )
         if not passed:
             computed.add(expression.get("alias") or "")
-    return _ParsedView(tree, inputs, computed)
+    parsed = _PARSED[create_sql] = _ParsedView(create_sql, tree, inputs, computed)
+    return parsed
 
 
 def _input_nodes(tree: dict) -> list[dict]:

@@ -337,17 +337,13 @@ class _Publisher:
     # -- writing a slot -----------------------------------------------------------------------
     def read_state(self, alias: str) -> _SlotState | None:
         try:
-            layout, customers = self.con.execute(
-                f"select layout, customers from {alias}.main.{PUBLICATION_TABLE}"
+            layout, customers, marks = self.con.execute(
+                f"select layout, customers, (select map(list(mark), list(batch_id))"
+                f" from {alias}.main.{MARKS_TABLE}) from {alias}.main.{PUBLICATION_TABLE}"
             ).fetchone()
-            marks = dict(
-                self.con.execute(
-                    f"select mark, batch_id from {alias}.main.{MARKS_TABLE}"
-                ).fetchall()
-            )
         except (duckdb.CatalogException, duckdb.BinderException, TypeError):
             return None  # no state, or one written by an older publisher
-        return _SlotState(layout=layout, customers=customers, marks=marks)
+        return _SlotState(layout=layout, customers=customers, marks=dict(marks or {}))
 
     def update(self, alias: str) -> bool:
         """Replace, in the slot attached as `alias`, the rows of every customer changed since
@@ -490,8 +486,10 @@ class _Publisher:
             ),
             (MARKS_TABLE, "mark varchar, batch_id bigint"),
         ):
-            con.execute(f"create table if not exists {alias}.main.{table} ({columns})")
-            con.execute(f"delete from {alias}.main.{table}")
+            if mode == "full":
+                con.execute(f"create table {alias}.main.{table} ({columns})")
+            else:
+                con.execute(f"delete from {alias}.main.{table}")
         con.execute(
             f"insert into {alias}.main.{PUBLICATION_TABLE} values (?, ?, ?, ?, ?)",
             [
