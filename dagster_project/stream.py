@@ -39,7 +39,14 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from customer360.pipeline.dbt_invoker import DbtBuildResult
 from customer360.pipeline.heartbeat import Heartbeat
 from customer360.pipeline.microbatch import MicroBatch, MicroBatchResult
-from dagster_project.assets import TRANSLATOR, landing_metadata, raw_key, views_reflecting
+from dagster_project.assets import (
+    REPLAYED_METADATA,
+    TRANSLATOR,
+    landing_metadata,
+    raw_key,
+    replayed_models,
+    views_reflecting,
+)
 from dagster_project.resources import MicroBatchResource
 
 STREAM_JOB = "microbatch_stream"
@@ -90,6 +97,8 @@ def dbt_events(batch: MicroBatch, result: DbtBuildResult) -> Iterator[AssetEvent
     """dbt's results as dagster-dbt turns them into events outside an asset step: a
     materialization per model built, a check evaluation per data test run."""
     manifest = batch.dbt.manifest_dict()
+    for _, key in replayed_models(manifest, result):
+        yield AssetMaterialization(key, metadata=REPLAYED_METADATA)
     for raw_event in result.events:
         message = DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={})
         yield from message.to_default_asset_events(
