@@ -378,10 +378,8 @@ class _Publisher:
             self._replace_rows(alias, keys)
             # Customers the marts no longer have (deleted): looked for only when the counts say
             # the copy has some.
-            extra = con.execute(
-                f"select (select count(*) from {alias}.main.{quote(CHANGE_LOG)})"
-                f" - (select count(*) from {layout.change_log})"
-            ).fetchone()[0]
+            counts = self._counts(alias)
+            extra = counts[0][CHANGE_LOG] - counts[2]
             if extra:
                 con.execute(f"delete from {keys}")
                 con.execute(
@@ -396,11 +394,12 @@ class _Publisher:
                     )
                 self._replace_rows(alias, keys, insert=False)
                 replaced += deleted
+                counts = self._counts(alias)
             new_marks = [
                 max(int(state.marks[m]), -1 if h is None else int(h))
                 for m, h in zip(layout.marks, highest, strict=True)
             ]
-            self.write_publication(alias, mode="incremental", marks=new_marks)
+            self.write_publication(alias, "incremental", new_marks, *counts[:2])
             con.execute(f"drop table {keys}")
             con.execute("commit")
         except BaseException:
@@ -451,7 +450,7 @@ class _Publisher:
                 if layout.marks
                 else ()
             )
-            self.write_publication(alias, mode="full", marks=list(marks))
+            self.write_publication(alias, "full", list(marks), *self._counts(alias)[:2])
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
@@ -466,18 +465,28 @@ class _Publisher:
         self.result.reason = reason
         self.result.customers_replaced = 0
 
-    def write_publication(self, alias: str, mode: str, marks: list[int]) -> None:
-        """The copy's row counts, `serving_publication` and `serving_marks` (in the open
-        transaction)."""
-        con, layout = self.con, self.layout
-        names = [t.name for t in layout.tables]
-        counts = con.execute(
+    def _counts(self, alias: str) -> tuple[dict[str, int], datetime | None, int]:
+        """The slot's rows per table, its greatest `as_of`, and the marts' customers."""
+        names = [t.name for t in self.layout.tables]
+        counts = self.con.execute(
             "select "
             + ", ".join(f"(select count(*) from {alias}.main.{quote(n)})" for n in names)
             + f", (select max(as_of) from {alias}.main.{quote(CHANGE_LOG)})"
+            + f", (select count(*) from {self.layout.change_log})"
         ).fetchone()
-        self.result.rows = dict(zip(names, counts[:-1], strict=True))
-        data_as_of = counts[-1]
+        return dict(zip(names, counts[:-2], strict=True)), counts[-2], counts[-1]
+
+    def write_publication(
+        self,
+        alias: str,
+        mode: str,
+        marks: list[int],
+        rows: dict[str, int],
+        data_as_of: datetime | None,
+    ) -> None:
+        """`serving_publication` and `serving_marks` (in the open transaction)."""
+        con, layout = self.con, self.layout
+        self.result.rows = rows
         for table, columns in (
             (
                 PUBLICATION_TABLE,
