@@ -167,7 +167,7 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
             tables.append(PublishedTable(base, source(view), passed, base in INDEXED_TABLES, True))
             views.append(PublishedView(view, parsed.repointed(con, lambda ref, b=base: b, base)))
         else:
-            tables.append(PublishedTable(view, source(view), public(view), False, True))
+            tables.append(PublishedTable(view, source(view), public(view)))
 
     marks = tuple(
         c for c, _ in columns[CHANGE_LOG] if c.startswith("_") and c.endswith("_batch_id")
