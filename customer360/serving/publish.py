@@ -25,9 +25,10 @@ source, the greatest `_<source>_batch_id` of `marts.customer_360_base`, see layo
 Bringing it up to date replaces, in every table, the rows of the customers whose marks are above
 them (new and changed customers) and of the customers it holds that the marts no longer have
 (deleted ones), found only when the row counts say some were deleted. A slot published under
-another layout (a column, a view's SQL, a recreated warehouse table: see layout.py), or more
-than `FULL_COPY_SHARE` of its customers behind, is rebuilt in full instead: every mart copied,
-sorted by customer. `force=True` rebuilds in full and drops the other slots.
+another layout (a column, a view's SQL, a recreated warehouse table: see layout.py), more than
+`FULL_COPY_SHARE` of its customers behind, or rewritten `REPLACED_BEFORE_FULL_COPY` times over
+since its last full copy (in-place updates leave it less compact), is rebuilt in full instead:
+every mart copied, sorted by customer. `force=True` rebuilds in full and drops the other slots.
 
 What the copy holds (tables, and dbt's views re-pointed at them) is described in layout.py.
 `serving_publication` holds one row describing the copy: when it was published, the latest
@@ -67,6 +68,10 @@ SLOTS = 3
 # in full: replacing most rows costs more than copying them, and a full copy is sorted again.
 FULL_COPY_SHARE = 0.25
 FULL_COPY_MIN = 5_000
+# Rows replaced in place leave the file less compact and less sorted (it grew ~1.6x over 40
+# publications at 100,000 customers): a slot whose customers were replaced this many times
+# over since its last full copy is copied in full again (~once per 400 updates of 700).
+REPLACED_BEFORE_FULL_COPY = 3.0
 
 
 class ServingPublishError(RuntimeError):
@@ -109,6 +114,7 @@ class _SlotState:
     layout: str
     customers: int
     marks: dict[str, int]
+    replaced_since_full: int
 
 
 # What this process last published per serving path: the warehouse's dbt watermarks then.
@@ -270,6 +276,7 @@ class _Publisher:
         self.con = con
         self.layout = layout
         self.result: PublishResult = result
+        self.replaced_since_full = 0
 
     # -- choosing a slot ----------------------------------------------------------------------
     def update_a_free_slot(self, slots: list[Path], current) -> Path | None:
@@ -337,13 +344,14 @@ class _Publisher:
     # -- writing a slot -----------------------------------------------------------------------
     def read_state(self, alias: str) -> _SlotState | None:
         try:
-            layout, customers, marks = self.con.execute(
-                f"select layout, customers, (select map(list(mark), list(batch_id))"
-                f" from {alias}.main.{MARKS_TABLE}) from {alias}.main.{PUBLICATION_TABLE}"
+            layout, customers, replaced, marks = self.con.execute(
+                f"select layout, customers, replaced_since_full,"
+                f" (select map(list(mark), list(batch_id)) from {alias}.main.{MARKS_TABLE})"
+                f" from {alias}.main.{PUBLICATION_TABLE}"
             ).fetchone()
         except (duckdb.CatalogException, duckdb.BinderException, TypeError):
             return None  # no state, or one written by an older publisher
-        return _SlotState(layout=layout, customers=customers, marks=dict(marks or {}))
+        return _SlotState(layout, customers, dict(marks or {}), replaced)
 
     def update(self, alias: str) -> bool:
         """Replace, in the slot attached as `alias`, the rows of every customer changed since
@@ -375,6 +383,15 @@ class _Publisher:
                 self.result.reason = f"{replaced} of {state.customers} customers changed"
                 con.execute("rollback")
                 return False
+            if state.replaced_since_full + replaced > max(
+                REPLACED_BEFORE_FULL_COPY * state.customers, FULL_COPY_MIN
+            ):
+                self.result.reason = (
+                    f"{state.replaced_since_full + replaced} customers replaced since its last"
+                    f" full copy, {state.customers} customers"
+                )
+                con.execute("rollback")
+                return False
             self._replace_rows(alias, keys)
             # Customers the marts no longer have (deleted): looked for only when the counts say
             # the copy has some.
@@ -399,6 +416,7 @@ class _Publisher:
                 max(int(state.marks[m]), -1 if h is None else int(h))
                 for m, h in zip(layout.marks, highest, strict=True)
             ]
+            self.replaced_since_full = state.replaced_since_full + replaced
             self.write_publication(alias, "incremental", new_marks, *counts[:2])
             con.execute(f"drop table {keys}")
             con.execute("commit")
@@ -450,6 +468,7 @@ class _Publisher:
                 if layout.marks
                 else ()
             )
+            self.replaced_since_full = 0
             self.write_publication(alias, "full", list(marks), *self._counts(alias)[:2])
             con.execute("commit")
         except BaseException:
@@ -491,7 +510,7 @@ class _Publisher:
             (
                 PUBLICATION_TABLE,
                 "published_at timestamp, data_as_of timestamp, customers bigint,"
-                " mode varchar, layout varchar",
+                " mode varchar, layout varchar, replaced_since_full bigint",
             ),
             (MARKS_TABLE, "mark varchar, batch_id bigint"),
         ):
@@ -500,13 +519,14 @@ class _Publisher:
             else:
                 con.execute(f"delete from {alias}.main.{table}")
         con.execute(
-            f"insert into {alias}.main.{PUBLICATION_TABLE} values (?, ?, ?, ?, ?)",
+            f"insert into {alias}.main.{PUBLICATION_TABLE} values (?, ?, ?, ?, ?, ?)",
             [
                 self.result.published_at,
                 data_as_of,
                 self.result.rows[CHANGE_LOG],
                 mode,
                 layout.fingerprint,
+                self.replaced_since_full,
             ],
         )
         if marks:

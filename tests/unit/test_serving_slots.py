@@ -209,3 +209,21 @@ def test_slots_of_another_history_are_not_updated(tmp_path: Path):
     # The second history's first copy is a full one; the next is a copy of it (the old
     # history's slots are not updated).
     assert modes == ["full", "copy", "full", "copy"]
+
+
+def test_a_slot_rewritten_many_times_over_is_copied_in_full_again(warehouse, monkeypatch):
+    """In-place updates leave a slot less compact: past a number of replaced customers it is
+    copied in full again (and still equals a full copy)."""
+    from customer360.serving import publish
+
+    monkeypatch.setattr(publish, "FULL_COPY_MIN", 0)
+    monkeypatch.setattr(publish, "REPLACED_BEFORE_FULL_COPY", 6 / CUSTOMERS)
+    settings, reference = warehouse
+    changed = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 13]]
+    modes = [
+        publish_both(settings, reference, batch, changed=ids, deleted=100 + batch, new=500 + batch)
+        for batch, ids in enumerate(changed, start=2)
+    ]
+    # Each update replaces 4 customers (2 changed, 1 deleted, 1 new): a slot's second update
+    # would pass 6, so it is copied in full instead; copies of that one start from 0 again.
+    assert modes == ["copy", "incremental", "full", "copy", "incremental"], modes
