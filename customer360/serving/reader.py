@@ -1,6 +1,7 @@
 """Read the published serving database: read-only, following each new publication.
 
-Each publication replaces the serving file (a new inode). `ServingReader` keeps one read-only
+Each publication points the serving path at another file (a new link to one of the publisher's
+slots, a different inode, see publish.py). `ServingReader` keeps one read-only
 DuckDB instance per published file (a `ServingCopy`) and opens a new one when the path points at
 a new file: every request `os.stat`s the path (microseconds), so a new copy is read from the
 first request after its rename. A query that started on the old file finishes there (its cursor
