@@ -18,7 +18,8 @@ link to it:
   reader still holds fails at once (in this process, where locks do not conflict, the open file
   descriptors are checked instead) and the publisher takes another slot. When every other slot
   is held, or missing, a slot's path gets a new file, a copy of the current file brought up to
-  date: the reader keeps its (now unlinked) file.
+  date: the reader keeps its (now unlinked) file. Readers must open the serving file read-only
+  (as they always had to): a read-write open would write into a file the publisher reuses.
 
 **In proportion to change.** A slot records the batch marks it reflects (`serving_marks`: per
 source, the greatest `_<source>_batch_id` of `marts.customer_360_base`, see layout.CHANGE_LOG).
