@@ -33,7 +33,7 @@ from tests.dbt_fixtures.dbt_invoke import MARTS, run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding
 from tests.test_dbt_incremental import random_rounds, scripted_rounds
 
-BOOKKEEPING = ("serving_publication", "serving_marks")
+BOOKKEEPING = ("serving_publication",)
 
 # A reader in its own process, as a BI tool: opens the serving file read-only, says how many
 # customers it sees, then answers "count" with the count it sees now, until stdin closes.

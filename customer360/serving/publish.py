@@ -21,15 +21,16 @@ link to it:
   date: the reader keeps its (now unlinked) file. Readers must open the serving file read-only
   (as they always had to): a read-write open would write into a file the publisher reuses.
 
-**In proportion to change.** A slot records the batch marks it reflects (`serving_marks`: per
-source, the greatest `_<source>_batch_id` of `marts.customer_360_base`, see layout.CHANGE_LOG).
-Bringing it up to date replaces, in every table, the rows of the customers whose marks are above
-them (new and changed customers) and of the customers it holds that the marts no longer have
-(deleted ones), found only when the row counts say some were deleted. A slot published under
-another layout (a column, a view's SQL, a recreated warehouse table: see layout.py), more than
-`FULL_COPY_SHARE` of its customers behind, or rewritten `REPLACED_BEFORE_FULL_COPY` times over
-since its last full copy (in-place updates leave it less compact), is rebuilt in full instead:
-every mart copied, sorted by customer. `force=True` rebuilds in full and drops the other slots.
+**In proportion to change.** A slot records the batch marks it reflects
+(`serving_publication.batch_marks`: per source, the greatest `_<source>_batch_id` of
+`marts.customer_360_base`, see layout.CHANGE_LOG). Bringing it up to date replaces, in every
+table, the rows of the customers whose marks are above them (new and changed customers) and of
+the customers it holds that the marts no longer have (deleted ones), found only when the row
+counts say some were deleted. A slot published under another layout (a column, a view's SQL, a
+recreated warehouse table: see layout.py), more than `FULL_COPY_SHARE` of its customers behind,
+or rewritten `REPLACED_BEFORE_FULL_COPY` times over since its last full copy (in-place updates
+leave it less compact), is rebuilt in full instead: every mart copied, sorted by customer.
+`force=True` rebuilds in full and drops the other slots.
 
 What the copy holds (tables, and dbt's views re-pointed at them) is described in layout.py.
 `serving_publication` holds one row describing the copy: when it was published, the latest
@@ -38,6 +39,7 @@ source time it reflects, how many customers, and how it was published.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -63,7 +65,6 @@ from customer360.serving.layout import (
 log = logging.getLogger(__name__)
 
 PUBLICATION_TABLE = "serving_publication"
-MARKS_TABLE = "serving_marks"
 SLOTS = 3
 # A slot with more changed customers than this share of all (and than FULL_COPY_MIN) is rebuilt
 # in full: replacing most rows costs more than copying them, and a full copy is sorted again.
@@ -346,13 +347,12 @@ class _Publisher:
     def read_state(self, alias: str) -> _SlotState | None:
         try:
             layout, customers, replaced, marks = self.con.execute(
-                f"select layout, customers, replaced_since_full,"
-                f" (select map(list(mark), list(batch_id)) from {alias}.main.{MARKS_TABLE})"
+                f"select layout, customers, replaced_since_full, batch_marks"
                 f" from {alias}.main.{PUBLICATION_TABLE}"
             ).fetchone()
         except (duckdb.CatalogException, duckdb.BinderException, TypeError):
             return None  # no state, or one written by an older publisher
-        return _SlotState(layout, customers, dict(marks or {}), replaced)
+        return _SlotState(layout, customers, json.loads(marks or "{}"), replaced)
 
     def update(self, alias: str) -> bool:
         """Replace, in the slot attached as `alias`, the rows of every customer changed since
@@ -504,23 +504,21 @@ class _Publisher:
         rows: dict[str, int],
         data_as_of: datetime | None,
     ) -> None:
-        """`serving_publication` and `serving_marks` (in the open transaction)."""
+        """The one row of `serving_publication` (in the open transaction): what readers see
+        (`published_at`, `data_as_of`, `customers`) and this module's bookkeeping (how the copy
+        was published, its layout, its batch marks as JSON)."""
         con, layout = self.con, self.layout
         self.result.rows = rows
-        for table, columns in (
-            (
-                PUBLICATION_TABLE,
-                "published_at timestamp, data_as_of timestamp, customers bigint,"
-                " mode varchar, layout varchar, replaced_since_full bigint",
-            ),
-            (MARKS_TABLE, "mark varchar, batch_id bigint"),
-        ):
-            if mode == "full":
-                con.execute(f"create table {alias}.main.{table} ({columns})")
-            else:
-                con.execute(f"delete from {alias}.main.{table}")
+        if mode == "full":
+            con.execute(
+                f"create table {alias}.main.{PUBLICATION_TABLE} (published_at timestamp,"
+                " data_as_of timestamp, customers bigint, mode varchar, layout varchar,"
+                " replaced_since_full bigint, batch_marks varchar)"
+            )
+        else:
+            con.execute(f"delete from {alias}.main.{PUBLICATION_TABLE}")
         con.execute(
-            f"insert into {alias}.main.{PUBLICATION_TABLE} values (?, ?, ?, ?, ?, ?)",
+            f"insert into {alias}.main.{PUBLICATION_TABLE} values (?, ?, ?, ?, ?, ?, ?)",
             [
                 self.result.published_at,
                 data_as_of,
@@ -528,13 +526,9 @@ class _Publisher:
                 mode,
                 layout.fingerprint,
                 self.replaced_since_full,
+                json.dumps({m: int(b) for m, b in zip(layout.marks, marks, strict=True)}),
             ],
         )
-        if marks:
-            values = ", ".join(
-                f"({_literal(m)}, {int(b)})" for m, b in zip(layout.marks, marks, strict=True)
-            )
-            con.execute(f"insert into {alias}.main.{MARKS_TABLE} values {values}")
         self.result.data_as_of = data_as_of
 
 
