@@ -344,7 +344,7 @@ class EndpointCopy:
             ("pg_index", "indexrelid bigint, indrelid bigint, indnatts smallint,"
              " indnkeyatts smallint, indisunique boolean, indisprimary boolean,"
              " indisexclusion boolean, indimmediate boolean, indisclustered boolean,"
-             " indisvalid boolean, indkey varchar, indclass varchar, indoption varchar,"
+             " indisvalid boolean, indkey smallint[], indclass bigint[], indoption smallint[],"
              " indexprs varchar, indpred varchar"),
             ("pg_constraint", "oid bigint, conname varchar, connamespace bigint,"
              " contype varchar, condeferrable boolean, condeferred boolean,"
@@ -471,6 +471,11 @@ class EndpointCopy:
             "txid_current() as 0",
         ):
             con.execute(f"create macro {c}.{macro}")
+        # pgJDBC's getPrimaryKeys / getImportedKeys expand index and constraint keys with it.
+        con.execute(
+            f"create macro {i}._pg_expandarray(arr) as unnest(list_transform("
+            "range(1, len(arr) + 1), lambda k: {'x': arr[k], 'n': k}))"
+        )
 
     # -- cursors ------------------------------------------------------------------------------
 
@@ -589,7 +594,7 @@ CATALOG_TABLES = (
     " pg_trigger pg_rewrite pg_depend pg_foreign_table pg_am pg_collation pg_tablespace"
     " pg_settings pg_tables pg_views pg_matviews"
 ).split()
-INFO_TABLES = ("schemata", "tables", "columns", "views")
+INFO_TABLES = ("schemata", "tables", "columns", "views", "_pg_expandarray")
 CATALOG_FUNCTIONS = (
     "col_description obj_description format_type pg_get_expr pg_get_userbyid pg_get_viewdef"
     " pg_get_indexdef pg_get_constraintdef pg_encoding_to_char pg_table_is_visible"
