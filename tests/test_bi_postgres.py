@@ -362,3 +362,20 @@ def test_tls_when_a_certificate_is_given(bi_settings, tmp_path):
         with connect(endpoint, sslmode="require") as con:
             assert con.info.pgconn.ssl_in_use
             assert con.execute("select count(*) from customer_360").fetchone() == (50,)
+
+
+def test_the_readme_odbc_dsn_connects(endpoint, tmp_path, monkeypatch):
+    """The DSN of the README's "Connect your BI tool" section, with this endpoint's port."""
+    readme = (DBT_MARTS_DIR.parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Connect your BI tool") :]
+    dsn = section[
+        section.index("```ini") + len("```ini") : section.index("```", section.index("```ini") + 6)
+    ]
+    assert "[customer360]" in dsn
+    (tmp_path / "odbc.ini").write_text(
+        dsn.replace("5433", str(endpoint.port)).replace("<password>", PASSWORD)
+    )
+    monkeypatch.setenv("ODBCINI", str(tmp_path / "odbc.ini"))
+    with pyodbc.connect("DSN=customer360", timeout=10) as con:
+        tables = {t.table_name for t in con.cursor().tables(schema="public")}
+        assert tables == MARTS
