@@ -253,7 +253,7 @@ class EndpointCopy:
             " relhastriggers boolean, relhassubclass boolean, relrowsecurity boolean,"
             " relforcerowsecurity boolean, relispopulated boolean, relreplident varchar,"
             " relispartition boolean, relrewrite bigint, relfrozenxid bigint, relminmxid bigint,"
-            " relacl varchar, reloptions varchar, relpartbound varchar",
+            " relacl varchar, reloptions varchar[], relpartbound varchar",
             [(oid, name, nsp, 0, 0, 10, 0, oid, 0, 0, -1.0, 0, 0, False, False, "p", kind,
               natts, 0, False, False, False, False, False, False, True, "d", False, 0, 0, 0,
               None, None, None) for oid, name, nsp, kind, natts in classes],
@@ -266,7 +266,7 @@ class EndpointCopy:
                 length = wire.TYPE_LENGTHS.get(oid, -1)
                 attributes.append(
                     (r.oid, name, oid, -1, length, number, 0, -1, modifier, length > 0, "x",
-                     "i", False, False, False, "", "", False, True, 0, 0, None, None, None)
+                     "i", False, False, False, "", "", False, True, 0, 0, None, None, None, "")
                 )  # fmt: skip
                 if text:
                     descriptions.append((r.oid, SYSTEM_RELATIONS["pg_class"], number, text))
@@ -293,7 +293,7 @@ class EndpointCopy:
             " attnotnull boolean, atthasdef boolean, atthasmissing boolean,"
             " attidentity varchar, attgenerated varchar, attisdropped boolean,"
             " attislocal boolean, attinhcount integer, attcollation bigint, attacl varchar,"
-            " attoptions varchar, attfdwoptions varchar",
+            " attoptions varchar, attfdwoptions varchar, attcompression varchar",
             attributes,
         )
         _create_table(
@@ -354,7 +354,8 @@ class EndpointCopy:
             ("pg_proc", "oid bigint, proname varchar, pronamespace bigint, proowner bigint,"
              " prolang bigint, prokind varchar, proretset boolean, prorettype bigint,"
              " pronargs smallint, proargtypes varchar, proargnames varchar[], prosrc varchar"),
-            ("pg_inherits", "inhrelid bigint, inhparent bigint, inhseqno integer"),
+            ("pg_inherits", "inhrelid bigint, inhparent bigint, inhseqno integer,"
+             " inhdetachpending boolean"),
             ("pg_enum", "oid bigint, enumtypid bigint, enumsortorder float, enumlabel varchar"),
             ("pg_range", "rngtypid bigint, rngsubtype bigint"),
             ("pg_extension", "oid bigint, extname varchar, extowner bigint,"
@@ -367,6 +368,15 @@ class EndpointCopy:
             ("pg_am", "oid bigint, amname varchar, amhandler varchar, amtype varchar"),
             ("pg_collation", "oid bigint, collname varchar, collnamespace bigint"),
             ("pg_tablespace", "oid bigint, spcname varchar, spcowner bigint"),
+            ("pg_policy", "oid bigint, polname varchar, polrelid bigint, polcmd varchar,"
+             " polpermissive boolean, polroles bigint[], polqual varchar, polwithcheck varchar"),
+            ("pg_statistic_ext", "oid bigint, stxrelid bigint, stxname varchar,"
+             " stxnamespace bigint, stxowner bigint, stxstattarget integer, stxkeys smallint[],"
+             " stxkind varchar[]"),
+            ("pg_publication", "oid bigint, pubname varchar, puballtables boolean"),
+            ("pg_publication_rel", "oid bigint, prpubid bigint, prrelid bigint, prattrs smallint[],"
+             " prqual varchar"),
+            ("pg_publication_namespace", "oid bigint, pnpubid bigint, pnnspid bigint"),
         ):  # fmt: skip
             _create_table(con, f"{c}.{name}", columns, [])
         _create_table(
@@ -441,15 +451,23 @@ class EndpointCopy:
             " where objoid = rel and objsubid = col)",
             f"obj_description(obj, cls := 'pg_class') as (select description from {description}"
             " where objoid = obj and objsubid = 0)",
-            f"format_type(type_oid, type_mod) as (select case when typname = 'numeric' and"
+            "format_type(type_oid, type_mod) as (select case when typname = 'numeric' and"
             " type_mod > 4 then 'numeric(' || ((type_mod - 4) >> 16) || ',' ||"
-            " ((type_mod - 4) & 65535) || ')' when typname = 'varchar' then 'character varying'"
-            f" else typname end from {c}.pg_type where oid = type_oid)",
+            " ((type_mod - 4) & 65535) || ')' else coalesce(map_extract_value("
+            + "map {"
+            + ", ".join(f"'{TYPE_NAMES[o]}': '{n}'" for o, n in SQL_TYPE_NAMES.items())
+            + "}, typname), typname) end from "
+            + f"{c}.pg_type where oid = type_oid)",
             "pg_get_expr(expr, rel, pretty := false) as null::varchar",
             "pg_get_userbyid(role) as 'c360'",
             "pg_get_viewdef(rel, pretty := false) as null::varchar",
             "pg_get_indexdef(rel, col := 0, pretty := false) as null::varchar",
             "pg_get_constraintdef(con, pretty := false) as null::varchar",
+            "pg_get_statisticsobjdef_columns(obj) as null::varchar",
+            "pg_get_triggerdef(obj, pretty := false) as null::varchar",
+            "pg_get_ruledef(obj, pretty := false) as null::varchar",
+            "pg_get_partkeydef(obj) as null::varchar",
+            "pg_relation_is_publishable(obj) as false",
             "pg_encoding_to_char(code) as 'UTF8'",
             "pg_table_is_visible(rel) as true",
             "pg_type_is_visible(rel) as true",
@@ -592,13 +610,16 @@ CATALOG_TABLES = (
     "pg_namespace pg_class pg_attribute pg_description pg_type pg_database pg_roles pg_user"
     " pg_attrdef pg_index pg_constraint pg_proc pg_inherits pg_enum pg_range pg_extension"
     " pg_trigger pg_rewrite pg_depend pg_foreign_table pg_am pg_collation pg_tablespace"
-    " pg_settings pg_tables pg_views pg_matviews"
+    " pg_settings pg_tables pg_views pg_matviews pg_policy pg_statistic_ext pg_publication_rel"
+    " pg_publication_namespace pg_publication"
 ).split()
 INFO_TABLES = ("schemata", "tables", "columns", "views", "_pg_expandarray")
 CATALOG_FUNCTIONS = (
     "col_description obj_description format_type pg_get_expr pg_get_userbyid pg_get_viewdef"
-    " pg_get_indexdef pg_get_constraintdef pg_encoding_to_char pg_table_is_visible"
-    " pg_type_is_visible pg_function_is_visible version current_schemas current_schema"
+    " pg_get_indexdef pg_get_constraintdef pg_get_statisticsobjdef_columns pg_get_triggerdef"
+    " pg_get_ruledef pg_get_partkeydef pg_relation_is_publishable pg_encoding_to_char"
+    " pg_table_is_visible pg_type_is_visible pg_function_is_visible version current_schemas"
+    " current_schema"
     " current_setting has_table_privilege has_schema_privilege has_database_privilege"
     " array_upper array_lower pg_backend_pid txid_current"
 ).split()
@@ -615,12 +636,15 @@ _TOKEN_PATTERN = r"""
     (?P<like>\b(?:not\s+)?i?like\s+)(?P<pattern>[eE]'(?:[^'\\]|''|\\.)*'|'(?:[^']|'')*')
         (?P<escape>\s*escape\b)?
   | (?P<string>[eE]'(?:[^'\\]|''|\\.)*'|'(?:[^']|'')*')
-        (?P<cast>\s*::\s*(?:regclass|regproc|regprocedure|regtype|regnamespace)\b)?
+        (?P<cast>\s*::\s*(?:pg_catalog\s*\.\s*)?
+            (?:regclass|regproc|regprocedure|regtype|regnamespace)\b)?
   | (?P<ident>"(?:[^"]|"")*")
   | (?P<comment>--[^\n]*|/\*.*?\*/)
   | (?P<dollar>\$(?:[A-Za-z_]\w*)?\$.*?\$(?:[A-Za-z_]\w*)?\$)
-  | (?P<regcast>::\s*(?:regclass|regproc|regprocedure|regtype|regnamespace)\b)
-  | (?P<namecast>::\s*(?:name|"char")(?![\w"]))
+  | (?P<regcast>::\s*(?:pg_catalog\s*\.\s*)?
+        (?:regclass|regproc|regprocedure|regtype|regnamespace)\b)
+  | (?P<namecast>::\s*(?:pg_catalog\s*\.\s*)?(?:name|"char")(?![\w"]))
+  | (?P<collate>\bcollate\s+(?:pg_catalog\s*\.\s*)?(?:"[^"]*"|\w+))
   | (?P<operator>operator\s*\(\s*pg_catalog\s*\.\s*(?P<op>[^)\s]+)\s*\))
   | (?P<table>(?<![\w.])(?:pg_catalog\s*\.\s*)?(?P<tname>TABLES)\b(?!\s*\())
   | (?P<info>(?<![\w.])information_schema\s*\.\s*(?P<iname>INFO)\b)
@@ -653,7 +677,7 @@ def rewrite(sql: str, class_oids: dict[str, int]) -> str:
             cast = m.group("cast")
             if not cast:
                 return m.group(0)
-            target = cast.split("::")[1].strip().lower()
+            target = cast.split("::")[1].split(".")[-1].strip().lower()
             value = _unquote(m.group("string"))
             bare = value.split(".")[-1].strip('"')
             if target == "regclass":
@@ -667,6 +691,8 @@ def rewrite(sql: str, class_oids: dict[str, int]) -> str:
             return ""
         if m.group("namecast") is not None:
             return "::varchar"
+        if m.group("collate") is not None:
+            return ""  # DuckDB's collations are not PostgreSQL's; "default" is what it means
         if m.group("operator") is not None:
             return f" {m.group('op')} "
         if m.group("table") is not None:
