@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from customer360.config import Settings
@@ -22,6 +23,10 @@ def _sql_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"c360 sql: cannot listen on {host}:{port} ({exc}); is another endpoint "
               "running? set C360_SQL_PORT or --port", file=sys.stderr)  # fmt: skip
         return 1
+    if args.nice:
+        # Below the pipeline's priority: on a shared machine the micro-batches keep their pace
+        # and BI queries wait for a free core instead.
+        os.nice(args.nice)
     try:
         endpoint.serve_forever()
     finally:
@@ -41,4 +46,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--host", help="address to bind (default C360_SQL_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default C360_SQL_PORT or 5433)")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=10,
+        help="CPU priority below the pipeline's (nice increment, default 10; 0: same priority)",
+    )
     parser.set_defaults(func=_sql_command)
