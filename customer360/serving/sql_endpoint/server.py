@@ -283,7 +283,17 @@ class Session:
                     self.flush()
                 else:
                     raise wire.ProtocolError(f"unexpected message {kind!r}")
-            except wire.SqlError as error:
+            except (wire.SqlError, duckdb.Error, ValueError, KeyError, IndexError) as exc:
+                # A statement that failed, or one this endpoint cannot handle: the client gets
+                # an error and the session goes on (never the statement's text in the log).
+                error = (
+                    exc
+                    if isinstance(exc, wire.SqlError)
+                    else wire.SqlError(
+                        f"{type(exc).__name__}: {exc}",
+                        _sqlstate(exc) if isinstance(exc, duckdb.Error) else "XX000",
+                    )
+                )
                 self.fail(error)
                 self.skip_until_sync = kind != b"Q"
                 if kind == b"Q":
