@@ -169,6 +169,12 @@ def _wait_for(what: str, check, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def _answers(host: str, port: int) -> bool:
     import socket
 
@@ -230,32 +236,43 @@ def run_load(args: argparse.Namespace) -> int:
             start("serve", cli + ["serve"])
             _wait_for("c360 sql", lambda: _answers("127.0.0.1", settings.sql_port))
             _wait_for("c360 serve", lambda: _answers("127.0.0.1", settings.serve_port))
+            sql_pid = children[-2].pid
             phases = []
-            for number, kind in enumerate(["idle", "load"] * args.rounds):
+            # idle: no reader; api: the profile API alone; bi: the BI connections alone;
+            # both: what the issue asks (BI connections alongside the API).
+            kinds = ["idle", "api", "bi", "both"]
+            for number, kind in enumerate(kinds * args.rounds):
                 clients = None
                 out = home / f"clients-{number}.json"
-                if kind == "load":
+                if kind != "idle":
                     conninfo = (
                         f"host=127.0.0.1 port={settings.sql_port} dbname=customer360 "
                         f"user={settings.sql_user} password={settings.sql_password}"
                     )
+                    connections = 0 if kind == "api" else args.connections
+                    api_rate = 0 if kind == "bi" else args.api_rate
                     clients = subprocess.Popen(
                         [sys.executable, "-m", "customer360.serving.sql_endpoint.benchmark",
                          "_clients", "--conninfo", conninfo,
                          "--api", f"127.0.0.1:{settings.serve_port}",
                          "--customers", str(args.customers), "--connections",
-                         str(args.connections), "--think", str(args.think), "--api-rate",
-                         str(args.api_rate), "--duration", str(args.phase), "--out", str(out)],
+                         str(connections), "--think", str(args.think), "--api-rate",
+                         str(api_rate), "--duration", str(args.phase), "--out", str(out)],
                         env=env,
                     )  # fmt: skip
                     time.sleep(2)  # connections open before the phase's batches count
                 load_start = _load_average()
+                sql_cpu_start, cpu_start = _cpu_seconds(sql_pid), time.process_time()
                 batches = []
-                phase_end = time.monotonic() + args.phase - (2 if clients else 0)
+                phase_start = time.monotonic()
+                phase_end = phase_start + args.phase - (2 if clients else 0)
                 while time.monotonic() < phase_end:
                     result = batch.run()
                     result.raise_on_failure()
                     batches.append((result.total_seconds, result.records))
+                phase_seconds = time.monotonic() - phase_start
+                pipeline_cpu = time.process_time() - cpu_start
+                sql_cpu = _cpu_seconds(sql_pid) - sql_cpu_start
                 if clients is not None:
                     clients.wait(timeout=args.phase + 120)
                 phase = {
@@ -264,18 +281,30 @@ def run_load(args: argparse.Namespace) -> int:
                     "median_s": statistics.median(s for s, _ in batches),
                     "p95_s": _percentile([s for s, _ in batches], 0.95),
                     "records_per_batch": statistics.median(r for _, r in batches),
+                    "pipeline_cpu_s_per_1000_records": pipeline_cpu
+                    / max(1, sum(r for _, r in batches))
+                    * 1000,
+                    "sql_endpoint_cpu_share": sql_cpu / phase_seconds,
                     "load_average": f"{load_start} -> {_load_average()}",
                 }
                 if clients is not None:
                     phase["clients"] = json.loads(out.read_text())
+                    if phase["clients"]["bi_queries"]:
+                        phase["sql_endpoint_cpu_ms_per_query"] = (
+                            sql_cpu * 1000 / phase["clients"]["bi_queries"]
+                        )
                 phases.append(phase)
                 print(json.dumps(phase), flush=True)
-        idle = statistics.median(p["median_s"] for p in phases if p["kind"] == "idle")
-        loaded = statistics.median(p["median_s"] for p in phases if p["kind"] == "load")
+        medians = {
+            kind: statistics.median(p["median_s"] for p in phases if p["kind"] == kind)
+            for kind in kinds
+        }
+        idle = medians["idle"]
         print(
-            f"micro-batch median: idle {idle * 1000:.0f} ms, with {args.connections} BI "
-            f"connections and the API at {args.api_rate:g} req/s {loaded * 1000:.0f} ms "
-            f"(x{loaded / idle:.2f}); load average now {_load_average()}",
+            "micro-batch median: "
+            + ", ".join(f"{k} {v * 1000:.0f} ms (x{v / idle:.2f})" for k, v in medians.items())
+            + f"; {args.connections} BI connections, API at {args.api_rate:g} req/s; "
+            f"load average now {_load_average()}",
             flush=True,
         )
     finally:
@@ -421,8 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--connections", type=int, default=50)
     load.add_argument("--think", type=float, default=1.0, help="s between a connection's refreshes")
     load.add_argument("--api-rate", type=float, default=100, help="profile API requests/s")
-    load.add_argument("--phase", type=float, default=60, help="seconds per phase")
-    load.add_argument("--rounds", type=int, default=2, help="idle + load pairs")
+    load.add_argument("--phase", type=float, default=45, help="seconds per phase")
+    load.add_argument("--rounds", type=int, default=1, help="rounds of the four phases")
     load.add_argument("--dir", help="scratch home (default: a new temporary directory)")
     load.set_defaults(func=run_load)
     compare = sub.add_parser("compare", help="endpoint vs real PostgreSQL costs")
