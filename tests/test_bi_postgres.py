@@ -379,3 +379,28 @@ def test_the_readme_odbc_dsn_connects(endpoint, tmp_path, monkeypatch):
     with pyodbc.connect("DSN=customer360", timeout=10) as con:
         tables = {t.table_name for t in con.cursor().tables(schema="public")}
         assert tables == MARTS
+
+
+def test_each_publication_is_attached_once_and_detached_when_unused(endpoint):
+    settings = endpoint.settings
+    with connect(endpoint) as reading, connect(endpoint) as holding:
+        holding.autocommit = False
+        held = holding.execute("select data_as_of from serving_publication").fetchone()
+        for batch in (2, 3, 4):
+            publish(settings, batch=batch)
+            assert reading.execute("select count(*) from customer_360").fetchone() == (50,)
+        # The open transaction still reads its publication; the one in between is gone.
+        assert holding.execute("select data_as_of from serving_publication").fetchone() == held
+        attached = {
+            name
+            for (name,) in endpoint.reader.con.execute(
+                "select database_name from duckdb_databases() where database_name like 'pub_%'"
+            ).fetchall()
+        }
+        assert attached == {"pub_1", "pub_4"}
+        holding.rollback()
+        assert reading.execute("select count(*) from customer_360").fetchone() == (50,)
+        attached = endpoint.reader.con.execute(
+            "select database_name from duckdb_databases() where database_name like 'pub_%'"
+        ).fetchall()
+        assert attached == [("pub_4",)]

@@ -336,18 +336,25 @@ def run_compare(args: argparse.Namespace) -> int:
     rows = sum(publish.rows.values())
     print(f"serving copy: {args.customers} customers, {rows} rows, {publish.bytes / 1e6:.1f} MB")
 
-    # The endpoint: a new publication costs opening the file and building the catalogue.
+    # The endpoint: a new publication costs attaching the new file and its views (the
+    # catalogue is built once, and again only when the marts' columns change).
+    reader = EndpointReader(settings.serving_path)
+    started = time.perf_counter()
+    reader.current()
+    first = time.perf_counter() - started
     opens = []
-    for _ in range(5):
-        reader = EndpointReader(settings.serving_path)
+    for n in range(5):
+        copy = settings.serving_path.with_name(f"republished-{n}.duckdb")
+        shutil.copyfile(settings.serving_path, copy)
+        os.replace(copy, settings.serving_path)  # a new publication: a new file at the path
         started = time.perf_counter()
         reader.current()
         opens.append(time.perf_counter() - started)
-        reader.close()
+    reader.close()
     print(
-        f"endpoint: open a new publication + catalogue, median "
-        f"{statistics.median(opens) * 1000:.0f} ms (in the endpoint, once per publication; "
-        "the pipeline pays nothing)"
+        f"endpoint: first publication with the catalogue {first * 1000:.0f} ms, each new "
+        f"publication median {statistics.median(opens) * 1000:.0f} ms (in the endpoint's "
+        "process, on the first query after it; the pipeline pays nothing)"
     )
 
     pg_bin = Path("/usr/lib/postgresql")

@@ -3,9 +3,10 @@
 One thread per client connection (`socketserver.ThreadingTCPServer`; DuckDB releases the GIL
 while a query runs). A connection authenticates once (SCRAM-SHA-256 when C360_SQL_PASSWORD is
 set, else trust on a loopback address only), then every query runs on a cursor of the copy
-published last (`EndpointReader`): a statement outside a transaction block sees the newest
-complete publication, a `BEGIN ... COMMIT` block (and an extended-protocol batch up to its
-Sync) keeps the copy it started on, so a client never sees half a batch or two batches mixed.
+published last (`EndpointReader`, `EndpointCopy` in catalog.py): a statement outside a
+transaction block sees the newest complete publication, a `BEGIN ... COMMIT` block (and an
+extended-protocol batch up to its Sync) keeps the copy it started on, so a client never sees
+half a batch or two batches mixed.
 The pipeline is never blocked: readers only open the files it has already renamed into place.
 
 Read-only: queries (SELECT, WITH, VALUES, EXPLAIN) reach DuckDB; SET, SHOW, RESET, DISCARD,
@@ -311,6 +312,11 @@ class Session:
         """The end of an implicit transaction (a simple query, or a Sync outside a block)."""
         if self.transaction == b"I":
             self.close_portals()
+            self.unpin()
+
+    def unpin(self) -> None:
+        if self.pinned is not None:
+            self.pinned.unpin()
             self.pinned = None
 
     def close_portals(self) -> None:
@@ -495,8 +501,11 @@ class Session:
         )
 
     def copy(self) -> EndpointCopy:
+        """The publication this statement reads: kept until the transaction (or batch) ends."""
         if self.pinned is None:
-            self.pinned = self.endpoint.reader.current()
+            copy = self.endpoint.reader.current()
+            copy.pin()
+            self.pinned = copy
         return self.pinned
 
     def run_statement(self, statement: Prepared, params: list[Any]) -> Result:
@@ -514,7 +523,7 @@ class Session:
             failed = self.transaction == b"E"
             self.transaction = b"I"
             self.close_portals_except_running()
-            self.pinned = None
+            self.unpin()
             return Result("ROLLBACK" if failed or word in ("rollback", "abort") else "COMMIT")
         if word in ("savepoint", "release"):
             return Result(word.upper())
@@ -601,7 +610,7 @@ class Session:
 
     def query(self, sql: str, params: list[Any], execute_args: str | None = None) -> Result:
         copy = self.copy()
-        rewritten = rewrite(sql, copy.class_oids)
+        rewritten = rewrite(sql, copy.class_oids, copy.schema)
         cur = copy.acquire()
         released = False
 
@@ -688,6 +697,7 @@ class _Handler(socketserver.BaseRequestHandler):
         finally:
             endpoint.sessions.pop(session.pid, None)
             session.close_portals()
+            session.unpin()
             log.debug("sql session %d: closed", session.pid)
 
 
