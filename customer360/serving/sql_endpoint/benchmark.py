@@ -232,7 +232,7 @@ def run_load(args: argparse.Namespace) -> int:
                 if result.remaining_lag == 0 and result.records < args.rate * 5:
                     break
             print(f"caught up in {time.monotonic() - started:.0f} s", flush=True)
-            start("sql", cli + ["sql"])
+            start("sql", cli + ["sql", "--nice", args.sql_nice])
             start("serve", cli + ["serve"])
             _wait_for("c360 sql", lambda: _answers("127.0.0.1", settings.sql_port))
             _wait_for("c360 serve", lambda: _answers("127.0.0.1", settings.serve_port))
@@ -460,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--phase", type=float, default=45, help="seconds per phase")
     load.add_argument("--rounds", type=int, default=1, help="rounds of the four phases")
     load.add_argument("--dir", help="scratch home (default: a new temporary directory)")
+    load.add_argument("--sql-nice", default="10", help="`c360 sql --nice` (a number or idle)")
     load.set_defaults(func=run_load)
     compare = sub.add_parser("compare", help="endpoint vs real PostgreSQL costs")
     compare.add_argument("--customers", type=int, default=100_000)
