@@ -85,19 +85,30 @@ class ModelReplay:
 
     def replay(self, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
         """Run the models' statements, in the order given (dependencies first), in one
-        transaction; on an error nothing is kept and the error names the model."""
+        transaction; on an error nothing is kept and the error names the model.
+
+        dbt-duckdb leaves a model's temporary relation to the end of its connection, under a
+        new name each build; the replay reuses the names, so it drops what it created."""
         con.execute("begin")
         try:
+            existing = temporary_tables(con)
             for unique_id in models:
                 for sql in self._agreed[unique_id]:
                     try:
                         con.execute(sql)
                     except duckdb.Error as exc:
                         raise ReplayError(unique_id, exc) from exc
+            for name in temporary_tables(con) - existing:
+                con.execute(f'drop table temp.main."{name}"')
         except BaseException:
             con.execute("rollback")
             raise
         con.execute("commit")
+
+
+def temporary_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("select table_name from duckdb_tables() where temporary").fetchall()
+    return {name for (name,) in rows}
 
 
 class ReplayError(RuntimeError):
