@@ -404,3 +404,67 @@ def test_each_publication_is_attached_once_and_detached_when_unused(endpoint):
             "select database_name from duckdb_databases() where database_name like 'pub_%'"
         ).fetchall()
         assert attached == [("pub_4",)]
+
+
+def test_what_dbeaver_asks_when_it_browses(endpoint):
+    """Queries of the shape DBeaver's PostgreSQL driver sends (schemas, tables, columns, types)."""
+    with connect(endpoint) as con:
+        assert con.execute("select current_schema(), session_user").fetchone() == (
+            "public",
+            "c360",
+        )
+        namespaces = con.execute(
+            "SELECT n.oid,n.*,d.description FROM pg_catalog.pg_namespace n"
+            " LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=n.oid AND d.objsubid=0"
+            " AND d.classoid='pg_namespace'::regclass ORDER BY nspname"
+        ).fetchall()
+        assert [row[2] for row in namespaces] == ["information_schema", "pg_catalog", "public"]
+        public = con.execute(
+            "select oid from pg_catalog.pg_namespace where nspname = 'public'"
+        ).fetchone()[0]
+        tables = con.execute(
+            "SELECT c.oid,c.*,t.relname as tabrelname,rt.relnamespace as refnamespace,"
+            "d.description, case when c.relkind='p' then e.expr else null end as partition_expr"
+            " FROM pg_catalog.pg_class c"
+            " LEFT OUTER JOIN pg_catalog.pg_class t ON t.oid=c.reltoastrelid"
+            " LEFT OUTER JOIN pg_catalog.pg_class rt ON rt.oid=c.reloftype"
+            " LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid=c.oid AND d.objsubid=0"
+            " and d.classoid='pg_class'::regclass LEFT OUTER JOIN (select"
+            " pg_catalog.pg_get_expr(p.partexprs, p.partrelid) as expr, p.partrelid"
+            " from pg_catalog.pg_partitioned_table p) e ON e.partrelid=c.oid"
+            " WHERE c.relnamespace=%s AND c.relkind not in ('i','I','c')",
+            (public,),
+        ).fetchall()
+        assert len(tables) == len(MARTS)
+        sizes = con.execute(
+            "select c.oid,pg_catalog.pg_total_relation_size(c.oid) as total_rel_size,"
+            "pg_catalog.pg_relation_size(c.oid) as rel_size FROM pg_class c"
+            " WHERE c.relnamespace=%s",
+            (public,),
+        ).fetchall()
+        assert len(sizes) == len(MARTS)
+        oid = con.execute("select 'customer_360'::regclass").fetchone()[0]
+        columns = con.execute(
+            "SELECT c.relname,a.*,pg_catalog.pg_get_expr(ad.adbin, ad.adrelid, true) as"
+            " def_value,dsc.description,dep.objid FROM pg_catalog.pg_attribute a"
+            " INNER JOIN pg_catalog.pg_class c ON (a.attrelid=c.oid)"
+            " LEFT OUTER JOIN pg_catalog.pg_attrdef ad ON (a.attrelid=ad.adrelid"
+            " AND a.attnum = ad.adnum) LEFT OUTER JOIN pg_catalog.pg_description dsc"
+            " ON (c.oid=dsc.objoid AND a.attnum = dsc.objsubid)"
+            " LEFT OUTER JOIN pg_depend dep on dep.refobjid = a.attrelid AND dep.deptype = 'i'"
+            " and dep.refobjsubid = a.attnum and dep.classid = dep.refclassid"
+            " WHERE NOT a.attisdropped AND c.relkind not in ('i','I','c') AND c.oid=%s"
+            " ORDER BY a.attnum",
+            (oid,),
+        ).fetchall()
+        assert [row[2] for row in columns][:3] == ["customer_id", "first_name", "last_name"]
+        types = con.execute(
+            "SELECT t.oid,t.*,c.relkind,format_type(nullif(t.typbasetype, 0), t.typtypmod)"
+            " as base_type_name, d.description FROM pg_catalog.pg_type t"
+            " LEFT OUTER JOIN pg_catalog.pg_type et ON et.oid=t.typelem"
+            " LEFT OUTER JOIN pg_catalog.pg_class c ON c.oid=t.typrelid"
+            " LEFT OUTER JOIN pg_catalog.pg_description d ON t.oid=d.objoid"
+            " WHERE t.typname IS NOT NULL AND (c.relkind IS NULL OR c.relkind = 'c')"
+            " AND (et.typcategory IS NULL OR et.typcategory <> 'C')"
+        ).fetchall()
+        assert {"int8", "numeric", "varchar", "timestamp"} <= {row[2] for row in types}

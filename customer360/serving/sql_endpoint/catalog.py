@@ -526,6 +526,8 @@ def _build_catalog(con, relations: list[Relation]) -> None:
          " stxnamespace bigint, stxowner bigint, stxstattarget integer, stxkeys smallint[],"
          " stxkind varchar[]"),
         ("pg_publication", "oid bigint, pubname varchar, puballtables boolean"),
+        ("pg_partitioned_table", "partrelid bigint, partstrat varchar, partnatts smallint,"
+         " partattrs smallint[], partexprs varchar"),
         ("pg_publication_rel", "oid bigint, prpubid bigint, prrelid bigint, prattrs smallint[],"
          " prqual varchar"),
         ("pg_publication_namespace", "oid bigint, pnpubid bigint, pnnspid bigint"),
@@ -620,6 +622,10 @@ def _build_catalog(con, relations: list[Relation]) -> None:
         "pg_get_ruledef(obj, pretty := false) as null::varchar",
         "pg_get_partkeydef(obj) as null::varchar",
         "pg_relation_is_publishable(obj) as false",
+        "pg_total_relation_size(rel) as 0::bigint",
+        "pg_relation_size(rel, fork := 'main') as 0::bigint",
+        "pg_table_size(rel) as 0::bigint",
+        "pg_indexes_size(rel) as 0::bigint",
         "pg_encoding_to_char(code) as 'UTF8'",
         "pg_table_is_visible(rel) as true",
         "pg_type_is_visible(rel) as true",
@@ -685,13 +691,14 @@ CATALOG_TABLES = (
     " pg_attrdef pg_index pg_constraint pg_proc pg_inherits pg_enum pg_range pg_extension"
     " pg_trigger pg_rewrite pg_depend pg_foreign_table pg_am pg_collation pg_tablespace"
     " pg_settings pg_tables pg_views pg_matviews pg_policy pg_statistic_ext pg_publication_rel"
-    " pg_publication_namespace pg_publication"
+    " pg_publication_namespace pg_publication pg_partitioned_table"
 ).split()
 INFO_TABLES = ("schemata", "tables", "columns", "views", "_pg_expandarray")
 CATALOG_FUNCTIONS = (
     "col_description obj_description format_type pg_get_expr pg_get_userbyid pg_get_viewdef"
     " pg_get_indexdef pg_get_constraintdef pg_get_statisticsobjdef_columns pg_get_triggerdef"
     " pg_get_ruledef pg_get_partkeydef pg_relation_is_publishable pg_encoding_to_char"
+    " pg_total_relation_size pg_relation_size pg_table_size pg_indexes_size"
     " pg_table_is_visible pg_type_is_visible pg_function_is_visible version current_schemas"
     " current_schema"
     " current_setting has_table_privilege has_schema_privilege has_database_privilege"
