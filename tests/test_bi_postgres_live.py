@@ -102,7 +102,11 @@ def test_odbc_and_jdbc_clients_read_while_micro_batches_publish(isolated_setting
                 env=dict(os.environ, C360_SQL_USER=settings.sql_user, C360_SQL_PASSWORD=PASSWORD),
             )  # fmt: skip
             odbc.start()
-            time.sleep(2)  # the JVM starts and both clients read the first copy
+            deadline = time.monotonic() + 90
+            while not (odbc.readings and jdbc_output.read_text().strip()):
+                # Both clients read the first publication before the next ones come.
+                assert time.monotonic() < deadline, (odbc.errors, jdbc_output.read_text())
+                time.sleep(0.2)
             for step in range(1, 6):
                 produce(
                     settings,
