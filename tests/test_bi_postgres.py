@@ -468,3 +468,24 @@ def test_what_dbeaver_asks_when_it_browses(endpoint):
             " AND (et.typcategory IS NULL OR et.typcategory <> 'C')"
         ).fetchall()
         assert {"int8", "numeric", "varchar", "timestamp"} <= {row[2] for row in types}
+
+
+def test_cursors_declare_fetch_close(endpoint):
+    """psqlODBC's UseDeclareFetch (Excel's large sheets) reads through DECLARE / FETCH."""
+    settings = endpoint.settings
+    sql = "select * from customer_popular_items order by customer_id, product_name"
+    expected = serving_rows(settings, sql)
+    odbc = odbc_connection_string(endpoint.port, settings.sql_user, PASSWORD)
+    with pyodbc.connect(odbc + "UseDeclareFetch=1;Fetch=64;", timeout=10) as con:
+        assert [tuple(r) for r in con.cursor().execute(sql).fetchall()] == expected
+    with connect(endpoint) as con:
+        con.autocommit = False
+        con.execute(f"declare items cursor for {sql}")
+        first = con.execute("fetch 3 from items").fetchall()
+        assert [tuple(r) for r in first] == expected[:3]
+        assert con.execute("fetch next in items").fetchone() == expected[3]
+        assert len(con.execute("fetch all from items").fetchall()) == len(expected) - 4
+        con.execute("close items")
+        with pytest.raises(psycopg.Error):
+            con.execute("fetch 1 from items")
+        con.rollback()

@@ -132,6 +132,8 @@ class Session:
         self.settings: dict[str, str] = {}
         self.statements: dict[str, Prepared] = {}
         self.sql_prepared: dict[str, str] = {}
+        # DECLARE ... CURSOR: name -> (its result, WITH HOLD); read by FETCH, ended by CLOSE.
+        self.cursors: dict[str, tuple[Result, bool]] = {}
         self.portals: dict[str, Portal] = {}
         self.transaction = b"I"  # I idle, T in a block, E failed block
         self.pinned: EndpointCopy | None = None
@@ -457,7 +459,7 @@ class Session:
         return result.columns
 
     def row_kind(self, sql: str) -> bool:
-        return _first_word(strip_comments(sql)) in QUERY_WORDS + ("show", "execute")
+        return _first_word(strip_comments(sql)) in QUERY_WORDS + ("show", "execute", "fetch")
 
     def execute(self, body: bytes) -> None:
         reader = wire.Reader(body)
@@ -522,9 +524,20 @@ class Session:
                 return Result("ROLLBACK")
             failed = self.transaction == b"E"
             self.transaction = b"I"
+            for name, (_, hold) in list(self.cursors.items()):
+                if not hold or failed or word in ("rollback", "abort"):
+                    self.close_cursors(name)
             self.close_portals_except_running()
             self.unpin()
             return Result("ROLLBACK" if failed or word in ("rollback", "abort") else "COMMIT")
+        if word == "declare":
+            return self.declare(sql, params)
+        if word == "fetch":
+            return self.fetch(sql)
+        if word == "close":
+            target = sql.split()[-1].strip('"').rstrip(";")
+            self.close_cursors(None if target.lower() == "all" else target)
+            return Result("CLOSE CURSOR")
         if word in ("savepoint", "release"):
             return Result(word.upper())
         if word == "set":
@@ -566,6 +579,46 @@ class Session:
             "customer360 serves the marts read-only",
             "25006",
         )
+
+    def declare(self, sql: str, params: list[Any]) -> Result:
+        match = re.match(
+            r"\s*declare\s+(\"[^\"]+\"|\w+)\s+(?:binary\s+)?(?:(?:a|in)?sensitive\s+)?"
+            r"(?:(?:no\s+)?scroll\s+)?cursor\s+(with\s+hold\s+|without\s+hold\s+)?for\s+(.*)$",
+            sql,
+            re.I | re.S,
+        )
+        if not match:
+            raise wire.SqlError("syntax error in DECLARE CURSOR", "42601")
+        name = match.group(1).strip('"')
+        self.close_cursors(name)
+        result = self.query(match.group(3), params)
+        hold = bool(match.group(2)) and match.group(2).lower().startswith("with ")
+        self.cursors[name] = (result, hold)
+        return Result("DECLARE CURSOR")
+
+    def fetch(self, sql: str) -> Result:
+        match = re.match(
+            r"\s*fetch\s+(?:(next|all|forward\s+all|forward\s+\d+|forward|\d+)\s+)?"
+            r"(?:from\s+|in\s+)?(\"[^\"]+\"|\w+)\s*;?\s*$",
+            sql,
+            re.I | re.S,
+        )
+        if not match:
+            raise wire.SqlError("syntax error in FETCH", "42601")
+        name = match.group(2).strip('"')
+        if name not in self.cursors:
+            raise wire.SqlError(f'cursor "{name}" does not exist', "34000")
+        cursor, _ = self.cursors[name]
+        how = (match.group(1) or "next").lower().split()[-1]
+        count = 1 if how in ("next", "forward") else (0 if how == "all" else int(how))
+        rows = iter(cursor.rows) if count == 0 else itertools.islice(cursor.rows, count)
+        return Result("FETCH", cursor.columns, rows)
+
+    def close_cursors(self, name: str | None) -> None:
+        for key in [name] if name is not None else list(self.cursors):
+            entry = self.cursors.pop(key, None)
+            if entry is not None and entry[0].close is not None:
+                entry[0].close()
 
     def close_portals_except_running(self) -> None:
         for portal in self.portals.values():
@@ -697,6 +750,7 @@ class _Handler(socketserver.BaseRequestHandler):
         finally:
             endpoint.sessions.pop(session.pid, None)
             session.close_portals()
+            session.close_cursors(None)
             session.unpin()
             log.debug("sql session %d: closed", session.pid)
 
