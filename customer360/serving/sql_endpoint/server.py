@@ -447,6 +447,9 @@ class Session:
         word = _first_word(sql)
         if word == "show":
             return [wire.Column(sql.split()[1] if len(sql.split()) > 1 else "setting", wire.TEXT)]
+        if word == "fetch":
+            name = sql.split()[-1].strip('"').rstrip(";")
+            return self.cursors[name][0].columns if name in self.cursors else None
         if word not in ("select", "with", "values", "table", "("):
             return None
         if self.transaction == b"E":
