@@ -64,3 +64,12 @@ def test_statements_split_outside_strings_and_count_parameters():
         "show b",
     ]
     assert parameter_count("select $1, '$5', $2 /* $9 */") == 2
+
+
+def test_result_columns_are_named_as_postgresql_names_them():
+    from customer360.serving.sql_endpoint.server import _column_name
+
+    assert _column_name("count_star()") == "count"
+    assert _column_name("max(as_of)") == "max"
+    assert _column_name('c360_pg."version"()') == "version"
+    assert _column_name("customer_id") == "customer_id"

@@ -88,6 +88,19 @@ def _sqlstate(exc: duckdb.Error) -> str:
     return "XX000"
 
 
+_FUNCTION_CALL = re.compile(r'^(?:"?\w+"?\.)?"?(\w+)"?\(.*\)$', re.S)
+
+
+def _column_name(name: str) -> str:
+    """A result column as PostgreSQL names it: an unnamed call is named after its function
+    (`count(*)` is `count`, not DuckDB's `count_star()`; `max(as_of)` is `max`)."""
+    match = _FUNCTION_CALL.match(name)
+    if match is None or match.group(1).upper() == "CAST":
+        return name
+    function = match.group(1).lower()
+    return "count" if function == "count_star" else function
+
+
 def _first_word(sql: str) -> str:
     match = re.match(r"\s*([A-Za-z_]+|\()", sql)
     return match.group(1).lower() if match else ""
@@ -701,7 +714,7 @@ class Session:
             except duckdb.Error as exc:
                 raise wire.SqlError(str(exc), _sqlstate(exc)) from exc
             columns = [
-                wire.Column(name, *wire.pg_type(str(type_code)))
+                wire.Column(_column_name(name), *wire.pg_type(str(type_code)))
                 for name, type_code, *_ in cur_description or []
             ]
         except BaseException:
