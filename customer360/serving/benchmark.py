@@ -84,7 +84,13 @@ create or replace view marts.customer_purchase_stats as
         online_items_purchased as number_of_items_purchased,
         cast(online_items_purchased / online_orders as decimal(18, 2)) as items_per_order,
         online_amount_spent as amount_spent
-    from marts.customer_360_base where online_orders > 0;
+    from marts.customer_360_base where online_orders > 0
+    union all
+    select customer_id, 'Instore' as channel, instore_orders as number_of_orders,
+        instore_items_purchased as number_of_items_purchased,
+        cast(instore_items_purchased / instore_orders as decimal(18, 2)) as items_per_order,
+        instore_amount_spent as amount_spent
+    from marts.customer_360_base where instore_orders > 0;
 """  # noqa: E501
 DBT_MACROS = Path(__file__).resolve().parents[2] / "dbt" / "macros"
 
