@@ -1,9 +1,9 @@
-"""The profile API's `items_per_order` equals what the mart `customer_purchase_stats` computes.
+"""`customer_purchase_stats.items_per_order` rounds the exact ratio half up to cents.
 
-The API rounds in Python (`customer360.serving.api.items_per_order`); the mart rounds in SQL. So
-that a change to either shows here, the real dbt models build the mart from raw landings: one
-customer per case below, with that many online orders (an order without items counts) and line
-items. No services.
+The mart is the one place this rounding is written; the profile API serves the mart's value
+(`test_serving_profiles.py` compares them). The real dbt models build the mart from raw
+landings: one customer per case below, with that many online orders (an order without items
+counts) and line items. No services.
 
 By hand, the exact ratio rounded half up to cents (as the chaos oracle rounds it):
 17 / 8 = 2.125 -> 2.13, 1 / 8 = 0.125 -> 0.13, 5 / 8 = 0.625 -> 0.63, 3 / 40 = 0.075 -> 0.08,
@@ -17,7 +17,6 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from customer360.serving.api import items_per_order
 from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding
 
@@ -63,8 +62,3 @@ def mart(tmp_path_factory) -> dict[tuple[int, int], Decimal]:
 @pytest.mark.parametrize(("items", "orders", "by_hand"), PARAMS)
 def test_the_mart_rounds_the_exact_ratio_half_up(mart, items, orders, by_hand) -> None:
     assert mart[(items, orders)] == Decimal(by_hand)
-
-
-@pytest.mark.parametrize(("items", "orders", "by_hand"), PARAMS)
-def test_the_api_serves_what_the_mart_computes(mart, items, orders, by_hand) -> None:
-    assert items_per_order(items, orders) == float(mart[(items, orders)])
