@@ -67,7 +67,7 @@ class BenchConfig:
     def history_days(self) -> int:
         if self.days:
             return self.days
-        from customer360.generator.stream import STREAM_MIX
+        from customer360.generator.event_mix import STREAM_MIX
 
         per_customer_day = sum(STREAM_MIX.values()) / 365
         return max(1, round((self.history_events or 0) / (self.customers * per_customer_day)))
