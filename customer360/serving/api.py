@@ -239,43 +239,30 @@ def create_app(settings: Settings) -> FastAPI:
             )
             if not summary:
                 raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
-            lists = cur.execute(LISTS_SQL, [customer_id]).fetchall()
-        favourite_products: list[dict[str, Any]] = []
-        recent_errors: list[dict[str, Any]] = []
-        purchase_stats: list[dict[str, Any]] = []
-        activity: list[dict[str, Any]] = []
-        for kind, purchases, at, count, name, page, items, per_order, amount in lists:
-            if kind == 0:
-                if len(favourite_products) < LIST_LIMIT:
-                    favourite_products.append(
-                        {
-                            "product_name": name,
-                            "purchases": purchases,
-                            "last_purchased_at": json_value(at),
-                        }
-                    )
-            elif kind == 1:
-                if len(recent_errors) < LIST_LIMIT:
-                    recent_errors.append(
-                        {
-                            "error_message": name,
-                            "page": page,
-                            "last_at": json_value(at),
-                            "occurrences": count,
-                        }
-                    )
-            elif kind == 2:
-                purchase_stats.append(
-                    {
-                        "channel": name,
-                        "number_of_orders": count,
-                        "number_of_items_purchased": items,
-                        "items_per_order": json_value(per_order),
-                        "amount_spent": json_value(amount),
-                    }
-                )
-            else:
-                activity.append({"event": name, "last_at": json_value(at)})
+            rows = cur.execute(LISTS_SQL, [customer_id]).fetchall()
+        lists: dict[int, list[tuple]] = {0: [], 1: [], 2: [], 3: []}
+        for kind, *values in rows:
+            lists[kind].append(tuple(json_value(v) for v in values))
+        # Each row: purchases, last_at, count, name, page, items, per_order, amount (LISTS_SQL).
+        favourite_products = [
+            {"product_name": name, "purchases": purchases, "last_purchased_at": at}
+            for purchases, at, _, name, *_ in lists[0][:LIST_LIMIT]
+        ]
+        recent_errors = [
+            {"error_message": name, "page": page, "last_at": at, "occurrences": count}
+            for _, at, count, name, page, *_ in lists[1][:LIST_LIMIT]
+        ]
+        purchase_stats = [
+            {
+                "channel": name,
+                "number_of_orders": count,
+                "number_of_items_purchased": items,
+                "items_per_order": per_order,
+                "amount_spent": amount,
+            }
+            for _, _, count, name, _, items, per_order, amount in lists[2]
+        ]
+        activity = [{"event": name, "last_at": at} for _, at, _, name, *_ in lists[3]]
         published = publication(copy)
         row = summary[0]
         as_of = (
