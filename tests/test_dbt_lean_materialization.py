@@ -9,6 +9,8 @@ the target's columns. First builds and full refreshes go through dbt-duckdb's ma
 
 from __future__ import annotations
 
+import copy
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -18,17 +20,32 @@ from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding, utc
 
 
-@pytest.fixture
-def built(tmp_path: Path) -> tuple[Path, RawLanding]:
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory) -> tuple[Path, RawLanding]:
     """A warehouse with one customer and a weblog event, built once (first build)."""
-    path = tmp_path / "warehouse.duckdb"
+    work_dir = tmp_path_factory.mktemp("lean")
+    path = work_dir / "warehouse.duckdb"
     raw = RawLanding([path])
     raw.now = utc("2026-05-01T08:00:00")
     raw.user("snapshot", 1, 1, first_name="Ann")
     raw.weblog("ev-1", 1)
     raw.land()
-    run_dbt(path, "run", work_dir=tmp_path / "dbt")
+    run_dbt(path, "run", work_dir=work_dir / "dbt")
     return path, raw
+
+
+@pytest.fixture
+def built(built_once: tuple[Path, RawLanding], tmp_path: Path) -> tuple[Path, RawLanding]:
+    """A copy of that warehouse for one test, and a landing that goes on from its raw data."""
+    original, raw = built_once
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(original, path)
+    wal = original.with_name(original.name + ".wal")  # dbt may keep the original open
+    if wal.exists():
+        shutil.copyfile(wal, path.with_name(path.name + ".wal"))
+    landing = copy.deepcopy(raw)
+    landing.warehouses = [path]
+    return path, landing
 
 
 def run_sql(tmp_path: Path, model_path: str) -> str:

@@ -8,6 +8,13 @@ as the pipeline publishes it; then the API's profile of every customer must equa
 section, what plain SQL reads from the warehouse's marts (`tests/profiles.py`). So a rule the
 API or the serving copy computed on its own (a customer's age, a rounding, an order of a list)
 would differ here from the mart that owns it.
+
+The same warehouse holds one customer per case of `ITEMS_PER_ORDER` (customers from 1001 on):
+that many online orders (an order without items counts) and line items, so the mart's rounding
+of `items_per_order` is checked against values worked out by hand: the exact ratio rounded half
+up to cents (as the chaos oracle rounds it): 17 / 8 = 2.125 -> 2.13, 1 / 8 = 0.125 -> 0.13,
+5 / 8 = 0.625 -> 0.63, 3 / 40 = 0.075 -> 0.08, 7 / 40 = 0.175 -> 0.18, 1 / 3 = 0.333 -> 0.33,
+2 / 3 = 0.667 -> 0.67, 0 / 3 -> 0.00, 7 / 7 -> 1.00.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import datetime as dt
 import http.client
 import json
 import random
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -29,6 +37,19 @@ from tests.dbt_fixtures.raw_builder import RawLanding, utc
 from tests.profiles import assert_profile_matches_marts
 
 CUSTOMERS = 300
+# (line items, online orders, items_per_order by hand), one customer each from ROUNDING_FIRST on.
+ITEMS_PER_ORDER = [
+    (17, 8, "2.13"),
+    (1, 8, "0.13"),
+    (5, 8, "0.63"),
+    (3, 40, "0.08"),
+    (7, 40, "0.18"),
+    (1, 3, "0.33"),
+    (2, 3, "0.67"),
+    (0, 3, "0.00"),
+    (7, 7, "1.00"),
+]
+ROUNDING_FIRST = 1001
 PRODUCTS = [
     ("Red Shirt", "Tops", 49.99),
     ("red shirt", "Tops", 50),
@@ -81,6 +102,13 @@ def land_customers(raw: RawLanding, seed: int) -> None:
         for email in range(rng.randint(0, 3)):
             raw.email(f"e{customer}-{email}", customer, raw.now, partition=rng.randint(0, 2))
     raw.weblog("w-unknown", CUSTOMERS + 1, page="cart.html", error_message="Timeout")
+    order_number = 90_000
+    for customer, (items, count, _) in enumerate(ITEMS_PER_ORDER, start=ROUNDING_FIRST):
+        raw.user("snapshot", customer, customer)
+        for n in range(count):  # the items spread over the orders, the first ones get more
+            order_number += 1
+            lines = [("Red Shirt", "Tops", 10, 1)] * (items // count + (n < items % count))
+            raw.order("Online", "snapshot", order_number, customer, items=lines)
     raw.land()
 
     # Round 2: changes to what landed.
@@ -122,11 +150,15 @@ def test_every_profile_equals_the_marts(published) -> None:
             r[0] for r in con.execute("select customer_id from marts.customer_360").fetchall()
         }
         assert len(existing) > CUSTOMERS * 0.9  # a few deleted
+        everyone = [
+            *range(1, CUSTOMERS + 2),
+            *range(ROUNDING_FIRST, ROUNDING_FIRST + len(ITEMS_PER_ORDER)),
+        ]
         with BackgroundServer(settings, port=0) as server:
             address = server.url.removeprefix("http://")
             client = http.client.HTTPConnection(address, timeout=10)
             try:
-                for customer_id in range(1, CUSTOMERS + 2):
+                for customer_id in everyone:
                     client.request("GET", f"/api/customers/{customer_id}")
                     response = client.getresponse()
                     body = response.read()
@@ -137,6 +169,19 @@ def test_every_profile_equals_the_marts(published) -> None:
                     assert_profile_matches_marts(json.loads(body), con)
             finally:
                 client.close()
+
+
+@pytest.mark.parametrize(("items", "orders", "by_hand"), ITEMS_PER_ORDER)
+def test_the_mart_rounds_items_per_order_half_up(published, items, orders, by_hand) -> None:
+    _, warehouse = published
+    customer = ROUNDING_FIRST + ITEMS_PER_ORDER.index((items, orders, by_hand))
+    with duckdb.connect(str(warehouse)) as con:
+        row = con.execute(
+            "select number_of_items_purchased, number_of_orders, items_per_order"
+            " from marts.customer_purchase_stats where customer_id = ? and channel = 'Online'",
+            [customer],
+        ).fetchone()
+    assert row == (items, orders, Decimal(by_hand))
 
 
 def test_the_data_covers_what_the_profile_shows(published) -> None:
