@@ -267,6 +267,9 @@ def assert_as_of_never_goes_back(warehouse: Path, seen: dict[int, object]) -> No
 
 # Models and data tests; the unit tests check the SQL, not the data (test_dbt_hand_checked).
 BUILD_DATA = ("build", "--exclude-resource-type", "unit_test")
+# After the first round, as the micro-batch does: views change only with the project, so the
+# rounds skip them (the final build runs them again).
+SKIP_VIEWS = ("--exclude", "config.materialized:view")
 
 
 def build_incrementally_and_compare(
@@ -286,15 +289,18 @@ def build_incrementally_and_compare(
     for number, _ in enumerate(rounds(raw)):
         raw.land()
         arguments = commands(number) if commands else ("run",)
+        if number > 0:
+            arguments = (*arguments, *SKIP_VIEWS)
         run_dbt(warehouse, *arguments, work_dir=tmp_path / "dbt-incremental")
         if "--select" not in arguments:
             assert_as_of_never_goes_back(warehouse, as_of)
         if number == 0 or compare_every_round:
-            run_dbt(copy, "run", "--full-refresh", work_dir=tmp_path / "dbt-full")
+            skip = SKIP_VIEWS if number > 0 else ()
+            run_dbt(copy, "run", "--full-refresh", *skip, work_dir=tmp_path / "dbt-full")
         if compare_every_round:
             assert_same_relations(warehouse, copy, f"after round {number + 1}")
     run_dbt(warehouse, *BUILD_DATA, work_dir=tmp_path / "dbt-incremental")
-    run_dbt(copy, "run", "--full-refresh", work_dir=tmp_path / "dbt-full")
+    run_dbt(copy, "run", "--full-refresh", *SKIP_VIEWS, work_dir=tmp_path / "dbt-full")
     assert_same_relations(warehouse, copy, "at the end")
     return warehouse
 
