@@ -165,6 +165,22 @@ def dbt_result_events(
             yield unique_id, dagster_event
 
 
+# What a model's materialization says when the micro-batch replayed its statements.
+REPLAYED_METADATA = {
+    "dbt": "the statements dbt sent in this model's last builds, run again by the micro-batch "
+    "(customer360/pipeline/model_replay.py)"
+}
+
+
+def replayed_models(
+    manifest: Mapping[str, Any], result: DbtBuildResult
+) -> Iterator[tuple[str, AssetKey]]:
+    """The models of a replayed build with their asset keys (a replay has no dbt events)."""
+    if result.replayed:
+        for unique_id in result.models_built:
+            yield unique_id, TRANSLATOR.get_asset_key(manifest["nodes"][unique_id])
+
+
 def view_events(
     manifest: Mapping[str, Any], built: set[str], selected: Iterable[AssetKey]
 ) -> Iterator[NodeEvent]:
@@ -231,6 +247,10 @@ def build_dbt_assets(project: DbtProject):
             manifest = batch.dbt.manifest_dict()
             events = itertools.chain(
                 dbt_result_events(context, project, manifest, result, batch.dbt.target_dir),
+                (
+                    (unique_id, MaterializeResult(asset_key=key, metadata=REPLAYED_METADATA))
+                    for unique_id, key in replayed_models(manifest, result)
+                ),
                 view_events(manifest, set(result.models_built), selected),
             )
             yield from in_lineage_order(manifest, events)

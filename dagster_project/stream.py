@@ -23,6 +23,7 @@ from dagster import (
     AssetCheckKey,
     AssetKey,
     AssetMaterialization,
+    DagsterExecutionInterruptedError,
     DagsterInstance,
     DagsterRunStatus,
     Failure,
@@ -38,7 +39,14 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from customer360.pipeline.dbt_invoker import DbtBuildResult
 from customer360.pipeline.heartbeat import Heartbeat
 from customer360.pipeline.microbatch import MicroBatch, MicroBatchResult
-from dagster_project.assets import TRANSLATOR, landing_metadata, raw_key, views_reflecting
+from dagster_project.assets import (
+    REPLAYED_METADATA,
+    TRANSLATOR,
+    landing_metadata,
+    raw_key,
+    replayed_models,
+    views_reflecting,
+)
 from dagster_project.resources import MicroBatchResource
 
 STREAM_JOB = "microbatch_stream"
@@ -71,10 +79,26 @@ def writer_waiting(instance: DagsterInstance, own_run_id: str):
     return None
 
 
+def end_if_terminated(context: OpExecutionContext) -> None:
+    """End the loop between two batches once the run is being terminated.
+
+    Dagster's interrupt reaches the run worker only when the batch in progress lets it (DuckDB
+    holds it during a query), and a terminated run that kept batching was seen to outlive the
+    15 s `c360 dagster` gives it on stopping. Raising Dagster's interrupt here ends the run as
+    CANCELED, as the interrupt itself would.
+    """
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is not None and run.status == DagsterRunStatus.CANCELING:
+        context.log.info("the run is being terminated: the stream ends between two batches")
+        raise DagsterExecutionInterruptedError("terminated between two micro-batches")
+
+
 def dbt_events(batch: MicroBatch, result: DbtBuildResult) -> Iterator[AssetEvent]:
     """dbt's results as dagster-dbt turns them into events outside an asset step: a
     materialization per model built, a check evaluation per data test run."""
     manifest = batch.dbt.manifest_dict()
+    for _, key in replayed_models(manifest, result):
+        yield AssetMaterialization(key, metadata=REPLAYED_METADATA)
     for raw_event in result.events:
         message = DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={})
         yield from message.to_default_asset_events(
@@ -198,6 +222,7 @@ def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) 
                 # Asked of Dagster's storage once a second, not before every (idle) batch.
                 if time.monotonic() - writers_checked >= WRITER_CHECK_EVERY_S:
                     writers_checked = time.monotonic()
+                    end_if_terminated(context)
                     if waiting := writer_waiting(context.instance, context.run_id):
                         break
                 # Data tests run apart from the batches (below), not in every build.

@@ -237,7 +237,7 @@ def table_rows(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[list[str]
     return columns, sorted(rows)
 
 
-def assert_same_relations(incremental: Path, full: Path, when: str) -> None:
+def assert_same_relations(incremental: Path, full: Path, when: str = "at the end") -> None:
     with duckdb.connect(str(incremental)) as left:
         with duckdb.connect(str(full)) as right:
             for schema, relations in COMPARED.items():

@@ -27,6 +27,8 @@ DBT_LOCK = threading.RLock()
 # events) and a debug line per SQL statement in logs/dbt.log.
 RUN_ARGS = ["--no-write-json", "--log-level-file", "info"]
 RESULT_EVENTS = {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"}
+# dbt's event for each SQL statement it sends, with the node it belongs to.
+SQL_EVENT = "SQLQuery"
 
 
 class DbtBuildError(RuntimeError):
@@ -44,6 +46,10 @@ class DbtBuildResult:
     # can turn them into materializations and check results.
     events: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    # (unique_id, sql) of every statement dbt sent for a node, in order (see model_replay).
+    queries: list[tuple[str, str]] = field(default_factory=list)
+    # True when the models' statements were replayed without dbt (no `events` then).
+    replayed: bool = False
 
     @property
     def models_built(self) -> list[str]:
@@ -109,7 +115,7 @@ class DbtInvoker:
                 newest = max(newest, path.stat().st_mtime)
         return newest
 
-    def _invoke(self, args: list[str], manifest=None):
+    def _invoke(self, args: list[str], manifest=None, queries: list | None = None):
         from dbt.cli.main import dbtRunner
 
         events: list = []
@@ -117,6 +123,8 @@ class DbtInvoker:
         def keep_result_events(msg) -> None:
             if msg.info.name in RESULT_EVENTS:
                 events.append(msg)
+            elif queries is not None and msg.info.name == SQL_EVENT:
+                queries.append((msg.data.node_info.unique_id, msg.data.sql))
 
         with DBT_LOCK:
             previous = os.environ.get("C360_WAREHOUSE")
@@ -187,8 +195,9 @@ class DbtInvoker:
 
         manifest = self.manifest()
         started = time.monotonic()
+        queries: list[tuple[str, str]] = []
         with self._target_lock():
-            result, events = self._invoke([*args, *RUN_ARGS], manifest=manifest)
+            result, events = self._invoke([*args, *RUN_ARGS], manifest=manifest, queries=queries)
         nodes = []
         for node in getattr(result.result, "results", None) or []:
             nodes.append((node.node.unique_id, str(node.status), node.message))
@@ -199,4 +208,5 @@ class DbtInvoker:
             nodes=nodes,
             events=[msg_to_dict(e) for e in events],
             error=None if result.exception is None else str(result.exception),
+            queries=queries,
         )

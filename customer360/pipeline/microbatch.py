@@ -27,6 +27,12 @@ import duckdb
 
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
 from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker
+from customer360.pipeline.model_replay import (
+    ModelReplay,
+    ReplayError,
+    model_statements,
+    models_to_build,
+)
 from customer360.serving.publish import PublishResult, publish_serving_copy
 from extractors import SOURCES, BatchResult, Extractor
 
@@ -145,6 +151,9 @@ class MicroBatch:
         self._views_built_for: object | None = None
         self.extractor = Extractor(settings)
         self.dbt = DbtInvoker(settings)
+        # The models' statements learnt from dbt's builds of the parsed manifest they came from.
+        self.replay = ModelReplay()
+        self._replay_learnt_for: object | None = None
         # Sources whose models a failed build still owes, beyond what the watermark shows.
         self._dbt_owed: set[str] = set((read_state(settings) or {}).get("dbt_pending", []))
         # Set by a Dagster extract step for the dbt step of the same run (in-process executor).
@@ -210,7 +219,14 @@ class MicroBatch:
         # first build of a parsed project (re)creates every view, later ones skip them and save
         # dbt's fixed cost per node. Batches with data tests keep them (their tests need them).
         manifest = self.dbt.manifest()
+        if self._replay_learnt_for is not manifest:
+            self.replay.forget()
+            self._replay_learnt_for = manifest
         views_current = self._views_built_for is manifest
+        if not with_tests and views_current:
+            models = models_to_build(self.dbt.manifest_dict(), sources)
+            if self.replay.can_replay(models):
+                return self._settle(sources, self._replay(models), with_tests, now)
         if not views_current and select is not None:
             select = [*select, "config.materialized:view"]
         if with_tests:
@@ -222,8 +238,40 @@ class MicroBatch:
         result = self.dbt.build(select, extra=extra)
         if result.success:
             self._views_built_for = manifest
+            self.replay.learn(model_statements(result.queries))
+        return self._settle(sources, result, with_tests, now)
+
+    def _replay(self, models: list[str]) -> DbtBuildResult:
+        """The models' statements as dbt last sent them (see model_replay), in one transaction."""
+        started = time.monotonic()
+        args = ["replay", *(unique_id.rsplit(".", 1)[-1] for unique_id in models)]
+        try:
+            self.replay.replay(self.con, models)
+        except ReplayError as exc:
+            # The next attempt goes through dbt, which says why in its own words and re-learns.
+            self.replay.forget()
+            return DbtBuildResult(
+                args=args,
+                success=False,
+                seconds=time.monotonic() - started,
+                nodes=[(exc.unique_id, "error", str(exc))],
+                error=str(exc),
+                replayed=True,
+            )
+        return DbtBuildResult(
+            args=args,
+            success=True,
+            seconds=time.monotonic() - started,
+            nodes=[(unique_id, "success", None) for unique_id in models],
+            replayed=True,
+        )
+
+    def _settle(
+        self, sources: list[str], result: DbtBuildResult, with_tests: bool, started: float
+    ) -> DbtBuildResult:
+        """Book a build's outcome: data tests run, sources still owed."""
         if with_tests and result.success:
-            self._data_tests_ran_at = now
+            self._data_tests_ran_at = started
         if result.success:
             self._dbt_owed.clear()
         else:

@@ -7,46 +7,24 @@
     they ran (`intermediate.dbt_watermarks`) and recompute only customers touched by staging
     rows above it.
 
-    Watermarks are read once at compile time and inlined as literals, so `batch_id > 123` is a
-    constant filter DuckDB prunes with zone maps on append-ordered tables. -#}
+    Watermarks are scalar subqueries that DuckDB evaluates when the statement runs, never values
+    read while dbt renders the model: a model compiles to the same SQL on every micro-batch, so
+    the micro-batch can send dbt's statements again without dbt (customer360/pipeline/
+    model_replay.py). DuckDB still prunes `batch_id > (select ...)` with zone maps on
+    append-ordered tables. -#}
 
 {#- The greatest value of `column` in this model's existing relation (rows matching `where`, if
-    given), or -1 on a first or full build. -#}
+    given), or -1 on a first or full build: a SQL expression. -#}
 {% macro relation_max(column, where=none) -%}
-    {%- if execute and is_incremental() -%}
-        {%- set result = run_query(
-            "select coalesce(max(" ~ column ~ "), -1) from " ~ this
-            ~ (" where " ~ where if where else "")
-        ) -%}
-        {{- return(result.columns[0].values()[0] | int) -}}
+    {%- if is_incremental() -%}
+        (select coalesce(max({{ column }}), -1) from {{ this }}{% if where %} where {{ where }}{% endif %})
     {%- else -%}
-        {{- return(-1) -}}
+        -1
     {%- endif -%}
 {%- endmacro %}
 
 {% macro batch_watermark(column='_batch_id') -%}
-    {{- return(customer360.relation_max(column)) -}}
-{%- endmacro %}
-
-{#- `relation_max` per value of `group_column`, in one query (a dict value -> max); values with
-    no rows, and every value on a first or full build, are missing (use `.get(value, -1)`). -#}
-{% macro relation_max_by(column, group_column) -%}
-    {%- set maxima = {} -%}
-    {%- if execute and is_incremental() -%}
-        {%- do maxima.update(customer360.max_by_key(
-            "select " ~ group_column ~ ", max(" ~ column ~ ") from " ~ this ~ " group by all"
-        )) -%}
-    {%- endif -%}
-    {{- return(maxima) -}}
-{%- endmacro %}
-
-{#- A query's rows (key, integer) as a dict key -> int. -#}
-{% macro max_by_key(sql) -%}
-    {%- set result = {} -%}
-    {%- for row in run_query(sql).rows -%}
-        {%- do result.update({row[0]: row[1] | int}) -%}
-    {%- endfor -%}
-    {{- return(result) -}}
+    {{- customer360.relation_max(column) -}}
 {%- endmacro %}
 
 {#- The staging inputs that can change a customer's mart rows. `ids` is the column with the
@@ -74,21 +52,16 @@
     {{- return(api.Relation.create(database=target.database, schema='intermediate', identifier='dbt_watermarks')) -}}
 {%- endmacro %}
 
-{#- This model's watermarks, a dict source -> batch id, read in one query (one round trip per
-    model instead of one per source); sources without one, and all on a full build, are
-    missing: use `.get(source, -1)`. -#}
-{% macro model_watermarks() -%}
-    {%- set marks = {} -%}
-    {%- if execute and is_incremental() -%}
-        {%- set relation = customer360.watermarks_relation() -%}
-        {%- if adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none -%}
-            {%- do marks.update(customer360.max_by_key(
-                "select source, max(batch_id) from " ~ relation
-                ~ " where model = '" ~ this.identifier ~ "' group by source"
-            )) -%}
-        {%- endif -%}
+{#- This model's watermark for `source`: the greatest staging `_batch_id` of that source it has
+    taken in (a SQL expression), -1 on a first or full build or before its first record. -#}
+{% macro model_watermark(source_name) -%}
+    {%- set relation = customer360.watermarks_relation() -%}
+    {%- if is_incremental() and adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none -%}
+        (select coalesce(max(batch_id), -1) from {{ relation }}
+         where model = '{{ this.identifier }}' and source = '{{ source_name }}')
+    {%- else -%}
+        -1
     {%- endif -%}
-    {{- return(marks) -}}
 {%- endmacro %}
 
 {#- Post-hook (set with `post_hook=watermark_hook([...])`): record, for each source, the greatest
@@ -119,14 +92,13 @@
     `customer_id` column, no nulls, no duplicates. On a full build it is never used. -#}
 {% macro touched_customers(source_names) -%}
     {%- set sources = customer360.customer_sources() -%}
-    {%- set marks = customer360.model_watermarks() -%}
     select distinct customer_id from (
     {%- for name in source_names %}
         {%- set s = sources[name] %}
         {% if not loop.first %}union all{% endif %}
         select {% if s.ids == '_customer_ids' %}{{ customer360.unnest_array('_customer_ids') }}{% else %}customer_id{% endif %} as customer_id
         from {{ ref(s.model) }}
-        where _batch_id > {{ marks.get(name, -1) }}
+        where _batch_id > {{ customer360.model_watermark(name) }}
     {%- endfor %}
     ) as touched
     where customer_id is not null

@@ -11,8 +11,6 @@
 
 {%- set mongo_sources = ['users', 'online_orders', 'instore_orders'] %}
 {%- set kafka_sources = ['weblogs', 'marketing_emails'] %}
-{#- Every source's watermark in one query, not one per source. #}
-{%- set watermarks = relation_max_by('batch_id', 'source') %}
 
 with
 {% for name in mongo_sources + kafka_sources %}
@@ -28,7 +26,7 @@ with
         {{ kafka_rejection_reason(name) }} as reason
         {%- endif %}
     from {{ source('raw', name) }}
-    where batch_id > {{ watermarks.get(name, -1) }}
+    where batch_id > {{ relation_max('batch_id', "source = '" ~ name ~ "'") }}
 ),
 {% endfor %}
 
