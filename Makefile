@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: install demo test test-fast lint services-up services-down chromium
+.PHONY: install demo test test-fast lint services-up services-down chromium odbc
 
 install: $(VENV)/.installed
 
@@ -15,18 +15,23 @@ $(VENV)/.installed: pyproject.toml uv.lock
 demo: install
 	$(VENV)/bin/c360 up
 
-test: install chromium
+test: install chromium odbc
 	$(PY) -m pytest
 
 # The fast tier: dbt on DuckDB fixtures, unit tests, the API on a built serving copy; no Kafka or
 # MongoDB (tests that need them are marked `services`, see tests/conftest.py). One worker per
 # core (pytest-xdist), each test module in one worker so its module fixtures are built once.
-test-fast: install
+test-fast: install odbc
 	$(PY) -m pytest -m "not services" -n auto --dist loadscope
 
 # The dashboard test drives a real headless Chromium (Debian's package); install it when missing.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+
+# The SQL endpoint's tests drive PostgreSQL's ODBC driver through unixODBC (Debian's packages,
+# registered as "PostgreSQL Unicode"); install them when missing.
+odbc:
+	@odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 || (apt-get update && apt-get install -y unixodbc odbc-postgresql)
 
 lint: install
 	$(VENV)/bin/ruff check .

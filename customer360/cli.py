@@ -14,6 +14,7 @@ from customer360.generator import cli as generator_cli
 from customer360.pipeline import cli as pipeline_cli
 from customer360.services import cli as services_cli
 from customer360.serving import cli as serving_cli
+from customer360.serving.sql_endpoint import cli as sql_endpoint_cli
 from customer360.stopping import StopRequested, install_stop_handlers
 from extractors import cli as extractors_cli
 
@@ -25,6 +26,7 @@ COMMAND_MODULES = (
     extractors_cli,
     pipeline_cli,
     serving_cli,
+    sql_endpoint_cli,
     chaos_cli,
     bench_cli,
     demo,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 KAFKA_TOPICS = ("weblogs", "marketing_emails")
@@ -41,9 +41,25 @@ class Settings:
     serve_port: int = 8360
     # How often Dagster's micro-batch sensor checks that the stream run is alive.
     sensor_interval_s: int = 5
+    # The PostgreSQL-protocol SQL endpoint for BI tools (`c360 sql`): where it listens, the one
+    # read-only login, its password (required to bind a non-loopback host; never in a repr or
+    # a log) and, when both are given, the TLS certificate and key it offers.
+    sql_host: str = "127.0.0.1"
+    sql_port: int = 5433
+    sql_user: str = "bi"
+    sql_password: str | None = field(default=None, repr=False)
+    sql_tls_cert: Path | None = None
+    sql_tls_key: Path | None = None
 
     def __post_init__(self) -> None:
-        for name in ("warehouse", "home", "kafka_jars", "serving_db"):
+        for name in (
+            "warehouse",
+            "home",
+            "kafka_jars",
+            "serving_db",
+            "sql_tls_cert",
+            "sql_tls_key",
+        ):
             path = getattr(self, name)
             if path is not None:
                 # abspath, not resolve(): no file system access, and a symlinked home stays as
@@ -81,6 +97,9 @@ class Settings:
             C360_SERVE_HOST=self.serve_host,
             C360_SERVE_PORT=str(self.serve_port),
             C360_SENSOR_INTERVAL_S=str(self.sensor_interval_s),
+            C360_SQL_HOST=self.sql_host,
+            C360_SQL_PORT=str(self.sql_port),
+            C360_SQL_USER=self.sql_user,
         )
         if self.kafka_jars is not None:
             env["C360_KAFKA_JARS"] = str(self.kafka_jars)
@@ -88,12 +107,25 @@ class Settings:
             env["C360_SERVING_DB"] = str(self.serving_db)
         if self.api_token:
             env["C360_API_TOKEN"] = self.api_token
+        if self.sql_password:
+            env["C360_SQL_PASSWORD"] = self.sql_password
+        if self.sql_tls_cert is not None:
+            env["C360_SQL_TLS_CERT"] = str(self.sql_tls_cert)
+        if self.sql_tls_key is not None:
+            env["C360_SQL_TLS_KEY"] = str(self.sql_tls_key)
         return env
 
 
 # Variables `environment()` sets only when the setting has a value: a parent's value must not
 # leak into a child whose settings have none.
-_OPTIONAL_VARIABLES = ("C360_KAFKA_JARS", "C360_SERVING_DB", "C360_API_TOKEN")
+_OPTIONAL_VARIABLES = (
+    "C360_KAFKA_JARS",
+    "C360_SERVING_DB",
+    "C360_API_TOKEN",
+    "C360_SQL_PASSWORD",
+    "C360_SQL_TLS_CERT",
+    "C360_SQL_TLS_KEY",
+)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +133,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     defaults = Settings()
     jars = env.get("C360_KAFKA_JARS")
     serving_db = env.get("C360_SERVING_DB")
+    sql_tls_cert = env.get("C360_SQL_TLS_CERT")
+    sql_tls_key = env.get("C360_SQL_TLS_KEY")
     return Settings(
         mongo_uri=env.get("C360_MONGO_URI", defaults.mongo_uri),
         mongo_db=env.get("C360_MONGO_DB", defaults.mongo_db),
@@ -114,4 +148,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         serve_host=env.get("C360_SERVE_HOST", defaults.serve_host),
         serve_port=int(env.get("C360_SERVE_PORT", defaults.serve_port)),
         sensor_interval_s=int(env.get("C360_SENSOR_INTERVAL_S", defaults.sensor_interval_s)),
+        sql_host=env.get("C360_SQL_HOST", defaults.sql_host),
+        sql_port=int(env.get("C360_SQL_PORT", defaults.sql_port)),
+        sql_user=env.get("C360_SQL_USER", defaults.sql_user),
+        sql_password=env.get("C360_SQL_PASSWORD") or None,
+        sql_tls_cert=Path(sql_tls_cert) if sql_tls_cert else None,
+        sql_tls_key=Path(sql_tls_key) if sql_tls_key else None,
     )

@@ -23,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the demo: services up, seed if empty, keep a stream flowing, run the pipeline",
         description="Start the local Kafka and MongoDB (`c360 services up`), seed them with "
         "--customers customers if the users collection is empty, start `c360 stream` in the "
-        "background at --rate events/s, start the dashboard and profile API (`c360 serve`), then "
-        "run the pipeline and its UI (Dagster). Ctrl-C, SIGTERM or SIGHUP stops what it "
-        "started (the stream, the dashboard, Dagster's pipeline run, webserver, daemon and code "
+        "background at --rate events/s, start the dashboard and profile API (`c360 serve`) and "
+        "the SQL endpoint for BI tools (`c360 sql`), then run the pipeline and its UI "
+        "(Dagster). Ctrl-C, SIGTERM or SIGHUP stops what it started (the stream, the "
+        "dashboard, the SQL endpoint, Dagster's pipeline run, webserver, daemon and code "
         "servers) and says what it stopped; the services stay up for "
         "the next `c360 up`, `c360 services down` stops them. Relative paths in C360_HOME and "
         "C360_WAREHOUSE are taken against the current directory.",
@@ -77,6 +78,15 @@ def run_up(args, settings: Settings) -> int:
             f"log {serve.log_file})",
             flush=True,
         )
+        sql = ManagedProcess("sql", settings.home / "run")
+        if sql.pid() is None:
+            sql.start([sys.executable, "-m", "customer360.cli", "sql"], env=child_env)
+        print(
+            f"SQL endpoint for BI tools (PostgreSQL protocol): host {settings.sql_host} port "
+            f"{settings.sql_port} database customer360 user {settings.sql_user} (log "
+            f"{sql.log_file})",
+            flush=True,
+        )
         from customer360.pipeline.cli import _dagster
 
         # Dagster's webserver and daemon with the micro-batch sensor on, until stopped.
@@ -85,7 +95,7 @@ def run_up(args, settings: Settings) -> int:
 
 def _stop_background(settings: Settings) -> None:
     with stop_signals_deferred():
-        for name, what in (("stream", "stream"), ("serve", "dashboard")):
+        for name, what in (("stream", "stream"), ("serve", "dashboard"), ("sql", "SQL endpoint")):
             process = ManagedProcess(name, settings.home / "run")
             pid = process.pid()
             if process.stop():

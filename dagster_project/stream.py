@@ -60,9 +60,9 @@ IDLE_PAUSE_S = 0.1
 # this; after FAIL_RUN_AFTER_S of nothing but failures the run fails, and the sensor says so.
 MAX_RETRY_PAUSE_S = 30.0
 FAIL_RUN_AFTER_S = 600.0
-# The dbt data tests (asset checks) run between two batches this often: reading every staged
-# and mart table takes seconds, too much for every batch. The first run comes a minute after the
-# stream starts, once the first batches have caught up.
+# The dbt data tests (asset checks) run this often, beside the batches (DataTests): reading every
+# staged and mart table takes seconds, too much for every batch. The first run comes a minute
+# after the stream starts, once the first batches have caught up.
 DATA_TESTS_EVERY_S = 15 * 60.0
 FIRST_DATA_TESTS_AFTER_S = 60.0
 WAITING_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
@@ -206,6 +206,40 @@ def run_data_tests(context: OpExecutionContext, batch: MicroBatch) -> list[Asset
     return list(dbt_events(batch, result))
 
 
+class DataTests:
+    """The dbt data tests of the live warehouse, run in a thread of their own beside the
+    batches, their results reported as asset check evaluations.
+
+    Run between two batches, they held the batches up for their whole duration (seconds, more
+    on a busy machine), and the data's freshness with them. They only read, in a connection of
+    their own to the same DuckDB database, so a batch replayed meanwhile is not held up (a
+    batch built by dbt itself waits for dbt to be free).
+    """
+
+    def __init__(self, context: OpExecutionContext, batch: MicroBatch, reporter: EventReporter):
+        self._context, self._batch, self._reporter = context, batch, reporter
+        self._due = time.monotonic() + FIRST_DATA_TESTS_AFTER_S
+        self._thread: threading.Thread | None = None
+
+    def start_when_due(self) -> None:
+        if time.monotonic() < self._due or (self._thread and self._thread.is_alive()):
+            return
+        self._due = time.monotonic() + DATA_TESTS_EVERY_S
+        self._thread = threading.Thread(target=self._run, name="c360-data-tests", daemon=True)
+        self._thread.start()
+
+    def finish(self) -> None:
+        """Let tests in progress end (and report) before the warehouse is handed over."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self._reporter.report(run_data_tests(self._context, self._batch))
+        except Exception as exc:  # noqa: BLE001 - the batches go on; the next round tries again
+            self._context.log.warning(f"the data tests could not run: {exc}")
+
+
 @op(
     description="Micro-batches back to back until another warehouse writer waits or the run is "
     "terminated: extract every source, dbt build downstream of what landed, publish."
@@ -216,7 +250,7 @@ def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) 
     retry_pause = 1.0
     with Heartbeat(pipeline.settings(), context.run_id) as heartbeat:
         with EventReporter(context.instance) as reporter:
-            tests_due = time.monotonic() + FIRST_DATA_TESTS_AFTER_S
+            data_tests = DataTests(context, batch, reporter)
             writers_checked = float("-inf")
             while True:
                 # Asked of Dagster's storage once a second, not before every (idle) batch.
@@ -224,16 +258,16 @@ def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) 
                     writers_checked = time.monotonic()
                     end_if_terminated(context)
                     if waiting := writer_waiting(context.instance, context.run_id):
+                        data_tests.finish()
                         break
-                # Data tests run apart from the batches (below), not in every build.
+                # The data tests run beside the batches (DataTests), not in every build.
                 result = batch.run(data_tests=False)
                 heartbeat.batch_done()
                 reporter.report(batch_events(batch, result, context.run_id))
                 if result.records or not result.success:
                     context.log.info("\n".join(result.summary_lines()))
-                if result.success and time.monotonic() >= tests_due:
-                    tests_due = time.monotonic() + DATA_TESTS_EVERY_S
-                    reporter.report(run_data_tests(context, batch))
+                if result.success:
+                    data_tests.start_when_due()
                 if result.success:
                     failing_since, retry_pause = None, 1.0
                     if not result.records:

@@ -55,6 +55,7 @@ class Up:
             C360_MONGO_URI=f"mongodb://127.0.0.1:{free_port()}",
             C360_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
             C360_SERVE_PORT=str(self.serve_port),
+            C360_SQL_PORT=str(free_port()),
         )
         self.output = cwd / "c360-up.out"
         command = [str(C360), "up", "--customers", "300", "--days", "30", "--rate", "50"]

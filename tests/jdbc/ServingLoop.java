@@ -7,8 +7,10 @@ import java.sql.Statement;
 import java.util.Properties;
 
 /**
- * A BI client in miniature: queries customer_360 in the serving database over DuckDB JDBC, a
- * fresh read-only connection per query, until the stop file appears. One line per query:
+ * A BI client in miniature: queries customer_360 with a fresh connection per query, until the
+ * stop file appears. The first argument is either the serving database's path (DuckDB JDBC,
+ * read-only) or a PostgreSQL JDBC URL of the SQL endpoint (`jdbc:postgresql://...`; user and
+ * password from C360_SQL_USER / C360_SQL_PASSWORD). One line per query:
  * "ok <max as_of in epoch microseconds> <customers> <total orders>" or "error <message>".
  */
 public class ServingLoop {
@@ -16,10 +18,20 @@ public class ServingLoop {
         String database = args[0];
         Path stopFile = Path.of(args[1]);
         long pauseMillis = Long.parseLong(args[2]);
-        Class.forName("org.duckdb.DuckDBDriver");
         Properties properties = new Properties();
-        properties.setProperty("duckdb.read_only", "true");
-        String url = "jdbc:duckdb:" + database;
+        String url;
+        if (database.startsWith("jdbc:postgresql:")) {
+            url = database;
+            properties.setProperty("user", System.getenv().getOrDefault("C360_SQL_USER", "bi"));
+            String password = System.getenv("C360_SQL_PASSWORD");
+            if (password != null) {
+                properties.setProperty("password", password);
+            }
+        } else {
+            Class.forName("org.duckdb.DuckDBDriver");
+            properties.setProperty("duckdb.read_only", "true");
+            url = "jdbc:duckdb:" + database;
+        }
         while (!Files.exists(stopFile)) {
             try (Connection connection = DriverManager.getConnection(url, properties);
                  Statement statement = connection.createStatement();

@@ -10,7 +10,7 @@
 }}
 
 {#- One row per customer with everything the customer_360 view shows but age, computed from
-    staging (customers: see the macro current_customers), the weblog rollup and
+    int_customers, staging, the weblog rollup and
     customer_popular_items. customer_activity and customer_purchase_stats are views over it.
     Favourite product: most purchases, then latest last_purchased_at, then product name A-Z.
     Latest error: latest last_at, then most occurrences, then error message A-Z, then page A-Z.
@@ -25,7 +25,11 @@ touched as (
 {% endif %}
 
 customers as (
-    {{ current_customers("customer_id in (select customer_id from touched)" if is_incremental() else none) }}
+    select *
+    from {{ ref('int_customers') }}
+    {% if is_incremental() -%}
+    where customer_id in (select customer_id from touched)
+    {%- endif %}
 ),
 
 orders as (

@@ -22,7 +22,10 @@ touched as (
 
 customers as (
     select customer_id
-    from ({{ current_customers("customer_id in (select customer_id from touched)" if is_incremental() else none) }}) as existing
+    from {{ ref('int_customers') }}
+    {% if is_incremental() -%}
+    where customer_id in (select customer_id from touched)
+    {%- endif %}
 ),
 
 purchases as (

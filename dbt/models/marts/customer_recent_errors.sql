@@ -11,4 +11,4 @@ select
     web.events as occurrences
 from {{ ref('int_weblog_rollup') }} as web
 where web.error_message is not null
-    and {{ customer_exists('web.customer_id') }}
+    and web.customer_id in (select customer_id from {{ ref('int_customers') }})
