@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from customer360.bench.stats import model_seconds
 from customer360.config import Settings
 
 
@@ -51,11 +52,6 @@ def full_refresh_on_copy(
     say("full refresh: dbt run --full-refresh on a copy of the warehouse ...")
     result = invoker.run(["run", "--full-refresh"])
     failure = None if result.success else f"full refresh failed: {result.failures or result.error}"
-    models = {}
-    for event in result.events:
-        data = event.get("data", {})
-        unique_id = data.get("node_info", {}).get("unique_id", "")
-        if unique_id.startswith("model.") and "execution_time" in data:
-            models[unique_id.split(".")[-1]] = float(data["execution_time"])
+    models = model_seconds(result.events)
     shutil.rmtree(scratch, ignore_errors=True)
     return {"dbt_parse_s": parse, "dbt_run_s": result.seconds, "models_s": models}, failure
