@@ -322,7 +322,10 @@ class KafkaSource:
         while polled.count < max_records and time.monotonic() < deadline:
             if all(next_offsets[p] >= high for p, high in targets.items()):
                 break
-            for msg in consumer.consume(min(max_records - polled.count, 10_000), timeout=0.1):
+            # consume() returns once it has as many messages as asked for, or at the timeout:
+            # asking for no more than the offsets still to read returns as soon as they came.
+            wanted = min(max_records - polled.count, polled.remaining(targets), 10_000)
+            for msg in consumer.consume(wanted, timeout=0.1):
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
