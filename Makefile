@@ -19,9 +19,10 @@ test: install chromium odbc
 	$(PY) -m pytest
 
 # The fast tier: dbt on DuckDB fixtures, unit tests, the API on a built serving copy; no Kafka or
-# MongoDB (tests that need them are marked `services`, see tests/conftest.py).
+# MongoDB (tests that need them are marked `services`, see tests/conftest.py). One worker per
+# core (pytest-xdist), each test module in one worker so its module fixtures are built once.
 test-fast: install odbc
-	$(PY) -m pytest -m "not services"
+	$(PY) -m pytest -m "not services" -n auto --dist loadscope
 
 # The dashboard test drives a real headless Chromium (Debian's package); install it when missing.
 chromium:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import duckdb
@@ -60,6 +60,59 @@ def quarantine_reason(source: str, value: bytes | None) -> str | None:
     if missing:
         return "missing required field(s): " + ", ".join(missing)
     return None
+
+
+def _start_offsets(
+    stored: dict[int, int], marks: dict[int, tuple[int, int]]
+) -> tuple[dict[int, int], list[tuple[int, int, int]]]:
+    """Where to read each partition from: the stored offset, or the low watermark for a new
+    partition; and the (partition, stored, low) gaps where retention deleted records never
+    landed (reading resumes at the low watermark)."""
+    start: dict[int, int] = {}
+    retention_gaps = []
+    for p, (low, _high) in marks.items():
+        position = stored.get(p, low)
+        if position < low:
+            retention_gaps.append((p, position, low))
+            position = low
+        start[p] = position
+    return start, retention_gaps
+
+
+@dataclass
+class PolledRecords:
+    """What one micro-batch read: rows to land (as columns), records to quarantine, and the
+    next offset of each partition."""
+
+    next_offsets: dict[int, int]
+    rows: dict[str, list] = field(
+        default_factory=lambda: {
+            k: [] for k in ("partition", "offset", "key", "timestamp", "value")
+        }
+    )
+    quarantined: list[tuple] = field(default_factory=list)
+    count: int = 0  # records read, landed or quarantined
+    bytes: int = 0
+
+    def remaining(self, targets: dict[int, int]) -> int:
+        """Records still before the targets (the high watermarks seen at the start)."""
+        return sum(max(0, high - self.next_offsets[p]) for p, high in targets.items())
+
+    def arrow_table(self, batch_id: int, landed_at: datetime, topic: str) -> pa.Table:
+        """The rows in the raw table's columns (see landing_schema.py)."""
+        n = len(self.rows["offset"])
+        return pa.table(
+            {
+                "batch_id": pa.array([batch_id] * n, pa.int64()),
+                "landed_at": pa.array([landed_at] * n, pa.timestamp("us")),
+                "topic": pa.array([topic] * n, pa.string()),
+                "partition": pa.array(self.rows["partition"], pa.int32()),
+                "offset": pa.array(self.rows["offset"], pa.int64()),
+                "key": pa.array(self.rows["key"], pa.string()),
+                "timestamp": pa.array(self.rows["timestamp"], pa.timestamp("us")),
+                "value": pa.array(self.rows["value"], pa.string()),
+            }
+        )
 
 
 class KafkaSource:
@@ -189,87 +242,26 @@ class KafkaSource:
     def _extract(
         self, con: duckdb.DuckDBPyConnection, max_records: int, max_seconds: float
     ) -> BatchResult:
+        """Positions, then polling up to the high watermarks seen now, then one transaction
+        landing the rows, the quarantined records and the next offsets."""
         started = time.monotonic()
         started_at = utcnow()
         partitions = self._current_partitions()
         stored = self.stored_offsets(con)
         marks = self._watermarks(partitions)
-        start: dict[int, int] = {}
-        retention_gaps = []
-        for p, (low, _high) in marks.items():
-            position = stored.get(p, low)
-            if position < low:
-                # Retention deleted records we never landed: say so loudly and in quarantine.
-                retention_gaps.append((p, position, low))
-                position = low
-            start[p] = position
+        start, retention_gaps = _start_offsets(stored, marks)
         targets = {p: high for p, (_low, high) in marks.items() if high > start[p]}
         before = _format_positions(stored)
-        consumer = self._consumer_()
-        if self._positions != start:
-            consumer.assign(
-                [TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions]
-            )
-            self._positions = dict(start)
+        self._seek(partitions, start)
         if not targets and not retention_gaps:
             return BatchResult.nothing_landed(
                 self.name, before, remaining_lag=0, seconds=time.monotonic() - started
             )
 
-        landed = {k: [] for k in ("partition", "offset", "key", "timestamp", "value")}
-        quarantined = []
-        for p, first_kept, low in retention_gaps:
-            log.error(
-                "%s[%d]: offsets %d..%d were deleted by retention before they were landed",
-                self.topic,
-                p,
-                first_kept,
-                low - 1,
-            )
-            quarantined.append(
-                (
-                    self.topic,
-                    p,
-                    first_kept,
-                    None,
-                    None,
-                    f"offsets {first_kept}..{low - 1} deleted by Kafka retention "
-                    "before they were landed",
-                )
-            )
-        next_offsets = dict(start)
-        count = 0
-        nbytes = 0
-        deadline = started + max_seconds
+        polled = PolledRecords(next_offsets=dict(start))
+        polled.quarantined.extend(self._retention_quarantine(retention_gaps))
         try:
-            while count < max_records and time.monotonic() < deadline:
-                if all(next_offsets[p] >= high for p, high in targets.items()):
-                    break
-                messages = consumer.consume(min(max_records - count, 10_000), timeout=0.1)
-                for msg in messages:
-                    error = msg.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        raise KafkaExtractError(f"reading {self.topic}: {error}")
-                    p, offset = msg.partition(), msg.offset()
-                    if offset < next_offsets.get(p, 0):
-                        continue  # already landed (a re-delivery after a seek)
-                    next_offsets[p] = offset + 1
-                    count += 1
-                    value = msg.value()
-                    key = msg.key()
-                    key_text = key.decode("utf-8", "replace") if key is not None else None
-                    nbytes += len(value or b"")
-                    reason = quarantine_reason(self.name, value)
-                    if reason is not None:
-                        quarantined.append((self.topic, p, offset, key_text, value, reason))
-                        continue
-                    landed["partition"].append(p)
-                    landed["offset"].append(offset)
-                    landed["key"].append(key_text)
-                    landed["timestamp"].append(_kafka_time(msg.timestamp()))
-                    landed["value"].append(value.decode("utf-8"))
+            self._poll(polled, targets, max_records, deadline=started + max_seconds)
         except KafkaExtractError:
             self._positions = None
             raise
@@ -277,69 +269,133 @@ class KafkaSource:
             self._positions = None
             raise KafkaExtractError(f"reading {self.topic} from Kafka failed: {exc}") from exc
 
-        if count == 0 and not retention_gaps:
-            remaining = sum(high - next_offsets[p] for p, high in targets.items())
+        if polled.count == 0 and not retention_gaps:
             return BatchResult.nothing_landed(
                 self.name,
                 before,
-                remaining_lag=remaining,
+                remaining_lag=polled.remaining(targets),
                 seconds=time.monotonic() - started,
                 note="nothing arrived in time",
             )
+        try:
+            result = self._land(con, polled, before, targets, started_at)
+        except BaseException:
+            self._positions = None
+            raise
+        self._positions = polled.next_offsets
+        self._commit_to_kafka(polled.next_offsets)
+        return replace(result, seconds=time.monotonic() - started)
 
-        after = _format_positions(next_offsets)
+    def _seek(self, partitions: list[int], start: dict[int, int]) -> None:
+        """Assign the partitions at `start` unless the consumer is there already."""
+        if self._positions != start:
+            self._consumer_().assign(
+                [TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions]
+            )
+            self._positions = dict(start)
+
+    def _retention_quarantine(self, gaps: list[tuple[int, int, int]]) -> list[tuple]:
+        """A quarantine row (and an error in the log) per range retention deleted unlanded."""
+        rows = []
+        for p, first_kept, low in gaps:
+            log.error(
+                "%s[%d]: offsets %d..%d were deleted by retention before they were landed",
+                self.topic,
+                p,
+                first_kept,
+                low - 1,
+            )
+            reason = (
+                f"offsets {first_kept}..{low - 1} deleted by Kafka retention "
+                "before they were landed"
+            )
+            rows.append((self.topic, p, first_kept, None, None, reason))
+        return rows
+
+    def _poll(
+        self, polled: PolledRecords, targets: dict[int, int], max_records: int, deadline: float
+    ) -> None:
+        """Consume into `polled` until every partition reached its target, `max_records` were
+        read or the deadline passed."""
+        consumer = self._consumer_()
+        next_offsets = polled.next_offsets
+        while polled.count < max_records and time.monotonic() < deadline:
+            if all(next_offsets[p] >= high for p, high in targets.items()):
+                break
+            # consume() returns once it has as many messages as asked for, or at the timeout:
+            # asking for no more than the offsets still to read returns as soon as they came.
+            wanted = min(max_records - polled.count, polled.remaining(targets), 10_000)
+            for msg in consumer.consume(wanted, timeout=0.1):
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaExtractError(f"reading {self.topic}: {error}")
+                p, offset = msg.partition(), msg.offset()
+                if offset < next_offsets.get(p, 0):
+                    continue  # already landed (a re-delivery after a seek)
+                next_offsets[p] = offset + 1
+                polled.count += 1
+                value = msg.value()
+                key = msg.key()
+                key_text = key.decode("utf-8", "replace") if key is not None else None
+                polled.bytes += len(value or b"")
+                reason = quarantine_reason(self.name, value)
+                if reason is not None:
+                    polled.quarantined.append((self.topic, p, offset, key_text, value, reason))
+                    continue
+                polled.rows["partition"].append(p)
+                polled.rows["offset"].append(offset)
+                polled.rows["key"].append(key_text)
+                polled.rows["timestamp"].append(_kafka_time(msg.timestamp()))
+                polled.rows["value"].append(value.decode("utf-8"))
+
+    def _land(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        polled: PolledRecords,
+        before: str,
+        targets: dict[int, int],
+        started_at: datetime,
+    ) -> BatchResult:
+        """One transaction: the rows, the quarantined records, the next offsets, the batch."""
         try:
             con.begin()
             batch_id = next_batch_id(con)
             landed_at = utcnow()
-            n = len(landed["offset"])
+            n = len(polled.rows["offset"])
             if n:
-                table = pa.table(
-                    {
-                        "batch_id": pa.array([batch_id] * n, pa.int64()),
-                        "landed_at": pa.array([landed_at] * n, pa.timestamp("us")),
-                        "topic": pa.array([self.topic] * n, pa.string()),
-                        "partition": pa.array(landed["partition"], pa.int32()),
-                        "offset": pa.array(landed["offset"], pa.int64()),
-                        "key": pa.array(landed["key"], pa.string()),
-                        "timestamp": pa.array(landed["timestamp"], pa.timestamp("us")),
-                        "value": pa.array(landed["value"], pa.string()),
-                    }
-                )
-                con.register("landing_rows", table)
+                con.register("landing_rows", polled.arrow_table(batch_id, landed_at, self.topic))
                 con.execute(f"insert into raw.{self.name} by name select * from landing_rows")
                 con.unregister("landing_rows")
-            if quarantined:
+            if polled.quarantined:
                 con.executemany(
                     "insert into raw.quarantine (batch_id, quarantined_at, source, topic,"
                     ' "partition", "offset", "key", "value", reason)'
                     " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [[batch_id, landed_at, self.name, *q] for q in quarantined],
+                    [[batch_id, landed_at, self.name, *q] for q in polled.quarantined],
                 )
             con.executemany(
                 "insert or replace into raw._kafka_offsets values (?, ?, ?, ?, ?)",
-                [[self.topic, p, o, batch_id, landed_at] for p, o in next_offsets.items()],
+                [[self.topic, p, o, batch_id, landed_at] for p, o in polled.next_offsets.items()],
             )
             result = BatchResult(
                 source=self.name,
                 batch_id=batch_id,
                 records=n,
-                quarantined=len(quarantined),
-                bytes=nbytes,
+                quarantined=len(polled.quarantined),
+                bytes=polled.bytes,
                 position_before=before,
-                position_after=after,
-                remaining_lag=sum(max(0, high - next_offsets[p]) for p, high in targets.items()),
+                position_after=_format_positions(polled.next_offsets),
+                remaining_lag=polled.remaining(targets),
                 seconds=0.0,  # set once committed
             )
             record_batch(con, result, started_at)
             con.commit()
         except BaseException:
             _rollback(con)
-            self._positions = None
             raise
-        self._positions = next_offsets
-        self._commit_to_kafka(next_offsets)
-        return replace(result, seconds=time.monotonic() - started)
+        return result
 
     def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
         """Mirror the warehouse's positions into Kafka for lag tooling; never relied upon."""

@@ -17,8 +17,9 @@ from pymongo import MongoClient
 from customer360.config import Settings
 from customer360.generator import catalog
 from customer360.generator.bad_records import BAD_KINDS, UNKNOWN_CUSTOMER_OFFSET
+from customer360.generator.event_mix import STREAM_MIX
 from customer360.generator.history import SeedRefused, seed
-from customer360.generator.stream import STREAM_MIX, stream
+from customer360.generator.stream import stream
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 ISO_WITH_ZONE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")

@@ -23,7 +23,7 @@ import duckdb
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from customer360.generator.stream import STREAM_MIX
+from customer360.generator.event_mix import STREAM_MIX
 from customer360.services.processes import ManagedProcess, free_port
 from dagster_project.stream import STREAM_JOB
 from extractors import SOURCES

@@ -235,26 +235,6 @@ def test_age_in_the_serving_copy_is_computed_on_the_day_it_is_read(synthetic_set
         assert indexed == [("customer_360_base", "[customer_id]")]
 
 
-def test_profile_age_matches_the_serving_views_age():
-    """The API computes `age` from `customer_360_base.dob` as dbt's macro (the serving views'
-    SQL) does."""
-    from datetime import date
-
-    from customer360.serving.api import _age_in_years
-    from customer360.serving.benchmark import dbt_macro_sql
-
-    dobs = [date(1990, 5, 17), date(2000, 2, 29), date(1985, 12, 31), date(1970, 1, 1), None]
-    days = [date(2024, 5, 16), date(2024, 5, 17), date(2025, 2, 28), date(2025, 3, 1)]
-    with duckdb.connect() as con:
-        for today in days:
-            sql = dbt_macro_sql(
-                "age_in_years.sql", f"age_in_years('dob', \"date '{today.isoformat()}'\")"
-            )
-            for dob in dobs:
-                expected = con.execute(f"select {sql} from (select ?::date as dob)", [dob])
-                assert _age_in_years(dob, today) == expected.fetchone()[0], (dob, today)
-
-
 def test_reader_follows_each_publication_and_reuses_cursors(synthetic_settings):
     from customer360.serving.reader import ServingReader
 
@@ -278,7 +258,7 @@ def test_reader_follows_each_publication_and_reuses_cursors(synthetic_settings):
 
 
 def test_profile_lists_query_orders_each_list_as_its_own_order_by():
-    """LISTS_SQL (both lists in one query) keeps each list's order, ties and NULLs included."""
+    """LISTS_SQL (the four lists in one query) keeps each list's order, ties and NULLs included."""
     import random
 
     from customer360.serving.api import LISTS_SQL
@@ -293,6 +273,14 @@ def test_profile_lists_query_orders_each_list_as_its_own_order_by():
         con.execute(
             "create table customer_recent_errors (customer_id bigint, error_message varchar,"
             " page varchar, last_at timestamp, occurrences bigint)"
+        )
+        con.execute(
+            "create table customer_purchase_stats (customer_id bigint, channel varchar,"
+            " number_of_orders bigint, number_of_items_purchased bigint,"
+            " items_per_order decimal(18, 2), amount_spent decimal(18, 2))"
+        )
+        con.execute(
+            "create table customer_activity (customer_id bigint, event varchar, last_at timestamp)"
         )
         for i in range(40):
             con.execute(
@@ -312,6 +300,15 @@ def test_profile_lists_query_orders_each_list_as_its_own_order_by():
                     rng.choice([None, 1, 2]),
                 ],
             )
+        con.execute(
+            "insert into customer_purchase_stats values"
+            " (7, 'Instore', 1, 9, 9, 5), (7, 'Online', 3, 1, 0.33, 10), (8, 'Online', 1, 1, 1, 1)"
+        )
+        events = ["Email Sent", "Email Opened", "Online Order", "Website Visit", "Website Login"]
+        for event in events:
+            con.execute(
+                "insert into customer_activity values (7, ?, ?)", [event, rng.choice(at[1:])]
+            )
         products = con.execute(
             "select product_name, purchases, last_purchased_at from customer_popular_items"
             " where customer_id = 7"
@@ -322,6 +319,12 @@ def test_profile_lists_query_orders_each_list_as_its_own_order_by():
             " where customer_id = 7"
             " order by last_at desc, occurrences desc, error_message, page nulls last"
         ).fetchall()
+        activity = con.execute(
+            "select event, last_at from customer_activity where customer_id = 7"
+            " order by last_at desc, event desc"
+        ).fetchall()
         both = con.execute(LISTS_SQL, [7]).fetchall()
     assert [(r[4], r[1], r[2]) for r in both if r[0] == 0] == products
     assert [(r[4], r[5], r[2], r[3]) for r in both if r[0] == 1] == errors
+    assert [r[4] for r in both if r[0] == 2] == ["Online", "Instore"]
+    assert [(r[4], r[2]) for r in both if r[0] == 3] == activity

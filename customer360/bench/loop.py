@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from customer360.bench.stats import model_seconds
 from customer360.config import load_settings
 
 # A micro-batch that found nothing waits this long before looking again.
@@ -26,14 +27,7 @@ IDLE_PAUSE_S = 0.1
 
 def batch_record(result, started_at: float, ended_at: float) -> dict:
     """One line of the report: when, how many records, and where the time went."""
-    models: dict[str, float] = {}
-    if result.dbt is not None:
-        for event in result.dbt.events:
-            data = event.get("data", {})
-            node = data.get("node_info", {})
-            unique_id = node.get("unique_id", "")
-            if unique_id.startswith("model.") and "execution_time" in data:
-                models[unique_id.split(".")[-1]] = float(data["execution_time"])
+    models = model_seconds(result.dbt.events) if result.dbt is not None else {}
     return {
         "started_at": started_at,
         "ended_at": ended_at,

@@ -21,12 +21,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import os
-import platform
 import random
-import shutil
-import statistics
 import subprocess
 import sys
 import threading
@@ -36,8 +32,18 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from customer360.bench.machine import machine_info
+from customer360.bench.post_load import drain, full_refresh_on_copy
 from customer360.bench.probes import ApiReadPath, Prober, ServingCopyReadPath
 from customer360.bench.processes import MemorySampler, self_peak_rss_mb, stop_process
+from customer360.bench.stats import (
+    batch_stats,
+    freshness_stats,
+    merge_models,
+    milliseconds,
+    percentile,
+    target_row,
+)
 from customer360.config import Settings
 from customer360.services.processes import free_port
 
@@ -67,44 +73,10 @@ class BenchConfig:
     def history_days(self) -> int:
         if self.days:
             return self.days
-        from customer360.generator.stream import STREAM_MIX
+        from customer360.generator.event_mix import STREAM_MIX
 
         per_customer_day = sum(STREAM_MIX.values()) / 365
         return max(1, round((self.history_events or 0) / (self.customers * per_customer_day)))
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[rank]
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gb": mem_gb,
-        "load_average_at_start": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -455,9 +427,9 @@ class Bench:
                 "errors": sum(
                     1 for at, _, s in self.api_latencies if s not in (200, 404) and start <= at
                 ),
-                "p50": _ms(percentile(api, 50)),
-                "p99": _ms(percentile(api, 99)),
-                "max": _ms(max(api) if api else None),
+                "p50": milliseconds(percentile(api, 50)),
+                "p99": milliseconds(percentile(api, 99)),
+                "max": milliseconds(max(api) if api else None),
             },
         }
 
@@ -569,7 +541,11 @@ class Bench:
             self.result["notes"].append(
                 f"{len(failed)} micro-batch failures (retried), first: {failed[0][:300]}"
             )
-        post["full_refresh"] = self.full_refresh()
+        post["full_refresh"], failure = full_refresh_on_copy(
+            self.settings, self.out / "full-refresh", self.say
+        )
+        if failure:
+            self.result["notes"].append(failure)
         inc, full = post["incremental"]["dbt_s"], post["full_refresh"]["dbt_run_s"]
         post["incremental_over_full"] = inc / full if full else None
         self.say(
@@ -577,35 +553,6 @@ class Bench:
             f"full refresh of {post['warehouse_raw_rows']} raw rows: {full:.2f} s"
         )
         self.result["post_load"] = post
-
-    def full_refresh(self) -> dict:
-        """`dbt run --full-refresh` on a copy of the warehouse (same history, same run)."""
-        from customer360.pipeline.dbt_invoker import DbtInvoker
-
-        scratch = self.out / "full-refresh"
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-        copy = scratch / "warehouse.duckdb"
-        shutil.copyfile(self.settings.warehouse, copy)
-        wal = self.settings.warehouse.with_name(self.settings.warehouse.name + ".wal")
-        if wal.exists():
-            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
-        invoker = DbtInvoker(self.settings.with_overrides(warehouse=copy, home=scratch / "home"))
-        started = time.monotonic()
-        invoker.manifest()
-        parse = time.monotonic() - started
-        self.say("full refresh: dbt run --full-refresh on a copy of the warehouse ...")
-        result = invoker.run(["run", "--full-refresh"])
-        if not result.success:
-            self.result["notes"].append(f"full refresh failed: {result.failures or result.error}")
-        models = {}
-        for event in result.events:
-            data = event.get("data", {})
-            unique_id = data.get("node_info", {}).get("unique_id", "")
-            if unique_id.startswith("model.") and "execution_time" in data:
-                models[unique_id.split(".")[-1]] = float(data["execution_time"])
-        shutil.rmtree(scratch, ignore_errors=True)
-        return {"dbt_parse_s": parse, "dbt_run_s": result.seconds, "models_s": models}
 
     def timeline(self, con) -> dict:
         """Per second of the load: events produced (source time) and landed (landed_at)."""
@@ -647,87 +594,11 @@ class Bench:
         catch_up = (post.get("catch_up") or {}).get("events_per_s")
         ratio = post.get("incremental_over_full")
         return [
-            _target("p95 freshness", p95, 5.0, "s", lower_is_better=True,
+            target_row("p95 freshness", p95, 5.0, "s", lower_is_better=True,
                     at=f"{self.config.rate or 'ramp'} events/s, {self.config.customers} customers"),
-            _target("catch-up throughput", catch_up, 20_000.0, "events/s",
+            target_row("catch-up throughput", catch_up, 20_000.0, "events/s",
                     lower_is_better=False, at=f"backlog {self.config.backlog_events} events"),
-            _target("incremental / full refresh", ratio, 0.02, "", lower_is_better=True,
+            target_row("incremental / full refresh", ratio, 0.02, "", lower_is_better=True,
                     at=f"{post.get('warehouse_raw_rows')} raw rows "
                     f"(target is at 10,000,000 events)"),
         ]  # fmt: skip
-
-
-def _target(name, value, target, unit, lower_is_better, at) -> dict:
-    if value is None:
-        return {"name": name, "value": None, "target": target, "met": None, "at": at}
-    met = value <= target if lower_is_better else value >= target
-    return {
-        "name": name,
-        "value": value,
-        "target": target,
-        "unit": unit,
-        "met": met,
-        "by": value / target,  # >1 for "lower is better" misses, <1 for throughput misses
-        "at": at,
-    }
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000
-
-
-def freshness_stats(values: list[float]) -> dict:
-    return {
-        "count": len(values),
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "p99": percentile(values, 99),
-        "max": max(values) if values else None,
-        "mean": statistics.fmean(values) if values else None,
-    }
-
-
-def batch_stats(batches: list[dict]) -> dict:
-    totals = [b["extract_s"] + b["dbt_s"] + b["publish_s"] for b in batches]
-    return {
-        "count": len(batches),
-        "records": sum(b["records"] for b in batches),
-        "duration_s": {"p50": percentile(totals, 50), "p95": percentile(totals, 95)},
-        "extract_s": {"p50": percentile([b["extract_s"] for b in batches], 50),
-                      "p95": percentile([b["extract_s"] for b in batches], 95)},
-        "dbt_s": {"p50": percentile([b["dbt_s"] for b in batches], 50),
-                  "p95": percentile([b["dbt_s"] for b in batches], 95)},
-        "publish_s": {"p50": percentile([b["publish_s"] for b in batches], 50),
-                      "p95": percentile([b["publish_s"] for b in batches], 95)},
-        "with_data_tests": sum(1 for b in batches if b.get("tests")),
-        "models_s_mean": {
-            m: s / len(batches) for m, s in merge_models(batches).items()
-        },
-    }  # fmt: skip
-
-
-def merge_models(batches: list[dict]) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for b in batches:
-        for model, seconds in b.get("models", {}).items():
-            total[model] = total.get(model, 0.0) + seconds
-    return dict(sorted(total.items(), key=lambda kv: -kv[1]))
-
-
-def drain(batch, max_runs: int = 500) -> list[dict]:
-    """Micro-batches until one lands nothing with no lag left; their report lines."""
-    from customer360.bench.loop import batch_record
-
-    done = []
-    for _ in range(max_runs):
-        started = time.time()
-        result = batch.run()
-        if result.extract_errors or (result.dbt is not None and not result.dbt.success):
-            # A failed extract or build is retried by the next micro-batch, as in production;
-            # the failures stay in the batch's line (`errors`) and in the result's notes.
-            time.sleep(1)
-        if result.records or result.dbt is not None:
-            done.append(batch_record(result, started, time.time()))
-        if not result.records and result.remaining_lag in (0, None):
-            return done
-    raise RuntimeError(f"the micro-batches did not catch up within {max_runs} runs")

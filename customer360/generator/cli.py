@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 
 from customer360.config import Settings
 from customer360.generator.bad_records import BAD_KINDS
+from customer360.generator.event_mix import STREAM_MIX
 from customer360.generator.history import SeedRefused, default_now, print_progress, seed
-from customer360.generator.stream import STREAM_MIX, stream
+from customer360.generator.stream import stream
 
 
 def _now(text: str) -> datetime:

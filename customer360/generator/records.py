@@ -255,20 +255,19 @@ def make_items(rng: random.Random) -> list[dict[str, Any]]:
     return items
 
 
+def _order(rng: random.Random, user_id: int, when: datetime) -> dict[str, Any]:
+    """What online and in-store orders share: id, customer, date (to the millisecond), items."""
+    when = truncate_to_millis(when)
+    return {"_id": object_id(rng, when), "user_id": user_id, "date": when, "items": make_items(rng)}
+
+
 def make_online_order(
     rng: random.Random, user_id: int, when: datetime, address: dict[str, str] | None
 ) -> dict[str, Any]:
-    when = truncate_to_millis(when)
     if address is None or rng.random() < 0.1:  # sent to work, to a friend...
         address = make_address(rng)
-    return {
-        "_id": object_id(rng, when),
-        "user_id": user_id,
-        "date": when,
-        "items": make_items(rng),
-        "delivery_address": dict(address),
-        "status": STATUS_PICKER.pick(rng),
-    }
+    order = _order(rng, user_id, when)  # (the random draws stay in their order, seeds repeat)
+    return {**order, "delivery_address": dict(address), "status": STATUS_PICKER.pick(rng)}
 
 
 def home_store(rng: random.Random, city: str | None) -> dict[str, str] | None:
@@ -280,14 +279,7 @@ def home_store(rng: random.Random, city: str | None) -> dict[str, str] | None:
 def make_instore_order(
     rng: random.Random, user_id: int, when: datetime, store: dict[str, str] | None
 ) -> dict[str, Any]:
-    when = truncate_to_millis(when)
-    return {
-        "_id": object_id(rng, when),
-        "user_id": user_id,
-        "date": when,
-        "items": make_items(rng),
-        "store": dict(store or rng.choice(catalog.STORES)),
-    }
+    return {**_order(rng, user_id, when), "store": dict(store or rng.choice(catalog.STORES))}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 from customer360.config import KAFKA_PARTITIONS, Settings
 from customer360.kafka_topics import ensure_topics
 from customer360.services.addresses import kafka_host_port
-from customer360.services.processes import ManagedProcess, ServiceError, port_in_use, wait_until
+from customer360.services.processes import LocalServer, ManagedProcess, ServiceError, port_in_use
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,11 @@ def jar_cache_is_complete(jars_dir: Path) -> bool:
     )
 
 
-class KafkaService:
+class KafkaService(LocalServer):
+    name = "Kafka"
+    start_timeout_s = START_TIMEOUT_S
+    ready_interval_s = 0.5
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.host, self.port = kafka_host_port(settings.kafka_bootstrap)
@@ -186,21 +190,15 @@ class KafkaService:
                 "Formatting Kafka's storage failed:\n" + result.stdout + result.stderr
             )
 
-    def running_pid(self) -> int | None:
-        return self.process.pid()
-
     def start(self) -> bool:
         """Start the broker unless ours already runs. Returns whether it was started now."""
-        if self.process.pid() is not None:
-            self.wait_ready()
+        if self.already_running():
             return False
-        for port in (self.port, self.controller_port):
-            if port_in_use(self.host, port):
-                raise ServiceError(
-                    f"Port {self.host}:{port} is in use by a process c360 did not start, so "
-                    "Kafka cannot listen there. Stop it, or point C360_KAFKA_BOOTSTRAP at a free "
-                    "port (Kafka's controller uses that port + 1)."
-                )
+        self.refuse_ports_in_use(
+            (self.port, self.controller_port),
+            "Stop it, or point C360_KAFKA_BOOTSTRAP at a free port (Kafka's controller uses "
+            "that port + 1).",
+        )
         java = self._java()
         self.ensure_jars()
         config = self._write_config()
@@ -240,20 +238,8 @@ class KafkaService:
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False
 
-    def wait_ready(self) -> None:
-        def ready_or_dead():
-            if self.process.pid() is None:
-                raise ServiceError(
-                    "Kafka exited during start-up. Its log ends with:\n" + self.process.log_tail()
-                )
-            return self.ready()
-
-        if not wait_until(ready_or_dead, START_TIMEOUT_S, interval=0.5):
-            raise ServiceError(
-                f"Kafka at {self.settings.kafka_bootstrap} did not answer a metadata request "
-                f"within {START_TIMEOUT_S:.0f} s. Log: {self.process.log_file}\n"
-                + self.process.log_tail()
-            )
-
-    def stop(self) -> bool:
-        return self.process.stop(timeout=30)
+    def not_ready_message(self) -> str:
+        return (
+            f"Kafka at {self.settings.kafka_bootstrap} did not answer a metadata request "
+            f"within {self.start_timeout_s:.0f} s."
+        )

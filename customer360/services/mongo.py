@@ -12,12 +12,15 @@ from pathlib import Path
 
 from customer360.config import Settings
 from customer360.services.addresses import mongo_host_port, redact_uri
-from customer360.services.processes import ManagedProcess, ServiceError, port_in_use, wait_until
+from customer360.services.processes import LocalServer, ManagedProcess, ServiceError
 
 START_TIMEOUT_S = 60.0
 
 
-class MongoService:
+class MongoService(LocalServer):
+    name = "the local MongoDB server"
+    start_timeout_s = START_TIMEOUT_S
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.host, self.port = mongo_host_port(settings.mongo_uri)
@@ -47,19 +50,11 @@ class MongoService:
             "WARNING",
         ]
 
-    def running_pid(self) -> int | None:
-        return self.process.pid()
-
     def start(self) -> bool:
-        if self.process.pid() is not None:
-            self.wait_ready()
+        """Start the server unless ours already runs. Returns whether it was started now."""
+        if self.already_running():
             return False
-        if port_in_use(self.host, self.port):
-            raise ServiceError(
-                f"Port {self.host}:{self.port} is in use by a process c360 did not start, so the "
-                "local MongoDB server cannot listen there. Stop it, or point C360_MONGO_URI at a "
-                "free port."
-            )
+        self.refuse_ports_in_use((self.port,), "Stop it, or point C360_MONGO_URI at a free port.")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process.start(self._server_command())
         self.wait_ready()
@@ -75,20 +70,8 @@ class MongoService:
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False
 
-    def wait_ready(self) -> None:
-        def ready_or_dead():
-            if self.process.pid() is None:
-                raise ServiceError(
-                    "The MongoDB server exited during start-up. Its log ends with:\n"
-                    + self.process.log_tail()
-                )
-            return self.ready()
-
-        if not wait_until(ready_or_dead, START_TIMEOUT_S, interval=0.3):
-            raise ServiceError(
-                f"MongoDB at {redact_uri(self.settings.mongo_uri)} did not answer ping within "
-                f"{START_TIMEOUT_S:.0f} s. Log: {self.process.log_file}\n" + self.process.log_tail()
-            )
-
-    def stop(self) -> bool:
-        return self.process.stop(timeout=30)
+    def not_ready_message(self) -> str:
+        return (
+            f"MongoDB at {redact_uri(self.settings.mongo_uri)} did not answer ping within "
+            f"{self.start_timeout_s:.0f} s."
+        )

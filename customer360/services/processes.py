@@ -92,6 +92,64 @@ class ManagedProcess:
             return ""
 
 
+class LocalServer:
+    """A server c360 runs itself (Kafka, MongoDB): its process, start-up guard and readiness.
+
+    A subclass sets `process`, `host`, `name` (as it reads mid-sentence) and `start_timeout_s`,
+    and answers `ready()` and `not_ready_message()`.
+    """
+
+    name = "the server"
+    process: ManagedProcess
+    host: str
+    start_timeout_s = 60.0
+    ready_interval_s = 0.3
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def not_ready_message(self) -> str:
+        """What to say when it did not answer within `start_timeout_s`."""
+        raise NotImplementedError
+
+    def running_pid(self) -> int | None:
+        return self.process.pid()
+
+    def already_running(self) -> bool:
+        """Whether ours runs already (then waits until it answers)."""
+        if self.process.pid() is None:
+            return False
+        self.wait_ready()
+        return True
+
+    def refuse_ports_in_use(self, ports: tuple[int, ...], advice: str) -> None:
+        """Fail clearly when another process listens where this server must."""
+        for port in ports:
+            if port_in_use(self.host, port):
+                raise ServiceError(
+                    f"Port {self.host}:{port} is in use by a process c360 did not start, so "
+                    f"{self.name} cannot listen there. {advice}"
+                )
+
+    def wait_ready(self) -> None:
+        def ready_or_dead():
+            if self.process.pid() is None:
+                name = self.name[0].upper() + self.name[1:]
+                raise ServiceError(
+                    f"{name} exited during start-up. Its log ends with:\n" + self.process.log_tail()
+                )
+            return self.ready()
+
+        if not wait_until(ready_or_dead, self.start_timeout_s, interval=self.ready_interval_s):
+            raise ServiceError(
+                f"{self.not_ready_message()} Log: {self.process.log_file}\n"
+                + self.process.log_tail()
+            )
+
+    def stop(self) -> bool:
+        return self.process.stop(timeout=30)
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process `pid` exists and is not a zombie (a zombie child of ours is reaped)."""
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -44,43 +43,37 @@ DETAILS_COLUMNS = (
     "city",
     "country",
 )
-# customer_activity's events and the customer_360 column holding the last time of each.
-ACTIVITY_COLUMNS = (
-    ("Instore Order", "last_instore_order_at"),
-    ("Online Order", "last_online_order_at"),
-    ("Email Sent", "last_email_sent_at"),
-    ("Email Opened", "last_email_opened_at"),
-    ("Email Clicked", "last_email_clicked_at"),
-    ("Website Visit", "last_website_visit_at"),
-    ("Website Login", "last_website_login_at"),
-)
 LIST_LIMIT = 10  # favourite products and recent errors shown per customer
-# A customer's favourite products (kind 0) and recent errors (kind 1) in one query (a query costs
-# ~1 ms here, mostly planning). One ORDER BY gives each kind its own order, since the other
-# kind's sort columns are NULL: products by purchases desc, last_purchased_at desc,
-# product_name; errors by last_at desc, occurrences desc, error_message, page. A customer has
-# few rows; the first LIST_LIMIT of each kind are kept.
+# The profile's lists, read from the marts' tables in the serving copy in one query (a query
+# costs ~1 ms here, mostly planning): favourite products (kind 0), recent errors (kind 1),
+# purchase stats per channel (kind 2) and activity (kind 3). One ORDER BY gives each kind its
+# own order, since the other kinds' sort columns are NULL: products by purchases desc,
+# last_purchased_at desc, product_name; errors by last_at desc, occurrences desc, error_message,
+# page; channels Online then Instore (name desc); events by last_at desc, then event desc. A
+# customer has few rows; the first LIST_LIMIT products and errors are kept.
 LISTS_SQL = """
 select 0 as kind, purchases, last_purchased_at as last_at, null::bigint as occurrences,
-    product_name as name, null::varchar as page
+    product_name as name, null::varchar as page, null::bigint as items,
+    null::decimal(18, 2) as per_order, null::decimal(18, 2) as amount
 from customer_popular_items where customer_id = $1
 union all
-select 1, null, last_at, occurrences, error_message, page
+select 1, null, last_at, occurrences, error_message, page, null, null, null
 from customer_recent_errors where customer_id = $1
-order by kind, purchases desc nulls last, last_at desc nulls last, occurrences desc nulls last,
-    name nulls last, page nulls last
+union all
+select 2, null, null, number_of_orders, channel, null, number_of_items_purchased,
+    items_per_order, amount_spent
+from customer_purchase_stats where customer_id = $1
+union all
+select 3, null, last_at, null, event, null, null, null, null
+from customer_activity where customer_id = $1
+order by kind, purchases desc nulls last, last_at desc nulls last,
+    case when kind = 1 then occurrences end desc nulls last,
+    case when kind >= 2 then name end desc nulls last, name nulls last, page nulls last
 """
 
 # Module level: FastAPI resolves the (string) annotations below in this module's globals.
 BEARER = HTTPBearer(auto_error=False)
 STATIC_DIR = resources.files("customer360.serving") / "static"
-
-
-def items_per_order(items: int, orders: int) -> float:
-    """As `customer_purchase_stats` computes it: the exact ratio rounded half up to cents, as one
-    division of integers (17 / 8 -> 2.13, 7 / 40 -> 0.18; `round` in Python rounds half to even,
-    and a float quotient first rounds 0.175 down)."""
-    return math.floor((200 * items + orders) / (2 * orders)) / 100
 
 
 def json_value(value: Any) -> Any:
@@ -105,34 +98,6 @@ def _rows(cursor) -> list[dict[str, Any]]:
 
 def _age_seconds(at: datetime | None, now: datetime) -> float | None:
     return None if at is None else round((now - at).total_seconds(), 3)
-
-
-def _age_in_years(dob: date | None, today: date) -> int | None:
-    """Whole years from dob to today: the serving views' `age` (publish.AGE_SQL) in Python."""
-    if dob is None:
-        return None
-    return today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))
-
-
-def _customer_360_layout(copy: ServingCopy) -> list[tuple[str, int]] | None:
-    """How to build a `customer_360` row from a `customer_360_base` row of this copy.
-
-    The view only adds `age` (from `dob` and the reading date) to the base table; reading the
-    base table and computing `age` here spares binding the view on every request (about a
-    third of a profile's database time). Gives (column, index in the base row), in the view's
-    order, with `age` at the index of `dob`; None if the copy is laid out otherwise (then the
-    view is read).
-    """
-    base = {name: i for i, name in enumerate(copy.columns("customer_360_base"))}
-    layout = []
-    for name in copy.columns("customer_360"):
-        if name == "age" and "age" not in base and "dob" in base:
-            layout.append((name, base["dob"]))
-        elif name in base:
-            layout.append((name, base[name]))
-        else:
-            return None
-    return layout or None
 
 
 class RouteLogMiddleware:
@@ -269,74 +234,37 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> Response:
         # Two point queries on one pooled cursor of the latest copy (see reader.py).
         with reader.session() as (copy, cur):
-            layout = copy.derived(_customer_360_layout)
-            if layout is None:
-                summary = _rows(
-                    cur.execute("select * from customer_360 where customer_id = ?", [customer_id])
-                )
-            else:
-                today = datetime.now(UTC).date()
-                summary = [
-                    {
-                        name: _age_in_years(values[i], today)
-                        if name == "age"
-                        else json_value(values[i])
-                        for name, i in layout
-                    }
-                    for values in cur.execute(
-                        "select * from customer_360_base where customer_id = ?", [customer_id]
-                    ).fetchall()
-                ]
+            summary = _rows(
+                cur.execute("select * from customer_360 where customer_id = ?", [customer_id])
+            )
             if not summary:
                 raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
-            lists = cur.execute(LISTS_SQL, [customer_id]).fetchall()
-        favourite_products: list[dict[str, Any]] = []
-        recent_errors: list[dict[str, Any]] = []
-        for kind, purchases, at, occurrences, name, page in lists:
-            if kind == 0:
-                if len(favourite_products) < LIST_LIMIT:
-                    favourite_products.append(
-                        {
-                            "product_name": name,
-                            "purchases": purchases,
-                            "last_purchased_at": json_value(at),
-                        }
-                    )
-            elif len(recent_errors) < LIST_LIMIT:
-                recent_errors.append(
-                    {
-                        "error_message": name,
-                        "page": page,
-                        "last_at": json_value(at),
-                        "occurrences": occurrences,
-                    }
-                )
-        published = publication(copy)
-        row = summary[0]
-        # Per-channel purchases and the last time of each event are customer_360 columns too
-        # (sums of customer_purchase_stats, maxima of customer_activity): two lookups fewer.
+            rows = cur.execute(LISTS_SQL, [customer_id]).fetchall()
+        lists: dict[int, list[tuple]] = {0: [], 1: [], 2: [], 3: []}
+        for kind, *values in rows:
+            lists[kind].append(tuple(json_value(v) for v in values))
+        # Each row: purchases, last_at, count, name, page, items, per_order, amount (LISTS_SQL).
+        favourite_products = [
+            {"product_name": name, "purchases": purchases, "last_purchased_at": at}
+            for purchases, at, _, name, *_ in lists[0][:LIST_LIMIT]
+        ]
+        recent_errors = [
+            {"error_message": name, "page": page, "last_at": at, "occurrences": count}
+            for _, at, count, name, page, *_ in lists[1][:LIST_LIMIT]
+        ]
         purchase_stats = [
             {
-                "channel": channel,
-                "number_of_orders": row[f"{prefix}_orders"],
-                "number_of_items_purchased": row[f"{prefix}_items_purchased"],
-                "items_per_order": items_per_order(
-                    row[f"{prefix}_items_purchased"], row[f"{prefix}_orders"]
-                ),
-                "amount_spent": row[f"{prefix}_amount_spent"],
+                "channel": name,
+                "number_of_orders": count,
+                "number_of_items_purchased": items,
+                "items_per_order": per_order,
+                "amount_spent": amount,
             }
-            for channel, prefix in (("Online", "online"), ("Instore", "instore"))
-            if row[f"{prefix}_orders"]
+            for _, _, count, name, _, items, per_order, amount in lists[2]
         ]
-        activity = sorted(
-            (
-                {"event": event, "last_at": row[column]}
-                for event, column in ACTIVITY_COLUMNS
-                if row[column] is not None
-            ),
-            key=lambda a: (a["last_at"], a["event"]),
-            reverse=True,
-        )
+        activity = [{"event": name, "last_at": at} for _, at, _, name, *_ in lists[3]]
+        published = publication(copy)
+        row = summary[0]
         as_of = (
             datetime.fromisoformat(row["as_of"].replace("Z", "+00:00")) if row["as_of"] else None
         )

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
@@ -75,30 +74,6 @@ class ServingCopy:
         self._busy = 0
         self._lent = False  # a cursor was handed out for good (`ServingReader.cursor`)
         self._retired = False
-        self._columns: dict[str, list[str]] = {}
-        self._derived: dict[Callable, Any] = {}
-
-    def columns(self, table: str) -> list[str]:
-        """Column names of a table or view of this copy, in order (cached per copy)."""
-        names = self._columns.get(table)
-        if names is None:
-            with self.con.cursor() as cur:
-                rows = cur.execute(
-                    "select column_name from duckdb_columns()"
-                    " where database_name = ? and schema_name = 'main' and table_name = ?"
-                    " order by column_index",
-                    [CATALOG, table],
-                ).fetchall()
-            names = self._columns[table] = [r[0] for r in rows]
-        return names
-
-    def derived(self, compute: Callable[[ServingCopy], Any]) -> Any:
-        """`compute(self)`, once per copy (e.g. a layout read from the copy's catalog)."""
-        try:
-            return self._derived[compute]
-        except KeyError:
-            value = self._derived[compute] = compute(self)
-            return value
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:

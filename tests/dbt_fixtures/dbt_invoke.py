@@ -1,8 +1,17 @@
-"""Run the customer360 dbt project in-process against a given DuckDB warehouse file."""
+"""Run the customer360 dbt project in-process against a given DuckDB warehouse file.
+
+The project is parsed once per test session and database name (DuckDB names a warehouse's
+database after its file: `warehouse.duckdb` -> `warehouse`, and the manifest holds that name);
+every invocation then reuses the parsed manifest, as the pipeline's `DbtInvoker` does, instead
+of parsing again.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dbt.cli.main import dbtRunner, dbtRunnerResult
@@ -18,35 +27,56 @@ MARTS = (
     "customer_360",
 )
 
+# Parsed manifests by database name.
+_manifests: dict[str, object] = {}
 
-def run_dbt(warehouse: Path, *args: str, work_dir: Path) -> dbtRunnerResult:
-    """`dbt <args>` on `warehouse`, with target and logs under `work_dir`; raises on failure.
 
-    C360_WAREHOUSE is read by profiles.yml when dbt parses, so it is set for the call and put
-    back afterwards.
-    """
+@contextmanager
+def _warehouse_env(warehouse: Path) -> Iterator[None]:
+    """C360_WAREHOUSE (read by profiles.yml) set for the call and put back afterwards."""
     previous = os.environ.get("C360_WAREHOUSE")
     os.environ["C360_WAREHOUSE"] = str(warehouse)
     try:
-        result = dbtRunner().invoke(
-            [
-                *args,
-                "--project-dir",
-                str(DBT_DIR),
-                "--profiles-dir",
-                str(DBT_DIR),
-                "--target-path",
-                str(work_dir / "target"),
-                "--log-path",
-                str(work_dir / "logs"),
-                "--quiet",
-            ]
-        )
+        yield
     finally:
         if previous is None:
             os.environ.pop("C360_WAREHOUSE", None)
         else:
             os.environ["C360_WAREHOUSE"] = previous
+
+
+def _paths(work_dir: Path) -> list[str]:
+    return [
+        "--project-dir",
+        str(DBT_DIR),
+        "--profiles-dir",
+        str(DBT_DIR),
+        "--target-path",
+        str(work_dir / "target"),
+        "--log-path",
+        str(work_dir / "logs"),
+        "--quiet",
+    ]
+
+
+def parsed_manifest(warehouse: Path):
+    """The project parsed for a warehouse of this file name (once per session)."""
+    database = warehouse.stem
+    if database not in _manifests:
+        parse_dir = Path(tempfile.mkdtemp(prefix="c360-dbt-parse-"))
+        with _warehouse_env(warehouse):
+            result = dbtRunner().invoke(["parse", *_paths(parse_dir)])
+        if not result.success:
+            raise AssertionError(f"dbt parse failed: {result.exception}")
+        _manifests[database] = result.result
+    return _manifests[database]
+
+
+def run_dbt(warehouse: Path, *args: str, work_dir: Path) -> dbtRunnerResult:
+    """`dbt <args>` on `warehouse`, with target and logs under `work_dir`; raises on failure."""
+    manifest = parsed_manifest(warehouse)
+    with _warehouse_env(warehouse):
+        result = dbtRunner(manifest=manifest).invoke([*args, *_paths(work_dir)])
     if not result.success:
         failures = []
         for node in getattr(result.result, "results", None) or []:

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import pytest
 
 from customer360.generator import bad_records, catalog, records
+from customer360.generator.event_mix import STREAM_MIX, SmoothWeightedRoundRobin
 from customer360.generator.history import plan_campaign_sends
-from customer360.generator.stream import STREAM_MIX, SmoothWeightedRoundRobin, _Customers
+from customer360.generator.live_events import LiveCustomers
 
 NOW = datetime(2026, 11, 27, 18, 40, 47, 123456, tzinfo=UTC)
 
@@ -167,7 +168,7 @@ def test_stream_mix_matches_the_history_model():
 
 
 def test_customers_pool_picks_and_removes_in_constant_time():
-    pool = _Customers()
+    pool = LiveCustomers()
     for customer_id in range(1, 6):
         pool.add({"id": customer_id})
     pool.remove(2)

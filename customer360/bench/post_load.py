@@ -1,0 +1,57 @@
+"""The benchmark's phase after the load, with the pipeline stopped, in the bench's process:
+micro-batches until the backlog is drained, and a full refresh of a copy of the warehouse."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from customer360.bench.stats import model_seconds
+from customer360.config import Settings
+
+
+def drain(batch, max_runs: int = 500) -> list[dict]:
+    """Micro-batches until one lands nothing with no lag left; their report lines."""
+    from customer360.bench.loop import batch_record
+
+    done = []
+    for _ in range(max_runs):
+        started = time.time()
+        result = batch.run()
+        if result.extract_errors or (result.dbt is not None and not result.dbt.success):
+            # A failed extract or build is retried by the next micro-batch, as in production;
+            # the failures stay in the batch's line (`errors`) and in the result's notes.
+            time.sleep(1)
+        if result.records or result.dbt is not None:
+            done.append(batch_record(result, started, time.time()))
+        if not result.records and result.remaining_lag in (0, None):
+            return done
+    raise RuntimeError(f"the micro-batches did not catch up within {max_runs} runs")
+
+
+def full_refresh_on_copy(
+    settings: Settings, scratch: Path, say: Callable[[str], None]
+) -> tuple[dict, str | None]:
+    """`dbt run --full-refresh` on a copy of the warehouse (same history, same run), in
+    `scratch` (removed afterwards): its figures, and what failed if it did."""
+    from customer360.pipeline.dbt_invoker import DbtInvoker
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    copy = scratch / "warehouse.duckdb"
+    shutil.copyfile(settings.warehouse, copy)
+    wal = settings.warehouse.with_name(settings.warehouse.name + ".wal")
+    if wal.exists():
+        shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+    invoker = DbtInvoker(settings.with_overrides(warehouse=copy, home=scratch / "home"))
+    started = time.monotonic()
+    invoker.manifest()
+    parse = time.monotonic() - started
+    say("full refresh: dbt run --full-refresh on a copy of the warehouse ...")
+    result = invoker.run(["run", "--full-refresh"])
+    failure = None if result.success else f"full refresh failed: {result.failures or result.error}"
+    models = model_seconds(result.events)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"dbt_parse_s": parse, "dbt_run_s": result.seconds, "models_s": models}, failure

@@ -1,0 +1,82 @@
+"""The benchmark's statistics: percentiles, freshness and micro-batch summaries, targets."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def milliseconds(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def freshness_stats(values: list[float]) -> dict:
+    return {
+        "count": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+        "mean": statistics.fmean(values) if values else None,
+    }
+
+
+def batch_stats(batches: list[dict]) -> dict:
+    totals = [b["extract_s"] + b["dbt_s"] + b["publish_s"] for b in batches]
+    return {
+        "count": len(batches),
+        "records": sum(b["records"] for b in batches),
+        "duration_s": {"p50": percentile(totals, 50), "p95": percentile(totals, 95)},
+        "extract_s": {"p50": percentile([b["extract_s"] for b in batches], 50),
+                      "p95": percentile([b["extract_s"] for b in batches], 95)},
+        "dbt_s": {"p50": percentile([b["dbt_s"] for b in batches], 50),
+                  "p95": percentile([b["dbt_s"] for b in batches], 95)},
+        "publish_s": {"p50": percentile([b["publish_s"] for b in batches], 50),
+                      "p95": percentile([b["publish_s"] for b in batches], 95)},
+        "with_data_tests": sum(1 for b in batches if b.get("tests")),
+        "models_s_mean": {
+            m: s / len(batches) for m, s in merge_models(batches).items()
+        },
+    }  # fmt: skip
+
+
+def merge_models(batches: list[dict]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for b in batches:
+        for model, seconds in b.get("models", {}).items():
+            total[model] = total.get(model, 0.0) + seconds
+    return dict(sorted(total.items(), key=lambda kv: -kv[1]))
+
+
+def target_row(name, value, target, unit, lower_is_better, at) -> dict:
+    if value is None:
+        return {"name": name, "value": None, "target": target, "met": None, "at": at}
+    met = value <= target if lower_is_better else value >= target
+    return {
+        "name": name,
+        "value": value,
+        "target": target,
+        "unit": unit,
+        "met": met,
+        "by": value / target,  # >1 for "lower is better" misses, <1 for throughput misses
+        "at": at,
+    }
+
+
+def model_seconds(dbt_events: list[dict]) -> dict[str, float]:
+    """Each model's execution time in a dbt invocation, from its result events."""
+    models: dict[str, float] = {}
+    for event in dbt_events:
+        data = event.get("data", {})
+        unique_id = data.get("node_info", {}).get("unique_id", "")
+        if unique_id.startswith("model.") and "execution_time" in data:
+            models[unique_id.split(".")[-1]] = float(data["execution_time"])
+    return models
