@@ -13,7 +13,8 @@
     )
 {%- endmacro %}
 
-{#- The day a view is read, in UTC. A macro so unit tests can pin it (overrides: macros). -#}
+{#- The day a view is read, in UTC whatever the reader's session time zone (a BI tool's JDBC or
+    ODBC connection has its own). A macro so unit tests can pin it (overrides: macros). -#}
 {% macro reading_date() -%}
-    cast({{ dbt.current_timestamp() }} as date)
+    cast(timezone('UTC', {{ dbt.current_timestamp() }}) as date)
 {%- endmacro %}
