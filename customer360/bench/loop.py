@@ -47,19 +47,18 @@ def batch_record(result, started_at: float, ended_at: float) -> dict:
 
 
 def run_loop(report: Path, stop: threading.Event) -> int:
+    from customer360.pipeline.loop import micro_batches
     from customer360.pipeline.microbatch import MicroBatch
 
     settings = load_settings()
     with MicroBatch(settings) as batch, report.open("a", buffering=1) as out:
         out.write(json.dumps({"ready_at": time.time()}) + "\n")
-        while not stop.is_set():
-            started = time.time()
-            result = batch.run()
-            ended = time.time()
-            if result.records or result.dbt is not None:
-                out.write(json.dumps(batch_record(result, started, ended)) + "\n")
-            if not result.records and result.dbt is None:
-                stop.wait(IDLE_PAUSE_S)
+        for looped in micro_batches(batch, stop, IDLE_PAUSE_S):
+            if looped.error is not None:
+                raise RuntimeError(f"micro-batch {looped.number} raised {looped.error}")
+            if looped.did_something:
+                record = batch_record(looped.result, looped.started_at, looped.ended_at)
+                out.write(json.dumps(record) + "\n")
     return 0
 
 

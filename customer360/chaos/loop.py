@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -34,41 +35,37 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m customer360.chaos.loop")
-    parser.add_argument("--interval", type=float, default=0.2, help="pause between batches")
+    parser.add_argument(
+        "--interval", type=float, default=0.2, help="pause after a batch that did nothing or failed"
+    )
     parser.add_argument("--max-seconds", type=float, default=3.0, help="extract time per source")
     args = parser.parse_args(argv)
 
+    from customer360.pipeline.loop import micro_batches
     from customer360.pipeline.microbatch import MicroBatch
 
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    settings = load_settings()
-    batch = MicroBatch(settings, max_seconds=args.max_seconds)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    batch = MicroBatch(load_settings(), max_seconds=args.max_seconds)
     emit("ready")
-    number = 0
+
+    def begin(number: int) -> None:
+        emit("begin", batch=number)
+
     try:
-        while not stopping:
-            number += 1
-            emit("begin", batch=number)
-            started = time.monotonic()
-            error = None
-            try:
-                result = batch.run()
-            except Exception as exc:  # noqa: BLE001 - reported, the next batch retries
-                error = f"{type(exc).__name__}: {exc}"
-                result = None
+        for looped in micro_batches(batch, stop, args.interval, on_begin=begin):
+            result = looped.result
             emit(
                 "end",
-                batch=number,
-                seconds=time.monotonic() - started,
+                batch=looped.number,
+                seconds=looped.seconds,
                 success=result is not None and result.success,
                 records=result.records if result else 0,
                 built=bool(result and result.dbt_sources),
-                errors=(result.extract_errors if result else {"batch": error})
+                errors=(result.extract_errors if result else {"batch": looped.error})
                 or ([] if result is None or result.dbt is None else result.dbt.failures),
                 as_of=marts_as_of(batch.con),
             )
-            time.sleep(args.interval)
     finally:
         batch.close()
     return 0
