@@ -2,7 +2,9 @@
 
 `MicroBatch(settings)` keeps an `Extractor` (DuckDB, MongoDB change streams, Kafka consumers) and
 a `DbtInvoker` (parsed manifest) warm, so a micro-batch with nothing new costs milliseconds and
-one with new records pays for the extract and a ~1 s in-process dbt build.
+one with new records pays for the extract and the build: an in-process dbt build (~1 s) until
+dbt has sent the same statements twice for the models it needs, then those statements replayed
+without dbt (model_replay.py, a few tenths of a second).
 
 The extractor's DuckDB connection and dbt-duckdb's live in the same process on the same DuckDB
 database instance (tested in tests/test_pipeline_microbatch.py): no second writer, no lock.
