@@ -51,6 +51,18 @@ def _in_utc(con: duckdb.DuckDBPyConnection) -> None:
         pass
 
 
+def publication_identity(path: Path) -> tuple[int, int, int]:
+    """Which publication the serving path holds now: each one is a new (device, inode, mtime)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        raise ServingNotPublished(
+            f"no serving database at {path} yet: run a micro-batch "
+            "(`c360 run-once` or `c360 up`) so the pipeline publishes one"
+        ) from exc
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
 class ServingCopy:
     """One published serving file, open read-only, with a pool of idle cursors."""
 
@@ -152,14 +164,7 @@ class ServingReader:
 
     def current(self) -> ServingCopy:
         """The latest published copy, opened on first use."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError as exc:
-            raise ServingNotPublished(
-                f"no serving database at {self.path} yet: run a micro-batch "
-                "(`c360 run-once` or `c360 up`) so the pipeline publishes one"
-            ) from exc
-        identity = (st.st_dev, st.st_ino, st.st_mtime_ns)
+        identity = publication_identity(self.path)
         copy = self._copy
         if copy is None or copy.identity != identity:
             with self._lock:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from customer360.serving.reader import ServingNotPublished, publication_identity
 from customer360.serving.sql_endpoint import wire
 
 log = logging.getLogger(__name__)
@@ -352,14 +352,13 @@ class EndpointReader:
 
     def current(self) -> EndpointCopy:
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError as exc:
+            identity = publication_identity(self.path)
+        except ServingNotPublished as exc:
             raise wire.SqlError(
                 f"no serving copy at {self.path} yet: the pipeline publishes one after its first"
                 " micro-batch (`c360 run-once` or `c360 up`)",
                 "57P03",
             ) from exc
-        identity = (st.st_dev, st.st_ino, st.st_mtime_ns)
         copy = self._copy
         if copy is None or copy.identity != identity:
             with self._lock:
