@@ -146,6 +146,7 @@ class CopyCursorPool:
 
 
 Copy = TypeVar("Copy", bound=CopyCursorPool)
+T = TypeVar("T")
 
 
 class LatestCopy(Generic[Copy]):
@@ -179,14 +180,20 @@ class LatestCopy(Generic[Copy]):
                 copy = self._copy
         return copy
 
-    def acquire(self) -> tuple[Copy, Cursor]:
-        """(copy, cursor) of the latest copy; give the cursor back with `copy.release`."""
+    def on_latest(self, take: Callable[[Copy], T]) -> tuple[Copy, T]:
+        """(copy, take(copy)) of the latest copy, where `take` takes a cursor or a pin of it:
+        when the copy found was let go before `take` (a newer publication came meanwhile and
+        its last user left), the newer one is taken."""
         while True:
             copy = self.current()
             try:
-                return copy, copy.acquire()
+                return copy, take(copy)
             except CopyClosed:
-                continue  # it was let go meanwhile: a newer one is served
+                continue
+
+    def acquire(self) -> tuple[Copy, Cursor]:
+        """(copy, cursor) of the latest copy; give the cursor back with `copy.release`."""
+        return self.on_latest(CopyCursorPool.acquire)
 
     @contextmanager
     def session(self) -> Iterator[tuple[Copy, Cursor]]:
@@ -197,15 +204,9 @@ class LatestCopy(Generic[Copy]):
 
     def pinned(self) -> Copy:
         """The latest copy, pinned: it stays open until the caller unpins it."""
-        while True:
-            copy = self.current()
-            try:
-                copy.pin()
-            except CopyClosed:
-                continue
-            return copy
+        return self.on_latest(CopyCursorPool.pin)[0]
 
-    def take(self) -> Copy | None:
+    def forget(self) -> Copy | None:
         """Stop following the path: the latest copy, for the caller to retire or close."""
         with self._lock:
             copy, self._copy = self._copy, None

@@ -13,9 +13,9 @@ same path again would return the old file's instance.
 
 Latency (the profile API's p99 target): a copy keeps its idle cursors for reuse (`session()`;
 the pool is cursor_pool.py's, shared with the SQL endpoint), so a request does not pay for a
-new cursor and its `use`; and the instance runs each query on the
-calling thread (`threads=1`): the lookups are point queries on a few rows, and handing them to
-DuckDB's worker threads only adds wake-ups (a search scans 100,000 rows as fast on one thread).
+new cursor and its `use`; and the instance runs each query on the calling thread
+(`threads=1`): the lookups are point queries on a few rows, and handing them to DuckDB's
+worker threads only adds wake-ups (a search scans 100,000 rows as fast on one thread).
 
 Letting go: the publisher writes a serving file in place again once no process holds it (see
 publish.py, slots), so a copy that a newer one replaced is closed as soon as its last cursor is
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import duckdb
 
-from customer360.serving.cursor_pool import CopyClosed, CopyCursorPool, LatestCopy
+from customer360.serving.cursor_pool import CopyCursorPool, LatestCopy
 
 CATALOG = "serving"
 
@@ -132,13 +132,9 @@ class ServingReader:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the latest published copy, for one caller (close it after use)."""
-        while True:
-            try:
-                return self.current().lend_cursor()
-            except CopyClosed:
-                continue  # let go meanwhile: a newer copy is served
+        return self._latest.on_latest(ServingCopy.lend_cursor)[1]
 
     def close(self) -> None:
-        copy = self._latest.take()
+        copy = self._latest.forget()
         if copy is not None:
             copy.close()

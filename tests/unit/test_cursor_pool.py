@@ -152,7 +152,7 @@ def test_latest_copy_opens_each_publication_once_and_retires_the_old_one() -> No
         assert cur.execute("select 1").fetchone() == (1,)
     assert first.closed == 1
     assert [c.identity for c in path.opened] == [(1,), (2,)]
-    assert latest.take() is second and latest.opened is None
+    assert latest.forget() is second and latest.opened is None
 
 
 def race(latest: LatestCopy, path: Path) -> list[Copy]:

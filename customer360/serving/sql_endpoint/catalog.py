@@ -312,7 +312,7 @@ class EndpointReader:
         return self._latest.pinned()
 
     def close(self) -> None:
-        copy = self._latest.take()
+        copy = self._latest.forget()
         if copy is not None:
             copy.retire()
         with self._ddl:
