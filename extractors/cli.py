@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 
 from customer360.config import Settings
@@ -61,8 +62,12 @@ def _extract(args, settings: Settings) -> int:
     sources = tuple(args.source or SOURCES)
     with Extractor(settings) as extractor:
         while True:
-            for result in extractor.extract_all(sources, args.max_records, args.max_seconds):
+            results, errors = extractor.extract_all(sources, args.max_records, args.max_seconds)
+            for result in results.values():
                 print(result.summary_line(), flush=True)
+            for source, exc in errors.items():
+                # With --follow the source reconnects from its stored position next round.
+                print(f"{source:<17} extract FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
             if not args.follow:
-                return 0
+                return 1 if errors else 0
             time.sleep(args.interval)

@@ -1,12 +1,15 @@
 """The extractors' Python API: `Extractor(settings).extract(source, max_records, max_seconds)`.
 
 An `Extractor` keeps its connections (DuckDB, MongoDB, Kafka consumers, open change streams) warm
-between calls, so a micro-batch with nothing new costs a few milliseconds.
+between calls, so a micro-batch with nothing new costs a few milliseconds. `extract_all` lands
+the sources side by side: each source has its own DuckDB cursor (its own transactions on the
+same database) and its own thread, so one source's network wait does not hold up the others.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 from pymongo import MongoClient
@@ -32,6 +35,10 @@ class Extractor:
         self._owns_con = con is None
         self._mongo: MongoClient | None = None
         self._sources: dict[str, MongoSource | KafkaSource] = {}
+        # Each source lands through its own cursor, so sources can land at the same time.
+        self._cursors: dict[str, duckdb.DuckDBPyConnection] = {}
+        self._cursor_parent: duckdb.DuckDBPyConnection | None = None
+        self._threads: ThreadPoolExecutor | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -63,7 +70,7 @@ class Extractor:
         max_seconds: float = DEFAULT_MAX_SECONDS,
     ) -> BatchResult:
         """Land at most `max_records` new records of `source`, spending about `max_seconds`."""
-        result = self.source(source).extract(self.con, max_records, max_seconds)
+        result = self.source(source).extract(self._cursor(source), max_records, max_seconds)
         if result.landed_anything or result.note:
             log.debug(result.summary_line())
         return result
@@ -73,19 +80,65 @@ class Extractor:
         sources: tuple[str, ...] = SOURCES,
         max_records: int = DEFAULT_MAX_RECORDS,
         max_seconds: float = DEFAULT_MAX_SECONDS,
-    ) -> list[BatchResult]:
-        return [self.extract(s, max_records, max_seconds) for s in sources]
+    ) -> tuple[dict[str, BatchResult], dict[str, Exception]]:
+        """One bounded batch of each source, side by side; a failing source does not stop the
+        others: its exception is returned under its name and its connections are reset (the next
+        call reconnects from the stored position)."""
+        self.prepare(sources)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(len(SOURCES), thread_name_prefix="extract")
+        futures = {
+            name: self._threads.submit(self.extract, name, max_records, max_seconds)
+            for name in sources
+        }
+        results: dict[str, BatchResult] = {}
+        errors: dict[str, Exception] = {}
+        for name, future in futures.items():
+            try:
+                results[name] = future.result()
+            except Exception as exc:  # noqa: BLE001 - handed to the caller per source
+                errors[name] = exc
+                self.reset(name)
+        return results, errors
+
+    def prepare(self, sources: tuple[str, ...] = SOURCES) -> None:
+        """Make the sources' connections and cursors now, in the calling thread."""
+        for name in sources:
+            self.source(name)
+            self._cursor(name)
+
+    def _cursor(self, source: str) -> duckdb.DuckDBPyConnection:
+        cursor = self._cursors.get(source)
+        if cursor is None:
+            # Made from a connection only the extractor uses, never from `con`, which another
+            # thread (the build) may be using meanwhile.
+            if self._cursor_parent is None:
+                self._cursor_parent = self.con.cursor()
+            cursor = self._cursors[source] = self._cursor_parent.cursor()
+        return cursor
 
     def reset(self, source: str) -> None:
         """Drop a source's connections; the next call for it reconnects from the stored position."""
         state = self._sources.pop(source, None)
         if state is not None:
             state.close()
+        cursor = self._cursors.pop(source, None)
+        if cursor is not None:
+            cursor.close()
 
     def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
         for source in self._sources.values():
             source.close()
         self._sources.clear()
+        for cursor in self._cursors.values():
+            cursor.close()
+        self._cursors.clear()
+        if self._cursor_parent is not None:
+            self._cursor_parent.close()
+            self._cursor_parent = None
         if self._mongo is not None:
             self._mongo.close()
             self._mongo = None

@@ -49,7 +49,25 @@ def connect_warehouse(path: Path, lock_wait_s: float = LOCK_WAIT_S) -> duckdb.Du
             delay = min(delay * 2, 2.0)
     con.execute("set timezone = 'UTC'")
     con.execute(RAW_SCHEMA_DDL)
+    _create_batch_id_sequence(con)
     return con
+
+
+def _create_batch_id_sequence(con: duckdb.DuckDBPyConnection) -> None:
+    """The sequence batch ids come from, created once, after the ids a warehouse already holds.
+
+    A sequence, not `max(batch_id) + 1`, because sources land side by side on their own cursors:
+    each gets ids no other transaction can take, and one source's ids still increase in the
+    order its batches commit (its batches land one after another), which is what the dbt
+    watermarks need (see dbt/macros/incremental.sql).
+    """
+    exists = con.execute(
+        "select count(*) from duckdb_sequences() "
+        "where schema_name = 'raw' and sequence_name = '_batch_ids'"
+    ).fetchone()[0]
+    if not exists:
+        (start,) = con.execute("select coalesce(max(batch_id), 0) + 1 from raw._batches").fetchone()
+        con.execute(f"create sequence if not exists raw._batch_ids start with {int(start)}")
 
 
 def utcnow() -> datetime:
@@ -58,8 +76,8 @@ def utcnow() -> datetime:
 
 
 def next_batch_id(con: duckdb.DuckDBPyConnection) -> int:
-    """The next batch id. Call inside the batch's transaction: one writer makes it unique."""
-    return con.execute("select coalesce(max(batch_id), 0) + 1 from raw._batches").fetchall()[0][0]
+    """The next batch id, unique across concurrent transactions (a rolled-back one leaves a gap)."""
+    return con.execute("select nextval('raw._batch_ids')").fetchall()[0][0]
 
 
 def record_batch(con: duckdb.DuckDBPyConnection, batch: BatchResult, started_at: datetime) -> None:

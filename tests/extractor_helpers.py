@@ -73,7 +73,10 @@ def mongo_state(settings: Settings, collection: str) -> dict[str, dict]:
 def drain(extractor, sources, rounds: int = 200) -> None:
     """Extract until a full round lands nothing."""
     for _ in range(rounds):
-        results = extractor.extract_all(tuple(sources), max_records=5000, max_seconds=5)
+        landed, errors = extractor.extract_all(tuple(sources), max_records=5000, max_seconds=5)
+        if errors:
+            raise next(iter(errors.values()))
+        results = list(landed.values())
         if not any(r.landed_anything for r in results) and all(
             r.remaining_lag in (0, None) for r in results
         ):

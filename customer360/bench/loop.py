@@ -18,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-from customer360.bench.stats import model_seconds
 from customer360.config import load_settings
 
 # A micro-batch that found nothing waits this long before looking again.
@@ -27,13 +26,14 @@ IDLE_PAUSE_S = 0.1
 
 def batch_record(result, started_at: float, ended_at: float) -> dict:
     """One line of the report: when, how many records, and where the time went."""
-    models = model_seconds(result.dbt.events) if result.dbt is not None else {}
+    models = result.dbt.model_seconds if result.dbt is not None else {}
     return {
         "started_at": started_at,
         "ended_at": ended_at,
         "records": result.records,
         "by_source": {s: r.records for s, r in result.extracts.items()},
         "extract_s": result.extract_seconds,
+        "extract_by_source_s": {s: r.seconds for s, r in result.extracts.items()},
         "dbt_s": result.dbt_seconds,
         "dbt_invoke_s": result.dbt.seconds if result.dbt is not None else 0.0,
         "publish_s": result.publish_seconds,

@@ -69,14 +69,3 @@ def target_row(name, value, target, unit, lower_is_better, at) -> dict:
         "by": value / target,  # >1 for "lower is better" misses, <1 for throughput misses
         "at": at,
     }
-
-
-def model_seconds(dbt_events: list[dict]) -> dict[str, float]:
-    """Each model's execution time in a dbt invocation, from its result events."""
-    models: dict[str, float] = {}
-    for event in dbt_events:
-        data = event.get("data", {})
-        unique_id = data.get("node_info", {}).get("unique_id", "")
-        if unique_id.startswith("model.") and "execution_time" in data:
-            models[unique_id.split(".")[-1]] = float(data["execution_time"])
-    return models

@@ -50,6 +50,8 @@ class DbtBuildResult:
     queries: list[tuple[str, str]] = field(default_factory=list)
     # True when the models' statements were replayed without dbt (no `events` then).
     replayed: bool = False
+    # Seconds per model name (replayed: measured by the replay; else dbt's execution_time).
+    model_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def models_built(self) -> list[str]:
@@ -198,9 +200,11 @@ class DbtInvoker:
         queries: list[tuple[str, str]] = []
         with self._target_lock():
             result, events = self._invoke([*args, *RUN_ARGS], manifest=manifest, queries=queries)
-        nodes = []
+        nodes, model_seconds = [], {}
         for node in getattr(result.result, "results", None) or []:
             nodes.append((node.node.unique_id, str(node.status), node.message))
+            if node.node.unique_id.startswith("model."):
+                model_seconds[node.node.name] = float(node.execution_time or 0.0)
         return DbtBuildResult(
             args=args,
             success=bool(result.success),
@@ -209,4 +213,5 @@ class DbtInvoker:
             events=[msg_to_dict(e) for e in events],
             error=None if result.exception is None else str(result.exception),
             queries=queries,
+            model_seconds=model_seconds,
         )

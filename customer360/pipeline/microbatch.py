@@ -29,6 +29,7 @@ import duckdb
 
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
 from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker
+from customer360.pipeline.extract_ahead import ExtractAhead
 from customer360.pipeline.model_replay import (
     ModelReplay,
     ReplayError,
@@ -160,25 +161,50 @@ class MicroBatch:
         self._dbt_owed: set[str] = set((read_state(settings) or {}).get("dbt_pending", []))
         # Set by a Dagster extract step for the dbt step of the same run (in-process executor).
         self.last_extract_errors: dict[str, str] = {}
+        # Landing in a thread of its own, beside the builds, once started (see extract_ahead.py).
+        self._ahead: ExtractAhead | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         return self.extractor.con
 
+    def start_extracting_ahead(self) -> None:
+        """From now on the sources are landed continuously beside the builds, and `extract`
+        hands over what landed since its last call (see extract_ahead.py). For a long-lived
+        loop of batches (the stream run, the bench and the chaos soak); `stop_extracting_ahead`
+        or `close` ends it."""
+        if self._ahead is None:
+            self.extractor.prepare(SOURCES)  # connections made here, not in the thread
+            self._ahead = ExtractAhead(self.extractor, self.max_records, self.max_seconds)
+            self._ahead.start()
+
+    def wait_for_records(self, timeout: float) -> None:
+        """Pause before the next batch after one that found nothing: until something lands when
+        extracting ahead, at most `timeout` seconds."""
+        if self._ahead is not None:
+            self._ahead.wait(timeout)
+        else:
+            time.sleep(timeout)
+
+    def stop_extracting_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = None
+
     # -- the three steps --------------------------------------------------------------------
     def extract(
         self, sources: tuple[str, ...] = SOURCES
     ) -> tuple[dict[str, BatchResult], dict[str, str]]:
-        """One bounded batch of every source; a failing source does not stop the others."""
-        results, errors = {}, {}
-        for source in sources:
-            try:
-                results[source] = self.extractor.extract(source, self.max_records, self.max_seconds)
-            except Exception as exc:  # noqa: BLE001 - reported per source, raised by the caller
-                log.warning("extracting %s failed: %s", source, exc)
-                errors[source] = f"{type(exc).__name__}: {exc}"
-                # A broken connection is rebuilt on the next call.
-                self.extractor.reset(source)
+        """One bounded batch of every source, side by side; a failing source does not stop the
+        others (its connections are rebuilt on the next call). When extracting ahead, what
+        landed since the last call instead, whatever `sources`."""
+        if self._ahead is not None:
+            return self._ahead.take()
+        results, failures = self.extractor.extract_all(sources, self.max_records, self.max_seconds)
+        errors = {}
+        for source, exc in failures.items():
+            log.warning("extracting %s failed: %s", source, exc)
+            errors[source] = f"{type(exc).__name__}: {exc}"
         return results, errors
 
     def sources_to_build(self) -> list[str]:
@@ -248,7 +274,7 @@ class MicroBatch:
         started = time.monotonic()
         args = ["replay", *(unique_id.rsplit(".", 1)[-1] for unique_id in models)]
         try:
-            self.replay.replay(self.con, models)
+            seconds = self.replay.replay(self.con, models)
         except ReplayError as exc:
             # The next attempt goes through dbt, which says why in its own words and re-learns.
             self.replay.forget()
@@ -266,6 +292,7 @@ class MicroBatch:
             seconds=time.monotonic() - started,
             nodes=[(unique_id, "success", None) for unique_id in models],
             replayed=True,
+            model_seconds={u.rsplit(".", 1)[-1]: s for u, s in seconds.items()},
         )
 
     def _settle(
@@ -338,6 +365,7 @@ class MicroBatch:
         return result
 
     def close(self) -> None:
+        self.stop_extracting_ahead()
         self.extractor.close()
 
     def __enter__(self) -> MicroBatch:

@@ -18,6 +18,7 @@ transaction: all of them or none.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 
 import duckdb
@@ -83,27 +84,32 @@ class ModelReplay:
     def can_replay(self, models: Iterable[str]) -> bool:
         return all(unique_id in self._agreed for unique_id in models)
 
-    def replay(self, con: duckdb.DuckDBPyConnection, models: list[str]) -> None:
+    def replay(self, con: duckdb.DuckDBPyConnection, models: list[str]) -> dict[str, float]:
         """Run the models' statements, in the order given (dependencies first), in one
-        transaction; on an error nothing is kept and the error names the model.
+        transaction; on an error nothing is kept and the error names the model. Returns each
+        model's seconds.
 
         dbt-duckdb leaves a model's temporary relation to the end of its connection, under a
         new name each build; the replay reuses the names, so it drops what it created."""
+        seconds: dict[str, float] = {}
         con.execute("begin")
         try:
             existing = temporary_tables(con)
             for unique_id in models:
+                started = time.perf_counter()
                 for sql in self._agreed[unique_id]:
                     try:
                         con.execute(sql)
                     except duckdb.Error as exc:
                         raise ReplayError(unique_id, exc) from exc
+                seconds[unique_id] = time.perf_counter() - started
             for name in temporary_tables(con) - existing:
                 con.execute(f'drop table temp.main."{name}"')
         except BaseException:
             con.execute("rollback")
             raise
         con.execute("commit")
+        return seconds
 
 
 def temporary_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
