@@ -14,7 +14,7 @@
     - `customer_id`: the users `id`, seen from the document's `created_at` to its last
       `updated_at`;
     - `email` (trimmed, lower-case): every address a users document of the customer held (seen
-      at the change that set it, the first one from `created_at`), guest in-store orders
+      at the changes that carried it, MongoDB's change time), guest in-store orders
       matched by it (at `ordered_at`) and marketing emails sent to it (at `sent_at`);
     - `anonymous_id`: every browser the customer logged in with (at the login) or whose
       anonymous events are stitched to them (at those events).
@@ -45,7 +45,7 @@ sightings as (
     from customers
 
     union all
-    select customer_id, 'email', email_key, least(changed_at, coalesce(created_at, changed_at))
+    select customer_id, 'email', email_key, changed_at
     from {{ ref('stg_user_emails') }}
     where email_key is not null and customer_id in (select customer_id from customers)
     union all

@@ -29,7 +29,6 @@ typed as (
         operation = 'delete' as is_delete,
 
         -- timestamps
-        {{ json_timestamp('document', '$.created_at') }} as created_at,
         cluster_at as changed_at,
 
         -- change position
