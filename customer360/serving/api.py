@@ -71,6 +71,14 @@ order by kind, purchases desc nulls last, last_at desc nulls last,
     case when kind >= 2 then name end desc nulls last, name nulls last, page nulls last
 """
 
+# Every identifier stitched to the customer (customer_identities): its id, email addresses and
+# browsers' anonymous ids, with when each was first and last seen.
+IDENTITIES_SQL = """
+select identifier_type, identifier, first_seen_at, last_seen_at
+from customer_identities where customer_id = ?
+order by identifier_type, identifier
+"""
+
 # Module level: FastAPI resolves the (string) annotations below in this module's globals.
 BEARER = HTTPBearer(auto_error=False)
 STATIC_DIR = resources.files("customer360.serving") / "static"
@@ -192,7 +200,10 @@ def create_app(settings: Settings) -> FastAPI:
             str,
             Query(
                 max_length=MAX_QUERY_LENGTH,
-                description="Customer id, or part of the name or email (case-insensitive)",
+                description=(
+                    "Customer id, or part of the name or of any email stitched to the customer"
+                    " (case-insensitive)"
+                ),
             ),
         ] = "",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
@@ -212,10 +223,14 @@ def create_app(settings: Settings) -> FastAPI:
                         lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '')), ?
                     )
                     or contains(lower(coalesce(email, '')), ?)
+                    or customer_id in (
+                        select customer_id from customer_identities
+                        where identifier_type = 'email' and contains(identifier, ?)
+                    )
                 order by customer_id = ? desc, customer_id
                 limit ? offset ?
                 """,
-                [text, as_id, text, text, as_id, limit, offset],
+                [text, as_id, text, text, text, as_id, limit, offset],
             )
             items = _rows(cur)
         total = items[0]["total"] if items else 0
@@ -240,6 +255,7 @@ def create_app(settings: Settings) -> FastAPI:
             if not summary:
                 raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
             rows = cur.execute(LISTS_SQL, [customer_id]).fetchall()
+            identities = _rows(cur.execute(IDENTITIES_SQL, [customer_id]))
         lists: dict[int, list[tuple]] = {0: [], 1: [], 2: [], 3: []}
         for kind, *values in rows:
             lists[kind].append(tuple(json_value(v) for v in values))
@@ -286,6 +302,7 @@ def create_app(settings: Settings) -> FastAPI:
             "favourite_products": favourite_products,
             "activity": activity,
             "recent_errors": recent_errors,
+            "identities": identities,
             "customer_360": row,
             "as_of": row["as_of"],
             "as_of_age_seconds": (
