@@ -270,7 +270,10 @@ def test_guest_orders_matched_by_email_at_the_time_of_the_order(warehouse: Path)
 
 
 def test_unattributed_activity_is_counted(warehouse: Path) -> None:
-    query = "select kind, records, identifiers from intermediate.int_unattributed_activity order by kind"
+    query = (
+        "select kind, records, identifiers from intermediate.int_unattributed_activity"
+        " order by kind"
+    )
     assert rows(warehouse, query) == [
         {"kind": "anonymous_weblog_events", "records": 1, "identifiers": 1},
         {"kind": "guest_orders_ambiguous_email", "records": 1, "identifiers": 1},
