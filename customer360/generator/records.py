@@ -422,8 +422,9 @@ def plan_email_response(rng: random.Random, open_rate: float) -> EmailResponse:
 # ---------------------------------------------------------------------------------------------
 # Identity stitching (`c360 seed --identity`; dbt/README.md, "Identity stitching")
 #
-# Off unless asked: the chaos soak's oracle (customer360/chaos/oracle.py) does not attribute
-# anonymous events or guest sales yet, so the default history stays what it was.
+# Off unless asked, so the default history stays what it was until a chaos soak has run with
+# it (customer360/chaos/oracle.py attributes anonymous events and guest sales; `c360 stream`
+# does not produce them yet).
 
 # Share of sessions without a login that are anonymous (a cookie, no user_id); the rest come
 # from a browser that stayed logged in. Sessions with a login are anonymous until the login.
