@@ -47,6 +47,7 @@ from dagster_project.assets import (
     replayed_models,
     views_reflecting,
 )
+from dagster_project.identity import UNATTRIBUTED_VIEW, unattributed_metadata
 from dagster_project.resources import MicroBatchResource
 
 STREAM_JOB = "microbatch_stream"
@@ -118,10 +119,11 @@ def batch_events(batch: MicroBatch, result: MicroBatchResult, run_id: str) -> It
     yield from dbt_events(batch, result.dbt)
     manifest = batch.dbt.manifest_dict()
     for unique_id in views_reflecting(manifest, set(result.models_built)):
-        yield AssetMaterialization(
-            TRANSLATOR.get_asset_key(manifest["nodes"][unique_id]),
-            metadata={"dbt": "view: not re-created, it reads the rebuilt models"} | tag,
-        )
+        node = manifest["nodes"][unique_id]
+        metadata = {"dbt": "view: not re-created, it reads the rebuilt models"} | tag
+        if node["name"] == UNATTRIBUTED_VIEW:  # identity stitching's unattributed counts
+            metadata |= unattributed_metadata(batch.con)
+        yield AssetMaterialization(TRANSLATOR.get_asset_key(node), metadata=metadata)
 
 
 class EventReporter:

@@ -27,8 +27,14 @@ log = logging.getLogger(__name__)
 
 # Fields a record must carry to be landed; anything else about its shape is dbt's business.
 REQUIRED_FIELDS = {
-    "weblogs": ("event_id", "user_id", "date"),
+    "weblogs": ("event_id", "date"),
     "marketing_emails": ("email_id", "user_id", "date", "updated_at"),
+}
+# Fields of which a record must carry at least one: an anonymous visitor's weblog event has an
+# `anonymous_id` (the browser's cookie) and no `user_id` until the visitor logs in.
+REQUIRED_ONE_OF = {
+    "weblogs": ("user_id", "anonymous_id"),
+    "marketing_emails": (),
 }
 CONSUMER_GROUP = "c360-extractor"
 METADATA_REFRESH_S = 10.0
@@ -59,6 +65,9 @@ def quarantine_reason(source: str, value: bytes | None) -> str | None:
     missing = [f for f in REQUIRED_FIELDS[source] if record.get(f) is None]
     if missing:
         return "missing required field(s): " + ", ".join(missing)
+    one_of = REQUIRED_ONE_OF[source]
+    if one_of and all(record.get(f) in (None, "") for f in one_of):
+        return "missing required field: one of " + " or ".join(one_of)
     return None
 
 

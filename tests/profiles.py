@@ -57,6 +57,13 @@ def profile_from_marts(con, customer_id: int) -> dict[str, Any] | None:
             " order by last_at desc, event desc",
             customer_id,
         ),
+        "identities": _dicts(
+            con,
+            "select identifier_type, identifier, first_seen_at, last_seen_at"
+            " from marts.customer_identities where customer_id = ?"
+            " order by identifier_type, identifier",
+            customer_id,
+        ),
     }
 
 

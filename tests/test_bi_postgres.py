@@ -39,6 +39,7 @@ MARTS = {
     "customer_360",
     "customer_activity",
     "customer_details",
+    "customer_identities",
     "customer_popular_items",
     "customer_purchase_stats",
     "customer_recent_errors",
@@ -269,7 +270,8 @@ def test_prepared_statements_show_set_and_binary_results(endpoint):
         assert con.execute("select version()").fetchone()[0].startswith("PostgreSQL 15.0")
         assert con.execute(
             "select count(*) from pg_catalog.pg_tables where schemaname = 'public'"
-        ).fetchone() == (3,)  # customer_popular_items, customer_recent_errors, serving_publication
+        ).fetchone() == (4,)  # customer_identities, customer_popular_items,
+        # customer_recent_errors, serving_publication
         # A LIKE pattern with PostgreSQL's default escape (backslash).
         assert con.execute(
             r"select relname from pg_class where relname like 'customer\_360'"

@@ -28,10 +28,20 @@ from tests.dbt_fixtures.dbt_invoke import MARTS, run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding, utc
 
 COMPARED = {
-    "marts": (*MARTS, "customer_360_base"),
-    "intermediate": ("int_customers", "int_weblog_rollup"),
+    "marts": (*MARTS, "customer_360_base", "customer_identities"),
+    "intermediate": (
+        "int_customers",
+        "int_weblog_rollup",
+        "int_device_events",
+        "int_anonymous_weblog_rollup",
+        "int_guest_order_owners",
+        "int_customer_weblog_rollup",
+        "int_customer_order_items",
+        "int_unattributed_activity",
+    ),
     "staging": (
         "stg_users",
+        "stg_user_emails",
         "stg_online_orders",
         "stg_instore_orders",
         "stg_order_items",
@@ -138,6 +148,64 @@ def scripted_rounds(raw: RawLanding):
     )
     raw.user("delete", 5, 5)
     yield
+    # Round 9: identity stitching. Anonymous browsing on d1 (an error before any login), a
+    # guest till sale by customer 1's address in another case, one by an unknown address.
+    raw.tick(60)
+    t9 = utc("2026-05-01T13:00:00")
+    raw.weblog("a1", None, t9, page="cart.html", error_message="Timeout", anonymous_id="d1")
+    raw.weblog("a2", None, t9 + dt.timedelta(minutes=20), anonymous_id="d1")
+    raw.order(
+        "Instore",
+        "insert",
+        210,
+        None,
+        t9,
+        [("Green Hat", "Accessories", 15.5, 1)],
+        customer_email=" C1@Example.com ",
+    )
+    raw.order("Instore", "insert", 211, None, t9, [], customer_email="who@example.com")
+    yield
+    # Round 10: customer 2 logs in on d1 (a1, a2 become 2's); customer 1 changes address, then
+    # a guest sale by the old one (unmatched) and a late one dated before the change (1's).
+    raw.tick(60)
+    raw.weblog("l1", 2, t9 + dt.timedelta(minutes=10), page="login_success.html", anonymous_id="d1")
+    raw.user("update", 1, 1, email="new1@example.com")
+    raw.order(
+        "Instore",
+        "insert",
+        212,
+        None,
+        raw.now + dt.timedelta(hours=1),
+        [],
+        customer_email="c1@example.com",
+    )
+    raw.order(
+        "Instore",
+        "insert",
+        213,
+        None,
+        t9,
+        [("Red Shirt", "Tops", 49.99, 1)],
+        customer_email="c1@example.com",
+    )
+    yield
+    # Round 11: a late login of customer 3 on d1 before 2's: a2 stays 2's, a1 (before any
+    # login) moves to 3, the first to log in; customer 2 takes 1's new address (ambiguous
+    # from then); a guest order turns into customer 3's by user_id.
+    raw.tick(60)
+    raw.weblog("l2", 3, t9 - dt.timedelta(minutes=5), page="login_success.html", anonymous_id="d1")
+    raw.user("update", 2, 2, email="NEW1@example.com")
+    raw.order("Instore", "update", 213, 3, t9, [("Red Shirt", "Tops", 49.99, 1)])
+    raw.order(
+        "Instore",
+        "insert",
+        214,
+        None,
+        raw.now + dt.timedelta(hours=1),
+        [],
+        customer_email="new1@example.com",
+    )
+    yield  # fmt: skip
 
 
 def random_rounds(raw: RawLanding, seed: int, rounds: int = 6):
@@ -159,6 +227,10 @@ def random_rounds(raw: RawLanding, seed: int, rounds: int = 6):
                 if mine and rng.random() < 0.3:
                     raw.user("delete", mine[0], customer)
                     del live_users[mine[0]]
+                elif mine and rng.random() < 0.4:
+                    # an email change, sometimes to an address another customer holds
+                    address = f"c{rng.randint(1, 8)}@example.com"
+                    raw.user("update", mine[0], customer, email=address)
                 elif mine:
                     raw.user("update", mine[0], customer, city=rng.choice(["A", "B", "C"]))
                 else:
@@ -194,7 +266,20 @@ def random_rounds(raw: RawLanding, seed: int, rounds: int = 6):
                     items = [
                         (*rng.choice(PRODUCTS), rng.randint(1, 3)) for _ in range(rng.randint(0, 3))
                     ]
-                    raw.order(channel, "insert", next_doc, customer, raw.now, items)
+                    if channel == "Instore" and rng.random() < 0.3:
+                        # a guest till sale: the address of a customer, any case and spacing
+                        address = rng.choice(["c{}@example.com", " C{}@Example.COM", "x{}@x.io"])
+                        raw.order(
+                            channel,
+                            "insert",
+                            next_doc,
+                            None,
+                            raw.now,
+                            items,
+                            customer_email=address.format(customer),
+                        )
+                    else:
+                        raw.order(channel, "insert", next_doc, customer, raw.now, items)
             elif kind < 0.7:
                 events += 1
                 event_id = (
@@ -202,13 +287,19 @@ def random_rounds(raw: RawLanding, seed: int, rounds: int = 6):
                     if rng.random() > 0.2 or events < 3
                     else f"r{seed}-{rng.randint(1, events - 1)}"
                 )
+                page = rng.choice(["home.html", "login_success.html", "cart.html"])
+                device = f"d{rng.randint(1, 4)}"
+                anonymous = rng.random() < 0.3
+                # events from 20 minutes in the past to now, so logins arrive late too
+                when = raw.now - dt.timedelta(seconds=rng.randint(0, 1200))
                 raw.weblog(
                     event_id,
-                    customer if rng.random() > 0.05 else "oops",
-                    raw.now,
-                    page=rng.choice(["home.html", "login_success.html", "cart.html"]),
+                    None if anonymous else (customer if rng.random() > 0.05 else "oops"),
+                    when,
+                    page=page,
                     error_message=rng.choice([None, None, "Timeout", "Payment failed"]),
                     partition=rng.randint(0, 2),
+                    anonymous_id=device if anonymous or rng.random() < 0.5 else None,
                 )
             else:
                 if emails and rng.random() < 0.6:

@@ -52,6 +52,8 @@ def test_kafka_lands_every_record_once_and_resumes_after_restart(isolated_settin
 
 def test_bad_kafka_records_are_quarantined_with_a_reason(isolated_settings):
     good_before, good_after = weblog(1), weblog(2)
+    # identity stitching: an anonymous visitor's event (anonymous_id, no user_id) is landed
+    anonymous = {k: v for k, v in weblog(3).items() if k != "user_id"} | {"anonymous_id": "c-1"}
     email = {
         "email_id": "e1",
         "user_id": 1,
@@ -65,12 +67,14 @@ def test_bad_kafka_records_are_quarantined_with_a_reason(isolated_settings):
     bad = {
         "{not json": "invalid JSON",
         "[1, 2]": "not a JSON object",
-        json.dumps({k: v for k, v in weblog().items() if k != "user_id"}): "user_id",
+        json.dumps(
+            {k: v for k, v in weblog().items() if k != "user_id"}
+        ): "user_id or anonymous_id",
         json.dumps(weblog(event_id=None)): "event_id",
         b"\xff\xfe": "not UTF-8",
         None: "empty message",
     }
-    values = [json.dumps(good_before), *bad, json.dumps(good_after)]
+    values = [json.dumps(good_before), *bad, json.dumps(good_after), json.dumps(anonymous)]
     produce(isolated_settings, "weblogs", values, key=b"1")
     produce(
         isolated_settings,
@@ -81,7 +85,7 @@ def test_bad_kafka_records_are_quarantined_with_a_reason(isolated_settings):
         drain(extractor, ["weblogs", "marketing_emails"])
     with read_only(isolated_settings) as con:
         assert sorted(landed_event_ids(con)) == sorted(
-            [good_before["event_id"], good_after["event_id"]]
+            [good_before["event_id"], good_after["event_id"], anonymous["event_id"]]
         )
         assert landed_event_ids(con, "marketing_emails", "email_id") == ["e1"]
         rows = con.execute(

@@ -100,7 +100,32 @@ def land_customers(raw: RawLanding, seed: int) -> None:
                 partition=rng.randint(0, 2),
             )
         for email in range(rng.randint(0, 3)):
-            raw.email(f"e{customer}-{email}", customer, raw.now, partition=rng.randint(0, 2))
+            raw.email(
+                f"e{customer}-{email}",
+                customer,
+                raw.now,
+                partition=rng.randint(0, 2),
+                recipient_email=f"c{customer}@example.com",
+            )
+        # identity stitching: anonymous browsing, then a login on that browser; a guest till
+        # sale by the customer's address in another case
+        if customer % 4 == 0:
+            device = f"dev-{customer}"
+            raw.weblog(
+                f"a{customer}", None, page="cart.html", error_message="Timeout", anonymous_id=device
+            )
+            raw.tick(30)
+            raw.weblog(f"l{customer}", customer, page="login_success.html", anonymous_id=device)
+        if customer % 5 == 0:
+            raw.order(
+                "Instore",
+                "snapshot",
+                50_000 + customer,
+                None,
+                raw.now,
+                [("Green Hat", "Accessories", 15.5, 1)],
+                customer_email=f" C{customer}@Example.com",
+            )
     raw.weblog("w-unknown", CUSTOMERS + 1, page="cart.html", error_message="Timeout")
     order_number = 90_000
     for customer, (items, count, _) in enumerate(ITEMS_PER_ORDER, start=ROUNDING_FIRST):
@@ -122,6 +147,8 @@ def land_customers(raw: RawLanding, seed: int) -> None:
         else:
             items = [(*rng.choice(PRODUCTS), rng.randint(1, 3)) for _ in range(rng.randint(1, 5))]
             raw.order(channel, "update", number, customer, raw.now, items)
+    for customer in range(3, CUSTOMERS + 1, 30):  # a new address; the old one stays stitched
+        raw.user("update", customer, customer, email=f"new{customer}@example.com")
     for customer in rng.sample(range(1, CUSTOMERS + 1), 60):
         raw.tick(5)
         sent = raw.now - dt.timedelta(hours=1)
@@ -198,7 +225,15 @@ def test_the_data_covers_what_the_profile_shows(published) -> None:
                 count(*) filter (where online_orders > 0 and instore_orders > 0),
                 count(*) filter (where last_email_clicked_at is not null),
                 count(*) filter (where last_website_login_at is not null),
-                count(*) filter (where latest_error_message is not null)
+                count(*) filter (where latest_error_message is not null),
+                count(*) filter (where customer_id in (
+                    select customer_id from marts.customer_identities
+                    where identifier_type = 'anonymous_id'
+                )),
+                count(*) filter (where customer_id in (
+                    select customer_id from marts.customer_identities
+                    where identifier_type = 'email' and identifier like 'new%'
+                ))
             from marts.customer_360
             """,
             [today.month, today.day],
@@ -208,3 +243,30 @@ def test_the_data_covers_what_the_profile_shows(published) -> None:
         ).fetchone()[0]
     assert all(count > 0 for count in one), one
     assert ratios > 10
+
+
+def test_search_finds_a_customer_by_any_stitched_email(published) -> None:
+    """Customer 33 changed address to new33@example.com: the old one still finds them, in any
+    case; so does the new one."""
+    settings, warehouse = published
+    with duckdb.connect(str(warehouse)) as con:
+        current = con.execute(
+            "select email from marts.customer_details where customer_id = 33"
+        ).fetchone()
+    assert current == ("new33@example.com",)
+    with BackgroundServer(settings, port=0) as server:
+        client = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=10)
+        try:
+            for query in ("C33@EXAMPLE.COM", "new33@example"):
+                client.request("GET", f"/api/customers?q={query}")
+                body = json.loads(client.getresponse().read())
+                assert [item["customer_id"] for item in body["items"]] == [33], (query, body)
+            client.request("GET", "/api/customers/33")
+            identities = json.loads(client.getresponse().read())["identities"]
+        finally:
+            client.close()
+    assert {(i["identifier_type"], i["identifier"]) for i in identities} >= {
+        ("customer_id", "33"),
+        ("email", "c33@example.com"),
+        ("email", "new33@example.com"),
+    }

@@ -178,10 +178,19 @@ def kafka_record(source: str, value: bytes | None) -> dict[str, Any] | None:
         return None
     customer_id = as_integer(record.get("user_id"))
     date = as_timestamp(record.get("date"))
+    anonymous_id = None
+    if source == "weblogs":
+        # identity stitching: an anonymous visitor's event has an anonymous_id and no user_id
+        anonymous_id = (as_text(record.get("anonymous_id")) or "").strip() or None
+        if record.get("user_id") is None and anonymous_id is not None:
+            customer_id = ANONYMOUS
     if customer_id is None or date is None:
         return None
+    if customer_id is ANONYMOUS:
+        customer_id = None
     typed = {"id": record_id.strip(), "customer_id": customer_id, "date": date}
     if source == "weblogs":
+        typed["anonymous_id"] = anonymous_id
         error = as_text(record.get("error_message"))
         typed["page"] = as_text(record.get("page"))
         typed["error_message"] = error.strip() or None if error is not None else None
@@ -220,7 +229,47 @@ def order_lines(document: dict[str, Any]) -> list[tuple[str | None, Decimal, int
 
 # The fields of a weblog the marts read: two records of one event_id that agree on these give
 # the same marts whichever of them staging keeps.
-WEBLOG_MART_FIELDS = ("customer_id", "date", "page", "error_message")
+WEBLOG_MART_FIELDS = ("customer_id", "anonymous_id", "date", "page", "error_message")
+LOGIN_PAGE = "login_success.html"
+ANONYMOUS = object()  # kafka_record's marker of a weblog without user_id but with anonymous_id
+
+
+def stitch_anonymous(weblogs: list[dict[str, Any]]) -> dict[str, int]:
+    """Identity stitching, as dbt/README.md states it (not as the SQL does it): the customer of
+    each anonymous event (by event id): the one whose login (a login_success.html event with
+    both ids) on the same anonymous_id is the latest at or before the event, else the first to
+    log in with it; logins at the same instant ordered by event id. Events of a browser nobody
+    logged in with are left out (unattributed)."""
+    logins: dict[str, list[tuple[datetime, str, int]]] = defaultdict(list)
+    for weblog in weblogs:
+        if (
+            weblog["customer_id"] is not None
+            and weblog["anonymous_id"] is not None
+            and weblog["page"] == LOGIN_PAGE
+        ):
+            logins[weblog["anonymous_id"]].append(
+                (weblog["date"], weblog["id"], weblog["customer_id"])
+            )
+    owners: dict[str, int] = {}
+    for weblog in weblogs:
+        if weblog["customer_id"] is not None or weblog["anonymous_id"] not in logins:
+            continue
+        device_logins = sorted(logins[weblog["anonymous_id"]])
+        before = [login for login in device_logins if login[0] <= weblog["date"]]
+        owners[weblog["id"]] = (before[-1] if before else device_logins[0])[2]
+    return owners
+
+
+def guest_sale_owner(order: dict[str, Any], addresses: dict[str, set[int]]) -> int | None:
+    """The customer of a guest in-store sale (no user_id, a customer_email): the one customer
+    whose users email, trimmed and lower-cased, is the order's; None when none or two.
+
+    The oracle sees only the users documents' current emails, while dbt matches the address
+    held at the time of the sale: equal unless a customer changed address after a guest sale
+    by it (the generator's stream makes no guest sales; `c360 seed --identity` does)."""
+    address = (as_text(order.get("customer_email")) or "").strip().lower()
+    holders = addresses.get(address, set()) if address else set()
+    return next(iter(holders)) if len(holders) == 1 else None
 
 
 def first_weblogs(messages: list[KafkaMessage]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -279,9 +328,17 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
         if key not in activity or activity[key] < at:
             activity[key] = at
 
+    addresses: dict[str, set[int]] = defaultdict(set)  # current users emails, normalized
+    for user in data.documents["users"]:
+        address = (as_text(user.get("email")) or "").strip().lower()
+        if address and as_integer(user.get("id")) is not None:
+            addresses[address].add(as_integer(user["id"]))
+
     for collection, channel in (("online_orders", "Online"), ("instore_orders", "Instore")):
         for order in data.documents[collection]:
             customer_id = as_integer(order.get("user_id"))
+            if channel == "Instore" and order.get("user_id") is None:
+                customer_id = guest_sale_owner(order, addresses)
             ordered_at = as_timestamp(order.get("date"))
             lines = order_lines(order)
             if customer_id not in customers or ordered_at is None or lines is None:
@@ -300,8 +357,12 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
 
     # Weblogs: one event per event_id, the record stg_weblogs keeps (see `first_weblogs`).
     errors: dict[tuple[int, str, str | None], list] = {}
-    for weblog in first_weblogs(data.messages["weblogs"])[0]:
+    weblogs = first_weblogs(data.messages["weblogs"])[0]
+    stitched = stitch_anonymous(weblogs)
+    for weblog in weblogs:
         customer_id = weblog["customer_id"]
+        if customer_id is None:
+            customer_id = stitched.get(weblog["id"])
         if customer_id not in customers:
             continue
         event(customer_id, "Website Visit", weblog["date"])

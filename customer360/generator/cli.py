@@ -52,6 +52,7 @@ def run_seed(args: argparse.Namespace, settings: Settings) -> int:
             now=args.now,
             append=args.append,
             progress=None if args.quiet else print_progress,
+            identity=args.identity,
         )
     except SeedRefused as refused:
         print(f"c360 seed: {refused}", file=sys.stderr)
@@ -122,6 +123,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add the customers after the existing ones (ids continue from the largest) "
         "instead of refusing a non-empty database",
+    )
+    seed_parser.add_argument(
+        "--identity",
+        action="store_true",
+        help="identity stitching's data: browsing anonymous until a login (a cookie id, shared "
+        "devices), some in-store sales as guest sales by email",
     )
     seed_parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     seed_parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

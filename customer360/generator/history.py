@@ -143,9 +143,11 @@ class _HistoryWriter:
     """Generates the history of one customer at a time and sends it to its outputs."""
 
     def __init__(
-        self, rng, now_ms, window_start_ms, sends, kafka, mongo, weblogs_topic, emails_topic
-    ):
+        self, rng, now_ms, window_start_ms, sends, kafka, mongo, weblogs_topic, emails_topic,
+        identity: bool = False,
+    ):  # fmt: skip
         self.rng = rng
+        self.identity = identity  # anonymous browsing, shared devices, guest sales
         self.now_ms = now_ms
         self.window_start_ms = window_start_ms
         self.sends = sends
@@ -187,6 +189,8 @@ class _HistoryWriter:
         ):
             moment = random_moment_ms(rng, active_from, self.now_ms, STORE_HOUR_PICKER)
             order = records.make_instore_order(rng, customer_id, records.from_millis(moment), store)
+            if self.identity and rng.random() < records.GUEST_SALE_SHARE:
+                order = records.guest_sale(rng, order, user["email"])
             self.mongo.add("instore_orders", order)
             self.counts["instore_orders"] += 1
 
@@ -199,23 +203,32 @@ class _HistoryWriter:
             for _ in range(records.poisson(rng, activity * yearly["online_orders"] * years))
         ]
         sessions.sort()
+        device = None
+        if self.identity:
+            device = records.device_id(customer_id, rng.random() < records.SHARED_DEVICE_SHARE)
         for start_ms, with_order in sessions:
-            self.session(customer_id, start_ms, with_order, user["address"])
+            self.session(customer_id, start_ms, with_order, user["address"], device)
 
         if rng.random() < SUBSCRIBED_SHARE:
             self.emails(customer_id, active_from)
 
-    def session(self, customer_id: int, start_ms: int, with_order: bool, address) -> None:
+    def session(
+        self, customer_id: int, start_ms: int, with_order: bool, address, device: str | None = None
+    ) -> None:
         rng = self.rng
         session_id = records.uuid4(rng)
         key = str(customer_id)
         moment = start_ms
-        for view in records.plan_session(rng, with_order):
+        views = records.plan_session(rng, with_order)
+        user_ids = records.session_identity(rng, views, customer_id) if device else None
+        for index, view in enumerate(views):
             if moment >= self.now_ms:
                 break
             weblog = records.make_weblog(
                 rng, customer_id, session_id, records.from_millis(moment), view
             )
+            if device:
+                weblog = records.with_identity(weblog, user_ids[index], device)
             self.kafka.produce(self.weblogs_topic, key, to_json(weblog))
             self.counts["weblogs"] += 1
             if with_order and view == ("checkout.html", "purchase", None):
@@ -269,11 +282,14 @@ def seed(
     now: datetime | None = None,
     append: bool = False,
     progress: Callable[[str], None] | None = None,
+    identity: bool = False,
 ) -> SeedSummary:
     """Write `customers` customers with `days` days of history up to `now` into Mongo and Kafka.
 
     Meant for an empty database: if `users` already holds documents, raises `SeedRefused`
     unless `append` is true, in which case the new customers get ids after the largest one.
+    `identity`: browsing is anonymous until a login (and on shared devices), some in-store
+    sales are guest sales by email (records.py, "Identity stitching").
     """
     if customers < 0 or days < 1:
         raise ValueError("customers must be >= 0 and days >= 1")
@@ -313,7 +329,7 @@ def seed(
         mongo = MongoBulkWriter(db)
         writer = _HistoryWriter(
             rng, now_ms, window_start_ms, sends, kafka, mongo,
-            settings.topic("weblogs"), settings.topic("marketing_emails"),
+            settings.topic("weblogs"), settings.topic("marketing_emails"), identity,
         )  # fmt: skip
         try:
             for offset in range(customers):

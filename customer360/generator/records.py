@@ -417,3 +417,71 @@ def plan_email_response(rng: random.Random, open_rate: float) -> EmailResponse:
         return EmailResponse(open_after, None, True)
     click_after = open_after + int(rng.lognormvariate(4.5, 1.2) * 1000)  # median ~90 s
     return EmailResponse(open_after, click_after, rng.random() >= 0.05)
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity stitching (`c360 seed --identity`; dbt/README.md, "Identity stitching")
+#
+# Off unless asked, so the default history stays what it was until a chaos soak has run with
+# it (customer360/chaos/oracle.py attributes anonymous events and guest sales; `c360 stream`
+# does not produce them yet).
+
+# Share of sessions without a login that are anonymous (a cookie, no user_id); the rest come
+# from a browser that stayed logged in. Sessions with a login are anonymous until the login.
+ANONYMOUS_SESSION_SHARE = 0.6
+# Share of customers who browse on the device of the customer before them (a shared family
+# computer: both log in on one cookie).
+SHARED_DEVICE_SHARE = 0.05
+# Share of in-store orders rung up as a guest sale: no user_id, the buyer's email as typed at
+# the till (case and spaces as they come).
+GUEST_SALE_SHARE = 0.15
+
+
+def device_id(customer_id: int, shared: bool) -> str:
+    """The cookie (`anonymous_id`) of the browser a customer uses; a shared device is the one of
+    the customer with the id before."""
+    return f"anon-{customer_id - 1 if shared and customer_id > 1 else customer_id:08x}"
+
+
+def session_identity(
+    rng: random.Random, views: Sequence[PageView], customer_id: int
+) -> list[int | None]:
+    """The user_id each page view of a session carries: None before the session's successful
+    login; for a session without a login, None throughout (anonymous) or the customer (a
+    browser that stayed logged in)."""
+    logins = [i for i, (page, _, error) in enumerate(views)
+              if page == catalog.LOGIN_SUCCESS_PAGE and error is None]  # fmt: skip
+    if logins:
+        return [None if i < logins[0] else customer_id for i in range(len(views))]
+    anonymous = rng.random() < ANONYMOUS_SESSION_SHARE
+    return [None if anonymous else customer_id] * len(views)
+
+
+def with_identity(weblog: dict[str, Any], user_id: int | None, device: str) -> dict[str, Any]:
+    """A weblog record of the identity-stitching contract: the browser's `anonymous_id`, and
+    `user_id` only once logged in."""
+    record = {**weblog, "anonymous_id": device}
+    if user_id is None:
+        del record["user_id"]
+    else:
+        record["user_id"] = user_id
+    return record
+
+
+def till_email(rng: random.Random, email: str) -> str:
+    """An address as typed at a till: as is, upper-case, capitalised, or with stray spaces."""
+    style = rng.random()
+    if style < 0.55:
+        return email
+    if style < 0.7:
+        return email.upper()
+    if style < 0.85:
+        return email.capitalize()
+    return f" {email} "
+
+
+def guest_sale(rng: random.Random, order: dict[str, Any], email: str) -> dict[str, Any]:
+    """An in-store order as a guest sale: no user_id, the buyer's email as typed."""
+    sale = {key: value for key, value in order.items() if key != "user_id"}
+    sale["customer_email"] = till_email(rng, email)
+    return sale

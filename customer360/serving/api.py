@@ -74,6 +74,14 @@ order by kind, purchases desc nulls last, last_at desc nulls last,
     case when kind >= 2 then name end desc nulls last, name nulls last, page nulls last
 """
 
+# Every identifier stitched to the customer (customer_identities): its id, email addresses and
+# browsers' anonymous ids, with when each was first and last seen.
+IDENTITIES_SQL = """
+select identifier_type, identifier, first_seen_at, last_seen_at
+from customer_identities where customer_id = $1
+order by identifier_type, identifier
+"""
+
 
 def parsed(sql: str) -> duckdb.Statement:
     """A query parsed once: a request binds and runs the parsed statement (each execution works
@@ -147,6 +155,7 @@ class RouteLogMiddleware:
 def create_app(settings: Settings) -> FastAPI:
     reader = ServingReader(settings.serving_path)
     summary_sql, lists_sql = parsed(SUMMARY_SQL), parsed(LISTS_SQL)
+    identities_sql = parsed(IDENTITIES_SQL)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -206,7 +215,10 @@ def create_app(settings: Settings) -> FastAPI:
             str,
             Query(
                 max_length=MAX_QUERY_LENGTH,
-                description="Customer id, or part of the name or email (case-insensitive)",
+                description=(
+                    "Customer id, or part of the name or of any email stitched to the customer"
+                    " (case-insensitive)"
+                ),
             ),
         ] = "",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
@@ -226,10 +238,14 @@ def create_app(settings: Settings) -> FastAPI:
                         lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '')), ?
                     )
                     or contains(lower(coalesce(email, '')), ?)
+                    or customer_id in (
+                        select customer_id from customer_identities
+                        where identifier_type = 'email' and contains(identifier, ?)
+                    )
                 order by customer_id = ? desc, customer_id
                 limit ? offset ?
                 """,
-                [text, as_id, text, text, as_id, limit, offset],
+                [text, as_id, text, text, text, as_id, limit, offset],
             )
             items = _rows(cur)
         total = items[0]["total"] if items else 0
@@ -252,6 +268,7 @@ def create_app(settings: Settings) -> FastAPI:
             if not summary:
                 raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
             rows = cur.execute(lists_sql, [customer_id]).fetchall()
+            identities = _rows(cur.execute(identities_sql, [customer_id]))
         lists: dict[int, list[tuple]] = {0: [], 1: [], 2: [], 3: []}
         for kind, *values in rows:
             lists[kind].append(tuple(json_value(v) for v in values))
@@ -298,6 +315,7 @@ def create_app(settings: Settings) -> FastAPI:
             "favourite_products": favourite_products,
             "activity": activity,
             "recent_errors": recent_errors,
+            "identities": identities,
             "customer_360": row,
             "as_of": row["as_of"],
             "as_of_age_seconds": (

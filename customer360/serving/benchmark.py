@@ -73,6 +73,17 @@ create or replace table marts.customer_360_base as
         'page1.html' as latest_error_page, timestamp '2026-01-01' as latest_error_at,
         timestamp '2026-01-01' + to_seconds({batch}) as as_of, {batch} as _users_batch_id
     from intermediate.int_customers d;
+create or replace table marts.customer_identities as
+    select customer_id, 'customer_id' as identifier_type, cast(customer_id as varchar) as identifier,
+        timestamp '2025-01-01' as first_seen_at, timestamp '2026-01-01' as last_seen_at
+    from intermediate.int_customers
+    union all
+    select customer_id, 'email', email, timestamp '2025-01-01', timestamp '2026-01-01'
+    from intermediate.int_customers
+    union all
+    select customer_id, 'anonymous_id', 'anon-' || customer_id, timestamp '2025-06-01',
+        timestamp '2026-01-01'
+    from intermediate.int_customers where customer_id % 3 = 0;
 create or replace view marts.customer_activity as
     select customer_id, 'Instore Order' as event, last_instore_order_at as last_at
     from marts.customer_360_base where last_instore_order_at is not null

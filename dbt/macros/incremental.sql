@@ -32,7 +32,12 @@
     Mongo document or an email ever belonged to (so a delete, or an order moved to another
     customer, recomputes the previous customer too); a weblog event never changes owner.
     Weblogs are read through their per-customer rollup (int_weblog_rollup): its rows carry the
-    greatest `_batch_id` and event time of the events they count. -#}
+    greatest `_batch_id` and event time of the events they count. Identity stitching adds three
+    (models/identity/): the anonymous events and logins of devices (`device_events`), anonymous
+    events attributed to customers (`anonymous_weblogs`, whose `_customer_ids` are every
+    customer who logged in on the device, so a re-attribution recomputes the customer who lost
+    events too) and guest in-store orders matched by email (`guest_orders`, whose
+    `_customer_ids` are every customer who ever had the order's email address). -#}
 {% macro customer_sources() -%}
     {{- return({
         'users': {'model': 'stg_users', 'mark': '_users_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
@@ -40,6 +45,9 @@
         'instore_orders': {'model': 'stg_instore_orders', 'mark': '_instore_orders_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
         'weblogs': {'model': 'int_weblog_rollup', 'mark': '_weblogs_batch_id', 'ids': 'customer_id', 'source_at': 'last_at'},
         'marketing_emails': {'model': 'stg_marketing_emails', 'mark': '_emails_batch_id', 'ids': '_customer_ids', 'source_at': 'last_updated_at'},
+        'device_events': {'model': 'int_device_events', 'mark': '_device_events_batch_id', 'ids': 'customer_id', 'source_at': 'event_at'},
+        'anonymous_weblogs': {'model': 'int_anonymous_weblog_rollup', 'mark': '_anonymous_weblogs_batch_id', 'ids': '_customer_ids', 'source_at': 'last_at'},
+        'guest_orders': {'model': 'int_guest_order_owners', 'mark': '_guest_orders_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
     }) -}}
 {%- endmacro %}
 

@@ -11,6 +11,15 @@
         when coalesce(json_type(document), '') <> 'OBJECT' then 'document is not a JSON object'
     {%- if source_name == 'users' %}
         when {{ customer360.json_integer('document', '$.id') }} is null then 'id is not an integer'
+    {%- elif source_name == 'instore_orders' %}
+        {#- A guest (till) sale names its buyer by `customer_email` instead of `user_id`. #}
+        when {{ customer360.json_present('document', '$.user_id') }}
+            and {{ customer360.json_integer('document', '$.user_id') }} is null then 'user_id is not an integer'
+        when not {{ customer360.json_present('document', '$.user_id') }}
+            and nullif(trim({{ customer360.json_text('document', '$.customer_email') }}), '') is null
+            then 'neither user_id nor customer_email'
+        when {{ customer360.json_timestamp('document', '$.date') }} is null then 'date is not a timestamp'
+        when {{ customer360.json_order_items_invalid('document') }} then 'items are not valid line items'
     {%- else %}
         when {{ customer360.json_integer('document', '$.user_id') }} is null then 'user_id is not an integer'
         when {{ customer360.json_timestamp('document', '$.date') }} is null then 'date is not a timestamp'
@@ -28,7 +37,17 @@
     {%- else %}
         when nullif(trim({{ customer360.json_text('"value"', '$.email_id') }}), '') is null then 'email_id is missing'
     {%- endif %}
+    {%- if source_name == 'weblogs' %}
+        {#- An anonymous visitor's event carries `anonymous_id` (the browser's cookie) and no
+            `user_id` until the visitor logs in. #}
+        when {{ customer360.json_present('"value"', '$.user_id') }}
+            and {{ customer360.json_integer('"value"', '$.user_id') }} is null then 'user_id is not an integer'
+        when not {{ customer360.json_present('"value"', '$.user_id') }}
+            and nullif(trim({{ customer360.json_text('"value"', '$.anonymous_id') }}), '') is null
+            then 'neither user_id nor anonymous_id'
+    {%- else %}
         when {{ customer360.json_integer('"value"', '$.user_id') }} is null then 'user_id is not an integer'
+    {%- endif %}
         when {{ customer360.json_timestamp('"value"', '$.date') }} is null then 'date is not a timestamp'
     {%- if source_name == 'marketing_emails' %}
         when json_type("value", '$.updated_at') is not null
@@ -37,4 +56,9 @@
             then 'updated_at is not a timestamp'
     {%- endif %}
     end
+{%- endmacro %}
+
+{#- Whether `path` holds a value other than JSON null (a missing key reads as absent). -#}
+{% macro json_present(column, path) -%}
+    coalesce(json_type({{ column }}, '{{ path }}'), 'NULL') <> 'NULL'
 {%- endmacro %}

@@ -128,14 +128,17 @@ class RawLanding:
         customer_id: Any = None,
         date: dt.datetime | None = None,
         items: list[tuple[str, str, Any, Any]] | None = None,
+        customer_email: str | None = None,
     ) -> str:
-        """items: (product_name, category, price, quantity)."""
+        """items: (product_name, category, price, quantity). A guest (till) sale has
+        `customer_email` and no customer_id (the document then has no `user_id`)."""
         table = "online_orders" if channel == "Online" else "instore_orders"
         key = object_id(number)
         document = None
         if operation != "delete":
             document = {
-                "user_id": customer_id,
+                **({} if customer_id is None and customer_email else {"user_id": customer_id}),
+                **({"customer_email": customer_email} if customer_email is not None else {}),
                 "date": date or self.now,
                 "items": [
                     {
@@ -175,11 +178,14 @@ class RawLanding:
         action: str = "view",
         error_message: str | None = None,
         partition: int = 0,
+        anonymous_id: str | None = None,
     ) -> None:
+        """An anonymous visitor's event: customer_id None and an anonymous_id (no user_id key)."""
         when = date if isinstance(date, str) else iso(date or self.now)
         value = {
             "event_id": event_id,
-            "user_id": customer_id,
+            **({} if customer_id is None else {"user_id": customer_id}),
+            **({"anonymous_id": anonymous_id} if anonymous_id is not None else {}),
             "date": when,
             "session_id": f"s-{customer_id}",
             "page": page,
@@ -198,8 +204,10 @@ class RawLanding:
         updated_at: dt.datetime | None = None,
         campaign: str = "spring",
         partition: int = 0,
+        recipient_email: str | None = None,
     ) -> None:
         value = {
+            **({"recipient_email": recipient_email} if recipient_email is not None else {}),
             "email_id": email_id,
             "user_id": customer_id,
             "date": sent if isinstance(sent, str) else iso(sent),

@@ -190,3 +190,94 @@ def test_bad_records_break_the_contract_as_named():
     with pytest.raises((ValueError, TypeError)):
         datetime.fromisoformat(wrong)
     assert bad_records.unknown_customer_id(rng, 100) > 100 + bad_records.UNKNOWN_CUSTOMER_OFFSET - 1
+
+
+# -- identity stitching ------------------------------------------------------------------------
+
+
+def test_a_session_is_anonymous_until_its_login() -> None:
+    import random
+
+    from customer360.generator import catalog, records
+
+    views = [
+        ("home.html", "view", None),
+        (catalog.LOGIN_PAGE, "view", None),
+        (catalog.LOGIN_SUCCESS_PAGE, "login", None),
+        ("cart.html", "view", None),
+    ]
+    assert records.session_identity(random.Random(1), views, 7) == [None, None, 7, 7]
+    no_login = [("home.html", "view", None)] * 3
+    seen = {tuple(records.session_identity(random.Random(s), no_login, 7)) for s in range(50)}
+    assert seen == {(None, None, None), (7, 7, 7)}  # anonymous, or a browser still logged in
+
+
+def test_weblog_identity_fields() -> None:
+    from customer360.generator import records
+
+    weblog = {"event_id": "e", "user_id": 7, "date": "d", "page": "home.html"}
+    assert records.with_identity(weblog, None, "anon-1") == {
+        "event_id": "e", "date": "d", "page": "home.html", "anonymous_id": "anon-1"
+    }  # fmt: skip
+    assert records.with_identity(weblog, 7, "anon-1")["user_id"] == 7
+    assert records.device_id(8, shared=False) == "anon-00000008"
+    assert records.device_id(8, shared=True) == records.device_id(7, shared=False)
+
+
+def test_guest_sale_names_the_buyer_by_email_as_typed() -> None:
+    import random
+
+    from customer360.generator import records
+
+    order = {"_id": 1, "user_id": 7, "date": "d", "items": [], "store": {}}
+    typed = set()
+    for s in range(60):
+        sale = records.guest_sale(random.Random(s), order, "ann.lee@example.com")
+        assert "user_id" not in sale and sale["items"] == []
+        assert sale["customer_email"].strip().lower() == "ann.lee@example.com"
+        typed.add(sale["customer_email"])
+    assert len(typed) == 4  # as is, upper-case, capitalised, spaces
+
+
+def test_a_seeded_history_with_identity_has_anonymous_browsing_and_guest_sales() -> None:
+    """The seed's writer with fake outputs: what identity stitching needs, in proportion."""
+    import json
+    import random
+
+    from customer360.generator import catalog, history, records
+
+    class Outputs:
+        def __init__(self) -> None:
+            self.weblogs: list[dict] = []
+            self.documents: dict[str, list[dict]] = {}
+
+        def produce(self, topic, key, value) -> None:
+            self.weblogs.append(json.loads(value))
+
+        def add(self, collection, document) -> None:
+            self.documents.setdefault(collection, []).append(document)
+
+    now_ms = records.to_millis(records.truncate_to_millis(history.default_now()))
+    start_ms = now_ms - 90 * history.DAY_MS
+    outputs = Outputs()
+    writer = history._HistoryWriter(
+        random.Random(3), now_ms, start_ms, [], outputs, outputs, "weblogs", "emails", True
+    )
+    for customer_id in range(1, 401):
+        writer.customer(customer_id)
+    weblogs = outputs.weblogs
+    anonymous = [w for w in weblogs if "user_id" not in w]
+    logins = [w for w in weblogs if w["page"] == catalog.LOGIN_SUCCESS_PAGE]
+    assert all("anonymous_id" in w for w in weblogs)
+    assert 0.2 < len(anonymous) / len(weblogs) < 0.8, (len(anonymous), len(weblogs))
+    assert logins and all("user_id" in w for w in logins)
+    devices: dict[str, set[int]] = {}
+    for w in logins:
+        devices.setdefault(w["anonymous_id"], set()).add(w["user_id"])
+    assert any(len(customers) > 1 for customers in devices.values())  # shared devices
+    instore = outputs.documents["instore_orders"]
+    guests = [o for o in instore if "user_id" not in o]
+    assert 0.05 < len(guests) / len(instore) < 0.3, (len(guests), len(instore))
+    emails = {u["email"] for u in outputs.documents["users"]}
+    assert all(o["customer_email"].strip().lower() in emails for o in guests)
+    assert any(o["customer_email"] not in emails for o in guests)  # typed another way

@@ -38,7 +38,8 @@ def dbt_like_batch(con: duckdb.DuckDBPyConnection, batch: int, changed: list[int
         [new],
     )
     for relation in ("intermediate.int_customers", "marts.customer_360_base",
-                     "marts.customer_popular_items", "intermediate.int_weblog_rollup"):  # fmt: skip
+                     "marts.customer_popular_items", "intermediate.int_weblog_rollup",
+                     "marts.customer_identities"):  # fmt: skip
         con.execute(f"delete from {relation} where customer_id = ?", [deleted])
     identity = "customer_id, first_name, last_name, email, gender, dob, city, country"
     con.execute(
@@ -154,8 +155,8 @@ def test_views_are_dbt_sql_re_pointed_at_the_serving_tables(tmp_path: Path):
         assert "FROM customer_details_base" in views["customer_details"]
         assert "marts" not in " ".join(views.values())
         tables = {t.name for t in layout.tables}
-        assert tables == {"customer_360_base", "customer_details_base", "customer_popular_items",
-                          "customer_recent_errors"}  # fmt: skip
+        assert tables == {"customer_360_base", "customer_details_base", "customer_identities",
+                          "customer_popular_items", "customer_recent_errors"}  # fmt: skip
         settings = Settings(warehouse=tmp_path / "w.duckdb")
         publish_serving_copy(con, settings, force=True)
     with duckdb.connect(str(settings.serving_path), read_only=True) as served:

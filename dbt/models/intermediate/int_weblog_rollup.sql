@@ -14,7 +14,8 @@
     stg_weblogs is append-only with one row per event_id, so a build adds the counts of the
     events new since its watermark (max(_batch_id) of this table) to the touched customers'
     stored rows: it reads no history. Events of customers that do not exist (yet) are kept, so
-    they count once the customer's users document lands. -#}
+    they count once the customer's users document lands. Anonymous events (no user_id) are
+    int_anonymous_weblog_rollup's. -#}
 
 with
 
@@ -28,8 +29,9 @@ new_events as (
         event_at,
         _batch_id
     from {{ ref('stg_weblogs') }}
+    where customer_id is not null
     {% if is_incremental() -%}
-    where _batch_id > {{ batch_watermark() }}
+    and _batch_id > {{ batch_watermark() }}
     {%- endif %}
 ),
 

@@ -1,4 +1,4 @@
-{%- set inputs = ['users', 'online_orders', 'instore_orders', 'weblogs', 'marketing_emails'] %}
+{%- set inputs = ['users', 'online_orders', 'instore_orders', 'weblogs', 'marketing_emails', 'anonymous_weblogs', 'guest_orders'] %}
 
 {{
     config(
@@ -40,6 +40,10 @@ orders as (
     select customer_id, channel, ordered_at
     from {{ ref('stg_instore_orders') }}
     where not is_deleted and customer_id in (select customer_id from customers)
+    union all
+    select customer_id, 'Instore' as channel, ordered_at
+    from {{ ref('int_guest_order_owners') }}
+    where attribution = 'email' and not is_deleted and customer_id in (select customer_id from customers)
 ),
 
 order_totals as (
@@ -61,7 +65,7 @@ line_item_totals as (
         sum(case when channel = 'Online' then amount else 0 end) as online_amount_spent,
         sum(case when channel = 'Instore' then 1 else 0 end) as instore_items_purchased,
         sum(case when channel = 'Instore' then amount else 0 end) as instore_amount_spent
-    from {{ ref('stg_order_items') }}
+    from {{ ref('int_customer_order_items') }}
     where not is_deleted and customer_id in (select customer_id from customers)
     group by customer_id
 ),
@@ -91,7 +95,7 @@ email_activity as (
 
 web_rollup as (
     select customer_id, error_message, page, events, last_at
-    from {{ ref('int_weblog_rollup') }}
+    from {{ ref('int_customer_weblog_rollup') }}
     where customer_id in (select customer_id from customers)
 ),
 
@@ -171,7 +175,9 @@ final as (
             marks._online_orders_source_at,
             marks._instore_orders_source_at,
             marks._weblogs_source_at,
-            marks._marketing_emails_source_at
+            marks._marketing_emails_source_at,
+            marks._anonymous_weblogs_source_at,
+            marks._guest_orders_source_at
         ) as as_of,
 
         -- watermarks
@@ -179,7 +185,9 @@ final as (
         marks._online_orders_batch_id,
         marks._instore_orders_batch_id,
         marks._weblogs_batch_id,
-        marks._emails_batch_id
+        marks._emails_batch_id,
+        marks._anonymous_weblogs_batch_id,
+        marks._guest_orders_batch_id
     from customers
     inner join marks on marks.customer_id = customers.customer_id
     left join order_totals on order_totals.customer_id = customers.customer_id

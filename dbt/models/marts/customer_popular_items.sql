@@ -1,4 +1,4 @@
-{%- set inputs = ['users', 'online_orders', 'instore_orders'] %}
+{%- set inputs = ['users', 'online_orders', 'instore_orders', 'guest_orders'] %}
 
 {{
     config(
@@ -34,7 +34,7 @@ purchases as (
         upper(product_name) as product_name,
         count(*) as purchases,
         max(ordered_at) as last_purchased_at
-    from {{ ref('stg_order_items') }}
+    from {{ ref('int_customer_order_items') }}
     where not is_deleted
         and product_name is not null
         and customer_id in (select customer_id from customers)
@@ -53,7 +53,8 @@ final as (
         purchases.last_purchased_at,
         marks._users_batch_id,
         marks._online_orders_batch_id,
-        marks._instore_orders_batch_id
+        marks._instore_orders_batch_id,
+        marks._guest_orders_batch_id
     from purchases
     inner join marks on marks.customer_id = purchases.customer_id
 )

@@ -17,6 +17,7 @@ typed as (
         -- ids
         document_key,
         {{ json_integer('document', '$.user_id') }} as customer_id,
+        nullif(trim({{ json_text('document', '$.customer_email') }}), '') as customer_email,
 
         -- strings
         operation,
@@ -40,6 +41,6 @@ typed as (
     where {{ mongo_rejection_reason('instore_orders') }} is null
 ),
 
-{{ mongo_current_state('typed', ['customer_id', 'channel', 'store_id', 'store_name', 'store_city', 'items', 'ordered_at'], key='order_id') }}
+{{ mongo_current_state('typed', ['customer_id', 'customer_email', 'channel', 'store_id', 'store_name', 'store_city', 'items', 'ordered_at'], key='order_id') }}
 
 select * from current_state

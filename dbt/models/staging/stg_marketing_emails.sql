@@ -22,6 +22,7 @@ typed as (
         -- ids
         trim({{ json_text('"value"', '$.email_id') }}) as email_id,
         {{ json_integer('"value"', '$.user_id') }} as customer_id,
+        nullif(trim({{ json_text('"value"', '$.recipient_email') }}), '') as recipient_email,
 
         -- strings
         {{ json_text('"value"', '$.campaign') }} as campaign,
@@ -48,6 +49,7 @@ new_emails as (
         min(customer_id) as customer_id,
         {{ sorted_distinct_array_agg('customer_id') }} as _customer_ids,
         min(campaign) as campaign,
+        min(recipient_email) as recipient_email,
         min(sent_at) as sent_at,
         min(case when is_opened then updated_at end) as first_opened_at,
         min(case when is_clicked then updated_at end) as first_clicked_at,
@@ -65,6 +67,7 @@ emails as (
         min(customer_id) as customer_id,
         {{ sorted_distinct_array_union_agg('_customer_ids') }} as _customer_ids,
         min(campaign) as campaign,
+        min(recipient_email) as recipient_email,
         min(sent_at) as sent_at,
         min(first_opened_at) as first_opened_at,
         min(first_clicked_at) as first_clicked_at,
@@ -75,7 +78,7 @@ emails as (
         select * from new_emails
         union all
         select
-            email_id, customer_id, _customer_ids, campaign, sent_at, first_opened_at,
+            email_id, customer_id, _customer_ids, campaign, recipient_email, sent_at, first_opened_at,
             first_clicked_at, last_updated_at, records, _batch_id
         from {{ rows_with_keys(this, 'email_id', 'select email_id from new_emails') }} as stored
     ) as records_so_far

@@ -19,6 +19,7 @@ typed as (
         -- ids
         trim({{ json_text('"value"', '$.event_id') }}) as event_id,
         {{ json_integer('"value"', '$.user_id') }} as customer_id,
+        nullif(trim({{ json_text('"value"', '$.anonymous_id') }}), '') as anonymous_id,
         {{ json_text('"value"', '$.session_id') }} as session_id,
 
         -- strings

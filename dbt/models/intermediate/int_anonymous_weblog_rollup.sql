@@ -1,0 +1,116 @@
+{%- set inputs = ['device_events'] %}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_keys',
+        unique_key='anonymous_id',
+        post_hook=watermark_hook(inputs),
+    )
+}}
+
+
+{#- Anonymous weblog events attributed to customers, rolled up per browser (`anonymous_id`),
+    customer, error message and page, like int_weblog_rollup.
+
+    The rule (dbt/README.md, "Identity stitching"): an anonymous event belongs to the customer
+    whose login on the same anonymous_id is the latest at or before the event (on a shared
+    device each customer gets the events after their own login); an event before any login
+    belongs to the first customer who logged in with it. Logins at the same time are ordered by
+    event_id (the larger one is the later). An anonymous_id nobody logged in with yet is unattributed (`customer_id`
+    null): counted, and attributed retroactively by the batch that lands its first login.
+
+    A new login can move events between customers, so a build recomputes every browser with a
+    new event or login (`replace_keys` on anonymous_id) from its stored events in
+    int_device_events. `_customer_ids` (every customer who logged in on the browser) are the
+    customers whose marts a recomputation can change. -#}
+
+-- depends_on: {{ ref('int_customers') }}
+-- (built after it: its post-hook creates intermediate.dbt_watermarks on a first build, and
+-- two models creating that table side by side conflict)
+with
+{% if is_incremental() %}
+touched as (
+    select distinct anonymous_id
+    from {{ ref('int_device_events') }}
+    where _batch_id > {{ model_watermark('device_events') }}
+),
+{% endif %}
+
+device_events as (
+    select *
+    from {{ ref('int_device_events') }}
+    {% if is_incremental() -%}
+    where anonymous_id in (select anonymous_id from touched)
+    {%- endif %}
+),
+
+logins as (
+    select anonymous_id, customer_id, event_at as logged_in_at, event_id
+    from device_events
+    where kind = 'login'
+),
+
+anonymous_events as (
+    select anonymous_id, event_id, error_message, page, event_at
+    from device_events
+    where kind = 'anonymous'
+),
+
+latest_login_before as (
+    select anonymous_events.event_id, logins.customer_id
+    from anonymous_events
+    inner join logins
+        on logins.anonymous_id = anonymous_events.anonymous_id
+        and logins.logged_in_at <= anonymous_events.event_at
+    qualify row_number() over (
+        partition by anonymous_events.event_id
+        order by logins.logged_in_at desc, logins.event_id desc
+    ) = 1
+),
+
+first_login as (
+    select anonymous_id, customer_id
+    from logins
+    qualify row_number() over (
+        partition by anonymous_id order by logged_in_at asc, event_id asc
+    ) = 1
+),
+
+attributed as (
+    select
+        anonymous_events.*,
+        coalesce(latest_login_before.customer_id, first_login.customer_id) as customer_id
+    from anonymous_events
+    left join latest_login_before on latest_login_before.event_id = anonymous_events.event_id
+    left join first_login on first_login.anonymous_id = anonymous_events.anonymous_id
+),
+
+devices as (
+    select
+        anonymous_id,
+        {{ sorted_distinct_array_agg('customer_id') }} as _customer_ids,
+        max(_batch_id) as _batch_id
+    from device_events
+    group by anonymous_id
+),
+
+final as (
+    select
+        attributed.anonymous_id,
+        attributed.customer_id,
+        attributed.error_message,
+        attributed.page,
+        cast(count(*) as {{ dbt.type_bigint() }}) as events,
+        min(attributed.event_at) as first_at,
+        max(attributed.event_at) as last_at,
+        devices._customer_ids,
+        devices._batch_id
+    from attributed
+    inner join devices on devices.anonymous_id = attributed.anonymous_id
+    group by
+        attributed.anonymous_id, attributed.customer_id, attributed.error_message,
+        attributed.page, devices._customer_ids, devices._batch_id
+)
+
+{{ select_with_tombstones('final', 'touched', key='anonymous_id') }}

@@ -1,0 +1,149 @@
+{%- set inputs = ['users', 'instore_orders'] %}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_keys',
+        unique_key='order_id',
+        post_hook=watermark_hook(inputs),
+    )
+}}
+
+
+{#- Who bought each in-store order that names its buyer by `customer_email` (a guest or till
+    sale), one row per such order.
+
+    The rule (dbt/README.md, "Identity stitching"): an order without `user_id` belongs to the
+    customer whose users email, trimmed and lower-cased, equals the order's at the time of the
+    order (`ordered_at`). A users document's address holds from its change time (cluster_at)
+    until the document's next change; its first address also holds before (the customer had it
+    when the history began). So an email change moves only later orders: an order matched to A
+    before A changed address stays A's. An address held by two customers at the order's time
+    matches neither (`ambiguous_email`); none: `unmatched_email`. An order with a `user_id` is
+    that customer's whatever its email (`user_id`; the marts read it from staging).
+
+    Touched: orders changed since the watermark, and the orders whose address a changed users
+    document ever held. `_customer_ids`: every customer who ever held the address (a change of
+    owner recomputes the one who lost the order). -#}
+
+-- depends_on: {{ ref('int_customers') }}
+-- (built after it: its post-hook creates intermediate.dbt_watermarks on a first build, and
+-- two models creating that table side by side conflict)
+with
+{% if is_incremental() %}
+changed_documents as (
+    select document_key
+    from {{ ref('stg_users') }}
+    where _batch_id > {{ model_watermark('users') }}
+),
+
+touched_addresses as (
+    select distinct email_key
+    from {{ ref('stg_user_emails') }}
+    where document_key in (select document_key from changed_documents)
+        and email_key is not null
+),
+
+touched as (
+    select order_id
+    from {{ ref('stg_instore_orders') }}
+    where _batch_id > {{ model_watermark('instore_orders') }}
+    union
+    select order_id
+    from {{ ref('stg_instore_orders') }}
+    where {{ normalized_email('customer_email') }} in (select email_key from touched_addresses)
+),
+{% endif %}
+
+orders as (
+    select
+        order_id,
+        customer_id as user_id,
+        {{ normalized_email('customer_email') }} as email_key,
+        ordered_at,
+        items,
+        is_deleted,
+        _cluster_at,
+        _batch_id
+    from {{ ref('stg_instore_orders') }}
+    where customer_email is not null
+        {% if is_incremental() -%}
+        and order_id in (select order_id from touched)
+        {%- endif %}
+),
+
+{#- Every change of every users document that ever held one of these addresses. -#}
+document_changes as (
+    select *
+    from {{ ref('stg_user_emails') }}
+    where document_key in (
+        select document_key
+        from {{ ref('stg_user_emails') }}
+        where email_key in (select email_key from orders)
+    )
+),
+
+address_periods as (
+    select
+        customer_id,
+        email_key,
+        case
+            when row_number() over document_order = 1 then '-infinity'::timestamp
+            else changed_at
+        end as valid_from,
+        coalesce(lead(changed_at) over document_order, 'infinity'::timestamp) as valid_to
+    from document_changes
+    window document_order as (
+        partition by document_key order by cluster_time, _batch_id, is_delete
+    )
+),
+
+address_holders as (
+    select
+        address_documents.email_key,
+        {{ sorted_distinct_array_agg('document_changes.customer_id') }} as _customer_ids,
+        max(document_changes._batch_id) as _users_batch_id
+    from (
+        select distinct email_key, document_key from document_changes where email_key is not null
+    ) as address_documents
+    inner join document_changes on document_changes.document_key = address_documents.document_key
+    group by address_documents.email_key
+),
+
+matches as (
+    select
+        orders.order_id,
+        count(distinct address_periods.customer_id) as holders,
+        min(address_periods.customer_id) as customer_id
+    from orders
+    inner join address_periods
+        on address_periods.email_key = orders.email_key
+        and address_periods.valid_from <= orders.ordered_at
+        and orders.ordered_at < address_periods.valid_to
+        and address_periods.customer_id is not null
+    group by orders.order_id
+),
+
+final as (
+    select
+        orders.order_id,
+        case when orders.user_id is null and matches.holders = 1 then matches.customer_id end as customer_id,
+        case
+            when orders.user_id is not null then 'user_id'
+            when matches.holders = 1 then 'email'
+            when matches.holders > 1 then 'ambiguous_email'
+            else 'unmatched_email'
+        end as attribution,
+        orders.email_key,
+        orders.ordered_at,
+        orders.items,
+        orders.is_deleted,
+        coalesce(address_holders._customer_ids, []) as _customer_ids,
+        orders._cluster_at,
+        greatest(orders._batch_id, coalesce(address_holders._users_batch_id, -1)) as _batch_id
+    from orders
+    left join matches on matches.order_id = orders.order_id
+    left join address_holders on address_holders.email_key = orders.email_key
+)
+
+{{ select_with_tombstones('final', 'touched', key='order_id') }}
