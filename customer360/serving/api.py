@@ -43,6 +43,24 @@ DETAILS_COLUMNS = (
     "city",
     "country",
 )
+# The customer's value, RFM segment and lifecycle: customer_traits' columns, which the
+# customer_360 view shows too (computed on the day it is read).
+TRAIT_COLUMNS = (
+    "lifetime_value",
+    "average_order_value",
+    "orders_last_30_days",
+    "orders_last_90_days",
+    "orders_last_365_days",
+    "days_since_last_order",
+    "first_order_date",
+    "preferred_channel",
+    "preferred_category",
+    "recency_score",
+    "frequency_score",
+    "monetary_score",
+    "rfm_segment",
+    "lifecycle_stage",
+)
 LIST_LIMIT = 10  # favourite products and recent errors shown per customer
 # The profile's lists, read from the marts' tables in the serving copy in one query (a query
 # costs ~1 ms here, mostly planning): favourite products (kind 0), recent errors (kind 1),
@@ -283,6 +301,7 @@ def create_app(settings: Settings) -> FastAPI:
                     "favourite_product_purchases",
                 )
             },
+            "traits": {column: row[column] for column in TRAIT_COLUMNS if column in row},
             "favourite_products": favourite_products,
             "activity": activity,
             "recent_errors": recent_errors,
