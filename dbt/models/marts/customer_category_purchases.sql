@@ -9,6 +9,11 @@
     )
 }}
 
+{#- The touched customers are read from these too (incremental builds only). -#}
+/* depends_on: {{ ref('stg_users') }} */
+/* depends_on: {{ ref('stg_online_orders') }} */
+/* depends_on: {{ ref('stg_instore_orders') }} */
+
 {#- What each customer buys per product category (the category each order line carries, as
     written): line items, amount and when last, over orders that are not deleted, both
     channels. customer_traits picks the preferred category from these rows. -#}
@@ -41,24 +46,6 @@ purchases as (
         and category is not null
         and customer_id in (select customer_id from customers)
     group by customer_id, category
-),
-
-marks as (
-    {{ customer_batch_marks(inputs, 'customers') }}
-),
-
-final as (
-    select
-        purchases.customer_id,
-        purchases.category,
-        purchases.line_items,
-        purchases.amount_spent,
-        purchases.last_purchased_at,
-        marks._users_batch_id,
-        marks._online_orders_batch_id,
-        marks._instore_orders_batch_id
-    from purchases
-    inner join marks on marks.customer_id = purchases.customer_id
 )
 
-{{ select_with_tombstones('final', 'touched') }}
+{{ select_with_tombstones('purchases', 'touched') }}

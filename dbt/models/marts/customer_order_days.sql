@@ -9,6 +9,9 @@
     )
 }}
 
+{#- The touched customers are read from these too (incremental builds only). -#}
+/* depends_on: {{ ref('stg_users') }} */
+
 {#- How many orders (not deleted, both channels) each customer placed on each day (UTC): the
     stored facts behind the day-relative traits of customer_traits (orders in the last 30 / 90
     / 365 days, first and last order date), which that view derives on the day it is read.
@@ -47,22 +50,6 @@ order_days as (
         cast(count(*) as {{ dbt.type_bigint() }}) as orders
     from orders
     group by customer_id, cast(ordered_at as date)
-),
-
-marks as (
-    {{ customer_batch_marks(inputs, 'customers') }}
-),
-
-final as (
-    select
-        order_days.customer_id,
-        order_days.order_date,
-        order_days.orders,
-        marks._users_batch_id,
-        marks._online_orders_batch_id,
-        marks._instore_orders_batch_id
-    from order_days
-    inner join marks on marks.customer_id = order_days.customer_id
 )
 
-{{ select_with_tombstones('final', 'touched') }}
+{{ select_with_tombstones('order_days', 'touched') }}
