@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from customer360.serving.api import LIST_LIMIT, json_value
+from customer360.serving.api import LIST_LIMIT, TRAIT_COLUMNS, json_value
 
 
 def _dicts(con, sql: str, customer_id: int) -> list[dict[str, Any]]:
@@ -30,6 +30,11 @@ def profile_from_marts(con, customer_id: int) -> dict[str, Any] | None:
     return {
         "customer_360": rows[0],
         "details": details,
+        "traits": _dicts(
+            con,
+            f"select {', '.join(TRAIT_COLUMNS)} from marts.customer_traits where customer_id = ?",
+            customer_id,
+        )[0],
         "purchase_stats": _dicts(
             con,
             "select channel, number_of_orders, number_of_items_purchased, items_per_order,"

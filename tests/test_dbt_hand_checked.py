@@ -16,6 +16,12 @@ By hand:
   JEANS 1 and WHITE SOCKS 1 at the same time -> favourite BLUE JEANS (name A-Z). as_of = his
   users change and o3's delete at 2026-05-09 12:00.
 - Carol is deleted: in no mart. Customer 99 has no users document: in no mart.
+
+Traits (customer_traits; the day-relative ones counted from today, as the view does):
+- Alice: 3 orders (1, 2 and 3 May), 290.99 -> average 96.9966 -> 97.00; online (2 orders to
+  1); Tops 2 lines (o1, o2) over Bottoms and Accessories 1 each; F3 (3 orders), M3 (>= 200).
+- Bob: 1 order (s2, 5 May; o3 is deleted), 97.00; instore; Bottoms and Accessories 1 line
+  each -> Bottoms (80.00 spent over 17.00); F1, M1 (< 100).
 """
 
 from __future__ import annotations
@@ -316,8 +322,96 @@ def test_customer_recent_errors(warehouse: Path) -> None:
     ]
 
 
+TRAITS = (
+    "lifetime_value",
+    "average_order_value",
+    "orders_last_30_days",
+    "orders_last_90_days",
+    "orders_last_365_days",
+    "days_since_last_order",
+    "first_order_date",
+    "preferred_channel",
+    "preferred_category",
+    "recency_score",
+    "frequency_score",
+    "monetary_score",
+    "rfm_segment",
+    "lifecycle_stage",
+)
+
+
+def days_ago(day: dt.date) -> int:
+    return (dt.datetime.now(dt.UTC).date() - day).days
+
+
+def recency_score(days: int) -> int:
+    """rfm_thresholds: within 30 days 5, 90 4, 180 3, 365 2, else 1."""
+    return next(
+        (score for score, within in ((5, 30), (4, 90), (3, 180), (2, 365)) if days < within), 1
+    )
+
+
+def lifecycle(first: dt.date, last: dt.date) -> str:
+    if days_ago(first) < 30:
+        return "new"
+    return "active" if days_ago(last) < 90 else "at risk" if days_ago(last) < 365 else "lapsed"
+
+
+def test_customer_traits(warehouse: Path) -> None:
+    alice_last, bob_last = dt.date(2026, 5, 3), dt.date(2026, 5, 5)
+    # rfm_segments by recency score, for F3 M3 (Alice) and F1 M1 (Bob).
+    alice_segment = {5: "Loyal", 4: "Loyal", 3: "Loyal", 2: "At risk", 1: "At risk"}
+    bob_segment = {5: "New", 4: "Promising", 3: "Need attention", 2: "Hibernating", 1: "Lost"}
+    alice_dates = [dt.date(2026, 5, 1), dt.date(2026, 5, 2), alice_last]
+    assert rows(
+        warehouse, f"select customer_id, {', '.join(TRAITS)} from marts.customer_traits order by 1"
+    ) == [
+        {
+            "customer_id": 1,
+            "lifetime_value": Decimal("290.99"),
+            "average_order_value": Decimal("97.00"),
+            "orders_last_30_days": sum(days_ago(d) < 30 for d in alice_dates),
+            "orders_last_90_days": sum(days_ago(d) < 90 for d in alice_dates),
+            "orders_last_365_days": sum(days_ago(d) < 365 for d in alice_dates),
+            "days_since_last_order": days_ago(alice_last),
+            "first_order_date": dt.date(2026, 5, 1),
+            "preferred_channel": "online",
+            "preferred_category": "Tops",
+            "recency_score": recency_score(days_ago(alice_last)),
+            "frequency_score": 3,
+            "monetary_score": 3,
+            "rfm_segment": alice_segment[recency_score(days_ago(alice_last))],
+            "lifecycle_stage": lifecycle(dt.date(2026, 5, 1), alice_last),
+        },
+        {
+            "customer_id": 2,
+            "lifetime_value": Decimal("97.00"),
+            "average_order_value": Decimal("97.00"),
+            "orders_last_30_days": int(days_ago(bob_last) < 30),
+            "orders_last_90_days": int(days_ago(bob_last) < 90),
+            "orders_last_365_days": int(days_ago(bob_last) < 365),
+            "days_since_last_order": days_ago(bob_last),
+            "first_order_date": bob_last,
+            "preferred_channel": "instore",
+            "preferred_category": "Bottoms",
+            "recency_score": recency_score(days_ago(bob_last)),
+            "frequency_score": 1,
+            "monetary_score": 1,
+            "rfm_segment": bob_segment[recency_score(days_ago(bob_last))],
+            "lifecycle_stage": lifecycle(bob_last, bob_last),
+        },
+    ]
+    # customer_360 shows the same columns.
+    assert rows(
+        warehouse, f"select customer_id, {', '.join(TRAITS)} from marts.customer_360 order by 1"
+    ) == rows(
+        warehouse, f"select customer_id, {', '.join(TRAITS)} from marts.customer_traits order by 1"
+    )
+
+
 def test_customer_360(warehouse: Path) -> None:
-    assert rows(warehouse, "select * from marts.customer_360 order by customer_id") == [
+    query = f"select * exclude ({', '.join(TRAITS)}) from marts.customer_360 order by customer_id"
+    assert rows(warehouse, query) == [
         {
             "customer_id": 1,
             "first_name": "Alice",
@@ -404,9 +498,12 @@ def test_marts_are_the_relations_consumers_read(warehouse: Path) -> None:
         ("customer_360", "VIEW"),
         ("customer_360_base", "BASE TABLE"),
         ("customer_activity", "VIEW"),
+        ("customer_category_purchases", "BASE TABLE"),
         ("customer_details", "VIEW"),
         ("customer_identities", "BASE TABLE"),
+        ("customer_order_days", "BASE TABLE"),
         ("customer_popular_items", "BASE TABLE"),
         ("customer_purchase_stats", "VIEW"),
         ("customer_recent_errors", "VIEW"),
+        ("customer_traits", "VIEW"),
     ]

@@ -28,7 +28,14 @@ from tests.dbt_fixtures.dbt_invoke import MARTS, run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding, utc
 
 COMPARED = {
-    "marts": (*MARTS, "customer_360_base", "customer_identities"),
+    "marts": (
+        *MARTS,
+        "customer_360_base",
+        "customer_identities",
+        "customer_order_days",
+        "customer_category_purchases",
+        "customer_traits",
+    ),
     "intermediate": (
         "int_customers",
         "int_weblog_rollup",

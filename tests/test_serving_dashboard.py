@@ -149,6 +149,11 @@ def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
                 " total_amount_spent, online_amount_spent from customer_360"
                 " where online_orders > 0 order by total_amount_spent desc limit 1"
             ).fetchone()
+            segment, stage, value, category = con.execute(
+                "select rfm_segment, lifecycle_stage, lifetime_value, preferred_category"
+                " from customer_traits where customer_id = ?",
+                [customer_id],
+            ).fetchone()
 
         with BackgroundServer(settings, port=0) as server:
             browser.call("Page.navigate", url=f"{server.url}/")
@@ -182,6 +187,9 @@ def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
             assert str(total_orders) in stats
             assert browser.evaluate("document.querySelectorAll('#stats-chart svg rect').length")
             assert browser.evaluate("document.querySelectorAll('#activity li').length") > 0
+            traits = browser.evaluate("document.getElementById('traits-card').innerText")
+            for shown in (segment, stage, money(value), category):
+                assert shown in traits, (shown, traits)
             assert "data as of" in browser.evaluate(
                 "document.getElementById('freshness').textContent"
             )

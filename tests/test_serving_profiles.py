@@ -88,7 +88,9 @@ def land_customers(raw: RawLanding, seed: int) -> None:
             channel = rng.choice(["Online", "Instore"])
             number = 10_000 + len(orders)
             items = [(*rng.choice(PRODUCTS), rng.randint(1, 3)) for _ in range(rng.randint(0, 4))]
-            raw.order(channel, "snapshot", number, customer, raw.now, items)
+            # Dates over the last two years, so every RFM segment and lifecycle stage occurs.
+            ordered = utc(f"{today}T12:00:00") - dt.timedelta(days=rng.randint(0, 730))
+            raw.order(channel, "snapshot", number, customer, ordered, items)
             orders.append((channel, number, customer))
         for event in range(rng.randint(0, 8)):
             raw.tick(rng.randint(1, 120))
@@ -238,11 +240,16 @@ def test_the_data_covers_what_the_profile_shows(published) -> None:
             """,
             [today.month, today.day],
         ).fetchone()
+        segments, stages = con.execute(
+            "select count(distinct rfm_segment), count(distinct lifecycle_stage)"
+            " from marts.customer_traits"
+        ).fetchone()
         ratios = con.execute(
             "select count(distinct items_per_order) from marts.customer_purchase_stats"
         ).fetchone()[0]
     assert all(count > 0 for count in one), one
     assert ratios > 10
+    assert segments >= 7 and stages == 5, (segments, stages)
 
 
 def test_search_finds_a_customer_by_any_stitched_email(published) -> None:

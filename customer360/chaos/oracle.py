@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from pymongo import MongoClient
 
+from customer360.chaos.traits_oracle import TRAITS_COLUMNS, expected_traits, new_orders_index
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
 
 # Each mart as compared: the columns that define it (watermark bookkeeping left out).
@@ -31,6 +32,7 @@ MART_COLUMNS = {
     "customer_activity": ("customer_id", "event", "last_at"),
     "customer_recent_errors": ("customer_id", "error_message", "page", "last_at", "occurrences"),
     "customers": ("customer_id",),
+    "customer_traits": TRAITS_COLUMNS,
 }  # fmt: skip
 # How many leading columns of each mart's rows identify the row (customer and what it is about).
 MART_KEYS = {
@@ -39,6 +41,7 @@ MART_KEYS = {
     "customer_activity": 2,  # customer_id, event
     "customer_recent_errors": 3,  # customer_id, error_message, page
     "customers": 1,
+    "customer_traits": 1,
 }
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 CENT = Decimal("0.01")
@@ -320,6 +323,7 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
     stats: dict[tuple[int, str], list] = defaultdict(lambda: [0, 0, Decimal(0)])
     popular: dict[tuple[int, str], list] = {}
     activity: dict[tuple[int, str], datetime] = {}
+    orders = new_orders_index()  # per customer, for customer_traits (traits_oracle.py)
 
     def event(customer_id: int, name: str, at: datetime | None) -> None:
         if at is None:
@@ -343,6 +347,15 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             lines = order_lines(order)
             if customer_id not in customers or ordered_at is None or lines is None:
                 continue
+            categories = [item.get("category") for item in order["items"]]
+            orders[customer_id].add(
+                channel,
+                ordered_at,
+                [
+                    (as_text(category), price * quantity)
+                    for category, (_, price, quantity) in zip(categories, lines, strict=True)
+                ],
+            )
             row = stats[(customer_id, channel)]
             row[0] += 1
             event(customer_id, f"{channel} Order", ordered_at)
@@ -413,6 +426,7 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             (c, message, page, at, n) for (c, message, page), (at, n) in errors.items()
         },
         "customers": {(c,) for c in customers},
+        "customer_traits": expected_traits(customers, orders, datetime.now(UTC).date()),
     }
 
 

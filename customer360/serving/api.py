@@ -44,6 +44,24 @@ DETAILS_COLUMNS = (
     "city",
     "country",
 )
+# The customer's value, RFM segment and lifecycle: customer_traits' columns, which the
+# customer_360 view shows too (computed on the day it is read).
+TRAIT_COLUMNS = (
+    "lifetime_value",
+    "average_order_value",
+    "orders_last_30_days",
+    "orders_last_90_days",
+    "orders_last_365_days",
+    "days_since_last_order",
+    "first_order_date",
+    "preferred_channel",
+    "preferred_category",
+    "recency_score",
+    "frequency_score",
+    "monetary_score",
+    "rfm_segment",
+    "lifecycle_stage",
+)
 LIST_LIMIT = 10  # favourite products and recent errors shown per customer
 # The profile's summary: the customer_360 row (the view's `age` is dbt's, on the day it is read).
 SUMMARY_SQL = "select * from customer_360 where customer_id = $1"
@@ -312,6 +330,7 @@ def create_app(settings: Settings) -> FastAPI:
                     "favourite_product_purchases",
                 )
             },
+            "traits": {column: row[column] for column in TRAIT_COLUMNS if column in row},
             "favourite_products": favourite_products,
             "activity": activity,
             "recent_errors": recent_errors,

@@ -4,9 +4,10 @@ Every relation of the warehouse's `marts` schema is published, under its own nam
 
 - a **table** (the incremental marts, e.g. `customer_360_base`) is copied row for row, its
   bookkeeping columns (named `_...`) left out;
-- a **view over published tables only** (e.g. `customer_360`, `customer_activity`) stays a view,
-  and its SQL is dbt's: the SQL DuckDB stores for the warehouse view (`duckdb_views()`), with its
-  relations re-pointed at the serving copy's tables of the same names;
+- a **view over published tables only** (e.g. `customer_360`, `customer_activity`), or over
+  such views (`customer_360` reads `customer_traits`), stays a view, and its SQL is dbt's: the
+  SQL DuckDB stores for the warehouse view (`duckdb_views()`), with its relations re-pointed at
+  the serving copy's relations of the same names (views created after the views they read);
 - a view that must be computed when it is read (`READ_TIME_VIEWS`: they show `age`, which
   depends on the day) but reads a relation that is not published (`customer_details` reads
   `intermediate.int_customers`) becomes a table `<mart>_base` of the columns the view passes
@@ -150,11 +151,17 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
 
     tables = [PublishedTable(t, source(t), public(t), t in INDEXED_TABLES) for t in mart_tables]
     views = []
-    for view, create_sql in view_sql.items():
-        parsed = _parse_view(con, view, create_sql)
-        if parsed.inputs <= {("marts", t) for t in mart_tables}:
-            views.append(PublishedView(view, parsed.repointed(con, lambda ref: ref[1], "")))
-        elif view in READ_TIME_VIEWS:
+    parsed_views = {view: _parse_view(con, view, sql) for view, sql in view_sql.items()}
+    # Views over published relations only stay views; a view may read another such view
+    # (customer_360 reads customer_traits), so they are created after the views they read.
+    published = {("marts", t) for t in mart_tables}
+    over_published = _views_over(published, parsed_views)
+    for view in over_published:
+        views.append(PublishedView(view, parsed_views[view].repointed(con, lambda ref: ref[1], "")))
+    for view, parsed in parsed_views.items():
+        if view in over_published:
+            continue
+        if view in READ_TIME_VIEWS:
             if len(parsed.inputs) != 1:
                 raise LayoutError(
                     f"the dbt view marts.{view} reads {len(parsed.inputs)} relations "
@@ -196,6 +203,22 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
     }
     fingerprint = hashlib.sha256(json.dumps(described, default=str).encode()).hexdigest()[:32]
     return ServingLayout(tuple(tables), tuple(views), source(CHANGE_LOG), marks, fingerprint)
+
+
+def _views_over(published: set[tuple[str, str]], parsed: dict[str, _ParsedView]) -> list[str]:
+    """The views that read only `published` relations or such views, each after the views it
+    reads."""
+    ordered: list[str] = []
+    available = set(published)
+    pending = dict(parsed)
+    while True:
+        ready = sorted(v for v, p in pending.items() if p.inputs <= available)
+        if not ready:
+            return ordered
+        for view in ready:
+            ordered.append(view)
+            available.add(("marts", view))
+            del pending[view]
 
 
 _CREATE_VIEW = re.compile(r"^\s*create\s+view\s+.+?\s+as\s+(.*?);?\s*$", re.I | re.S)

@@ -116,6 +116,25 @@ function renderStats(p) {
   ]);
 }
 
+// Value, RFM segment and lifecycle: customer_traits' columns, as the marts computed them.
+function renderTraits(p) {
+  const t = p.traits || {};
+  const scores = t.recency_score === null || t.recency_score === undefined ? "\u2013" :
+    `R${t.recency_score} F${t.frequency_score} M${t.monetary_score}`;
+  $("segment").replaceChildren(
+    el("span", { class: "badge segment" }, text(t.rfm_segment || "No orders")),
+    el("span", { class: "badge stage" }, text(t.lifecycle_stage)));
+  const pairs = [
+    ["Lifetime value", money(t.lifetime_value)], ["Average order", money(t.average_order_value)],
+    ["Orders 30 / 90 / 365 days",
+      `${text(t.orders_last_30_days)} / ${text(t.orders_last_90_days)} / ${text(t.orders_last_365_days)}`],
+    ["Days since last order", t.days_since_last_order], ["First order", t.first_order_date],
+    ["Preferred channel", t.preferred_channel], ["Preferred category", t.preferred_category],
+    ["RFM scores", scores],
+  ];
+  fill("traits", pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, text(v))]));
+}
+
 function renderActivity(p) {
   const kind = (event) => event.startsWith("Email") ? "email" :
     event.startsWith("Instore") ? "store" : "online";
@@ -134,7 +153,8 @@ function render(p) {
   lastProfile = p;
   $("message").hidden = true;
   $("profile").hidden = false;
-  renderDetails(p); renderErrors(p); renderProducts(p); renderStats(p); renderActivity(p);
+  renderDetails(p); renderErrors(p); renderProducts(p); renderStats(p); renderTraits(p);
+  renderActivity(p);
   renderFreshness(p.publication, p.as_of_age_seconds);
 }
 

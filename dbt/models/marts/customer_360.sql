@@ -3,7 +3,7 @@
 {#- A view so `age` is right on the day it is read, birthdays included, with no rebuild. -#}
 
 select
-    customer_id,
+    base.customer_id,
     first_name,
     last_name,
     email,
@@ -33,5 +33,21 @@ select
     latest_error_message,
     latest_error_page,
     latest_error_at,
-    as_of
-from {{ ref('customer_360_base') }}
+    as_of,
+    -- value, RFM segment and lifecycle (customer_traits, computed on the day read)
+    traits.lifetime_value,
+    traits.average_order_value,
+    traits.orders_last_30_days,
+    traits.orders_last_90_days,
+    traits.orders_last_365_days,
+    traits.days_since_last_order,
+    traits.first_order_date,
+    traits.preferred_channel,
+    traits.preferred_category,
+    traits.recency_score,
+    traits.frequency_score,
+    traits.monetary_score,
+    traits.rfm_segment,
+    traits.lifecycle_stage
+from {{ ref('customer_360_base') }} as base
+left join {{ ref('customer_traits') }} as traits on traits.customer_id = base.customer_id
