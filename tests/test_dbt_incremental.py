@@ -28,7 +28,7 @@ from tests.dbt_fixtures.dbt_invoke import MARTS, run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding, utc
 
 COMPARED = {
-    "marts": (*MARTS, "customer_360_base"),
+    "marts": (*MARTS, "customer_360_base", "customer_consent"),
     "intermediate": ("int_customers", "int_weblog_rollup"),
     "staging": (
         "stg_users",

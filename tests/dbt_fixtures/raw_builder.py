@@ -117,6 +117,8 @@ class RawLanding:
                 "created_at": fields.get("created_at", utc("2025-01-01T00:00:00")),
                 "updated_at": self.now,
             }
+            if "consent" in fields:  # e.g. {"email": {"status": "granted", "at": ...}}
+                document["consent"] = fields["consent"]
         self.mongo("users", operation, key, document)
         return key
 
@@ -198,6 +200,7 @@ class RawLanding:
         updated_at: dt.datetime | None = None,
         campaign: str = "spring",
         partition: int = 0,
+        unsubscribed: bool | None = None,
     ) -> None:
         value = {
             "email_id": email_id,
@@ -209,6 +212,8 @@ class RawLanding:
             "email_clicked": clicked,
             "updated_at": iso(updated_at or (sent if isinstance(sent, dt.datetime) else self.now)),
         }
+        if unsubscribed is not None:
+            value["unsubscribed"] = unsubscribed
         self.kafka("marketing_emails", value, key=email_id, partition=partition)
 
     # -- landing -----------------------------------------------------------------------------

@@ -33,5 +33,8 @@ select
     latest_error_message,
     latest_error_page,
     latest_error_at,
-    as_of
+    as_of,
+    consent.email_consent,
+    consent.email_consent_since
 from {{ ref('customer_360_base') }}
+left join {{ ref('customer_consent') }} as consent using (customer_id)
