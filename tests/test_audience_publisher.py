@@ -51,7 +51,16 @@ def append_changes(path: Path, first: int, count: int) -> None:
 
 def publisher(settings: Settings, source: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "customer360.cli", "audiences", "publish", "--source", str(source), *extra],
+        [
+            sys.executable,
+            "-m",
+            "customer360.cli",
+            "audiences",
+            "publish",
+            "--source",
+            str(source),
+            *extra,
+        ],
         env=settings.environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -149,6 +158,8 @@ def test_every_change_published_exactly_once_across_crashes(
         assert (m["audience"], m["customer_id"], m["change"]) == expected[m["sequence"]]
     by_key: dict[str, list[tuple[int, int]]] = {}
     for m in messages:
-        by_key.setdefault(f"{m['audience']}:{m['customer_id']}", []).append((m["offset"], m["sequence"]))
+        by_key.setdefault(f"{m['audience']}:{m['customer_id']}", []).append(
+            (m["offset"], m["sequence"])
+        )
     for key, seen in by_key.items():
         assert [s for _, s in sorted(seen)] == sorted(s for _, s in seen), key

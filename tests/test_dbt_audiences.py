@@ -43,7 +43,9 @@ def consent(status: str, at: dt.datetime) -> dict:
 
 def members(path: Path) -> set[tuple[str, int]]:
     with duckdb.connect(str(path)) as con:
-        return set(con.execute("select audience, customer_id from marts.customer_audiences").fetchall())
+        return set(
+            con.execute("select audience, customer_id from marts.customer_audiences").fetchall()
+        )
 
 
 def changes(path: Path) -> list[tuple]:
@@ -65,7 +67,9 @@ def consents(path: Path) -> list[tuple]:
 def eligible(path: Path) -> set[tuple[str, int]]:
     with duckdb.connect(str(path)) as con:
         return set(
-            con.execute("select audience, customer_id from intermediate.int_audience_eligibility").fetchall()
+            con.execute(
+                "select audience, customer_id from intermediate.int_audience_eligibility"
+            ).fetchall()
         )
 
 
@@ -78,8 +82,12 @@ def round_one(raw: RawLanding) -> None:
     raw.user("update", 4, 4, first_name="Dan", consent=consent("Granted", days_ago(5)))
     raw.user("snapshot", 5, 5, first_name="Eve")
     for customer, number in ((1, 11), (2, 21)):
-        raw.order("Instore", "insert", number, customer, days_ago(100), [("Coat", "Outerwear", 200, 1)])
-        raw.order("Instore", "insert", number + 1, customer, days_ago(100), [("Boots", "Shoes", 150, 1)])
+        raw.order(
+            "Instore", "insert", number, customer, days_ago(100), [("Coat", "Outerwear", 200, 1)]
+        )
+        raw.order(
+            "Instore", "insert", number + 1, customer, days_ago(100), [("Boots", "Shoes", 150, 1)]
+        )
     raw.order("Instore", "insert", 51, 5, days_ago(200), [("Scarf", "Accessories", 20, 1)])
     raw.weblog("w3", 3, days_ago(2), page="products.html")
     raw.weblog("w4", 4, days_ago(3), page="products.html")

@@ -43,7 +43,9 @@ def register(subparsers) -> None:
         "--interval", type=float, default=1.0, help="seconds between rounds when idle (default 1)"
     )
     publish.add_argument(
-        "--source", type=Path, help="a DuckDB file with audience_changes (default: the serving copy)"
+        "--source",
+        type=Path,
+        help="a DuckDB file with audience_changes (default: the serving copy)",
     )
     publish.add_argument(
         "--pause-before-commit",

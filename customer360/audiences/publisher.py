@@ -248,7 +248,9 @@ def run(
             sent += result.published
             if result.published:
                 log.info(
-                    "audience_changes: %d published, up to %d", result.published, result.last_sequence
+                    "audience_changes: %d published, up to %d",
+                    result.published,
+                    result.last_sequence,
                 )
                 continue
             if once:
