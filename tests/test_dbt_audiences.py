@@ -26,6 +26,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from customer360.config import Settings
+from customer360.serving.publish import publish_serving_copy
 from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding
 
@@ -183,10 +185,18 @@ def test_incremental_equals_full_refresh(built) -> None:
     assert consents(built["incremental"]) == consents(built["full"])
 
 
+def serving_rows(settings: Settings, sql: str) -> list[tuple]:
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
 def test_every_customer_evaluated_again_on_a_new_day(built) -> None:
     """A new day (the recorded evaluation day moved back) re-evaluates customers no data
-    touched: a membership the history holds but the conditions no longer give is closed."""
+    touched: a membership the history holds but the conditions no longer give is closed. The
+    serving copy, published incrementally, gets the change though the customer's profile did
+    not change (audience_changes is followed by its sequence)."""
     path = built["incremental"]
+    settings = Settings(warehouse=path, serving_db=built["tmp"] / "serving" / "serving.duckdb")
     with duckdb.connect(str(path)) as con:
         con.execute(
             "insert into marts.audience_changes values"
@@ -197,10 +207,29 @@ def test_every_customer_evaluated_again_on_a_new_day(built) -> None:
             "update intermediate.dbt_watermarks set batch_id = batch_id - 1"
             " where model = 'audience_changes' and source = 'audience_day'"
         )
+        publish_serving_copy(con, settings)
+    assert serving_rows(settings, "select count(*) from audience_changes") == [(7,)]
+    assert set(serving_rows(settings, "select audience, customer_id from customer_audiences")) == (
+        members(path)
+    )
+    assert [r[0] for r in serving_rows(settings, "select audience from audience_definitions")] == [
+        "at_risk_high_value",
+        "browsed_never_bought",
+        "lapsed_instore_buyers",
+        "checkout_errors_recent",
+    ]
     run_dbt(path, "run", "--select", "audience_changes", work_dir=built["tmp"] / "dbt-inc")
     last = changes(path)[-1]
     assert last[1:] == ("lapsed_instore_buyers", 3, "exited")
     assert members(path) == eligible(path)
+    with duckdb.connect(str(path)) as con:
+        result = publish_serving_copy(con, settings)
+    assert result.mode in ("incremental", "copy") and result.customers_replaced == 1, result
+    assert serving_rows(
+        settings,
+        "select sequence, audience, customer_id, change from audience_changes"
+        " order by sequence desc limit 1",
+    ) == [last]
 
 
 def test_unit_tests_of_consent_and_emails(built) -> None:
