@@ -21,6 +21,9 @@ then customer); round 2 = 4 at_risk Bob entered, 5 browsed Dan exited, 6 lapsed 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -28,6 +31,7 @@ import pytest
 
 from customer360.config import Settings
 from customer360.serving.publish import publish_serving_copy
+from customer360.serving.server import BackgroundServer
 from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding
 
@@ -254,3 +258,64 @@ def test_data_tests_of_the_new_models(built) -> None:
         "unit_test",
         work_dir=built["tmp"] / "dbt-full",
     )
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_api_serves_consent_and_audiences(built) -> None:
+    """The profile's consent and audiences, the audiences with their sizes, an audience's
+    members (paged, with entered_at) and its size over time, from the serving copy."""
+    path = built["incremental"]
+    settings = Settings(warehouse=path, serving_db=built["tmp"] / "api" / "serving.duckdb")
+    with duckdb.connect(str(path)) as con:
+        publish_serving_copy(con, settings, force=True)
+        entered = dict(
+            con.execute(
+                "select customer_id, entered_at from marts.customer_audiences"
+                " where audience = 'at_risk_high_value'"
+            ).fetchall()
+        )
+    with BackgroundServer(settings, port=0) as server:
+        status, profile = get(f"{server.url}/api/customers/2")
+        assert status == 200
+        assert profile["consent"] == {
+            "email": {"status": "granted", "since": days_ago(1).isoformat().replace("+00:00", "Z")}
+        }
+        assert [a["audience"] for a in profile["audiences"]] == ["at_risk_high_value"]
+        assert profile["audiences"][0]["channel"] == "email"
+        status, profile = get(f"{server.url}/api/customers/3")
+        assert profile["consent"]["email"]["status"] == "withdrawn"
+        assert profile["audiences"] == []
+
+        status, listing = get(f"{server.url}/api/audiences")
+        assert status == 200
+        sizes = {a["name"]: a["size"] for a in listing["items"]}
+        assert sizes == {
+            "at_risk_high_value": 2,
+            "browsed_never_bought": 0,
+            "checkout_errors_recent": 0,
+            "lapsed_instore_buyers": 0,
+        }
+        status, page = get(f"{server.url}/api/audiences/at_risk_high_value/members?limit=1")
+        assert status == 200 and page["total"] == 2 and len(page["items"]) == 1
+        status, second = get(
+            f"{server.url}/api/audiences/at_risk_high_value/members?limit=1&offset=1"
+        )
+        ids = [page["items"][0]["customer_id"], second["items"][0]["customer_id"]]
+        assert sorted(ids) == [1, 2]
+        for item in (page["items"][0], second["items"][0]):
+            expected = entered[item["customer_id"]].isoformat() + "Z"
+            assert item["entered_at"].rstrip("Z") == expected.rstrip("Z")
+
+        status, history = get(f"{server.url}/api/audiences/lapsed_instore_buyers/history")
+        assert status == 200 and history["size"] == 0
+        assert history["points"][-1]["size"] == 0
+        assert sum(p["entered"] for p in history["points"]) == 2  # Eve, and customer 3
+        assert get(f"{server.url}/api/audiences/nope/members")[0] == 404
+        assert get(f"{server.url}/api/audiences/Bad-Name/members")[0] == 422
