@@ -240,11 +240,22 @@ def run(
             while True:
                 time.sleep(3600)
 
-    publisher = AudiencePublisher(settings, source)
+    publisher: AudiencePublisher | None = None
     sent = 0
     try:
         while True:
-            result = publisher.publish_round(pause)
+            try:
+                publisher = publisher or AudiencePublisher(settings, source)
+                result = publisher.publish_round(pause)
+            except (KafkaException, RuntimeError) as exc:
+                if once or "history was started again" in str(exc):
+                    raise
+                # Kafka away (a restart): start again, as a new publisher would (its open
+                # transaction aborted, the position read back from the topic).
+                log.warning("audience_changes: %s; trying again in 5 s", exc)
+                publisher = None
+                time.sleep(5)
+                continue
             sent += result.published
             if result.published:
                 log.info(
@@ -257,4 +268,5 @@ def run(
                 return sent
             time.sleep(interval_s)
     finally:
-        publisher.close()
+        if publisher is not None:
+            publisher.close()

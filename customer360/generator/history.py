@@ -44,6 +44,8 @@ SUBSCRIBED_SHARE = 0.75
 DAYS_BETWEEN_SENDS = 5.0
 # Share of emails with follow-ups whose records are produced before the original send record.
 OUT_OF_ORDER_EMAIL_SHARE = 0.02
+# Of the emails opened, the share whose recipient unsubscribes (retail: ~0.2-1 % of emails).
+UNSUBSCRIBE_SHARE = 0.02
 
 
 class SeedRefused(RuntimeError):
@@ -253,6 +255,23 @@ class _HistoryWriter:
                 and sent_ms + response.click_after_ms < self.now_ms
             ):
                 batch.append(record(True, True, sent_ms + response.click_after_ms))
+            if response.open_after_ms is not None and rng.random() < UNSUBSCRIBE_SHARE:
+                # Unsubscribed from the email some minutes after opening it.
+                at_ms = sent_ms + response.open_after_ms + rng.randrange(10_000, 600_000)
+                if at_ms < self.now_ms:
+                    batch.append(
+                        records.email_record(
+                            email_id,
+                            customer_id,
+                            sent_at,
+                            send.campaign,
+                            send.items,
+                            False,
+                            False,
+                            records.from_millis(at_ms),
+                            unsubscribed=True,
+                        )  # fmt: skip
+                    )
             if len(batch) > 1 and rng.random() < OUT_OF_ORDER_EMAIL_SHARE:
                 batch.reverse()
             for email in batch:
