@@ -256,22 +256,14 @@ class _HistoryWriter:
             ):
                 batch.append(record(True, True, sent_ms + response.click_after_ms))
             if response.open_after_ms is not None and rng.random() < UNSUBSCRIBE_SHARE:
-                # Unsubscribed from the email some minutes after opening it.
+                # Unsubscribed some minutes after opening it; the record has the flags by then.
                 at_ms = sent_ms + response.open_after_ms + rng.randrange(10_000, 600_000)
+                click = response.click_after_ms
+                clicked = click is not None and sent_ms + click <= at_ms
                 if at_ms < self.now_ms:
-                    batch.append(
-                        records.email_record(
-                            email_id,
-                            customer_id,
-                            sent_at,
-                            send.campaign,
-                            send.items,
-                            False,
-                            False,
-                            records.from_millis(at_ms),
-                            unsubscribed=True,
-                        )  # fmt: skip
-                    )
+                    unsubscribe = record(True, clicked, at_ms)
+                    unsubscribe["unsubscribed"] = True
+                    batch.append(unsubscribe)
             if len(batch) > 1 and rng.random() < OUT_OF_ORDER_EMAIL_SHARE:
                 batch.reverse()
             for email in batch:

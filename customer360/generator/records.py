@@ -406,7 +406,7 @@ def email_record(
     unsubscribed: bool = False,
 ) -> dict[str, Any]:
     """A marketing email record; `unsubscribed` records (the recipient followed the email's
-    unsubscribe link) carry `"unsubscribed": true` and no open or click of their own."""
+    unsubscribe link) carry `"unsubscribed": true` and the flags the email has by then."""
     record = {
         "email_id": email_id,
         "user_id": user_id,

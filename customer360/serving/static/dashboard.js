@@ -135,6 +135,7 @@ function render(p) {
   $("message").hidden = true;
   $("profile").hidden = false;
   renderDetails(p); renderErrors(p); renderProducts(p); renderStats(p); renderActivity(p);
+  if (window.renderAudiences) window.renderAudiences(p);
   renderFreshness(p.publication, p.as_of_age_seconds);
 }
 
