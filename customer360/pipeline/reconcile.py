@@ -66,7 +66,10 @@ class ReconcileResult:
             for name, c in self.marts.items()
         ]
         if self.dbt is not None and not self.dbt.success:
-            lines += ["full-refresh build failed:", *self.dbt.failures]
+            lines += [
+                "full-refresh build failed:",
+                *(self.dbt.failures or [self.dbt.error or "no detail"]),
+            ]
         return lines
 
 
