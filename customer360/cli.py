@@ -7,6 +7,7 @@ import logging
 import sys
 
 from customer360 import demo
+from customer360.audiences import cli as audiences_cli
 from customer360.bench import cli as bench_cli
 from customer360.chaos import cli as chaos_cli
 from customer360.config import load_settings
@@ -27,6 +28,7 @@ COMMAND_MODULES = (
     pipeline_cli,
     serving_cli,
     sql_endpoint_cli,
+    audiences_cli,
     chaos_cli,
     bench_cli,
     demo,

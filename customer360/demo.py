@@ -87,6 +87,16 @@ def run_up(args, settings: Settings) -> int:
             f"{sql.log_file})",
             flush=True,
         )
+        audiences = ManagedProcess("audiences", settings.home / "run")
+        if audiences.pid() is None:
+            audiences.start(
+                [sys.executable, "-m", "customer360.cli", "audiences", "publish"], env=child_env
+            )
+        print(
+            f"audience changes: published exactly once to Kafka topic "
+            f"{settings.topic('audience_changes')} (log {audiences.log_file})",
+            flush=True,
+        )
         from customer360.pipeline.cli import _dagster
 
         # Dagster's webserver and daemon with the micro-batch sensor on, until stopped.
@@ -95,7 +105,12 @@ def run_up(args, settings: Settings) -> int:
 
 def _stop_background(settings: Settings) -> None:
     with stop_signals_deferred():
-        for name, what in (("stream", "stream"), ("serve", "dashboard"), ("sql", "SQL endpoint")):
+        for name, what in (
+            ("stream", "stream"),
+            ("serve", "dashboard"),
+            ("sql", "SQL endpoint"),
+            ("audiences", "audience publisher"),
+        ):
             process = ManagedProcess(name, settings.home / "run")
             pid = process.pid()
             if process.stop():

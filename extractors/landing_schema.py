@@ -18,6 +18,12 @@ Kafka tables (`weblogs`, `marketing_emails`): `topic`, `partition`, `offset`, `k
 `timestamp` (the record's Kafka timestamp, UTC) and `value` (the message text). Records that are
 not a JSON object or lack a required field go to `raw.quarantine` instead, with the reason.
 
+Optional fields read by dbt (absent in older records, which mean what they always did): a users
+document's `consent.email.status` ('granted' | 'withdrawn') and `consent.email.at` (email
+marketing consent; absent = unknown), a marketing email record's `"unsubscribed": true` (the
+recipient unsubscribed from that email, at its `updated_at`; any other value is no unsubscribe).
+They never quarantine a record.
+
 Every landing row has `batch_id` (increasing across all sources: the dbt incremental watermark)
 and `landed_at` (UTC).
 """

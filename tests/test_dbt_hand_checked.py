@@ -444,6 +444,8 @@ def test_customer_360(warehouse: Path) -> None:
             "latest_error_page": "cart.html",
             "latest_error_at": at("2026-05-06T08:10:00"),
             "as_of": at("2026-05-08T09:00:00"),
+            "email_consent": "unknown",  # no consent in the documents
+            "email_consent_since": None,
         },
         {
             "customer_id": 2,
@@ -477,6 +479,8 @@ def test_customer_360(warehouse: Path) -> None:
             "latest_error_page": None,
             "latest_error_at": None,
             "as_of": at("2026-05-09T12:00:00"),
+            "email_consent": "unknown",  # no consent in the documents
+            "email_consent_since": None,
         },
     ]
 
@@ -495,10 +499,14 @@ def test_marts_are_the_relations_consumers_read(warehouse: Path) -> None:
         where table_schema = 'marts' order by table_name
     """
     assert [(row["table_name"], row["table_type"]) for row in rows(warehouse, query)] == [
+        ("audience_changes", "BASE TABLE"),
+        ("audience_definitions", "VIEW"),
         ("customer_360", "VIEW"),
         ("customer_360_base", "BASE TABLE"),
         ("customer_activity", "VIEW"),
+        ("customer_audiences", "VIEW"),
         ("customer_category_purchases", "BASE TABLE"),
+        ("customer_consent", "BASE TABLE"),
         ("customer_details", "VIEW"),
         ("customer_identities", "BASE TABLE"),
         ("customer_order_days", "BASE TABLE"),

@@ -35,6 +35,7 @@ COMPARED = {
         "customer_order_days",
         "customer_category_purchases",
         "customer_traits",
+        "customer_consent",
     ),
     "intermediate": (
         "int_customers",

@@ -134,10 +134,11 @@ def check_emails(records: list[tuple[str | None, dict]], customer_ids: set[int])
     """Validate email records and the flag logic per email; return the number of emails."""
     by_email: dict[str, list[dict]] = defaultdict(list)
     for key, record in records:
-        assert set(record) == {
+        assert set(record) - {"unsubscribed"} == {
             "email_id", "user_id", "date", "campaign", "items", "email_opened", "email_clicked",
             "updated_at",
         }  # fmt: skip
+        assert record.get("unsubscribed", True) is True  # present only on an unsubscribe
         assert uuid.UUID(record["email_id"]).version == 4
         assert type(record["user_id"]) is int and record["user_id"] in customer_ids
         assert key == str(record["user_id"])
@@ -169,10 +170,13 @@ def test_seed_writes_the_contract(isolated_settings):
     customer_ids = {user["id"] for user in users}
     assert customer_ids == set(range(1, 301))
     for user in users:
-        assert set(user) == {
+        assert set(user) - {"consent"} == {
             "_id", "id", "first_name", "last_name", "email", "gender", "dob", "address",
             "created_at", "updated_at",
         }  # fmt: skip
+        if "consent" in user:  # optional: absent means unknown
+            assert user["consent"]["email"]["status"] in {"granted", "withdrawn"}
+            assert as_utc(user["consent"]["email"]["at"]) == as_utc(user["created_at"])
         assert isinstance(user["_id"], ObjectId) and type(user["id"]) is int
         assert all(isinstance(user[f], str) and user[f] for f in ("first_name", "last_name"))
         assert re.fullmatch(r"[a-z0-9.]+@[a-z0-9.]+\.[a-z]+", user["email"]), user["email"]

@@ -224,6 +224,33 @@ def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
             assert "checkout.html" in browser.evaluate(
                 "document.getElementById('errors').rows[0].innerText"
             )
+            # The checkout error puts the customer in checkout_errors_recent (latest error on the
+            # checkout, this week): the profile lists it, the audiences panel counts and charts
+            # it, and lists the customer among its members.
+            browser.wait_for(
+                "document.getElementById('customer-audiences').innerText"
+                ".includes('checkout_errors_recent')",
+                timeout=15,
+                what="the audience on the profile",
+            )
+            assert "Email: " in browser.evaluate("document.getElementById('consent').innerText")
+            browser.wait_for(
+                "!!document.querySelector('#audiences tr[data-name=\"checkout_errors_recent\"]')",
+                what="the audiences panel",
+            )
+            assert browser.evaluate("document.querySelectorAll('#audiences tr').length") == 4
+            browser.evaluate(
+                "document.querySelector('#audiences tr[data-name=\"checkout_errors_recent\"]')"
+                ".click(); true"
+            )
+            browser.wait_for(
+                f"!!document.querySelector('#audience-members tr[data-id=\"{customer_id}\"]')"
+                " && !!document.querySelector('#audience-chart svg path')",
+                what="the audience's members and its size over time",
+            )
+            assert "checkout_errors_recent" in browser.evaluate(
+                "document.getElementById('audience-title').innerText"
+            )
             shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
             SCREENSHOT.parent.mkdir(exist_ok=True)
             SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))

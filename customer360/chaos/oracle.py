@@ -33,6 +33,9 @@ MART_COLUMNS = {
     "customer_recent_errors": ("customer_id", "error_message", "page", "last_at", "occurrences"),
     "customers": ("customer_id",),
     "customer_traits": TRAITS_COLUMNS,
+    "customer_consent": (
+        "customer_id", "email_consent", "email_consent_since", "email_consent_source",
+    ),
 }  # fmt: skip
 # How many leading columns of each mart's rows identify the row (customer and what it is about).
 MART_KEYS = {
@@ -42,6 +45,7 @@ MART_KEYS = {
     "customer_recent_errors": 3,  # customer_id, error_message, page
     "customers": 1,
     "customer_traits": 1,
+    "customer_consent": 1,
 }
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 CENT = Decimal("0.01")
@@ -207,6 +211,7 @@ def kafka_record(source: str, value: bytes | None) -> dict[str, Any] | None:
     typed["updated_at"] = updated_at or date
     typed["opened"] = record.get("email_opened") is True
     typed["clicked"] = record.get("email_clicked") is True
+    typed["unsubscribed"] = record.get("unsubscribed") is True
     return typed
 
 
@@ -315,10 +320,17 @@ def first_weblogs(messages: list[KafkaMessage]) -> tuple[list[dict[str, Any]], l
 def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
     """Every mart as the set of its rows (columns as in `MART_COLUMNS`)."""
     customers: set[int] = set()
+    # Email consent statements per customer: (since, status, source); see customer_consent.yml.
+    statements: dict[int, list[tuple]] = defaultdict(list)
     for user in data.documents["users"]:
         customer_id = as_integer(user.get("id"))
         if customer_id is not None:
             customers.add(customer_id)
+            stated = (user.get("consent") or {}).get("email") or {}
+            status = stated.get("status") if isinstance(stated, dict) else None
+            if isinstance(status, str) and status.strip().lower() in ("granted", "withdrawn"):
+                since = as_timestamp(stated.get("at")) or as_timestamp(user.get("updated_at"))
+                statements[customer_id].append((since, status.strip().lower(), "profile"))
 
     stats: dict[tuple[int, str], list] = defaultdict(lambda: [0, 0, Decimal(0)])
     popular: dict[tuple[int, str], list] = {}
@@ -395,11 +407,11 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             continue
         email = emails.setdefault(
             record["id"], {"customer_id": record["customer_id"], "sent": record["date"],
-                           "opened": None, "clicked": None},
+                           "opened": None, "clicked": None, "unsubscribed": None},
         )  # fmt: skip
         email["customer_id"] = min(email["customer_id"], record["customer_id"])
         email["sent"] = min(email["sent"], record["date"])
-        for flag in ("opened", "clicked"):
+        for flag in ("opened", "clicked", "unsubscribed"):
             if record[flag] and (email[flag] is None or record["updated_at"] < email[flag]):
                 email[flag] = record["updated_at"]
     for email in emails.values():
@@ -407,6 +419,23 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             event(email["customer_id"], "Email Sent", email["sent"])
             event(email["customer_id"], "Email Opened", email["opened"])
             event(email["customer_id"], "Email Clicked", email["clicked"])
+            if email["unsubscribed"] is not None:
+                statements[email["customer_id"]].append(
+                    (email["unsubscribed"], "withdrawn", "unsubscribe")
+                )
+
+    # The latest statement; one without a time is the oldest; a withdrawal wins a tie.
+    consent = {}
+    for customer_id in customers:
+        if statements[customer_id]:
+            since, status, source = max(
+                statements[customer_id],
+                key=lambda s: (s[0] is not None, s[0] or datetime.min, s[1] == "withdrawn",
+                               s[2] == "profile"),
+            )  # fmt: skip
+            consent[customer_id] = (customer_id, status, since, source)
+        else:
+            consent[customer_id] = (customer_id, "unknown", None, None)
 
     return {
         "customer_purchase_stats": {
@@ -427,6 +456,7 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
         },
         "customers": {(c,) for c in customers},
         "customer_traits": expected_traits(customers, orders, datetime.now(UTC).date()),
+        "customer_consent": set(consent.values()),
     }
 
 

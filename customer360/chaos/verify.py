@@ -226,6 +226,16 @@ def check_serving(
     con = duckdb.connect(str(settings.serving_path), read_only=True)
     try:
         found.merge(compare_marts(expected, marts_rows(con, schema=""), "oracle vs serving copy"))
+        # Audiences for email hold only customers the oracle says granted email consent.
+        granted = {r[0] for r in expected["customer_consent"] if r[1] == "granted"}
+        members = con.execute(
+            "select m.audience, m.customer_id from customer_audiences m"
+            " join audience_definitions d on d.audience = m.audience where d.channel = 'email'"
+        ).fetchall()
+        found.checked["oracle vs serving copy: email audience members"] = len(members)
+        for audience, customer_id in members:
+            if customer_id not in granted:
+                found.add("mismatches", f"{audience} holds {customer_id} without email consent")
     finally:
         con.close()
     customers = sorted(c for (c,) in expected["customers"])

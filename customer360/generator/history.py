@@ -44,6 +44,8 @@ SUBSCRIBED_SHARE = 0.75
 DAYS_BETWEEN_SENDS = 5.0
 # Share of emails with follow-ups whose records are produced before the original send record.
 OUT_OF_ORDER_EMAIL_SHARE = 0.02
+# Of the emails opened, the share whose recipient unsubscribes (retail: ~0.2-1 % of emails).
+UNSUBSCRIBE_SHARE = 0.02
 
 
 class SeedRefused(RuntimeError):
@@ -266,6 +268,15 @@ class _HistoryWriter:
                 and sent_ms + response.click_after_ms < self.now_ms
             ):
                 batch.append(record(True, True, sent_ms + response.click_after_ms))
+            if response.open_after_ms is not None and rng.random() < UNSUBSCRIBE_SHARE:
+                # Unsubscribed some minutes after opening it; the record has the flags by then.
+                at_ms = sent_ms + response.open_after_ms + rng.randrange(10_000, 600_000)
+                click = response.click_after_ms
+                clicked = click is not None and sent_ms + click <= at_ms
+                if at_ms < self.now_ms:
+                    unsubscribe = record(True, clicked, at_ms)
+                    unsubscribe["unsubscribed"] = True
+                    batch.append(unsubscribe)
             if len(batch) > 1 and rng.random() < OUT_OF_ORDER_EMAIL_SHARE:
                 batch.reverse()
             for email in batch:

@@ -221,6 +221,8 @@ class LiveEvents:
         customer_id = self.customers.pick(self.rng)
         profile = self.customers.profiles[customer_id]
         changes = records.profile_change(self.rng, profile)
+        if "consent" in changes:
+            changes["consent"]["email"]["at"] = records.truncate_to_millis(now)
         profile.update(changes)
         update = UpdateOne(
             {"_id": profile["_id"]},

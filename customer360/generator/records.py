@@ -203,7 +203,25 @@ def make_user(rng: random.Random, customer_id: int, created_at: datetime) -> dic
         "address": make_address(rng),
         "created_at": created_at,
         "updated_at": created_at,
+        **make_consent(customer_id, created_at),
     }
+
+
+# Email marketing consent at sign-up: asked of most customers (granted or declined); older
+# accounts carry none (unknown). Drawn from a generator of its own per customer, so the rest of
+# the data does not change with it.
+CONSENT_AT_SIGNUP = (("granted", 0.55), ("withdrawn", 0.15))
+# Of the profile changes, the share that is the customer changing their email consent.
+CONSENT_CHANGE_SHARE = 0.08
+
+
+def make_consent(customer_id: int, at: datetime) -> dict[str, Any]:
+    draw = random.Random(customer_id * 7_919 + 1).random()
+    for status, share in CONSENT_AT_SIGNUP:
+        if draw < share:
+            return {"consent": {"email": {"status": status, "at": at}}}
+        draw -= share
+    return {}
 
 
 def profile_change(rng: random.Random, user: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +237,9 @@ def profile_change(rng: random.Random, user: dict[str, Any]) -> dict[str, Any]:
         return {"address": make_address(rng, match if same_city else None)}
     if what < 0.85:
         return {"email": make_email_address(rng, user["first_name"], user["last_name"])}
+    if what >= 1 - CONSENT_CHANGE_SHARE:  # the caller sets `consent.email.at` to the change time
+        status = user.get("consent", {}).get("email", {}).get("status")
+        return {"consent": {"email": {"status": "withdrawn" if status == "granted" else "granted"}}}
     last_name = rng.choice(catalog.LAST_NAMES)
     return {
         "last_name": last_name,
@@ -382,8 +403,11 @@ def email_record(
     opened: bool,
     clicked: bool,
     updated_at: datetime,
+    unsubscribed: bool = False,
 ) -> dict[str, Any]:
-    return {
+    """A marketing email record; `unsubscribed` records (the recipient followed the email's
+    unsubscribe link) carry `"unsubscribed": true` and the flags the email has by then."""
+    record = {
         "email_id": email_id,
         "user_id": user_id,
         "date": iso(sent_at),
@@ -393,6 +417,9 @@ def email_record(
         "email_clicked": clicked,
         "updated_at": iso(updated_at),
     }
+    if unsubscribed:
+        record["unsubscribed"] = True
+    return record
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 SCRATCH_NAME = "reconcile_scratch"
 
 
+# Histories are kept, never rebuilt (dbt `full_refresh: false`): a rebuild from raw starts
+# them again (every current member entered now), so they are compared by what they say now,
+# the members, rather than row by row.
+HISTORIES = {
+    "audience_changes": "select audience, customer_id from marts.customer_audiences",
+    "customer_audiences": "select audience, customer_id from marts.customer_audiences",
+}
+
 # How many differing customer ids a comparison names (the counts are always complete).
 MAX_DIFFERING_KEYS = 20
 
@@ -58,7 +66,10 @@ class ReconcileResult:
             for name, c in self.marts.items()
         ]
         if self.dbt is not None and not self.dbt.success:
-            lines += ["full-refresh build failed:", *self.dbt.failures]
+            lines += [
+                "full-refresh build failed:",
+                *(self.dbt.failures or [self.dbt.error or "no detail"]),
+            ]
         return lines
 
 
@@ -104,10 +115,9 @@ def reconcile(batch: MicroBatch) -> ReconcileResult:
                 ).fetchall()
             ]
             for mart in marts:
-                compare.register("live", con.sql(f"select * from marts.{mart}").to_arrow_table())
-                compare.register(
-                    "rebuilt", rebuilt_con.sql(f"select * from marts.{mart}").to_arrow_table()
-                )
+                select = HISTORIES.get(mart, f"select * from marts.{mart}")
+                compare.register("live", con.sql(select).to_arrow_table())
+                compare.register("rebuilt", rebuilt_con.sql(select).to_arrow_table())
 
                 def count(sql: str) -> int:
                     return compare.execute(f"select count(*) from ({sql})").fetchall()[0][0]

@@ -26,6 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from customer360.config import Settings
+from customer360.serving import audiences_api
 from customer360.serving.reader import ServingCopy, ServingNotPublished, ServingReader
 
 log = logging.getLogger(__name__)
@@ -287,6 +288,7 @@ def create_app(settings: Settings) -> FastAPI:
                 raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
             rows = cur.execute(lists_sql, [customer_id]).fetchall()
             identities = _rows(cur.execute(identities_sql, [customer_id]))
+            audience_parts = audiences_api.profile_parts(cur, customer_id, summary[0])
         lists: dict[int, list[tuple]] = {0: [], 1: [], 2: [], 3: []}
         for kind, *values in rows:
             lists[kind].append(tuple(json_value(v) for v in values))
@@ -341,9 +343,12 @@ def create_app(settings: Settings) -> FastAPI:
                 None if as_of is None else round((datetime.now(UTC) - as_of).total_seconds(), 3)
             ),
             "publication": published,
+            **audience_parts,  # consent, audiences
         }
         # Serialised directly: every value is JSON-ready already (FastAPI's encoder is slow).
         return Response(json.dumps(profile), media_type="application/json")
+
+    audiences_api.register(app, reader, api)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

@@ -59,6 +59,11 @@ KEY = "customer_id"
 # recomputed by dbt together with the customer's row here, and its marks only go up (see
 # dbt/macros/incremental.sql, customer_batch_marks).
 CHANGE_LOG = "customer_360_base"
+# Append-only marts tables whose rows can be added for a customer whose customer_360_base row
+# did not change (audience_changes: every customer is evaluated again on a new day), with the
+# column that numbers their rows: a publication also replaces the rows of the customers with
+# rows above the number the slot reflects (its mark `<table>.<column>`).
+SEQUENCED_TABLES = {"audience_changes": "sequence"}
 # Schemas whose tables' identities (catalog oids) are part of the fingerprint.
 WAREHOUSE_SCHEMAS = ("staging", "intermediate", "marts")
 
@@ -103,6 +108,13 @@ class ServingLayout:
     change_log: str  # quoted warehouse relation of CHANGE_LOG
     marks: tuple[str, ...]  # its batch-mark columns
     fingerprint: str
+    # (mark name, quoted warehouse relation, column) of each SEQUENCED_TABLES table present
+    sequences: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def all_marks(self) -> tuple[str, ...]:
+        """The marks a slot records: the change log's batch marks, then the sequences."""
+        return self.marks + tuple(name for name, _, _ in self.sequences)
 
     @property
     def literal_keys(self) -> bool:
@@ -202,7 +214,14 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
         "oids": oids,
     }
     fingerprint = hashlib.sha256(json.dumps(described, default=str).encode()).hexdigest()[:32]
-    return ServingLayout(tuple(tables), tuple(views), source(CHANGE_LOG), marks, fingerprint)
+    sequences = tuple(
+        (f"{table}.{column}", source(table), column)
+        for table, column in SEQUENCED_TABLES.items()
+        if table in mart_tables and column in dict(columns[table])
+    )
+    return ServingLayout(
+        tuple(tables), tuple(views), source(CHANGE_LOG), marks, fingerprint, sequences
+    )
 
 
 def _views_over(published: set[tuple[str, str]], parsed: dict[str, _ParsedView]) -> list[str]:

@@ -362,7 +362,7 @@ class _Publisher:
         if state is None or state.layout != self.layout.fingerprint:
             self.result.reason = "the copy has another layout" if state else "no state"
             return False
-        if not self.layout.marks or set(state.marks) != set(self.layout.marks):
+        if not self.layout.marks or set(state.marks) != set(self.layout.all_marks):
             self.result.reason = "no batch marks to follow"
             return False
         con, layout = self.con, self.layout
@@ -375,11 +375,22 @@ class _Publisher:
                 f"create temp table serving_keys_{alias} as"
                 f" select {KEY}, {marks} from {layout.change_log} where {changed}"
             )
+            highest_sequences = []
+            for name, relation, column in layout.sequences:
+                con.execute(
+                    f"insert into {keys} ({KEY}) select distinct {KEY} from {relation}"
+                    f" where {quote(column)} > {int(state.marks[name])}"
+                    f" and {KEY} not in (select {KEY} from {keys})"
+                )
+                highest_sequences.append(
+                    con.execute(f"select max({quote(column)}) from {relation}").fetchone()[0]
+                )
             replaced, *highest = con.execute(
                 "select count(*), "
                 + ", ".join(f"max({quote(m)})" for m in layout.marks)
                 + f" from {keys}"
             ).fetchone()
+            highest += highest_sequences
             if replaced > max(FULL_COPY_SHARE * state.customers, FULL_COPY_MIN):
                 self.result.reason = f"{replaced} of {state.customers} customers changed"
                 con.execute("rollback")
@@ -415,7 +426,7 @@ class _Publisher:
                 counts = self._counts(alias)
             new_marks = [
                 max(int(state.marks[m]), -1 if h is None else int(h))
-                for m, h in zip(layout.marks, highest, strict=True)
+                for m, h in zip(layout.all_marks, highest, strict=True)
             ]
             self.replaced_since_full = state.replaced_since_full + replaced
             self.write_publication(alias, "incremental", new_marks, *counts[:2])
@@ -468,6 +479,10 @@ class _Publisher:
                 ).fetchone()
                 if layout.marks
                 else ()
+            )
+            marks = tuple(marks) + tuple(
+                con.execute(f"select coalesce(max({quote(c)}), 0) from {r}").fetchone()[0]
+                for _, r, c in layout.sequences
             )
             self.replaced_since_full = 0
             self.write_publication(alias, "full", list(marks), *self._counts(alias)[:2])
@@ -526,7 +541,7 @@ class _Publisher:
                 mode,
                 layout.fingerprint,
                 self.replaced_since_full,
-                json.dumps({m: int(b) for m, b in zip(layout.marks, marks, strict=True)}),
+                json.dumps({m: int(b) for m, b in zip(layout.all_marks, marks, strict=True)}),
             ],
         )
         self.result.data_as_of = data_as_of

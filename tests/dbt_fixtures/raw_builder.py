@@ -117,6 +117,8 @@ class RawLanding:
                 "created_at": fields.get("created_at", utc("2025-01-01T00:00:00")),
                 "updated_at": self.now,
             }
+            if "consent" in fields:  # e.g. {"email": {"status": "granted", "at": ...}}
+                document["consent"] = fields["consent"]
         self.mongo("users", operation, key, document)
         return key
 
@@ -205,6 +207,7 @@ class RawLanding:
         campaign: str = "spring",
         partition: int = 0,
         recipient_email: str | None = None,
+        unsubscribed: bool | None = None,
     ) -> None:
         value = {
             **({"recipient_email": recipient_email} if recipient_email is not None else {}),
@@ -217,6 +220,8 @@ class RawLanding:
             "email_clicked": clicked,
             "updated_at": iso(updated_at or (sent if isinstance(sent, dt.datetime) else self.now)),
         }
+        if unsubscribed is not None:
+            value["unsubscribed"] = unsubscribed
         self.kafka("marketing_emails", value, key=email_id, partition=partition)
 
     # -- landing -----------------------------------------------------------------------------

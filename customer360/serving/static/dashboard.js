@@ -155,6 +155,7 @@ function render(p) {
   $("profile").hidden = false;
   renderDetails(p); renderErrors(p); renderProducts(p); renderStats(p); renderTraits(p);
   renderActivity(p);
+  if (window.renderAudiences) window.renderAudiences(p);
   renderFreshness(p.publication, p.as_of_age_seconds);
 }
 

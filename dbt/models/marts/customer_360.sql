@@ -48,6 +48,10 @@ select
     traits.frequency_score,
     traits.monetary_score,
     traits.rfm_segment,
-    traits.lifecycle_stage
+    traits.lifecycle_stage,
+    -- email marketing consent (customer_consent)
+    consent.email_consent,
+    consent.email_consent_since
 from {{ ref('customer_360_base') }} as base
 left join {{ ref('customer_traits') }} as traits on traits.customer_id = base.customer_id
+left join {{ ref('customer_consent') }} as consent on consent.customer_id = base.customer_id

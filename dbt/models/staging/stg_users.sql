@@ -28,11 +28,13 @@ typed as (
         {{ json_text('document', '$.address.city') }} as city,
         {{ json_text('document', '$.address.postcode') }} as postcode,
         {{ json_text('document', '$.address.country') }} as country,
+        {{ json_text('document', '$.consent.email.status') }} as email_consent_status,
 
         -- dates and timestamps
         {{ json_date('document', '$.dob') }} as dob,
         {{ json_timestamp('document', '$.created_at') }} as created_at,
         {{ json_timestamp('document', '$.updated_at') }} as updated_at,
+        {{ json_timestamp('document', '$.consent.email.at') }} as email_consent_at,
 
         -- change position
         cluster_time,
@@ -46,6 +48,7 @@ typed as (
 {{ mongo_current_state('typed', [
     'customer_id', 'first_name', 'last_name', 'email', 'gender',
     'street', 'city', 'postcode', 'country', 'dob', 'created_at', 'updated_at',
+    'email_consent_status', 'email_consent_at',
 ]) }}
 
 select * from current_state

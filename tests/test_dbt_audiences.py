@@ -1,0 +1,321 @@
+"""Consent and audiences, hand-checked, built incrementally and compared with a full refresh.
+
+Dates are relative to today (UTC), since the shipped audiences are relative to `today`. D = today
+at 00:00 UTC. Round 1:
+- 1 Ann: consent granted at D-10; in-store orders of 200 and 150 at D-100 (350 spent, last
+  order 100 days ago) -> at_risk_high_value (>= 300, no order for 90 days, email consent
+  granted). Not lapsed_instore_buyers (not 180 days).
+- 2 Bob: the same orders, no consent in his document -> unknown -> in no email audience.
+- 3 Cat: consent granted at D-10, then unsubscribes from an email at D-1 -> withdrawn since
+  D-1; browsed at D-2, never bought -> would be browsed_never_bought, but has no consent.
+- 4 Dan: consent withdrawn at D-20, then granted at D-5 (his document changed) -> granted since
+  D-5; browsed at D-3, never bought -> browsed_never_bought.
+- 5 Eve: no consent; an in-store order of 20 at D-200 -> lapsed_instore_buyers (channel none:
+  no consent needed).
+Round 2: Dan orders online (exits browsed_never_bought), Eve is deleted (exits
+lapsed_instore_buyers), Bob grants consent at D-1 (enters at_risk_high_value).
+So audience_changes: round 1 = 1 at_risk Ann, 2 browsed Dan, 3 lapsed Eve (ordered by audience
+then customer); round 2 = 4 at_risk Bob entered, 5 browsed Dan exited, 6 lapsed Eve exited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from customer360.config import Settings
+from customer360.serving.publish import publish_serving_copy
+from customer360.serving.server import BackgroundServer
+from tests.dbt_fixtures.dbt_invoke import run_dbt
+from tests.dbt_fixtures.raw_builder import RawLanding
+
+D = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+RUN = ("run",)
+
+
+def days_ago(n: float) -> dt.datetime:
+    return D - dt.timedelta(days=n)
+
+
+def consent(status: str, at: dt.datetime) -> dict:
+    return {"email": {"status": status, "at": at}}
+
+
+def members(path: Path) -> set[tuple[str, int]]:
+    with duckdb.connect(str(path)) as con:
+        return set(
+            con.execute("select audience, customer_id from marts.customer_audiences").fetchall()
+        )
+
+
+def changes(path: Path) -> list[tuple]:
+    with duckdb.connect(str(path)) as con:
+        return con.execute(
+            "select sequence, audience, customer_id, change from marts.audience_changes"
+            " order by sequence"
+        ).fetchall()
+
+
+def consents(path: Path) -> list[tuple]:
+    with duckdb.connect(str(path)) as con:
+        return con.execute(
+            "select customer_id, email_consent, email_consent_since, email_consent_source"
+            " from marts.customer_consent order by 1"
+        ).fetchall()
+
+
+def eligible(path: Path) -> set[tuple[str, int]]:
+    with duckdb.connect(str(path)) as con:
+        return set(
+            con.execute(
+                "select audience, customer_id from intermediate.int_audience_eligibility"
+            ).fetchall()
+        )
+
+
+def round_one(raw: RawLanding) -> None:
+    raw.now = days_ago(0.5)
+    raw.user("snapshot", 1, 1, first_name="Ann", consent=consent("granted", days_ago(10)))
+    raw.user("snapshot", 2, 2, first_name="Bob")
+    raw.user("snapshot", 3, 3, first_name="Cat", consent=consent("granted", days_ago(10)))
+    raw.user("snapshot", 4, 4, first_name="Dan", consent=consent("withdrawn", days_ago(20)))
+    raw.user("update", 4, 4, first_name="Dan", consent=consent("Granted", days_ago(5)))
+    raw.user("snapshot", 5, 5, first_name="Eve")
+    for customer, number in ((1, 11), (2, 21)):
+        raw.order(
+            "Instore", "insert", number, customer, days_ago(100), [("Coat", "Outerwear", 200, 1)]
+        )
+        raw.order(
+            "Instore", "insert", number + 1, customer, days_ago(100), [("Boots", "Shoes", 150, 1)]
+        )
+    raw.order("Instore", "insert", 51, 5, days_ago(200), [("Scarf", "Accessories", 20, 1)])
+    raw.weblog("w3", 3, days_ago(2), page="products.html")
+    raw.weblog("w4", 4, days_ago(3), page="products.html")
+    raw.email("m3", 3, days_ago(4))
+    raw.email("m3", 3, days_ago(4), opened=True, unsubscribed=True, updated_at=days_ago(1))
+
+
+def round_two(raw: RawLanding) -> None:
+    raw.now = days_ago(0.25)
+    raw.order("Online", "insert", 41, 4, days_ago(0.3), [("Hat", "Accessories", 30, 1)])
+    raw.user("delete", 5, 5)
+    raw.user("update", 2, 2, first_name="Bob", consent=consent("granted", days_ago(1)))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, object]:
+    """Both rounds into two warehouses; `run` after each on one, --full-refresh on the other."""
+    tmp = tmp_path_factory.mktemp("audiences")
+    incremental, full = tmp / "inc" / "warehouse.duckdb", tmp / "full" / "warehouse.duckdb"
+    incremental.parent.mkdir()
+    full.parent.mkdir()
+    raw = RawLanding([incremental, full])
+    seen = {}
+    for number, prepare in enumerate((round_one, round_two), start=1):
+        prepare(raw)
+        raw.land()
+        run_dbt(incremental, *RUN, work_dir=tmp / "dbt-inc")
+        run_dbt(full, "run", "--full-refresh", work_dir=tmp / "dbt-full")
+        seen[number] = (members(incremental), changes(incremental), consents(incremental))
+    return {"incremental": incremental, "full": full, "seen": seen, "tmp": tmp}
+
+
+def test_consent_rule_hand_checked(built) -> None:
+    _, _, round_one_consents = built["seen"][1]
+    assert round_one_consents == [
+        (1, "granted", days_ago(10).replace(tzinfo=None), "profile"),
+        (2, "unknown", None, None),
+        (3, "withdrawn", days_ago(1).replace(tzinfo=None), "unsubscribe"),
+        (4, "granted", days_ago(5).replace(tzinfo=None), "profile"),
+        (5, "unknown", None, None),
+    ]
+    assert consents(built["incremental"])[:2] == [
+        (1, "granted", days_ago(10).replace(tzinfo=None), "profile"),
+        (2, "granted", days_ago(1).replace(tzinfo=None), "profile"),
+    ]
+
+
+def test_audience_membership_and_changes_hand_checked(built) -> None:
+    round_one_members, round_one_changes, _ = built["seen"][1]
+    assert round_one_members == {
+        ("at_risk_high_value", 1),
+        ("browsed_never_bought", 4),
+        ("lapsed_instore_buyers", 5),
+    }
+    assert round_one_changes == [
+        (1, "at_risk_high_value", 1, "entered"),
+        (2, "browsed_never_bought", 4, "entered"),
+        (3, "lapsed_instore_buyers", 5, "entered"),
+    ]
+    assert changes(built["incremental"])[3:] == [
+        (4, "at_risk_high_value", 2, "entered"),
+        (5, "browsed_never_bought", 4, "exited"),
+        (6, "lapsed_instore_buyers", 5, "exited"),
+    ]
+    assert members(built["incremental"]) == {("at_risk_high_value", 1), ("at_risk_high_value", 2)}
+
+
+def test_email_audiences_only_hold_customers_with_granted_consent(built) -> None:
+    with duckdb.connect(str(built["incremental"])) as con:
+        without = con.execute(
+            "select m.audience, m.customer_id, c.email_consent"
+            " from marts.customer_audiences m"
+            " join marts.audience_definitions d using (audience)"
+            " join marts.customer_consent c on c.customer_id = m.customer_id"
+            " where d.channel = 'email' and c.email_consent <> 'granted'"
+        ).fetchall()
+        email_members = con.execute(
+            "select count(*) from marts.customer_audiences m"
+            " join marts.audience_definitions d using (audience) where d.channel = 'email'"
+        ).fetchone()[0]
+    assert email_members == 2
+    assert without == []
+
+
+def test_incremental_equals_full_refresh(built) -> None:
+    """customer_consent row for row; the membership folded from the history equals who
+    qualifies now, in both warehouses; --full-refresh leaves a history as it was."""
+    assert consents(built["incremental"]) == consents(built["full"])
+    assert members(built["incremental"]) == members(built["full"]) == eligible(built["full"])
+    history = changes(built["incremental"])
+    run_dbt(built["incremental"], "run", "--full-refresh", work_dir=built["tmp"] / "dbt-inc")
+    assert changes(built["incremental"]) == history
+    assert consents(built["incremental"]) == consents(built["full"])
+
+
+def serving_rows(settings: Settings, sql: str) -> list[tuple]:
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_every_customer_evaluated_again_on_a_new_day(built) -> None:
+    """A new day (the recorded evaluation day moved back) re-evaluates customers no data
+    touched: a membership the history holds but the conditions no longer give is closed. The
+    serving copy, published incrementally, gets the change though the customer's profile did
+    not change (audience_changes is followed by its sequence)."""
+    path = built["incremental"]
+    settings = Settings(warehouse=path, serving_db=built["tmp"] / "serving" / "serving.duckdb")
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "insert into marts.audience_changes values"
+            " ((select max(sequence) + 1 from marts.audience_changes), 'lapsed_instore_buyers',"
+            " 3, 'entered', timestamp '2026-01-01')"
+        )
+        con.execute(
+            "update intermediate.dbt_watermarks set batch_id = batch_id - 1"
+            " where model = 'audience_changes' and source = 'audience_day'"
+        )
+        publish_serving_copy(con, settings)
+    assert serving_rows(settings, "select count(*) from audience_changes") == [(7,)]
+    assert set(serving_rows(settings, "select audience, customer_id from customer_audiences")) == (
+        members(path)
+    )
+    assert [r[0] for r in serving_rows(settings, "select audience from audience_definitions")] == [
+        "at_risk_high_value",
+        "browsed_never_bought",
+        "lapsed_instore_buyers",
+        "checkout_errors_recent",
+    ]
+    run_dbt(path, "run", "--select", "audience_changes", work_dir=built["tmp"] / "dbt-inc")
+    last = changes(path)[-1]
+    assert last[1:] == ("lapsed_instore_buyers", 3, "exited")
+    assert members(path) == eligible(path)
+    with duckdb.connect(str(path)) as con:
+        result = publish_serving_copy(con, settings)
+    assert result.mode in ("incremental", "copy") and result.customers_replaced == 1, result
+    assert serving_rows(
+        settings,
+        "select sequence, audience, customer_id, change from audience_changes"
+        " order by sequence desc limit 1",
+    ) == [last]
+
+
+def test_unit_tests_of_consent_and_emails(built) -> None:
+    run_dbt(
+        built["full"],
+        "test",
+        "--select",
+        "customer_consent,test_type:unit",
+        "stg_marketing_emails,test_type:unit",
+        work_dir=built["tmp"] / "dbt-full",
+    )
+
+
+def test_data_tests_of_the_new_models(built) -> None:
+    run_dbt(
+        built["full"],
+        "test",
+        "--select",
+        "customer_consent audience_changes customer_audiences audience_definitions"
+        " int_audience_eligibility",
+        "--exclude-resource-type",
+        "unit_test",
+        work_dir=built["tmp"] / "dbt-full",
+    )
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_api_serves_consent_and_audiences(built) -> None:
+    """The profile's consent and audiences, the audiences with their sizes, an audience's
+    members (paged, with entered_at) and its size over time, from the serving copy."""
+    path = built["incremental"]
+    settings = Settings(warehouse=path, serving_db=built["tmp"] / "api" / "serving.duckdb")
+    with duckdb.connect(str(path)) as con:
+        publish_serving_copy(con, settings, force=True)
+        entered = dict(
+            con.execute(
+                "select customer_id, entered_at from marts.customer_audiences"
+                " where audience = 'at_risk_high_value'"
+            ).fetchall()
+        )
+    with BackgroundServer(settings, port=0) as server:
+        status, profile = get(f"{server.url}/api/customers/2")
+        assert status == 200
+        assert profile["consent"] == {
+            "email": {"status": "granted", "since": days_ago(1).isoformat().replace("+00:00", "Z")}
+        }
+        assert [a["audience"] for a in profile["audiences"]] == ["at_risk_high_value"]
+        assert profile["audiences"][0]["channel"] == "email"
+        status, profile = get(f"{server.url}/api/customers/3")
+        assert profile["consent"]["email"]["status"] == "withdrawn"
+        assert profile["audiences"] == []
+
+        status, listing = get(f"{server.url}/api/audiences")
+        assert status == 200
+        sizes = {a["name"]: a["size"] for a in listing["items"]}
+        assert sizes == {
+            "at_risk_high_value": 2,
+            "browsed_never_bought": 0,
+            "checkout_errors_recent": 0,
+            "lapsed_instore_buyers": 0,
+        }
+        status, page = get(f"{server.url}/api/audiences/at_risk_high_value/members?limit=1")
+        assert status == 200 and page["total"] == 2 and len(page["items"]) == 1
+        status, second = get(
+            f"{server.url}/api/audiences/at_risk_high_value/members?limit=1&offset=1"
+        )
+        ids = [page["items"][0]["customer_id"], second["items"][0]["customer_id"]]
+        assert sorted(ids) == [1, 2]
+        for item in (page["items"][0], second["items"][0]):
+            expected = entered[item["customer_id"]].isoformat() + "Z"
+            assert item["entered_at"].rstrip("Z") == expected.rstrip("Z")
+
+        status, history = get(f"{server.url}/api/audiences/lapsed_instore_buyers/history")
+        assert status == 200 and history["size"] == 0
+        assert history["points"][-1]["size"] == 0
+        assert sum(p["entered"] for p in history["points"]) == 2  # Eve, and customer 3
+        assert get(f"{server.url}/api/audiences/nope/members")[0] == 404
+        assert get(f"{server.url}/api/audiences/Bad-Name/members")[0] == 422
