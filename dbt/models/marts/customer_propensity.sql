@@ -26,7 +26,9 @@
       days_since_last_email_open   days from the latest first open of an email, 0-365 (365 when none)
     score = 1 / (1 + exp(-(intercept + sum of coefficient * standardized value))).
     Reasons: the features whose contribution (coefficient * standardized value) is positive,
-    largest first, at most three, in words.
+    largest first, at most three, in words; a feature measuring an event the customer never had
+    (no order, no visit, no opened email, no created_at) is never a reason, though it counts in
+    the score.
 
     Incremental: recomputes the customers touched by any source (as customer_360_base, whose
     row it reads), and every customer when the current model version is not the one their
@@ -131,7 +133,7 @@ contributions as (
 explained as (
     select customer_id, 1 as feature_order, days_since_last_order_contribution as contribution,
         case
-            when last_order_at is null then 'no order yet'
+            when last_order_at is null then null
             when days_since_last_order < 1 then 'ordered within the last day'
             else 'last order ' || cast(floor(days_since_last_order) as integer) || ' days ago'
         end as reason
@@ -147,14 +149,14 @@ explained as (
     union all
     select customer_id, 4, log_tenure_days_contribution,
         case
-            when tenure_days is null then 'signed up on an unknown date'
+            when tenure_days is null then null
             else 'customer for ' || cast(floor(greatest(0.0, tenure_days)) as integer) || ' days'
         end
     from contributions
     union all
     select customer_id, 5, days_since_last_visit_contribution,
         case
-            when last_website_visit_at is null then 'never visited the website'
+            when last_website_visit_at is null then null
             when days_since_last_visit < 1 then 'visited the website within the last day'
             else 'visited the website ' || cast(floor(days_since_last_visit) as integer) || ' days ago'
         end
@@ -162,7 +164,7 @@ explained as (
     union all
     select customer_id, 6, days_since_last_email_open_contribution,
         case
-            when last_email_opened_at is null then 'never opened an email'
+            when last_email_opened_at is null then null
             when days_since_last_email_open < 1 then 'opened an email within the last day'
             else 'opened an email ' || cast(floor(days_since_last_email_open) as integer) || ' days ago'
         end
@@ -183,7 +185,7 @@ top_reasons as (
                 partition by customer_id order by contribution desc, feature_order
             ) as reason_rank
         from explained
-        where contribution > 0
+        where contribution > 0 and reason is not null
     ) as ranked
     where reason_rank <= 3
     group by customer_id
