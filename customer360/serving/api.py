@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from customer360.config import Settings
+from customer360.serving.propensity import profile_propensity
 from customer360.serving.reader import ServingCopy, ServingNotPublished, ServingReader
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def create_app(settings: Settings) -> FastAPI:
     def customer_profile(
         customer_id: Annotated[int, Path(ge=0, le=MAX_CUSTOMER_ID)],
     ) -> Response:
-        # Two point queries on one pooled cursor of the latest copy (see reader.py).
+        # Point queries on one pooled cursor of the latest copy (see reader.py).
         with reader.session() as (copy, cur):
             summary = _rows(
                 cur.execute("select * from customer_360 where customer_id = ?", [customer_id])
@@ -240,6 +241,7 @@ def create_app(settings: Settings) -> FastAPI:
             if not summary:
                 raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
             rows = cur.execute(LISTS_SQL, [customer_id]).fetchall()
+            propensity = profile_propensity(cur, customer_id)
         lists: dict[int, list[tuple]] = {0: [], 1: [], 2: [], 3: []}
         for kind, *values in rows:
             lists[kind].append(tuple(json_value(v) for v in values))
@@ -286,6 +288,7 @@ def create_app(settings: Settings) -> FastAPI:
             "favourite_products": favourite_products,
             "activity": activity,
             "recent_errors": recent_errors,
+            "propensity": propensity,
             "customer_360": row,
             "as_of": row["as_of"],
             "as_of_age_seconds": (
