@@ -135,7 +135,7 @@ explained as (
         case
             when last_order_at is null then null
             when days_since_last_order < 1 then 'ordered within the last day'
-            else 'last order ' || cast(floor(days_since_last_order) as integer) || ' days ago'
+            else 'last order ' || cast(floor(days_since_last_order) as integer) || case when floor(days_since_last_order) = 1 then ' day ago' else ' days ago' end
         end as reason
     from contributions
     union all
@@ -150,7 +150,7 @@ explained as (
     select customer_id, 4, log_tenure_days_contribution,
         case
             when tenure_days is null then null
-            else 'customer for ' || cast(floor(greatest(0.0, tenure_days)) as integer) || ' days'
+            else 'customer for ' || cast(floor(greatest(0.0, tenure_days)) as integer) || case when floor(greatest(0.0, tenure_days)) = 1 then ' day' else ' days' end
         end
     from contributions
     union all
@@ -158,7 +158,7 @@ explained as (
         case
             when last_website_visit_at is null then null
             when days_since_last_visit < 1 then 'visited the website within the last day'
-            else 'visited the website ' || cast(floor(days_since_last_visit) as integer) || ' days ago'
+            else 'visited the website ' || cast(floor(days_since_last_visit) as integer) || case when floor(days_since_last_visit) = 1 then ' day ago' else ' days ago' end
         end
     from contributions
     union all
@@ -166,7 +166,7 @@ explained as (
         case
             when last_email_opened_at is null then null
             when days_since_last_email_open < 1 then 'opened an email within the last day'
-            else 'opened an email ' || cast(floor(days_since_last_email_open) as integer) || ' days ago'
+            else 'opened an email ' || cast(floor(days_since_last_email_open) as integer) || case when floor(days_since_last_email_open) = 1 then ' day ago' else ' days ago' end
         end
     from contributions
 ),
