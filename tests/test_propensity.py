@@ -48,6 +48,12 @@ MODEL_COLUMNS = (
 )
 
 
+def moments(rng: random.Random, mean: float, first: dt.datetime) -> list[dt.datetime]:
+    """A Poisson number (of mean `mean`) of times between `first` and NOW, sorted."""
+    count = np.random.default_rng(rng.randrange(2**32)).poisson(mean)
+    return sorted(first + rng.random() * (NOW - first) for _ in range(count))
+
+
 def generated_history(raw: RawLanding, customers: int, days: int, seed: int) -> None:
     """Customers with a personal activity level (lognormal): orders (either channel) and
     website visits at a steady rate over `days` days up to NOW, emails with opens."""
@@ -60,24 +66,17 @@ def generated_history(raw: RawLanding, customers: int, days: int, seed: int) -> 
             created = start + rng.random() ** 0.7 * (days - 2) * DAY
         raw.user("snapshot", customer, customer, created_at=created)
         activity = min(20.0, rng.lognormvariate(-0.5, 1.0))
-        active_days = (NOW - max(created, start)) / DAY
-
-        def moments(yearly: float, active_days=active_days, created=created) -> list:
-            count = np.random.default_rng(rng.randrange(2**32)).poisson(
-                activity * yearly * active_days / 365
-            )
-            first = max(created, start)
-            return sorted(first + rng.random() * (NOW - first) for _ in range(count))
-
-        for moment in moments(6.0):
+        first = max(created, start)
+        years = (NOW - first) / DAY / 365
+        for moment in moments(rng, activity * 6.0 * years, first):
             order_number += 1
             channel = rng.choice(["Online", "Instore"])
             items = [("Red Shirt", "Tops", rng.choice([19.99, 49.99, 80]), rng.randint(1, 2))]
             raw.order(channel, "snapshot", order_number, customer, moment, items)
-        for n, moment in enumerate(moments(20.0)):
+        for n, moment in enumerate(moments(rng, activity * 20.0 * years, first)):
             raw.weblog(f"w{customer}-{n}", customer, moment)
         opens = rng.random()
-        for n, moment in enumerate(moments(10.0)):
+        for n, moment in enumerate(moments(rng, activity * 10.0 * years, first)):
             opened = rng.random() < opens
             raw.email(
                 f"e{customer}-{n}",
@@ -98,9 +97,7 @@ def trained(tmp_path_factory):
     generated_history(raw, customers=600, days=150, seed=5)
     raw.land()
     run_dbt(settings.warehouse, "run", work_dir=home / "dbt")
-    result = materialize(
-        [propensity_model], resources={"pipeline": pipeline_resource(settings)}
-    )
+    result = materialize([propensity_model], resources={"pipeline": pipeline_resource(settings)})
     close_warm_microbatches()  # the warehouse is free for the tests' own connections
     yield settings, result
 
@@ -188,7 +185,9 @@ def hand_checked_warehouse(path: Path) -> None:
     raw.weblog("w1", 1, utc("2026-05-30T00:00:00"))
     raw.weblog("w3", 3, utc("2026-05-01T00:00:00"))
     raw.email("e1", 1, utc("2026-05-25T00:00:00"))
-    raw.email("e1", 1, utc("2026-05-25T00:00:00"), opened=True, updated_at=utc("2026-05-25T00:00:00"))
+    raw.email(
+        "e1", 1, utc("2026-05-25T00:00:00"), opened=True, updated_at=utc("2026-05-25T00:00:00")
+    )
     raw.email("e3", 3, utc("2026-05-10T00:00:00"))
     raw.land()
 
@@ -362,7 +361,6 @@ def test_probability_is_the_dbt_formula():
         calibration_error=0,
     )
     logit = HAND_INTERCEPT + sum(
-        c * (v - m) / s
-        for (m, s, c), v in zip(HAND_MODEL.values(), HAND_FEATURES[1], strict=True)
+        c * (v - m) / s for (m, s, c), v in zip(HAND_MODEL.values(), HAND_FEATURES[1], strict=True)
     )
     assert probability(model, HAND_FEATURES[1]) == pytest.approx(1 / (1 + math.exp(-logit)))
