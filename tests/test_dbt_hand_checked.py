@@ -406,6 +406,7 @@ def test_marts_are_the_relations_consumers_read(warehouse: Path) -> None:
         ("customer_activity", "VIEW"),
         ("customer_details", "VIEW"),
         ("customer_popular_items", "BASE TABLE"),
+        ("customer_propensity", "BASE TABLE"),
         ("customer_purchase_stats", "VIEW"),
         ("customer_recent_errors", "VIEW"),
     ]
