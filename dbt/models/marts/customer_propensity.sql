@@ -84,12 +84,14 @@ facts as (
         customers.created_at,
         base.last_website_visit_at,
         base.last_email_opened_at
+    {% if is_incremental() -%}
+    from {{ rows_with_keys(ref('customer_360_base'), 'customer_id', 'select customer_id from touched') }} as base
+    inner join {{ rows_with_keys(ref('int_customers'), 'customer_id', 'select customer_id from touched') }} as customers
+        on customers.customer_id = base.customer_id
+    {%- else -%}
     from {{ ref('customer_360_base') }} as base
     inner join {{ ref('int_customers') }} as customers
         on customers.customer_id = base.customer_id
-    {% if is_incremental() -%}
-    where base.customer_id in (select customer_id from touched)
-        and customers.customer_id in (select customer_id from touched)
     {%- endif %}
 ),
 
