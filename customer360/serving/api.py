@@ -19,6 +19,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import Annotated, Any
 
+import duckdb
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -45,6 +46,8 @@ DETAILS_COLUMNS = (
     "country",
 )
 LIST_LIMIT = 10  # favourite products and recent errors shown per customer
+# The profile's summary: the customer_360 row (the view's `age` is dbt's, on the day it is read).
+SUMMARY_SQL = "select * from customer_360 where customer_id = $1"
 # The profile's lists, read from the marts' tables in the serving copy in one query (a query
 # costs ~1 ms here, mostly planning): favourite products (kind 0), recent errors (kind 1),
 # purchase stats per channel (kind 2) and activity (kind 3). One ORDER BY gives each kind its
@@ -71,6 +74,16 @@ order by kind, purchases desc nulls last, last_at desc nulls last,
     case when kind = 1 then occurrences end desc nulls last,
     case when kind >= 2 then name end desc nulls last, name nulls last, page nulls last
 """
+
+
+def parsed(sql: str) -> duckdb.Statement:
+    """A query parsed once: a request binds and runs the parsed statement (each execution works
+    on a copy of it) instead of parsing its text again, ~0.3-0.8 ms of CPU less per query here.
+    Parsing reads no catalogue, so one parse serves every copy and cursor."""
+    with duckdb.connect(":memory:") as con:
+        (statement,) = con.extract_statements(sql)
+    return statement
+
 
 # Module level: FastAPI resolves the (string) annotations below in this module's globals.
 BEARER = HTTPBearer(auto_error=False)
@@ -134,6 +147,7 @@ class RouteLogMiddleware:
 
 def create_app(settings: Settings) -> FastAPI:
     reader = ServingReader(settings.serving_path)
+    summary_sql, lists_sql = parsed(SUMMARY_SQL), parsed(LISTS_SQL)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -235,12 +249,10 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> Response:
         # Point queries on one pooled cursor of the latest copy (see reader.py).
         with reader.session() as (copy, cur):
-            summary = _rows(
-                cur.execute("select * from customer_360 where customer_id = ?", [customer_id])
-            )
+            summary = _rows(cur.execute(summary_sql, [customer_id]))
             if not summary:
                 raise HTTPException(status_code=404, detail=f"no customer with id {customer_id}")
-            rows = cur.execute(LISTS_SQL, [customer_id]).fetchall()
+            rows = cur.execute(lists_sql, [customer_id]).fetchall()
             propensity = profile_propensity(cur, customer_id)
         lists: dict[int, list[tuple]] = {0: [], 1: [], 2: [], 3: []}
         for kind, *values in rows:

@@ -11,10 +11,11 @@ The file is attached to a private in-memory database rather than opened with
 `duckdb.connect(path)`: DuckDB caches instances by path within a process, so connecting to the
 same path again would return the old file's instance.
 
-Latency (the profile API's p99 target): a copy keeps its idle cursors for reuse (`session()`), so
-a request does not pay for a new cursor and its `use`; and the instance runs each query on the
-calling thread (`threads=1`): the lookups are point queries on a few rows, and handing them to
-DuckDB's worker threads only adds wake-ups (a search scans 100,000 rows as fast on one thread).
+Latency (the profile API's p99 target): a copy keeps its idle cursors for reuse (`session()`;
+the pool is cursor_pool.py's, shared with the SQL endpoint), so a request does not pay for a
+new cursor and its `use`; and the instance runs each query on the calling thread
+(`threads=1`): the lookups are point queries on a few rows, and handing them to DuckDB's
+worker threads only adds wake-ups (a search scans 100,000 rows as fast on one thread).
 
 Letting go: the publisher writes a serving file in place again once no process holds it (see
 publish.py, slots), so a copy that a newer one replaced is closed as soon as its last cursor is
@@ -28,12 +29,12 @@ the session's time zone (with the ICU extension), so the copy's connections run 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import duckdb
+
+from customer360.serving.cursor_pool import CopyCursorPool, LatestCopy
 
 CATALOG = "serving"
 
@@ -63,11 +64,12 @@ def publication_identity(path: Path) -> tuple[int, int, int]:
     return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
-class ServingCopy:
-    """One published serving file, open read-only, with a pool of idle cursors."""
+class ServingCopy(CopyCursorPool):
+    """One published serving file, open read-only in a DuckDB instance of its own, with a pool
+    of idle cursors (cursor_pool.py); closed once retired and unused."""
 
     def __init__(self, path: Path, identity: tuple[int, int, int]):
-        self.identity = identity
+        super().__init__(identity)
         self.con = duckdb.connect(":memory:", config={"threads": 1})
         try:
             _in_utc(self.con)
@@ -81,71 +83,19 @@ class ServingCopy:
         except BaseException:
             self.con.close()
             raise
-        self._lock = threading.Lock()
-        self._idle: list[duckdb.DuckDBPyConnection] = []
-        self._busy = 0
-        self._lent = False  # a cursor was handed out for good (`ServingReader.cursor`)
-        self._retired = False
 
-    @contextmanager
-    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An idle cursor of this copy (or a new one), given back to the pool afterwards."""
-        with self._lock:
-            cur = self._idle.pop() if self._idle else None
-            self._busy += 1
-        try:
-            if cur is None:
-                cur = self.con.cursor()
-                cur.execute(f"use {CATALOG}")
-        except BaseException:
-            self._given_back(None)
-            raise
-        reuse = False
-        try:
-            yield cur
-            reuse = True
-        except (duckdb.Error, KeyboardInterrupt, SystemExit):
-            raise  # a failed or interrupted query: the cursor is not handed on
-        except BaseException:
-            reuse = True  # the caller's own error (a 404, ...): the cursor is fine
-            raise
-        finally:
-            self._given_back(cur if reuse else None, close=None if reuse else cur)
-
-    def _given_back(self, cur, close=None) -> None:
-        """A busy cursor returns: pooled (`cur`) or closed (`close`); the last one to return
-        to a retired copy closes it."""
-        with self._lock:
-            self._busy -= 1
-            if cur is not None and not self._retired:
-                self._idle.append(cur)
-                cur = None
-            last = self._retired and self._busy == 0 and not self._lent
-        for done in (cur, close):
-            if done is not None:
-                done.close()
-        if last:
-            self.con.close()
-
-    def lend_cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor for the caller to close; this copy then closes when garbage-collected."""
-        with self._lock:
-            self._lent = True
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         cur = self.con.cursor()
         cur.execute(f"use {CATALOG}")
         return cur
 
-    def retire(self) -> None:
-        """A newer copy is served: close the idle cursors, and the copy once no cursor is busy
-        (the publisher may then write its file again)."""
-        with self._lock:
-            self._retired = True
-            idle, self._idle = self._idle, []
-            last = self._busy == 0 and not self._lent
-        for cur in idle:
-            cur.close()
-        if last:
-            self.con.close()
+    def _close(self) -> None:
+        self.con.close()
+
+    def lend_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for the caller to close; this copy then closes when garbage-collected."""
+        self.pin()  # for good: the pool cannot tell when the caller is done
+        return self._new_cursor()
 
     def close(self) -> None:
         self.retire()
@@ -155,26 +105,18 @@ class ServingCopy:
 class ServingReader:
     def __init__(self, path: Path):
         self.path = Path(path).absolute()
-        self._lock = threading.Lock()
-        self._copy: ServingCopy | None = None
+        self._latest: LatestCopy[ServingCopy] = LatestCopy(
+            lambda: publication_identity(self.path), self._open
+        )
 
     def publication(self) -> tuple:
         """(published_at, data_as_of, customers) of the latest copy opened."""
-        return self._copy.publication if self._copy is not None else ()
+        copy = self._latest.opened
+        return copy.publication if copy is not None else ()
 
     def current(self) -> ServingCopy:
         """The latest published copy, opened on first use."""
-        identity = publication_identity(self.path)
-        copy = self._copy
-        if copy is None or copy.identity != identity:
-            with self._lock:
-                if self._copy is None or self._copy.identity != identity:
-                    old, self._copy = self._copy, self._open(identity)
-                    if old is not None:
-                        # Its instance closes once the cursors still reading it are gone.
-                        old.retire()
-                copy = self._copy
-        return copy
+        return self._latest.current()
 
     def _open(self, identity: tuple[int, int, int]) -> ServingCopy:
         try:
@@ -182,22 +124,17 @@ class ServingReader:
         except duckdb.IOException:
             # The file the path named when opened was being written again (the path moved on
             # twice while this process was not running): open what it names now, once.
-            st = os.stat(self.path)
-            return ServingCopy(self.path, (st.st_dev, st.st_ino, st.st_mtime_ns))
+            return ServingCopy(self.path, publication_identity(self.path))
 
-    @contextmanager
-    def session(self) -> Iterator[tuple[ServingCopy, duckdb.DuckDBPyConnection]]:
+    def session(self) -> AbstractContextManager[tuple[ServingCopy, duckdb.DuckDBPyConnection]]:
         """(copy, cursor) for one request: a pooled cursor on the latest published copy."""
-        copy = self.current()
-        with copy.cursor() as cur:
-            yield copy, cur
+        return self._latest.session()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the latest published copy, for one caller (close it after use)."""
-        return self.current().lend_cursor()
+        return self._latest.on_latest(ServingCopy.lend_cursor)[1]
 
     def close(self) -> None:
-        with self._lock:
-            if self._copy is not None:
-                self._copy.close()
-            self._copy = None
+        copy = self._latest.forget()
+        if copy is not None:
+            copy.close()

@@ -25,14 +25,13 @@ import itertools
 import logging
 import re
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import yaml
 
+from customer360.serving.cursor_pool import CopyCursorPool, LatestCopy
 from customer360.serving.reader import ServingNotPublished, publication_identity
 from customer360.serving.sql_endpoint import wire
 
@@ -202,87 +201,30 @@ def _relations(con, alias: str, descriptions: dict[str, dict[str, str]]) -> list
     return relations
 
 
-class EndpointCopy:
+class EndpointCopy(CopyCursorPool):
     """One publication of the serving file, attached read-only to the endpoint's database.
 
     The file is attached as `pub_<n>` and its marts are views in schema `customer360.pub_<n>`;
     a cursor of this copy has that schema as its default, and `rewrite()` turns a client's
     `public.` into it. Opening one costs an attach and a few views (~10 ms), whatever the data
     size; the catalogue is shared by all copies and rebuilt only when the marts' columns change.
-    Once a newer copy is served and no cursor or transaction uses this one, it is detached.
+    Its cursors are pooled and a transaction pins it (cursor_pool.py): once a newer copy is
+    served and no cursor or transaction uses this one, it is detached.
     """
 
     def __init__(self, reader: EndpointReader, number: int, identity: tuple):
+        super().__init__(identity)
         self.reader = reader
-        self.identity = identity
         self.schema = f"pub_{number}"
-        self._lock = threading.Lock()
-        self._idle: list[duckdb.DuckDBPyConnection] = []
-        self._busy = 0
-        self._pins = 0
-        self._retired = False
-        self._closed = False
         reader.open_publication(self)
         self.class_oids = reader.class_oids
 
-    def acquire(self) -> duckdb.DuckDBPyConnection:
-        with self._lock:
-            self._busy += 1
-            cur = self._idle.pop() if self._idle else None
-        if cur is None:
-            try:
-                cur = self.reader.new_cursor()
-                cur.execute(f"use {DATABASE}.{self.schema}")
-            except BaseException:
-                self.release(None, reuse=False)
-                raise
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = self.reader.new_cursor()
+        cur.execute(f"use {DATABASE}.{self.schema}")
         return cur
 
-    def release(self, cur: duckdb.DuckDBPyConnection | None, reuse: bool = True) -> None:
-        with self._lock:
-            self._busy -= 1
-            if cur is not None and reuse and not self._retired:
-                self._idle.append(cur)
-                cur = None
-        if cur is not None:
-            cur.close()
-        self._close_if_unused()
-
-    @contextmanager
-    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor of this copy, handed back to the pool afterwards."""
-        cur = self.acquire()
-        ok = False
-        try:
-            yield cur
-            ok = True
-        finally:
-            self.release(cur, reuse=ok)
-
-    def pin(self) -> None:
-        """A session keeps this copy for a transaction: it stays attached until unpinned."""
-        with self._lock:
-            self._pins += 1
-
-    def unpin(self) -> None:
-        with self._lock:
-            self._pins -= 1
-        self._close_if_unused()
-
-    def retire(self) -> None:
-        """A newer copy is served: close the idle cursors; detach once nobody uses this one."""
-        with self._lock:
-            self._retired = True
-            idle, self._idle = self._idle, []
-        for cur in idle:
-            cur.close()
-        self._close_if_unused()
-
-    def _close_if_unused(self) -> None:
-        with self._lock:
-            if not self._retired or self._busy or self._pins or self._closed:
-                return
-            self._closed = True
+    def _close(self) -> None:
         self.reader.close_publication(self)
 
 
@@ -309,9 +251,10 @@ class EndpointReader:
         self.class_oids: dict[str, int] = dict(SYSTEM_RELATIONS)
         self._signature: tuple | None = None
         self._ddl = threading.Lock()  # DDL on the shared connection, one at a time
-        self._lock = threading.Lock()
         self._numbers = itertools.count(1)
-        self._copy: EndpointCopy | None = None
+        self._latest: LatestCopy[EndpointCopy] = LatestCopy(
+            self._identity, lambda identity: EndpointCopy(self, next(self._numbers), identity)
+        )
 
     def new_cursor(self) -> duckdb.DuckDBPyConnection:
         with self._ddl:
@@ -350,31 +293,28 @@ class EndpointReader:
             except duckdb.Error as exc:
                 log.warning("could not detach publication %s: %s", copy.schema, exc)
 
-    def current(self) -> EndpointCopy:
+    def _identity(self) -> tuple:
         try:
-            identity = publication_identity(self.path)
+            return publication_identity(self.path)
         except ServingNotPublished as exc:
             raise wire.SqlError(
                 f"no serving copy at {self.path} yet: the pipeline publishes one after its first"
                 " micro-batch (`c360 run-once` or `c360 up`)",
                 "57P03",
             ) from exc
-        copy = self._copy
-        if copy is None or copy.identity != identity:
-            with self._lock:
-                if self._copy is None or self._copy.identity != identity:
-                    old = self._copy
-                    self._copy = EndpointCopy(self, next(self._numbers), identity)
-                    if old is not None:
-                        old.retire()
-                copy = self._copy
-        return copy
+
+    def current(self) -> EndpointCopy:
+        """The latest publication, attached on first use."""
+        return self._latest.current()
+
+    def pinned(self) -> EndpointCopy:
+        """The latest publication, pinned for a transaction (unpin it when the transaction ends)."""
+        return self._latest.pinned()
 
     def close(self) -> None:
-        with self._lock:
-            if self._copy is not None:
-                self._copy.retire()
-            self._copy = None
+        copy = self._latest.forget()
+        if copy is not None:
+            copy.retire()
         with self._ddl:
             self.con.close()
 

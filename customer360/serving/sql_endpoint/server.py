@@ -521,9 +521,7 @@ class Session:
     def copy(self) -> EndpointCopy:
         """The publication this statement reads: kept until the transaction (or batch) ends."""
         if self.pinned is None:
-            copy = self.endpoint.reader.current()
-            copy.pin()
-            self.pinned = copy
+            self.pinned = self.endpoint.reader.pinned()
         return self.pinned
 
     def run_statement(self, statement: Prepared, params: list[Any]) -> Result:
