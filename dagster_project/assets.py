@@ -48,10 +48,13 @@ def raw_key(source: str) -> AssetKey:
 
 
 class Customer360Translator(DagsterDbtTranslator):
-    """Models keyed `<schema>/<name>` (`marts/customer_360`); dbt sources are the raw assets."""
+    """Models keyed `<schema>/<name>` (`marts/customer_360`); dbt sources are the raw assets,
+    but for a source naming its asset in `meta.dagster.asset_key` (the propensity model)."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
+            if dbt_resource_props.get("source_name") != RAW_GROUP:
+                return super().get_asset_key(dbt_resource_props)
             return raw_key(dbt_resource_props["name"])
         return AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 

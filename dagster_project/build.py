@@ -16,6 +16,7 @@ from dagster_dbt import DbtCliResource
 from customer360.config import Settings
 from dagster_project.assets import build_dbt_assets, dbt_project_for, raw_landing
 from dagster_project.history import prune_history, prune_history_schedule
+from dagster_project.propensity import build_propensity
 from dagster_project.reconciliation import build_reconciliation
 from dagster_project.resources import pipeline_resource
 from dagster_project.sensors import build_microbatch_sensor
@@ -27,6 +28,7 @@ DATA_TESTS_JOB = "dbt_data_tests"
 # warehouse from the stream for good.
 DATA_TESTS_TAGS = WRITER_TAGS | {"dagster/max_runtime": str(30 * 60)}
 RECONCILE_TAGS = WRITER_TAGS | {"dagster/max_runtime": str(3 * 3600)}
+PROPENSITY_TAGS = WRITER_TAGS | {"dagster/max_runtime": str(3600)}
 
 
 def build_definitions(settings: Settings, sensor_interval_s: int | None = None):
@@ -58,11 +60,19 @@ def build_definitions(settings: Settings, sensor_interval_s: int | None = None):
         description="`dbt test`: every dbt data test, reported as the asset checks of the "
         "models. The stream runs them itself every 15 minutes; this job is for an operator.",
     )
+    propensity_model, propensity_job, propensity_schedule = build_propensity(PROPENSITY_TAGS)
     return Definitions(
-        assets=[raw_landing, dbt_models],
+        assets=[raw_landing, dbt_models, propensity_model],
         asset_checks=[reconcile_check],
-        jobs=[microbatch_stream, microbatch_job, data_tests_job, reconcile_job, prune_history],
-        schedules=[reconcile_schedule, prune_history_schedule],
+        jobs=[
+            microbatch_stream,
+            microbatch_job,
+            data_tests_job,
+            reconcile_job,
+            prune_history,
+            propensity_job,
+        ],
+        schedules=[reconcile_schedule, prune_history_schedule, propensity_schedule],
         sensors=[
             build_microbatch_sensor(
                 microbatch_stream, sensor_interval_s or settings.sensor_interval_s

@@ -69,7 +69,20 @@ def profile_from_marts(con, customer_id: int) -> dict[str, Any] | None:
             " order by identifier_type, identifier",
             customer_id,
         ),
+        "propensity": _propensity(con, customer_id),
     }
+
+
+def _propensity(con, customer_id: int) -> dict[str, Any] | None:
+    """customer_propensity's row in the API's shape (None: no model trained yet)."""
+    rows = _dicts(
+        con,
+        "select propensity_score as score, model_version, scored_as_of,"
+        " [r for r in [reason_1, reason_2, reason_3] if r is not null] as reasons"
+        " from marts.customer_propensity where customer_id = ?",
+        customer_id,
+    )
+    return rows[0] if rows else None
 
 
 def assert_profile_matches_marts(api_profile: dict[str, Any], con) -> None:

@@ -66,6 +66,16 @@ def test_every_raw_table_and_dbt_model_is_an_asset_and_dbt_tests_are_checks(
     # The nightly reconciliation is an asset check on every mart.
     for mart in ("customer_360", "customer_purchase_stats", "customer_recent_errors"):
         assert AssetCheckKey(AssetKey(["marts", mart]), "matches_full_rebuild") in check_keys
+    # The purchase-propensity model: an asset trained nightly by a writer job, upstream of
+    # the scores (dbt's ml source is that asset).
+    model = AssetKey(["ml", "propensity_model"])
+    assert model in keys
+    assert model in graph.upstream_key_iterator(
+        AssetKey(["staging", "stg_propensity_coefficients"])
+    )
+    assert defs.resolve_job_def("propensity_training").tags.get("c360/writer") == "warehouse"
+    schedule = defs.resolve_schedule_def("propensity_training_schedule")
+    assert schedule.cron_schedule == "0 3 * * *"
     sensor = defs.resolve_sensor_def("microbatch_sensor")
     assert sensor.job_name == STREAM_JOB
     assert sensor.default_status.value == "RUNNING"

@@ -511,6 +511,7 @@ def test_marts_are_the_relations_consumers_read(warehouse: Path) -> None:
         ("customer_identities", "BASE TABLE"),
         ("customer_order_days", "BASE TABLE"),
         ("customer_popular_items", "BASE TABLE"),
+        ("customer_propensity", "BASE TABLE"),
         ("customer_purchase_stats", "VIEW"),
         ("customer_recent_errors", "VIEW"),
         ("customer_traits", "VIEW"),

@@ -2,8 +2,9 @@
 
 The incremental models must equal what a full rebuild gives. The raw schema is copied into a
 scratch DuckDB file under C360_HOME, dbt builds everything there with `--full-refresh`, and every
-mart is compared row by row (`except all` both ways) with the live one. Runs in the writer's
-process (the micro-batch's connection), so it never competes for the warehouse lock.
+mart is compared row by row (`except all` both ways) with the live one. The trained
+propensity models (schema `ml`) are copied too: the scores are computed from them. Runs in the
+writer's process (the micro-batch's connection), so it never competes for the warehouse lock.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from customer360.pipeline.microbatch import MicroBatch
 log = logging.getLogger(__name__)
 
 SCRATCH_NAME = "reconcile_scratch"
+# What dbt builds from, copied into the scratch database: the landed data, and the trained
+# purchase-propensity models (ml.propensity_coefficients) the scores are computed with.
+INPUT_SCHEMAS = ("raw", "ml")
 
 
 # Histories are kept, never rebuilt (dbt `full_refresh: false`): a rebuild from raw starts
@@ -82,18 +86,18 @@ def reconcile(batch: MicroBatch) -> ReconcileResult:
     for stale in work.glob(f"{SCRATCH_NAME}.duckdb*"):
         stale.unlink()
     con = batch.con
-    raw_tables = [
-        r[0]
-        for r in con.execute(
-            "select table_name from information_schema.tables "
-            "where table_schema = 'raw' and table_catalog = current_database()"
-        ).fetchall()
-    ]
+    input_tables = con.execute(
+        "select table_schema, table_name from information_schema.tables "
+        f"where table_schema in {INPUT_SCHEMAS} and table_catalog = current_database()"
+    ).fetchall()
     con.execute(f"attach '{scratch}' as {SCRATCH_NAME}")
     try:
-        con.execute(f"create schema {SCRATCH_NAME}.raw")
-        for table in raw_tables:
-            con.execute(f"create table {SCRATCH_NAME}.raw.{table} as select * from raw.{table}")
+        for schema in sorted({schema for schema, _ in input_tables}):
+            con.execute(f"create schema {SCRATCH_NAME}.{schema}")
+        for schema, table in input_tables:
+            con.execute(
+                f"create table {SCRATCH_NAME}.{schema}.{table} as select * from {schema}.{table}"
+            )
     finally:
         con.execute(f"detach {SCRATCH_NAME}")
 

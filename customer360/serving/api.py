@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 
 from customer360.config import Settings
 from customer360.serving import audiences_api
+from customer360.serving.propensity import profile_propensity
 from customer360.serving.reader import ServingCopy, ServingNotPublished, ServingReader
 
 log = logging.getLogger(__name__)
@@ -281,7 +282,7 @@ def create_app(settings: Settings) -> FastAPI:
     def customer_profile(
         customer_id: Annotated[int, Path(ge=0, le=MAX_CUSTOMER_ID)],
     ) -> Response:
-        # Two point queries on one pooled cursor of the latest copy (see reader.py).
+        # Point queries on one pooled cursor of the latest copy (see reader.py).
         with reader.session() as (copy, cur):
             summary = _rows(cur.execute(summary_sql, [customer_id]))
             if not summary:
@@ -289,6 +290,7 @@ def create_app(settings: Settings) -> FastAPI:
             rows = cur.execute(lists_sql, [customer_id]).fetchall()
             identities = _rows(cur.execute(identities_sql, [customer_id]))
             audience_parts = audiences_api.profile_parts(cur, customer_id, summary[0])
+            propensity = profile_propensity(cur, customer_id)
         lists: dict[int, list[tuple]] = {0: [], 1: [], 2: [], 3: []}
         for kind, *values in rows:
             lists[kind].append(tuple(json_value(v) for v in values))
@@ -337,6 +339,7 @@ def create_app(settings: Settings) -> FastAPI:
             "activity": activity,
             "recent_errors": recent_errors,
             "identities": identities,
+            "propensity": propensity,
             "customer_360": row,
             "as_of": row["as_of"],
             "as_of_age_seconds": (

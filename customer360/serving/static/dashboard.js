@@ -143,6 +143,23 @@ function renderActivity(p) {
     [el("li", { class: "muted" }, "No activity")]);
 }
 
+function renderPropensity(p) {
+  const score = p.propensity;
+  if (!score) {
+    $("propensity-score").textContent = "\u2013";
+    fill("propensity-reasons", []);
+    $("propensity-model").textContent = "No model trained yet";
+    return;
+  }
+  $("propensity-score").textContent =
+    Math.round(score.score * 100) + " % chance of an order in the next 30 days";
+  fill("propensity-reasons", score.reasons.length ?
+    score.reasons.map((reason) => el("li", {}, reason)) :
+    [el("li", { class: "muted" }, "Nothing raises the score")]);
+  $("propensity-model").textContent =
+    `model ${score.model_version}, as of ${when(score.scored_as_of)}`;
+}
+
 function renderFreshness(publication, asOfAge) {
   const data = publication ? ago(publication.data_age_seconds) : "?";
   const customer = asOfAge === undefined ? "" : ` \u00b7 this customer as of ${ago(asOfAge)} ago`;
@@ -154,7 +171,7 @@ function render(p) {
   $("message").hidden = true;
   $("profile").hidden = false;
   renderDetails(p); renderErrors(p); renderProducts(p); renderStats(p); renderTraits(p);
-  renderActivity(p);
+  renderActivity(p); renderPropensity(p);
   if (window.renderAudiences) window.renderAudiences(p);
   renderFreshness(p.publication, p.as_of_age_seconds);
 }
