@@ -248,20 +248,6 @@ class DataTests:
 )
 def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) -> None:
     batch = pipeline.microbatch()
-    # The sources land beside the builds; each batch builds what landed meanwhile.
-    batch.start_extracting_ahead()
-    try:
-        waiting = _batches_until_stopped(context, batch, pipeline)
-    finally:
-        batch.stop_extracting_ahead()
-    context.log.info(
-        f"run {waiting.run_id[:8]} of {waiting.job_name} waits for the warehouse: the stream "
-        "ends here and the sensor starts it again once that run is done"
-    )
-
-
-def _batches_until_stopped(context: OpExecutionContext, batch: MicroBatch, pipeline):
-    """Batches back to back until another writer waits (returned) or the run is terminated."""
     failing_since: float | None = None
     retry_pause = 1.0
     with Heartbeat(pipeline.settings(), context.run_id) as heartbeat:
@@ -275,7 +261,7 @@ def _batches_until_stopped(context: OpExecutionContext, batch: MicroBatch, pipel
                     end_if_terminated(context)
                     if waiting := writer_waiting(context.instance, context.run_id):
                         data_tests.finish()
-                        return waiting
+                        break
                 # The data tests run beside the batches (DataTests), not in every build.
                 result = batch.run(data_tests=False)
                 heartbeat.batch_done()
@@ -287,7 +273,7 @@ def _batches_until_stopped(context: OpExecutionContext, batch: MicroBatch, pipel
                 if result.success:
                     failing_since, retry_pause = None, 1.0
                     if not result.records:
-                        batch.wait_for_records(IDLE_PAUSE_S)
+                        time.sleep(IDLE_PAUSE_S)
                     continue
                 failing_since = failing_since or time.monotonic()
                 if time.monotonic() - failing_since > FAIL_RUN_AFTER_S:
@@ -297,6 +283,10 @@ def _batches_until_stopped(context: OpExecutionContext, batch: MicroBatch, pipel
                     )
                 time.sleep(retry_pause)
                 retry_pause = min(retry_pause * 2, MAX_RETRY_PAUSE_S)
+    context.log.info(
+        f"run {waiting.run_id[:8]} of {waiting.job_name} waits for the warehouse: the stream "
+        "ends here and the sensor starts it again once that run is done"
+    )
 
 
 @job(

@@ -12,26 +12,21 @@ from customer360.config import Settings
 
 
 def drain(batch, max_runs: int = 500) -> list[dict]:
-    """Micro-batches until one lands nothing with no lag left; their report lines. The sources
-    land beside the builds, as in the stream run, from the start of the drain to its end."""
+    """Micro-batches until one lands nothing with no lag left; their report lines."""
     from customer360.bench.loop import batch_record
 
     done = []
-    batch.start_extracting_ahead()
-    try:
-        for _ in range(max_runs):
-            started = time.time()
-            result = batch.run()
-            if result.extract_errors or (result.dbt is not None and not result.dbt.success):
-                # A failed extract or build is retried by the next micro-batch, as in
-                # production; the failures stay in the batch's line (`errors`) and the notes.
-                time.sleep(1)
-            if result.records or result.dbt is not None:
-                done.append(batch_record(result, started, time.time()))
-            if not result.records and result.remaining_lag in (0, None):
-                return done
-    finally:
-        batch.stop_extracting_ahead()
+    for _ in range(max_runs):
+        started = time.time()
+        result = batch.run()
+        if result.extract_errors or (result.dbt is not None and not result.dbt.success):
+            # A failed extract or build is retried by the next micro-batch, as in production;
+            # the failures stay in the batch's line (`errors`) and in the result's notes.
+            time.sleep(1)
+        if result.records or result.dbt is not None:
+            done.append(batch_record(result, started, time.time()))
+        if not result.records and result.remaining_lag in (0, None):
+            return done
     raise RuntimeError(f"the micro-batches did not catch up within {max_runs} runs")
 
 

@@ -40,28 +40,20 @@ def micro_batches(
     idle_pause_s: float,
     on_begin: Callable[[int], None] | None = None,
 ) -> Iterator[LoopedBatch]:
-    """Run `batch.run()` until `stop` is set, yielding each batch once it ended, the sources
-    landing beside the builds as in the stream run (`MicroBatch.start_extracting_ahead`). A
-    batch that raises is yielded with its error and the next one tries again; after a batch
-    that failed, the loop waits `idle_pause_s` (or until `stop`); after one that did nothing,
-    until something lands, at most `idle_pause_s`."""
+    """Run `batch.run()` until `stop` is set, yielding each batch once it ended. A batch that
+    raises is yielded with its error and the next one tries again; after a batch that did
+    nothing or failed, the loop waits `idle_pause_s` (or until `stop`)."""
     number = 0
-    batch.start_extracting_ahead()
-    try:
-        while not stop.is_set():
-            number += 1
-            if on_begin is not None:
-                on_begin(number)
-            started = time.time()
-            try:
-                result, error = batch.run(), None
-            except Exception as exc:  # noqa: BLE001 - reported with the batch; the next retries
-                result, error = None, f"{type(exc).__name__}: {exc}"
-            looped = LoopedBatch(number, started, time.time(), result, error)
-            yield looped
-            if result is None or not result.success:
-                stop.wait(idle_pause_s)
-            elif not looped.did_something:
-                batch.wait_for_records(idle_pause_s)
-    finally:
-        batch.stop_extracting_ahead()
+    while not stop.is_set():
+        number += 1
+        if on_begin is not None:
+            on_begin(number)
+        started = time.time()
+        try:
+            result, error = batch.run(), None
+        except Exception as exc:  # noqa: BLE001 - reported with the batch; the next one retries
+            result, error = None, f"{type(exc).__name__}: {exc}"
+        looped = LoopedBatch(number, started, time.time(), result, error)
+        yield looped
+        if not looped.did_something or not result.success:
+            stop.wait(idle_pause_s)

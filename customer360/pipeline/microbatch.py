@@ -29,7 +29,6 @@ import duckdb
 
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
 from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker
-from customer360.pipeline.extract_ahead import ExtractAhead
 from customer360.pipeline.model_replay import (
     ModelReplay,
     ReplayError,
@@ -161,45 +160,17 @@ class MicroBatch:
         self._dbt_owed: set[str] = set((read_state(settings) or {}).get("dbt_pending", []))
         # Set by a Dagster extract step for the dbt step of the same run (in-process executor).
         self.last_extract_errors: dict[str, str] = {}
-        # Landing in a thread of its own, beside the builds, once started (see extract_ahead.py).
-        self._ahead: ExtractAhead | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         return self.extractor.con
-
-    def start_extracting_ahead(self) -> None:
-        """From now on the sources are landed continuously beside the builds, and `extract`
-        hands over what landed since its last call (see extract_ahead.py). For a long-lived
-        loop of batches (the stream run, the bench and the chaos soak); `stop_extracting_ahead`
-        or `close` ends it."""
-        if self._ahead is None:
-            self.extractor.prepare(SOURCES)  # connections made here, not in the thread
-            self._ahead = ExtractAhead(self.extractor, self.max_records, self.max_seconds)
-            self._ahead.start()
-
-    def wait_for_records(self, timeout: float) -> None:
-        """Pause before the next batch after one that found nothing: until something lands when
-        extracting ahead, at most `timeout` seconds."""
-        if self._ahead is not None:
-            self._ahead.wait(timeout)
-        else:
-            time.sleep(timeout)
-
-    def stop_extracting_ahead(self) -> None:
-        if self._ahead is not None:
-            self._ahead.stop()
-            self._ahead = None
 
     # -- the three steps --------------------------------------------------------------------
     def extract(
         self, sources: tuple[str, ...] = SOURCES
     ) -> tuple[dict[str, BatchResult], dict[str, str]]:
         """One bounded batch of every source, side by side; a failing source does not stop the
-        others (its connections are rebuilt on the next call). When extracting ahead, what
-        landed since the last call instead, whatever `sources`."""
-        if self._ahead is not None:
-            return self._ahead.take()
+        others (its connections are rebuilt on the next call)."""
         results, failures = self.extractor.extract_all(sources, self.max_records, self.max_seconds)
         errors = {}
         for source, exc in failures.items():
@@ -365,7 +336,6 @@ class MicroBatch:
         return result
 
     def close(self) -> None:
-        self.stop_extracting_ahead()
         self.extractor.close()
 
     def __enter__(self) -> MicroBatch:
