@@ -31,8 +31,11 @@ COMPARED = {
     "marts": (*MARTS, "customer_360_base"),
     "intermediate": ("int_customers", "int_weblog_rollup"),
     "staging": (
+        "stg_users_changes",
         "stg_users",
+        "stg_online_orders_changes",
         "stg_online_orders",
+        "stg_instore_orders_changes",
         "stg_instore_orders",
         "stg_order_items",
         "stg_weblogs",
