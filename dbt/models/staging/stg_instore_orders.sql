@@ -7,9 +7,9 @@
 }}
 
 {#- The current state of each `instore_orders` document, recomputed from all its changes
-    (stg_instore_orders_changes) whenever it has a new one, so an incremental build gives what a full
-    refresh gives. Order of a document's changes: cluster time, then landing batch, then a delete
-    after a document at the same position, then `_document_hash` (any fixed order). -#}
+    (stg_instore_orders_changes) whenever it has a new one, so an incremental build gives what a
+    full refresh gives. Order of a document's changes: cluster time, then landing batch, then a
+    delete after a document at the same position, then `_document_hash` (any fixed order). -#}
 
 with changed_documents as (
     -- the documents with a change this model has not taken in yet
@@ -21,7 +21,10 @@ with changed_documents as (
 changes as (
     -- all the changes of those documents, old ones included
     {% if is_incremental() -%}
-    select * from {{ rows_with_keys(ref('stg_instore_orders_changes'), 'document_key', 'select document_key from changed_documents') }} as changes
+    select *
+    from {{ rows_with_keys(
+        ref('stg_instore_orders_changes'), 'document_key', 'select document_key from changed_documents'
+    ) }} as changes
     {%- else -%}
     select * from {{ ref('stg_instore_orders_changes') }}
     {%- endif %}
