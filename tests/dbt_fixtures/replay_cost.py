@@ -68,7 +68,9 @@ def main() -> None:
     work = args.dir or Path(tempfile.mkdtemp(prefix="c360-replay-cost-"))
     work.mkdir(parents=True, exist_ok=True)
     users = max(args.events // 100, 10)
-    batch = MicroBatch(Settings(warehouse=work / "warehouse.duckdb", home=work), data_tests_every_s=None)
+    batch = MicroBatch(
+        Settings(warehouse=work / "warehouse.duckdb", home=work), data_tests_every_s=None
+    )
     land(batch.con, 1, args.events, users, 1)
     batch.dbt.run(["run", "--full-refresh"]).raise_on_failure()
     build(batch, all_sources=True)
@@ -87,11 +89,11 @@ def main() -> None:
         timings = replay_timed(batch, models)
         for unique_id, spent in timings.items():
             per_model.setdefault(unique_id, []).append(spent)
-        totals.append(
-            (sum(w for w, _ in timings.values()), sum(c for _, c in timings.values()))
-        )
-    print(f"history {args.events} events, {args.new_events} new events a batch, "
-          f"median of {args.repeats} replayed batches; load average {os.getloadavg()}")
+        totals.append((sum(w for w, _ in timings.values()), sum(c for _, c in timings.values())))
+    print(
+        f"history {args.events} events, {args.new_events} new events a batch, "
+        f"median of {args.repeats} replayed batches; load average {os.getloadavg()}"
+    )
     print(f"{'model':40} {'wall ms':>8} {'cpu ms':>8}")
     for unique_id, spent in per_model.items():
         wall = statistics.median(w for w, _ in spent) * 1000
