@@ -55,6 +55,11 @@ def test_every_raw_table_and_dbt_model_is_an_asset_and_dbt_tests_are_checks(
     assert AssetKey(["raw", "weblogs"]) in graph.upstream_key_iterator(
         AssetKey(["staging", "stg_weblogs"])
     )
+    # A Mongo document's current state is computed from its typed changes.
+    for collection in ("users", "online_orders", "instore_orders"):
+        changes = AssetKey(["staging", f"stg_{collection}_changes"])
+        assert graph.get(changes).parent_keys == {AssetKey(["raw", collection])}
+        assert graph.get(AssetKey(["staging", f"stg_{collection}"])).parent_keys == {changes}
     tests = [n for n in manifest["nodes"].values() if n["resource_type"] == "test"]
     check_keys = graph.asset_check_keys
     assert len([k for k in check_keys]) >= len(tests) > 0

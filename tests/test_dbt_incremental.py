@@ -48,9 +48,12 @@ COMPARED = {
         "int_unattributed_activity",
     ),
     "staging": (
+        "stg_users_changes",
         "stg_users",
         "stg_user_emails",
+        "stg_online_orders_changes",
         "stg_online_orders",
+        "stg_instore_orders_changes",
         "stg_instore_orders",
         "stg_order_items",
         "stg_weblogs",

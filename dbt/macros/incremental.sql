@@ -190,7 +190,8 @@
 {#- The stored rows of `relation` whose `key` is in `keys_select` (a select of one column), as
     a subquery to read from. DuckDB scans every column of every row before a semi-join drops
     the others, so there the matching row ids are found on the key column alone first, and
-    only those rows are read (about half the time of the plain form on 400k stored orders). -#}
+    only those rows are read (about a third less CPU than the plain form on ~500k stored
+    order changes, the lookup of stg_online_orders). -#}
 {% macro rows_with_keys(relation, key, keys_select) -%}
     {{ return(adapter.dispatch('rows_with_keys', 'customer360')(relation, key, keys_select)) }}
 {%- endmacro %}

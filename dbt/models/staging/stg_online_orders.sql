@@ -6,40 +6,93 @@
     )
 }}
 
-with source as (
+{#- The current state of each `online_orders` document, recomputed from all its changes
+    (stg_online_orders_changes) whenever it has a new one, so an incremental build gives what a
+    full refresh gives. Order of a document's changes: cluster time, then landing batch, then a
+    delete after a document at the same position, then `_document_hash` (any fixed order). -#}
+
+with changed_documents as (
+    -- the documents with a change this model has not taken in yet
+    select distinct document_key
+    from {{ ref('stg_online_orders_changes') }}
+    where _batch_id > {{ batch_watermark() }}
+),
+
+changes as (
+    -- all the changes of those documents, old ones included
+    {% if is_incremental() -%}
     select *
-    from {{ source('raw', 'online_orders') }}
-    where batch_id > {{ batch_watermark() }}
+    from {{ rows_with_keys(
+        ref('stg_online_orders_changes'), 'document_key', 'select document_key from changed_documents'
+    ) }} as changes
+    {%- else -%}
+    select * from {{ ref('stg_online_orders_changes') }}
+    {%- endif %}
 ),
 
-typed as (
+last_change as (
+    -- the latest change decides whether the document is deleted
     select
-        -- ids
         document_key,
-        {{ json_integer('document', '$.user_id') }} as customer_id,
-
-        -- strings
-        operation,
-        'Online' as channel,
-        {{ json_text('document', '$.status') }} as status,
-        {{ json_text('document', '$.delivery_address.city') }} as delivery_city,
-        {{ json_text('document', '$.delivery_address.country') }} as delivery_country,
-
-        -- line items: array of struct(product_id, product_name, category, price, quantity)
-        {{ json_order_items('document') }} as items,
-
-        -- timestamps
-        {{ json_timestamp('document', '$.date') }} as ordered_at,
-
-        -- change position
-        cluster_time,
-        cluster_at,
-        batch_id,
-        document as document_text
-    from source
-    where {{ mongo_rejection_reason('online_orders') }} is null
+        operation = 'delete' as is_deleted,
+        operation as last_operation,
+        cluster_time as _cluster_time,
+        cluster_at as _cluster_at
+    from changes
+    qualify row_number() over (
+        partition by document_key
+        order by cluster_time desc, _batch_id desc, operation = 'delete' desc, _document_hash desc
+    ) = 1
 ),
 
-{{ mongo_current_state('typed', ['customer_id', 'channel', 'status', 'delivery_city', 'delivery_country', 'items', 'ordered_at'], key='order_id') }}
+last_document as (
+    -- the fields come from the latest change that carried a document, so a deleted document
+    -- keeps its customer (marts know whose numbers to recompute)
+    select
+        document_key,
+        customer_id,
+        channel,
+        status,
+        delivery_city,
+        delivery_country,
+        items,
+        ordered_at,
+        cluster_time as _document_cluster_time
+    from changes
+    where operation <> 'delete'
+    qualify row_number() over (
+        partition by document_key
+        order by cluster_time desc, _batch_id desc, _document_hash desc
+    ) = 1
+),
 
-select * from current_state
+history as (
+    -- every customer the document ever had (all are recomputed when it changes), and the
+    -- greatest landing batch reflected (the watermark)
+    select
+        document_key,
+        {{ sorted_distinct_array_agg('customer_id') }} as _customer_ids,
+        max(_batch_id) as _batch_id
+    from changes
+    group by document_key
+)
+
+select
+    last_change.document_key as order_id,
+    last_document.customer_id,
+    last_document.channel,
+    last_document.status,
+    last_document.delivery_city,
+    last_document.delivery_country,
+    last_document.items,
+    last_document.ordered_at,
+    last_change.is_deleted,
+    last_change.last_operation,
+    last_change._cluster_time,
+    last_change._cluster_at,
+    last_document._document_cluster_time,
+    history._customer_ids,
+    history._batch_id
+from last_change
+inner join history on history.document_key = last_change.document_key
+left join last_document on last_document.document_key = last_change.document_key

@@ -1,0 +1,108 @@
+"""What one micro-batch's replayed build costs, model by model, at scale.
+
+    .venv/bin/python -m tests.dbt_fixtures.replay_cost --events 300000 --new-events 1000
+
+Lands a synthetic history like `scale_check` (users, orders, weblogs, emails), builds it, lets
+dbt build two small batches (so the micro-batch has learnt the statements to replay, see
+customer360/pipeline/model_replay.py), then `--repeats` times lands `--new-events` more and runs
+the learnt statements itself, one model after the other in one transaction as the micro-batch
+does, timing each model: wall time and this process's CPU time (user + system, DuckDB's threads
+included, from resource.getrusage), which a loaded machine inflates less than wall time. Prints
+the median per model and for the whole batch, with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from customer360.config import Settings
+from customer360.pipeline.microbatch import MicroBatch
+from customer360.pipeline.model_replay import models_to_build, temporary_tables
+from extractors import SOURCES
+from tests.dbt_fixtures.scale_check import build, land
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def replay_timed(batch: MicroBatch, models: list[str]) -> dict[str, tuple[float, float]]:
+    """Replay `models` as ModelReplay.replay does, returning (wall, cpu) seconds per model."""
+    statements = batch.replay._agreed
+    con = batch.con
+    timings = {}
+    con.execute("begin")
+    existing = temporary_tables(con)
+    for unique_id in models:
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        for sql in statements[unique_id]:
+            con.execute(sql)
+        timings[unique_id] = (time.perf_counter() - wall, cpu_seconds() - cpu)
+    for name in temporary_tables(con) - existing:
+        con.execute(f'drop table temp.main."{name}"')
+    con.execute("commit")
+    return timings
+
+
+def next_batch_id(batch: MicroBatch) -> int:
+    return 1 + max(
+        batch.con.execute(f"select coalesce(max(batch_id), 0) from raw.{s}").fetchone()[0]
+        for s in SOURCES
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=300_000, help="history size")
+    parser.add_argument("--new-events", type=int, default=1_000, help="events per new batch")
+    parser.add_argument("--repeats", type=int, default=5, help="replayed builds to time")
+    parser.add_argument("--dir", type=Path, default=None, help="work folder")
+    args = parser.parse_args()
+    work = args.dir or Path(tempfile.mkdtemp(prefix="c360-replay-cost-"))
+    work.mkdir(parents=True, exist_ok=True)
+    users = max(args.events // 100, 10)
+    batch = MicroBatch(
+        Settings(warehouse=work / "warehouse.duckdb", home=work), data_tests_every_s=None
+    )
+    land(batch.con, 1, args.events, users, 1)
+    batch.dbt.run(["run", "--full-refresh"]).raise_on_failure()
+    build(batch, all_sources=True)
+    start = 3 * 10**9
+    for _ in range(2):  # two dbt builds that agree: the statements become replayable
+        land(batch.con, next_batch_id(batch), args.new_events, users, start)
+        start += 10**9
+        build(batch)
+    per_model: dict[str, list[tuple[float, float]]] = {}
+    totals = []
+    for _ in range(args.repeats):
+        land(batch.con, next_batch_id(batch), args.new_events, users, start)
+        start += 10**9
+        models = models_to_build(batch.dbt.manifest_dict(), batch.sources_to_build())
+        assert batch.replay.can_replay(models), "dbt's statements were not learnt"
+        timings = replay_timed(batch, models)
+        for unique_id, spent in timings.items():
+            per_model.setdefault(unique_id, []).append(spent)
+        totals.append((sum(w for w, _ in timings.values()), sum(c for _, c in timings.values())))
+    print(
+        f"history {args.events} events, {args.new_events} new events a batch, "
+        f"median of {args.repeats} replayed batches; load average {os.getloadavg()}"
+    )
+    print(f"{'model':40} {'wall ms':>8} {'cpu ms':>8}")
+    for unique_id, spent in per_model.items():
+        wall = statistics.median(w for w, _ in spent) * 1000
+        cpu = statistics.median(c for _, c in spent) * 1000
+        print(f"{unique_id.rsplit('.', 1)[-1]:40} {wall:8.1f} {cpu:8.1f}")
+    wall = statistics.median(w for w, _ in totals) * 1000
+    cpu = statistics.median(c for _, c in totals) * 1000
+    print(f"{'total':40} {wall:8.1f} {cpu:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
