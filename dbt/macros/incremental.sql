@@ -51,6 +51,13 @@
     }) -}}
 {%- endmacro %}
 
+{#- The sources whose changes can change a customer's customer_360_base row: that model's
+    inputs, and those of every model that reads its rows (customer_propensity, the audiences),
+    so all recompute the same customers. -#}
+{% macro customer_360_inputs() -%}
+    {{- return(['users', 'online_orders', 'instore_orders', 'weblogs', 'marketing_emails', 'anonymous_weblogs', 'guest_orders']) -}}
+{%- endmacro %}
+
 {#- Where per-customer models keep their watermarks: one row per (model, source) with the
     greatest staging `_batch_id` of that source when the model last ran. It is written by the
     model's post-hook inside the model's transaction, so it moves with the model's rows; and it

@@ -1,4 +1,4 @@
-{%- set inputs = ['users', 'online_orders', 'instore_orders', 'weblogs', 'marketing_emails'] %}
+{%- set inputs = customer_360_inputs() %}
 {%- set day_number = "date_diff('day', date '1970-01-01', " ~ reading_date() ~ ")" %}
 
 {{
@@ -18,6 +18,7 @@
 
 -- depends_on: {{ ref('customer_360_base') }}, {{ ref('stg_users') }}, {{ ref('stg_online_orders') }}
 -- depends_on: {{ ref('stg_instore_orders') }}, {{ ref('int_weblog_rollup') }}, {{ ref('stg_marketing_emails') }}
+-- depends_on: {{ ref('int_anonymous_weblog_rollup') }}, {{ ref('int_guest_order_owners') }}
 
 {# Every entry into and exit from an audience, in order (`sequence`), appended as builds see
     them; the history the Kafka topic `audience_changes` is published from. A build evaluates

@@ -1,4 +1,4 @@
-{%- set inputs = ['users', 'online_orders', 'instore_orders', 'weblogs', 'marketing_emails', 'anonymous_weblogs', 'guest_orders'] %}
+{%- set inputs = customer_360_inputs() %}
 
 {{
     config(

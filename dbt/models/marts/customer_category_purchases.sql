@@ -1,4 +1,4 @@
-{%- set inputs = ['users', 'online_orders', 'instore_orders'] %}
+{%- set inputs = ['users', 'online_orders', 'instore_orders', 'guest_orders'] %}
 
 {{
     config(
@@ -13,10 +13,11 @@
 /* depends_on: {{ ref('stg_users') }} */
 /* depends_on: {{ ref('stg_online_orders') }} */
 /* depends_on: {{ ref('stg_instore_orders') }} */
+/* depends_on: {{ ref('int_guest_order_owners') }} */
 
 {#- What each customer buys per product category (the category each order line carries, as
     written): line items, amount and when last, over orders that are not deleted, both
-    channels. customer_traits picks the preferred category from these rows. -#}
+    channels, guest sales matched by email included (int_customer_order_items). customer_traits picks the preferred category from these rows. -#}
 
 
 with
@@ -41,7 +42,7 @@ purchases as (
         cast(count(*) as {{ dbt.type_bigint() }}) as line_items,
         cast(sum(amount) as {{ dbt.type_numeric() }}) as amount_spent,
         max(ordered_at) as last_purchased_at
-    from {{ ref('stg_order_items') }}
+    from {{ ref('int_customer_order_items') }}
     where not is_deleted
         and category is not null
         and customer_id in (select customer_id from customers)
