@@ -65,8 +65,10 @@ def quarantine_reason(source: str, value: bytes | None) -> str | None:
     missing = [f for f in REQUIRED_FIELDS[source] if record.get(f) is None]
     if missing:
         return "missing required field(s): " + ", ".join(missing)
+    # Absent or null only, like the required fields: a record with an empty or ill-typed id is
+    # landed and rejected by staging with the reason (as a record with a bad user_id always was).
     one_of = REQUIRED_ONE_OF[source]
-    if one_of and all(record.get(f) in (None, "") for f in one_of):
+    if one_of and all(record.get(f) is None for f in one_of):
         return "missing required field: one of " + " or ".join(one_of)
     return None
 
