@@ -15,8 +15,13 @@ $(VENV)/.installed: pyproject.toml uv.lock
 demo: install
 	$(VENV)/bin/c360 up
 
+# Everything: the fast tier on one worker per core, then the tests that need Kafka and MongoDB
+# (one session of services, one test at a time); fails if either tier failed.
 test: install chromium odbc
-	$(PY) -m pytest
+	@rc=0; \
+	$(PY) -m pytest -m "not services" -n auto --dist loadscope || rc=1; \
+	$(PY) -m pytest -m services || rc=1; \
+	exit $$rc
 
 # The fast tier: dbt on DuckDB fixtures, unit tests, the API on a built serving copy; no Kafka or
 # MongoDB (tests that need them are marked `services`, see tests/conftest.py). One worker per
