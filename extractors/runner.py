@@ -102,7 +102,8 @@ class Extractor:
         return results, errors
 
     def prepare(self, sources: tuple[str, ...] = SOURCES) -> None:
-        """Make the sources' connections and cursors now, in the calling thread."""
+        """Make the sources' connections and cursors now, in the calling thread (not in the
+        threads `extract_all` hands the sources to)."""
         for name in sources:
             self.source(name)
             self._cursor(name)
@@ -110,8 +111,8 @@ class Extractor:
     def _cursor(self, source: str) -> duckdb.DuckDBPyConnection:
         cursor = self._cursors.get(source)
         if cursor is None:
-            # Made from a connection only the extractor uses, never from `con`, which another
-            # thread (the build) may be using meanwhile.
+            # Made from a connection of the extractor's own, so the sources' threads and their
+            # cursors never share `con` (the build's connection in a micro-batch).
             if self._cursor_parent is None:
                 self._cursor_parent = self.con.cursor()
             cursor = self._cursors[source] = self._cursor_parent.cursor()
