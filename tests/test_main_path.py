@@ -83,7 +83,9 @@ class Up:
         pytest.fail(f"{what}: not within {timeout:.0f} s\n{self.say()}")
 
     def instance(self) -> DagsterInstance | None:
-        if self._instance is None and (self.home / "dagster" / "history" / "runs.db").exists():
+        # Opened once `up` has created the instance's storage (`dagster instance migrate`, then
+        # the daemon's log): opening it while it is being created races to create its tables.
+        if self._instance is None and (self.home / "logs" / "dagster-daemon.log").exists():
             self._instance = DagsterInstance.from_config(str(self.home / "dagster"))
         return self._instance
 
