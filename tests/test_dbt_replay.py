@@ -57,7 +57,8 @@ def test_replayed_builds_equal_full_refresh_scripted(tmp_path: Path) -> None:
     assert sum(replayed) >= len(replayed) - 4, replayed
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+# Another seed than test_dbt_incremental's random rounds: together they see two.
+@pytest.mark.parametrize("seed", [2])
 def test_replayed_builds_equal_full_refresh_random(tmp_path: Path, seed: int) -> None:
     replayed = replay_and_compare(tmp_path, lambda raw: random_rounds(raw, seed))
     assert sum(replayed) >= len(replayed) - 4, replayed

@@ -8,8 +8,9 @@ No services: raw landings go through the real dbt project into DuckDB warehouses
   by the new model, and the API serves the score with its reasons.
 - Hand-checked customers: the dbt model's score equals scikit-learn's `predict_proba` for the
   same coefficients, means and scales (features worked out by hand below).
-- Incremental builds equal a full refresh, round after round, with a model stored partway and a
-  second model version later.
+
+Incremental scores equal a full refresh round after round, with models arriving between builds:
+the scripted rounds of tests/test_dbt_incremental.py.
 """
 
 from __future__ import annotations
@@ -38,14 +39,16 @@ from dagster_project.build import build_definitions
 from dagster_project.propensity import PROPENSITY_JOB, PROPENSITY_KEY, propensity_model
 from dagster_project.resources import pipeline_resource
 from tests.dbt_fixtures.dbt_invoke import run_dbt
+from tests.dbt_fixtures.propensity_model import (
+    HAND_INTERCEPT,
+    HAND_MODEL,
+    REFERENCE,
+    store_model,
+)
 from tests.dbt_fixtures.raw_builder import RawLanding, utc
-from tests.test_dbt_incremental import scripted_rounds
 
 NOW = utc("2026-05-01T12:00:00")
 DAY = dt.timedelta(days=1)
-MODEL_COLUMNS = (
-    "model_version, trained_at, reference_at, intercept, feature, mean, scale, coefficient"
-)
 
 
 def moments(rng: random.Random, mean: float, first: dt.datetime) -> list[dt.datetime]:
@@ -192,7 +195,6 @@ def hand_checked_warehouse(path: Path) -> None:
     raw.land()
 
 
-REFERENCE = dt.datetime(2026, 5, 31)
 # The facts of hand_checked_warehouse's docstring: the features follow from them.
 HAND_FACTS = {
     1: Facts(1, 10.0, 1, 100.0, 150.0, 1.0, 6.0),
@@ -204,28 +206,6 @@ HAND_FEATURES = {
     2: [365.0, 0.0, 0.0, math.log(31), 365.0, 365.0],
     3: [90.0, math.log(4), math.log(301), math.log(361), 30.0, 365.0],
 }
-# A model chosen by hand: more orders and recent visits raise the score, staleness lowers it.
-HAND_MODEL = {
-    "days_since_last_order": (120.0, 100.0, -0.9),  # (mean, scale, coefficient)
-    "log_orders": (0.7, 0.6, 0.8),
-    "log_spend": (2.5, 2.0, 0.3),
-    "log_tenure_days": (5.0, 1.0, -0.2),
-    "days_since_last_visit": (150.0, 120.0, -0.6),
-    "days_since_last_email_open": (250.0, 120.0, -0.1),
-}
-HAND_INTERCEPT = -1.5
-
-
-def store_model(warehouse: Path, version: str, model=HAND_MODEL, intercept=HAND_INTERCEPT):
-    with duckdb.connect(str(warehouse)) as con:
-        con.executemany(
-            f"insert into ml.propensity_coefficients ({MODEL_COLUMNS})"
-            " values (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [version, REFERENCE, REFERENCE, intercept, feature, mean, scale, coefficient]
-                for feature, (mean, scale, coefficient) in model.items()
-            ],
-        )
 
 
 def test_dbt_score_equals_sklearn_predict_proba_on_hand_checked_customers(tmp_path):
@@ -276,48 +256,6 @@ def test_dbt_score_equals_sklearn_predict_proba_on_hand_checked_customers(tmp_pa
             3: ["3 orders", "visited the website 30 days ago", "spent 300.00 in total"],
         }
         assert reasons == reasons_by_hand[customer], customer
-
-
-def propensity_rows(warehouse: Path) -> list[tuple]:
-    with duckdb.connect(str(warehouse)) as con:
-        return [
-            tuple(repr(value) for value in row)
-            for row in con.execute(
-                "select * from marts.customer_propensity order by customer_id"
-            ).fetchall()
-        ]
-
-
-def test_incremental_scores_equal_a_full_refresh(tmp_path):
-    """The scripted rounds of test_dbt_incremental (deletes, moved orders, late opens, ...),
-    a model stored after round 2 and a new version after round 5: after every round the
-    incrementally built scores equal a full refresh of the same data and models."""
-    warehouse = tmp_path / "incremental" / "warehouse.duckdb"
-    copy = tmp_path / "full" / "warehouse.duckdb"
-    warehouse.parent.mkdir()
-    copy.parent.mkdir()
-    raw = RawLanding([warehouse, copy])
-    second_model = {f: (mean, scale, -c) for f, (mean, scale, c) in HAND_MODEL.items()}
-    for number, _ in enumerate(scripted_rounds(raw)):
-        raw.land()
-        run_dbt(warehouse, "run", work_dir=tmp_path / "dbt-incremental")
-        if number == 1:
-            for path in (warehouse, copy):
-                store_model(path, "20260501T000000")
-        if number == 4:
-            for path in (warehouse, copy):
-                store_model(path, "20260502T000000", second_model, 0.5)
-        if number in (1, 4):  # the model arrives between builds
-            run_dbt(warehouse, "run", work_dir=tmp_path / "dbt-incremental")
-        run_dbt(copy, "run", "--full-refresh", work_dir=tmp_path / "dbt-full")
-        incremental, full = propensity_rows(warehouse), propensity_rows(copy)
-        assert incremental == full, f"round {number + 1}"
-        assert bool(full) == (number >= 1), f"round {number + 1}"
-    with duckdb.connect(str(warehouse)) as con:
-        versions = con.execute(
-            "select distinct model_version from marts.customer_propensity"
-        ).fetchall()
-    assert versions == [("20260502T000000",)]
 
 
 def test_the_asset_graph_has_the_model_its_job_and_schedule(tmp_path):
