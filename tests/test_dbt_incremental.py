@@ -218,6 +218,53 @@ def scripted_rounds(raw: RawLanding):
         [],
         customer_email="new1@example.com",
     )
+    yield
+    # Round 12: customer 1 takes c1@ back: guest sales 210 (13:00) and 212 by it become 1's,
+    # and 214 (new1@) turns from ambiguous to 2's (1 held new1@ only until now); the unmatched
+    # 211's address corrected to 4's (its old one, who@, held by no one); guest sales 215 by
+    # 2's first address (dated before 2 changed it: 2's) and 218 (3's, dated in an hour).
+    raw.tick(60)
+    t12 = raw.now
+    raw.user("update", 1, 1, email="c1@example.com")
+    raw.order("Instore", "update", 211, None, t12, [], customer_email=" C4@example.com")
+    raw.order(
+        "Instore",
+        "insert",
+        215,
+        None,
+        utc("2026-05-01T08:00:00"),
+        [("Blue Jeans", "Bottoms", 80, 1)],
+        customer_email="c2@example.com",
+    )
+    raw.order(
+        "Instore",
+        "insert",
+        218,
+        None,
+        t12 + dt.timedelta(hours=1),
+        [("white socks", "Accessories", 4.25, 2)],
+        customer_email="c3@example.com",
+    )
+    yield
+    # Round 13: guest sales leave the customers who held them, each recomputed only because
+    # of it: 210's address corrected to c3@ (1 loses it), 212 gains user_id 4 and drops its
+    # address (1 loses it), 215 deleted (2 loses it); customer 9 takes c3@, so 218 (and 210)
+    # turn ambiguous (3 loses 218); a new customer 6 takes who@, the address 211 carried
+    # before its correction (211 itself is unchanged).
+    raw.tick(60)
+    raw.order(
+        "Instore",
+        "update",
+        210,
+        None,
+        t9,
+        [("Green Hat", "Accessories", 15.5, 1)],
+        customer_email=" c3@EXAMPLE.com ",
+    )
+    raw.order("Instore", "update", 212, 4, raw.now, [("Red Shirt", "Tops", 49.99, 1)])
+    raw.order("Instore", "delete", 215)
+    raw.user("update", 9, 9, dob="2000-02-29", email="C3@example.com")
+    raw.user("insert", 16, 6, email="who@example.com")
     yield  # fmt: skip
 
 
@@ -444,8 +491,9 @@ def test_incremental_builds_equal_full_refresh_scripted(tmp_path: Path) -> None:
             ).fetchall()
         ]
         rejected = con.execute("select count(*) from staging.stg_rejected_records").fetchone()[0]
-    # 5 deleted in round 8, 4 deleted and created again, 9 created late; "abc" etc. rejected.
-    assert customers == [1, 2, 3, 4, 9]
+    # 5 deleted in round 8, 4 deleted and created again, 9 created late, 6 created in round 13
+    # (the holder of a guest sale's former address); "abc" etc. rejected.
+    assert customers == [1, 2, 3, 4, 6, 9]
     assert rejected == 6
 
 
