@@ -1,9 +1,10 @@
 """The micro-batch job through Dagster, for every combination of sources landing together.
 
 Which models a micro-batch builds, and which views it reports as refreshed, depend on which
-sources brought new records; Dagster accepts a step's assets only parents first. So every
-combination runs: each source alone, every mix of them, all five, and none. One warehouse takes
-them all, batch after batch, as in production, where only the first batch re-creates the views.
+sources brought new records; Dagster accepts a step's assets only parents first. So each
+source alone runs, every pair (a wrong order is between two assets, each downstream of some
+sources), all five, and none. One warehouse takes them all, batch after batch, as in
+production, where only the first batch re-creates the views.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from dagster_project.build import MICROBATCH_JOB, build_definitions
 from extractors import SOURCES
 from tests.extractor_helpers import mongo_db, produce, weblog
 
-# Every non-empty combination of the five sources, then none at all.
+# Each source alone, every pair, all five, then none at all.
 COMBINATIONS = [
-    *(c for size in range(1, len(SOURCES) + 1) for c in itertools.combinations(SOURCES, size)),
+    *(c for size in (1, 2) for c in itertools.combinations(SOURCES, size)),
+    tuple(SOURCES),
     (),
 ]
 
@@ -156,7 +158,7 @@ def defs(isolated_settings):
 
 
 @pytest.mark.timeout(600)
-def test_every_combination_of_sources_materializes_what_lineage_says(isolated_settings, defs):
+def test_combinations_of_sources_materialize_what_lineage_says(isolated_settings, defs):
     graph = defs.resolve_asset_graph()
     job = defs.resolve_job_def(MICROBATCH_JOB)
     changes = SourceChanges(isolated_settings)

@@ -4,7 +4,8 @@ Relative C360_HOME and warehouse (the defaults `./.c360` and `./data/warehouse.d
 jars fetched into that home, a seeded history, and the live stream changing all five sources
 (sign-ups, profile updates and deletions, online and in-store orders with corrections and
 deletions, weblogs, emails with opens and clicks). Only the ports are free ones, so the test can
-run beside a demo. Then the stop signal a user (Ctrl-C) or a service manager (SIGTERM) sends.
+run beside a demo. Then the stop signal a user (Ctrl-C) sends, and `c360 up` again in the same
+directory, as a user comes back to it, stopped as a service manager (SIGTERM) stops it.
 """
 
 from __future__ import annotations
@@ -40,14 +41,13 @@ pytestmark = [pytest.mark.services, pytest.mark.timeout(1200)]
 
 
 class Up:
-    """A `c360 up` process started as a user would, and what it left in its directory."""
+    """`c360 up` started as a user would, in one directory, and what it left there."""
 
-    def __init__(self, cwd: Path, stop_signal: int):
+    def __init__(self, cwd: Path):
         self.cwd = cwd
         self.home = cwd / ".c360"  # the default C360_HOME, relative to where `up` ran
         self.warehouse = cwd / "data" / "warehouse.duckdb"
         self.serve_port = free_port()
-        self.stop_signal = stop_signal
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith("C360_") and k != "DAGSTER_HOME"
         }
@@ -57,16 +57,23 @@ class Up:
             C360_SERVE_PORT=str(self.serve_port),
             C360_SQL_PORT=str(free_port()),
         )
-        self.output = cwd / "c360-up.out"
-        command = [str(C360), "up", "--customers", "300", "--days", "30", "--rate", "50"]
-        command += ["--ui-port", str(free_port())]
-        with open(self.output, "wb") as out:
-            self.process = subprocess.Popen(
-                command, cwd=cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.ui_port = free_port()
+        self.starts = 0
+        self.process: subprocess.Popen | None = None
         self._instance: DagsterInstance | None = None
 
+    def start(self) -> None:
+        self.starts += 1
+        self.output = self.cwd / f"c360-up-{self.starts}.out"
+        command = [str(C360), "up", "--customers", "300", "--days", "30", "--rate", "50"]
+        command += ["--ui-port", str(self.ui_port)]
+        with open(self.output, "wb") as out:
+            self.process = subprocess.Popen(
+                command, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+
     def say(self) -> str:
+        """The end of what the latest start printed."""
         return self.output.read_text(errors="replace")[-4000:]
 
     def check_running(self) -> None:
@@ -117,7 +124,7 @@ class Up:
         return found
 
     def clean_up(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         for pid in self.our_processes():
@@ -178,67 +185,79 @@ def stream_kinds(log: Path) -> dict[str, int]:
     }
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_c360_up_from_a_fresh_directory_then_stopped(tmp_path, stop_signal):
-    up = Up(tmp_path, stop_signal)
+def run_then_stop(up: Up, stop_signal: int) -> None:
+    """One `c360 up`: micro-batches land while the stream changes all five sources, the stream
+    stops and the pipeline drains, then `up` gets `stop_signal` and must stop what it started."""
+    up.start()
+    before = batches_that_landed(up) if up.instance() is not None else 0
+    # Micro-batches of the stream run the sensor started while all five sources change (after
+    # the seeded history on a first start); no run fails.
+    up.wait(
+        f"{MICROBATCHES} micro-batches that landed records",
+        lambda: batches_that_landed(up) >= before + MICROBATCHES,
+        timeout=600,
+    )
+    status = up.api("/api/status")
+    assert status["data_age_seconds"] < FRESH_S, status
+    assert stream_runs(up)
+
+    # The stream stops; the pipeline drains what it wrote, then lands nothing.
+    assert ManagedProcess("stream", up.home / "run").stop()
+    kinds = stream_kinds(up.home / "run" / "stream.log")
+    # An email follow-up is an open or a click.
+    for kind in [*(set(STREAM_MIX) - {"email_followup"}), "email_open", "email_click"]:
+        assert kinds.get(kind, 0) > 0, f"the stream produced no {kind}: {kinds}"
+
+    def drained():
+        last = max(e.timestamp for s in SOURCES for e in landed(up, s))
+        return time.time() - last > 10
+
+    up.wait("the pipeline idle after the stream stopped", drained, timeout=180)
+    no_run_failed(up)
+    for source in SOURCES:
+        # The history lands first; the stream changes every source after it.
+        assert len(landed(up, source)) >= 2, f"{source}: nothing landed after the history"
+
+    found = up.api("/api/customers?limit=50")["items"]
+    assert found
+    profiles = [up.api(f"/api/customers/{c['customer_id']}") for c in found]
+
+    # Stop as a user (Ctrl-C) or a service manager (SIGTERM) would.
+    started = time.monotonic()
+    up.process.send_signal(stop_signal)
+    up.process.wait(STOP_WITHIN_S + 10)
+    took = time.monotonic() - started
+    said = up.say()
+    assert took < STOP_WITHIN_S, f"stopping took {took:.0f} s\n{said}"
+    assert up.process.returncode == 128 + stop_signal, said
+    for what in ("stopped dagster-webserver", "stopped dagster-daemon", "stopped dashboard"):
+        assert what in said, said
+    # The stream's run was in flight: terminated through Dagster, it ends CANCELED.
+    assert re.search(r"run \w+ \(microbatch_stream\) ended CANCELED", said), said
+    deadline = time.monotonic() + 5
+    while up.our_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not up.our_processes(), "still running after c360 up stopped"
+    # The services stay up, as documented; `c360 services down` stops them.
+    assert ManagedProcess("kafka", up.home / "run").pid() is not None
+    assert ManagedProcess("mongo", up.home / "run").pid() is not None
+    no_run_failed(up)
+    assert stream_runs(up)[-1].status == DagsterRunStatus.CANCELED  # the newest
+
+    # What the API served is what dbt built.
+    with duckdb.connect(str(up.warehouse), read_only=True) as con:
+        for profile in profiles:
+            assert_profile_matches_marts(profile, con)
+
+
+def test_c360_up_from_a_fresh_directory_stopped_then_up_again(tmp_path):
+    """Up in a fresh directory, stopped with Ctrl-C (SIGINT); then up again in the same
+    directory (the services still run; the warehouse, positions and Dagster's instance are
+    kept; no second seed), stopped as a service manager stops it (SIGTERM)."""
+    up = Up(tmp_path)
     try:
-        # Seeded history, then micro-batches of the stream run the sensor started while all five
-        # sources change; no run fails.
-        up.wait(
-            f"{MICROBATCHES} micro-batches that landed records",
-            lambda: batches_that_landed(up) >= MICROBATCHES,
-            timeout=600,
-        )
-        status = up.api("/api/status")
-        assert status["data_age_seconds"] < FRESH_S, status
-        assert stream_runs(up)
-
-        # The stream stops; the pipeline drains what it wrote, then lands nothing.
-        assert ManagedProcess("stream", up.home / "run").stop()
-        kinds = stream_kinds(up.home / "run" / "stream.log")
-        # An email follow-up is an open or a click.
-        for kind in [*(set(STREAM_MIX) - {"email_followup"}), "email_open", "email_click"]:
-            assert kinds.get(kind, 0) > 0, f"the stream produced no {kind}: {kinds}"
-
-        def drained():
-            last = max(e.timestamp for s in SOURCES for e in landed(up, s))
-            return time.time() - last > 10
-
-        up.wait("the pipeline idle after the stream stopped", drained, timeout=180)
-        no_run_failed(up)
-        for source in SOURCES:
-            # The history lands first; the stream changes every source after it.
-            assert len(landed(up, source)) >= 2, f"{source}: nothing landed after the history"
-
-        found = up.api("/api/customers?limit=50")["items"]
-        assert found
-        profiles = [up.api(f"/api/customers/{c['customer_id']}") for c in found]
-
-        # Stop as a user (Ctrl-C) or a service manager (SIGTERM) would.
-        started = time.monotonic()
-        up.process.send_signal(stop_signal)
-        up.process.wait(STOP_WITHIN_S + 10)
-        took = time.monotonic() - started
-        said = up.say()
-        assert took < STOP_WITHIN_S, f"stopping took {took:.0f} s\n{said}"
-        assert up.process.returncode == 128 + stop_signal, said
-        for what in ("stopped dagster-webserver", "stopped dagster-daemon", "stopped dashboard"):
-            assert what in said, said
-        # The stream's run was in flight: terminated through Dagster, it ends CANCELED.
-        assert re.search(r"run \w+ \(microbatch_stream\) ended CANCELED", said), said
-        deadline = time.monotonic() + 5
-        while up.our_processes() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not up.our_processes(), "still running after c360 up stopped"
-        # The services stay up, as documented; `c360 services down` stops them.
-        assert ManagedProcess("kafka", up.home / "run").pid() is not None
-        assert ManagedProcess("mongo", up.home / "run").pid() is not None
-        no_run_failed(up)
-        assert stream_runs(up)[-1].status == DagsterRunStatus.CANCELED  # the newest
-
-        # What the API served is what dbt built.
-        with duckdb.connect(str(up.warehouse), read_only=True) as con:
-            for profile in profiles:
-                assert_profile_matches_marts(profile, con)
+        run_then_stop(up, signal.SIGINT)
+        run_then_stop(up, signal.SIGTERM)
+        assert "already holds data; not seeding again" in up.output.read_text(), up.say()
     finally:
         up.clean_up()
