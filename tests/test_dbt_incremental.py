@@ -45,6 +45,7 @@ COMPARED = {
         "int_weblog_rollup",
         "int_device_events",
         "int_anonymous_weblog_rollup",
+        "int_guest_order_addresses",
         "int_guest_order_owners",
         "int_customer_weblog_rollup",
         "int_customer_order_items",

@@ -37,7 +37,8 @@
     events attributed to customers (`anonymous_weblogs`, whose `_customer_ids` are every
     customer who logged in on the device, so a re-attribution recomputes the customer who lost
     events too) and guest in-store orders matched by email (`guest_orders`, whose
-    `_customer_ids` are every customer who ever had the order's email address). -#}
+    `_customer_ids` are every customer who ever had an address the order ever carried, so a
+    corrected address, a user_id replacing it or a delete recomputes the previous holder). -#}
 {% macro customer_sources() -%}
     {{- return({
         'users': {'model': 'stg_users', 'mark': '_users_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
@@ -123,7 +124,8 @@
     greatest staging `_batch_id` of that customer's rows (the mart's watermark) and, with
     `with_source_times`, the greatest source time (`_<source>_source_at`). Deleted documents
     count (a delete is a change the mart reflects), and so does a document that moved to another
-    customer, for every customer it belonged to: these maxima never go down. -#}
+    customer, for every customer it belonged to (a guest sale: for every customer in its
+    `_customer_ids`, whoever holds it now): these maxima never go down. -#}
 {% macro customer_batch_marks(source_names, customers_cte, with_source_times=false) -%}
     {%- set sources = customer360.customer_sources() -%}
     select
@@ -148,11 +150,12 @@
             from {{ ref(s.model) }}
             where customer_id in (select customer_id from {{ customers_cte }})
             {%- if s.ids == '_customer_ids' %}
-            -- a row that moved between customers counts for each of them
+            -- a row that moved between customers counts for each of them, and so does one that
+            -- now belongs to none of them (a guest sale gone to a user_id, unmatched, ambiguous)
             union all
             select {{ customer360.unnest_array('_customer_ids') }} as customer_id, _batch_id, {{ s.source_at }}
             from {{ ref(s.model) }}
-            where {{ customer360.array_length('_customer_ids') }} > 1
+            where {{ customer360.array_length('_customer_ids') }} > 1 or customer_id is null
             {%- endif %}
         ) as reflected
         where customer_id in (select customer_id from {{ customers_cte }})

@@ -10,8 +10,8 @@
 }}
 
 
-{#- Who bought each in-store order that names its buyer by `customer_email` (a guest or till
-    sale), one row per such order.
+{#- Who bought each in-store order that names, or ever named, its buyer by `customer_email` (a
+    guest or till sale), one row per such order.
 
     The rule (dbt/README.md, "Identity stitching"): an order without `user_id` belongs to the
     customer whose users email, trimmed and lower-cased, equals the order's at the time of the
@@ -20,11 +20,15 @@
     when the history began). So an email change moves only later orders: an order matched to A
     before A changed address stays A's. An address held by two customers at the order's time
     matches neither (`ambiguous_email`); none: `unmatched_email`. An order with a `user_id` is
-    that customer's whatever its email (`user_id`; the marts read it from staging).
+    that customer's whatever its email (`user_id`; the marts read it from staging), and so is
+    one whose address was replaced by a user_id (its row stays, with no email_key).
 
-    Touched: orders changed since the watermark, and the orders whose address a changed users
-    document ever held. `_customer_ids`: every customer who ever held the address (a change of
-    owner recomputes the one who lost the order). -#}
+    `_customer_ids`: every customer who ever held any address the order ever carried
+    (int_guest_order_addresses): the customers whose marts a change of the order, or of who
+    held its addresses, can change, the one who lost it included (its address corrected to
+    another customer's, replaced by a user_id, the order deleted, the address turned
+    ambiguous). Touched: orders changed since the watermark, and the orders that ever carried an
+    address a changed users document ever held. -#}
 
 -- depends_on: {{ ref('int_customers') }}
 -- (built after it: its post-hook creates intermediate.dbt_watermarks on a first build, and
@@ -50,10 +54,19 @@ touched as (
     where _batch_id > {{ model_watermark('instore_orders') }}
     union
     select order_id
-    from {{ ref('stg_instore_orders') }}
-    where {{ normalized_email('customer_email') }} in (select email_key from touched_addresses)
+    from {{ ref('int_guest_order_addresses') }}
+    where email_key in (select email_key from touched_addresses)
 ),
 {% endif %}
+
+{#- Every address each (touched) order ever carried. -#}
+order_addresses as (
+    select order_id, email_key
+    from {{ ref('int_guest_order_addresses') }}
+    {% if is_incremental() -%}
+    where order_id in (select order_id from touched)
+    {%- endif %}
+),
 
 orders as (
     select
@@ -66,10 +79,7 @@ orders as (
         _cluster_at,
         _batch_id
     from {{ ref('stg_instore_orders') }}
-    where customer_email is not null
-        {% if is_incremental() -%}
-        and order_id in (select order_id from touched)
-        {%- endif %}
+    where order_id in (select order_id from order_addresses)
 ),
 
 {#- Every change of every users document that ever held one of these addresses. -#}
@@ -79,7 +89,7 @@ document_changes as (
     where document_key in (
         select document_key
         from {{ ref('stg_user_emails') }}
-        where email_key in (select email_key from orders)
+        where email_key in (select email_key from order_addresses)
     )
 ),
 
@@ -98,16 +108,28 @@ address_periods as (
     )
 ),
 
+{#- Per address, the customer of every change of every document that ever held it (a document's
+    id may change), and that change's batch. -#}
 address_holders as (
-    select
+    select distinct
         address_documents.email_key,
-        {{ sorted_distinct_array_agg('document_changes.customer_id') }} as _customer_ids,
-        max(document_changes._batch_id) as _users_batch_id
+        document_changes.customer_id,
+        document_changes._batch_id
     from (
         select distinct email_key, document_key from document_changes where email_key is not null
     ) as address_documents
     inner join document_changes on document_changes.document_key = address_documents.document_key
-    group by address_documents.email_key
+),
+
+{#- Per order, over every address it ever carried. -#}
+order_holders as (
+    select
+        order_addresses.order_id,
+        {{ sorted_distinct_array_agg('address_holders.customer_id') }} as _customer_ids,
+        max(address_holders._batch_id) as _users_batch_id
+    from order_addresses
+    inner join address_holders on address_holders.email_key = order_addresses.email_key
+    group by order_addresses.order_id
 ),
 
 matches as (
@@ -138,12 +160,12 @@ final as (
         orders.ordered_at,
         orders.items,
         orders.is_deleted,
-        coalesce(address_holders._customer_ids, []) as _customer_ids,
+        coalesce(order_holders._customer_ids, []) as _customer_ids,
         orders._cluster_at,
-        greatest(orders._batch_id, coalesce(address_holders._users_batch_id, -1)) as _batch_id
+        greatest(orders._batch_id, coalesce(order_holders._users_batch_id, -1)) as _batch_id
     from orders
     left join matches on matches.order_id = orders.order_id
-    left join address_holders on address_holders.email_key = orders.email_key
+    left join order_holders on order_holders.order_id = orders.order_id
 )
 
 {{ select_with_tombstones('final', 'touched', key='order_id') }}
