@@ -1,8 +1,9 @@
-"""Identity stitching on a fixture whose outcome was worked out by hand, in two incremental
+"""Identity stitching on a fixture whose outcome was worked out by hand, in three incremental
 batches (the rules: dbt/README.md, "Identity stitching").
 
 Customers 1 Alice (alice@example.com), 2 Bob (bob@example.com), 3 Dana (dana@example.com);
-users snapshot at 2026-06-01 08:00 (batch 1), changes at 2026-06-05 08:00 (batch 2).
+users snapshot at 2026-06-01 08:00 (batch 1), changes at 2026-06-05 08:00 (batch 2) and
+2026-06-07 08:00 (batch 3).
 
 Batch 1:
 - Shared device `dev-shared`: a1 anonymous 09:00, error Timeout on pay.html; Alice logs in
@@ -31,19 +32,37 @@ Batch 2:
   x 2 -> Alice; s5 alice@example.com dated 06-03 09:00 (before the change) Scarf 20 x 1 ->
   Alice; s6 bob@example.com 06-06 -> two holders, ambiguous.
 
-By hand, after batch 2:
-- Alice: in store s1 + s4 + s5 = 3 orders, 3 lines, 20 + 30 + 20 = 70.00; SCARF 2 (last
-  06-03 09:00), GLOVES 1 -> favourite SCARF. Errors Payment failed/cart.html 11:30 (1) and
-  Timeout/pay.html 09:00 (1); latest Payment failed. Last visit 11:30 (a3), last login 11:15.
-  Identities: customer_id 1 (created 2025-01-01 .. updated 06-05 08:00); alice@example.com
-  (users 06-01 08:00, m1 09:00, s1 12:00, s5 06-03 09:00 -> 06-01 08:00 .. 06-03 09:00);
-  alice.new@example.com (users 06-05 08:00, s4 06-06 10:00); dev-shared (a1 09:00 .. a3
-  11:30, logins 10:00 and 11:15 inside).
-- Bob: no order, no error; last visit = last login = 11:00. Identities: customer_id 2
-  (2025-01-01 .. 06-01 08:00), bob@example.com (06-01 08:00), dev-shared (login 11:00).
+After batch 2, Alice had s1 + s4 + s5 (3 orders, 70.00, favourite SCARF) and Bob none.
+
+Batch 3: every guest sale of Alice's leaves her, each in its own way (the customer an order
+leaves must be recomputed in the same batch, like the one it goes to):
+- s5's address is corrected to bob@example.com: on 06-03 only Bob held it (Dana took it on
+  06-05) -> Bob's.
+- s1 gains user_id 2 and drops its address -> Bob's by user_id.
+- s4 is deleted.
+- Dana takes dana@example.com back (06-07 08:00): bob@example.com is Bob's alone again for
+  later sales, so s7 bob@example.com 06-07 09:00 Hat 10 x 1 -> Bob; s6 (06-06, when both
+  held it) stays ambiguous.
+
+By hand, after batch 3:
+- Alice: no order (0, 0, 0.00, no favourite, no last in-store order). Errors Payment
+  failed/cart.html 11:30 (1) and Timeout/pay.html 09:00 (1); latest Payment failed. Last
+  visit 11:30 (a3), last login 11:15. Identities: customer_id 1 (created 2025-01-01 ..
+  updated 06-05 08:00); alice@example.com (users 06-01 08:00, m1 09:00; s1 and s5 no longer
+  hers -> 06-01 08:00 .. 09:00); alice.new@example.com (users 06-05 08:00; s4 deleted);
+  dev-shared (a1 09:00 .. a3 11:30, logins 10:00 and 11:15 inside).
+- Bob: in store s1 (06-01 12:00, by user_id) + s5 (06-03 09:00) + s7 (06-07 09:00) = 3
+  orders, 3 lines, 20 + 20 + 10 = 50.00; SCARF 2 (last 06-03 09:00), HAT 1 -> favourite
+  SCARF; last in-store order 06-07 09:00. No error; last visit = last login = 11:00.
+  Identities: customer_id 2 (2025-01-01 .. 06-01 08:00), bob@example.com (users 06-01
+  08:00, s5 06-03 09:00, s7 06-07 09:00 -> 06-01 08:00 .. 06-07 09:00), dev-shared (login
+  11:00).
 - Dana: error Oops/search.html 06-01 09:00 (1); last visit 06-02 10:00 (her login). Identities:
-  customer_id 3 (.. 06-05 08:00), dana@example.com (06-01 08:00), bob@example.com (06-05
-  08:00), dev-late (a4 06-01 09:00 .. login 06-02 10:00).
+  customer_id 3 (.. 06-07 08:00), dana@example.com (06-01 08:00 .. 06-07 08:00),
+  bob@example.com (06-05 08:00), dev-late (a4 06-01 09:00 .. login 06-02 10:00).
+- Who each guest sale can concern (`_customer_ids`: everyone who ever held an address it
+  ever carried): s1 [1] (alice@), s3 [1], s4 [1], s5 [1, 2, 3] (alice@; bob@, held by Bob
+  and Dana), s6 and s7 [2, 3], s2 none.
 - Unattributed: 1 anonymous event (a6, 1 id); 2 unmatched guest orders (s2, s3: 2 addresses);
   1 ambiguous (s6).
 """
@@ -170,6 +189,33 @@ def build(tmp_path: Path) -> Path:
     )
     raw.land()
     run_dbt(path, "build", "--exclude-resource-type", "unit_test", work_dir=tmp_path)
+
+    raw.now = utc("2026-06-07T08:00:00")
+    raw.order(
+        "Instore",
+        "update",
+        306,
+        None,
+        utc("2026-06-03T09:00:00"),
+        [("Scarf", "Accessories", 20, 1)],
+        customer_email="bob@example.com",
+    )
+    raw.order(
+        "Instore", "update", 301, 2, utc("2026-06-01T12:00:00"), [("Scarf", "Accessories", 20, 1)]
+    )
+    raw.order("Instore", "delete", 305)
+    raw.user("update", 3, 3, first_name="Dana", email="dana@example.com")
+    raw.order(
+        "Instore",
+        "insert",
+        308,
+        None,
+        utc("2026-06-07T09:00:00"),
+        [("Hat", "Accessories", 10, 1)],
+        customer_email="bob@example.com",
+    )
+    raw.land()
+    run_dbt(path, "build", "--exclude-resource-type", "unit_test", work_dir=tmp_path)
     return path
 
 
@@ -208,15 +254,15 @@ def test_profile_counts_guest_orders_and_stitched_visits(warehouse: Path) -> Non
         from marts.customer_360 order by customer_id
     """
     assert rows(warehouse, query) == [
-        {"customer_id": 1, "instore_orders": 3, "instore_items_purchased": 3,
-         "instore_amount_spent": Decimal("70.00"), "favourite_product": "SCARF",
-         "favourite_product_purchases": 2, "last_instore_order_at": at("2026-06-06T10:00:00"),
+        {"customer_id": 1, "instore_orders": 0, "instore_items_purchased": 0,
+         "instore_amount_spent": Decimal("0"), "favourite_product": None,
+         "favourite_product_purchases": None, "last_instore_order_at": None,
          "last_website_visit_at": at("2026-06-01T11:30:00"),
          "last_website_login_at": at("2026-06-01T11:15:00"),
          "latest_error_message": "Payment failed"},
-        {"customer_id": 2, "instore_orders": 0, "instore_items_purchased": 0,
-         "instore_amount_spent": Decimal("0"), "favourite_product": None,
-         "favourite_product_purchases": None, "last_instore_order_at": None,
+        {"customer_id": 2, "instore_orders": 3, "instore_items_purchased": 3,
+         "instore_amount_spent": Decimal("50.00"), "favourite_product": "SCARF",
+         "favourite_product_purchases": 2, "last_instore_order_at": at("2026-06-07T09:00:00"),
          "last_website_visit_at": at("2026-06-01T11:00:00"),
          "last_website_login_at": at("2026-06-01T11:00:00"), "latest_error_message": None},
         {"customer_id": 3, "instore_orders": 0, "instore_items_purchased": 0,
@@ -235,15 +281,15 @@ def test_customer_identities(warehouse: Path) -> None:
     expected = [
         (1, "anonymous_id", "dev-shared", "2026-06-01T09:00:00", "2026-06-01T11:30:00"),
         (1, "customer_id", "1", "2025-01-01T00:00:00", "2026-06-05T08:00:00"),
-        (1, "email", "alice.new@example.com", "2026-06-05T08:00:00", "2026-06-06T10:00:00"),
-        (1, "email", "alice@example.com", "2026-06-01T08:00:00", "2026-06-03T09:00:00"),
+        (1, "email", "alice.new@example.com", "2026-06-05T08:00:00", "2026-06-05T08:00:00"),
+        (1, "email", "alice@example.com", "2026-06-01T08:00:00", "2026-06-01T09:00:00"),
         (2, "anonymous_id", "dev-shared", "2026-06-01T11:00:00", "2026-06-01T11:00:00"),
         (2, "customer_id", "2", "2025-01-01T00:00:00", "2026-06-01T08:00:00"),
-        (2, "email", "bob@example.com", "2026-06-01T08:00:00", "2026-06-01T08:00:00"),
+        (2, "email", "bob@example.com", "2026-06-01T08:00:00", "2026-06-07T09:00:00"),
         (3, "anonymous_id", "dev-late", "2026-06-01T09:00:00", "2026-06-02T10:00:00"),
-        (3, "customer_id", "3", "2025-01-01T00:00:00", "2026-06-05T08:00:00"),
+        (3, "customer_id", "3", "2025-01-01T00:00:00", "2026-06-07T08:00:00"),
         (3, "email", "bob@example.com", "2026-06-05T08:00:00", "2026-06-05T08:00:00"),
-        (3, "email", "dana@example.com", "2026-06-01T08:00:00", "2026-06-01T08:00:00"),
+        (3, "email", "dana@example.com", "2026-06-01T08:00:00", "2026-06-07T08:00:00"),
     ]
     assert rows(warehouse, query) == [
         {"customer_id": c, "identifier_type": t, "identifier": i,
@@ -254,18 +300,20 @@ def test_customer_identities(warehouse: Path) -> None:
 
 def test_guest_orders_matched_by_email_at_the_time_of_the_order(warehouse: Path) -> None:
     query = """
-        select order_id, customer_id, attribution, email_key
+        select order_id, customer_id, attribution, email_key, is_deleted, _customer_ids
         from intermediate.int_guest_order_owners order by order_id
     """
     assert [
-        (r["customer_id"], r["attribution"], r["email_key"]) for r in rows(warehouse, query)
+        (r["customer_id"], r["attribution"], r["email_key"], r["is_deleted"], r["_customer_ids"])
+        for r in rows(warehouse, query)
     ] == [
-        (1, "email", "alice@example.com"),  # s1
-        (None, "unmatched_email", "nobody@example.com"),  # s2
-        (None, "unmatched_email", "alice@example.com"),  # s3: after Alice's change
-        (1, "email", "alice.new@example.com"),  # s4
-        (1, "email", "alice@example.com"),  # s5: before Alice's change
-        (None, "ambiguous_email", "bob@example.com"),  # s6: Bob's and Dana's
+        (None, "user_id", None, False, [1]),  # s1: a user_id replaced alice@
+        (None, "unmatched_email", "nobody@example.com", False, []),  # s2
+        (None, "unmatched_email", "alice@example.com", False, [1]),  # s3: after Alice's change
+        (1, "email", "alice.new@example.com", True, [1]),  # s4, deleted
+        (2, "email", "bob@example.com", False, [1, 2, 3]),  # s5: corrected from alice@
+        (None, "ambiguous_email", "bob@example.com", False, [2, 3]),  # s6: Bob's and Dana's
+        (2, "email", "bob@example.com", False, [2, 3]),  # s7: after Dana left bob@
     ]
 
 
@@ -290,7 +338,7 @@ def test_records_without_any_identifier_are_rejected(warehouse: Path) -> None:
 
 
 def test_a_full_refresh_gives_the_same_marts(warehouse: Path, tmp_path: Path) -> None:
-    """The stitching models rebuilt from raw equal the two incremental batches."""
+    """The stitching models rebuilt from raw equal the three incremental batches."""
     with duckdb.connect(str(warehouse)) as con:
         con.execute("checkpoint")
     copy = tmp_path / "warehouse.duckdb"
@@ -302,6 +350,7 @@ def test_a_full_refresh_gives_the_same_marts(warehouse: Path, tmp_path: Path) ->
         "marts.customer_popular_items",
         "marts.customer_recent_errors",
         "intermediate.int_anonymous_weblog_rollup",
+        "intermediate.int_guest_order_addresses",
         "intermediate.int_guest_order_owners",
     ):
         query = f"select * from {relation} order by all"
