@@ -19,10 +19,12 @@ import pytest
 
 from customer360.config import Settings
 from customer360.kafka_topics import ensure_topics
+from customer360.pipeline import dbt_invoker
 from customer360.services import services_down, services_up
 from customer360.services.kafka import KafkaService
 from customer360.services.mongo import MongoService
 from customer360.services.processes import free_port
+from tests.dbt_fixtures.dbt_invoke import shared_target_dir
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_JARS_CACHE = REPO / ".c360" / "kafka" / "jars"
@@ -51,6 +53,20 @@ def _no_services_unless_marked(request, monkeypatch) -> None:
 
     monkeypatch.setattr(MongoService, "start", refuse)
     monkeypatch.setattr(KafkaService, "start", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _dbt_parses_shared(monkeypatch) -> None:
+    """The micro-batch's dbt (DbtInvoker) keeps its target directory, with dbt's partial-parse
+    file, under C360_HOME; every test has a home of its own, so each would parse the project in
+    full (~10 s). In this process they share one per warehouse file name instead, and dbt
+    re-reads only what changed. (Subprocesses, such as `c360 up`'s, keep their own.)"""
+
+    def shared(settings: Settings) -> Path:
+        return shared_target_dir(settings.warehouse.stem).resolve()
+
+    monkeypatch.setattr(dbt_invoker, "dbt_target_dir", shared)
+    monkeypatch.setattr("dagster_project.assets.dbt_target_dir", shared)
 
 
 def make_service_settings(home: Path) -> Settings:

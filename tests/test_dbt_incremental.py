@@ -3,11 +3,12 @@
 Raw data lands in many micro-batches (user updates and deletes, a customer deleted and created
 again, order updates, deletes and an order moved to another customer, email opens and clicks
 arriving late and out of order, duplicate weblog event ids, bad records, activity that lands
-before its customer's users document, propensity models arriving between builds). The dbt project is run incrementally after every batch
-on one warehouse; a copy with the same raw data is rebuilt with `--full-refresh`, and every mart
-(and every intermediate and staging model) must be equal row by row: after every round of the
-scripted changes (each round is a case of its own), at the end of the random ones. Then the
-incremental warehouse is built with its data tests.
+before its customer's users document, propensity models arriving between builds). The dbt
+project is run incrementally after every batch on one warehouse; a copy with the same raw data
+is rebuilt with `--full-refresh`, and every mart (and every intermediate and staging model)
+must be equal row by row: after every round of the scripted changes (each round is a case of
+its own), at the end of the random ones. Then the incremental warehouse is built with its data
+tests.
 
 What runs where, to keep the fast tier fast: the rounds run models only (the comparison with a
 full refresh is the check of every round); the data tests run once, on the final incremental

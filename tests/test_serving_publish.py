@@ -2,11 +2,12 @@
 
 Raw data lands in rounds (the scripted and random rounds of test_dbt_incremental: user inserts,
 updates and deletes, a customer deleted and created again, orders moved between customers,
-late email opens, weblogs before their customer exists); dbt builds the marts incrementally
-after each round, and then the serving copy is published twice: to the serving path as the
-pipeline does (a slot brought up to date with the changed customers) and, as a reference, in
-full to a path of its own. Every relation of the two copies (tables and views, `age` included)
-must be equal row by row after every round.
+late email opens, weblogs before their customer exists); the micro-batch's build step (dbt,
+then dbt's statements replayed) builds the marts incrementally after each round, and then the
+serving copy is published twice: to the serving path as the pipeline does (a slot brought up
+to date with the changed customers) and, as a reference, in full to a path of its own. Every
+relation of the two copies (tables and views, `age` included) must be equal row by row after
+every round.
 
 Meanwhile readers in other processes hold earlier copies open, as BI tools do: publishing must
 go on without waiting for them (it skips or replaces their slots), and each of them must keep
@@ -27,6 +28,7 @@ import duckdb
 import pytest
 
 from customer360.config import Settings
+from customer360.pipeline.microbatch import MicroBatch
 from customer360.serving.publish import publish_serving_copy, slot_paths
 from customer360.serving.reader import ServingReader
 from tests.dbt_fixtures.dbt_invoke import MARTS, run_dbt
@@ -117,21 +119,23 @@ def publish_rounds(tmp_path: Path, rounds) -> list[str]:
     raw = RawLanding([warehouse])
     modes, readers, here = [], [], None
     try:
-        for number, _ in enumerate(rounds(raw)):
-            raw.land()
-            run_dbt(warehouse, "run", work_dir=tmp_path / "dbt")
-            with duckdb.connect(str(warehouse)) as con:
-                result = publish_serving_copy(con, settings)
-                publish_serving_copy(con, reference, force=True)
-            if result.published:
-                modes.append(result.mode)
-            assert_same_copies(settings.serving_path, reference.serving_path, f"round {number}")
-            # Readers that keep earlier copies open: two other processes, and this one.
-            if number in (0, 1):
-                readers.append(OtherProcessReader(settings.serving_path))
-            if number == 2:
-                here = ServingReader(settings.serving_path)
-                here.current()
+        # Built as the micro-batch builds (dbt, then its statements replayed), to be quick.
+        with MicroBatch(settings.with_overrides(home=tmp_path), data_tests_every_s=None) as batch:
+            for number, _ in enumerate(rounds(raw)):
+                raw.land()
+                built = batch.build_models(batch.sources_to_build(), data_tests=False)
+                assert built is None or built.success, built.failures
+                result = publish_serving_copy(batch.con, settings)
+                publish_serving_copy(batch.con, reference, force=True)
+                if result.published:
+                    modes.append(result.mode)
+                assert_same_copies(settings.serving_path, reference.serving_path, f"round {number}")
+                # Readers that keep earlier copies open: two other processes, and this one.
+                if number in (0, 1):
+                    readers.append(OtherProcessReader(settings.serving_path))
+                if number == 2:
+                    here = ServingReader(settings.serving_path)
+                    here.current()
         # Each reader still reads the copy it opened (unchanged), though its slot was skipped
         # or replaced by later publications.
         for reader in readers:

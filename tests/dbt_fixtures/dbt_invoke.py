@@ -8,7 +8,9 @@ of parsing again.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,17 @@ MARTS = (
 
 # Parsed manifests by database name.
 _manifests: dict[str, object] = {}
+
+# One dbt target directory per database name for this process (a test worker): dbt keeps its
+# partial-parse file there, so the next parse of the project for that name re-reads only what
+# changed (~2 s, not ~10 s). tests/conftest.py points the pipeline's DbtInvoker here too.
+_SHARED_TARGETS = Path(tempfile.mkdtemp(prefix="c360-dbt-targets-"))
+atexit.register(shutil.rmtree, _SHARED_TARGETS, ignore_errors=True)
+
+
+def shared_target_dir(database: str) -> Path:
+    """The target directory every parse for a warehouse of this database name uses."""
+    return _SHARED_TARGETS / database / "target"
 
 
 @contextmanager
@@ -63,7 +76,7 @@ def parsed_manifest(warehouse: Path):
     """The project parsed for a warehouse of this file name (once per session)."""
     database = warehouse.stem
     if database not in _manifests:
-        parse_dir = Path(tempfile.mkdtemp(prefix="c360-dbt-parse-"))
+        parse_dir = shared_target_dir(database).parent
         with _warehouse_env(warehouse):
             result = dbtRunner().invoke(["parse", *_paths(parse_dir)])
         if not result.success:
