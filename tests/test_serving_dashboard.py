@@ -33,10 +33,10 @@ from websockets.sync.client import connect
 
 from customer360.generator.history import seed
 from customer360.pipeline import MicroBatch
-from customer360.propensity.features import FEATURES
-from customer360.propensity.model import TrainedModel, store
+from customer360.propensity.model import store
 from customer360.serving import publish_serving_copy
 from customer360.serving.server import BackgroundServer
+from tests.dbt_fixtures.propensity_model import hand_trained_model
 from tests.extractor_helpers import mongo_db, produce, weblog
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,28 +276,7 @@ MODEL = {  # feature: (mean, scale, coefficient)
 
 def store_model(con, reference_at: datetime) -> str:
     version = f"{reference_at:%Y%m%dT%H%M%S}"
-    store(
-        con,
-        TrainedModel(
-            model_version=version,
-            trained_at=reference_at,
-            reference_at=reference_at,
-            train_cutoff=reference_at,
-            validation_cutoff=reference_at,
-            intercept=-1.0,
-            coefficients={f: MODEL[f][2] for f in FEATURES},
-            means={f: MODEL[f][0] for f in FEATURES},
-            scales={f: MODEL[f][1] for f in FEATURES},
-            train_examples=0,
-            train_positive_rate=0.0,
-            validation_examples=0,
-            validation_positive_rate=0.0,
-            validation_auc=0.5,
-            validation_brier=0.25,
-            validation_log_loss=0.7,
-            calibration_error=0.0,
-        ),
-    )
+    store(con, hand_trained_model(version, MODEL, intercept=-1.0, reference_at=reference_at))
     return version
 
 
