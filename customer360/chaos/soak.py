@@ -440,6 +440,7 @@ def run_chaos(
 
 
 def verify(settings: Settings, stream_log: Path, injected_log: Path, serving, report) -> Findings:
+    from customer360.chaos.identity_oracle import read_user_changes
     from customer360.chaos.oracle import read_sources
     from customer360.pipeline.microbatch import MicroBatch
     from customer360.pipeline.reconcile import reconcile
@@ -448,6 +449,9 @@ def verify(settings: Settings, stream_log: Path, injected_log: Path, serving, re
     data = read_sources(settings)
     entries = read_log(stream_log) + read_log(injected_log)
     with MicroBatch(settings) as batch:
+        # The history of users changes (MongoDB's change times) the oracle's identity rules
+        # need: read from raw.users, which check_raw proves holds every change once.
+        data.user_changes = read_user_changes(batch.con)
         findings.merge(check_raw(batch.con, settings, data, entries))
         rebuilt = reconcile(batch)
         if rebuilt.dbt is None or not rebuilt.dbt.success:
