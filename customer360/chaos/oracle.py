@@ -28,6 +28,7 @@ from customer360.chaos.identity_oracle import (
     changes_from_documents,
     expected_identities,
     normalized_email,
+    read_user_changes,
 )
 from customer360.chaos.traits_oracle import TRAITS_COLUMNS, expected_traits, new_orders_index
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
@@ -144,8 +145,13 @@ def read_mongo(settings: Settings) -> dict[str, list[dict[str, Any]]]:
         return {c: list(db[c].find()) for c in MONGO_COLLECTIONS}
 
 
-def read_sources(settings: Settings) -> SourceData:
-    return SourceData(messages=read_kafka(settings), documents=read_mongo(settings))
+def read_sources(settings: Settings, warehouse=None) -> SourceData:
+    """What Kafka and MongoDB hold; with a connection to the `warehouse`, also the history of
+    users changes the identity rules need (identity_oracle.read_user_changes)."""
+    data = SourceData(messages=read_kafka(settings), documents=read_mongo(settings))
+    if warehouse is not None:
+        data.user_changes = read_user_changes(warehouse)
+    return data
 
 
 # -- typing rules (dbt/macros/json.sql and rejections.sql) -------------------------------------
