@@ -297,10 +297,9 @@ def guest_sale_owner(order: dict[str, Any], addresses: dict[str, set[int]]) -> i
     """The customer of a guest in-store sale (no user_id, a customer_email): the one customer
     whose users email, trimmed and lower-cased, is the order's; None when none or two.
 
-    The oracle sees only the users documents' current emails, while dbt matches the address
-    held at the time of the sale: equal unless a customer changed address after a guest sale
-    by it. `expected_marts` matches the address held at the time of the sale
-    (identity_oracle.address_owner)."""
+    By current addresses only; `expected_marts` matches, as dbt does, the address held at the
+    time of the sale (identity_oracle.address_owner), which differs once a customer changes
+    address after a guest sale by it."""
     address = (as_text(order.get("customer_email")) or "").strip().lower()
     holders = addresses.get(address, set()) if address else set()
     return next(iter(holders)) if len(holders) == 1 else None
