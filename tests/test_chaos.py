@@ -42,6 +42,12 @@ def test_short_chaos_soak_loses_nothing_and_every_number_is_right(chaos_settings
     assert kinds == expected, text
     assert all(fault.recovered_at is not None for fault in report.faults), text
     assert report.findings.checked["bad records quarantined"] > 0, text
+    # Identity data (seed and stream default): anonymous browsing stitched by the oracle, and its
+    # customer_identities and audience membership compared with the marts and the serving copy.
+    assert "anonymous_weblog" in report.stream_summary, report.stream_summary
+    for label in ("oracle vs marts", "oracle vs serving copy"):
+        assert report.findings.checked[f"{label}: customer_identities rows"] > 0, text
+        assert f"{label}: customer_audiences rows" in report.findings.checked, text
     assert "lost: 0" in text and "duplicates: 0" in text and "mismatches: 0" in text, text
     # Every failed micro-batch is explained by an injected fault (customer360/chaos/runs.py).
     assert report.batch_runs.succeeded > 0, text

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from pymongo import MongoClient
 
 from customer360.config import Settings
-from customer360.generator import catalog
+from customer360.generator import catalog, records
 from customer360.generator.bad_records import BAD_KINDS, UNKNOWN_CUSTOMER_OFFSET
 from customer360.generator.event_mix import STREAM_MIX
 from customer360.generator.history import SeedRefused, seed
@@ -118,12 +118,19 @@ def check_items(items: list) -> None:
 
 
 def check_weblog(record: dict, customer_ids: set[int], key: str | None) -> None:
-    assert set(record) == {
-        "event_id", "user_id", "date", "session_id", "page", "action", "error_message",
+    """A weblog of the contract: a user_id, or (identity stitching) the browser's anonymous_id
+    and a user_id only once logged in; keyed by the customer behind the session."""
+    assert set(record) - {"user_id", "anonymous_id"} == {
+        "event_id", "date", "session_id", "page", "action", "error_message",
     }  # fmt: skip
+    assert "user_id" in record or "anonymous_id" in record
     assert uuid.UUID(record["event_id"]).version == 4
-    assert type(record["user_id"]) is int and record["user_id"] in customer_ids
-    assert key == str(record["user_id"])
+    if "user_id" in record:
+        assert type(record["user_id"]) is int and record["user_id"] in customer_ids
+        assert key == str(record["user_id"])
+    assert int(key) in customer_ids
+    if "anonymous_id" in record:  # the customer's browser (records.customer_device)
+        assert record["anonymous_id"] == records.customer_device(int(key))
     parse_iso(record["date"])
     assert isinstance(record["session_id"], str) and record["session_id"]
     assert isinstance(record["page"], str) and isinstance(record["action"], str)
@@ -192,17 +199,24 @@ def test_seed_writes_the_contract(isolated_settings):
     assert len(online) == summary.online_orders > 0
     assert len(instore) == summary.instore_orders > 0
     store_ids = {store["store_id"]: store for store in catalog.STORES}
+    emails = {user["email"]: user["id"] for user in users}
+    guest_sales = [order for order in instore if "user_id" not in order]
     for order in online + instore:
         assert isinstance(order["_id"], ObjectId)
-        assert type(order["user_id"]) is int and order["user_id"] in customer_ids
+        if order in guest_sales:  # a till sale by email, typed in any case, maybe with spaces
+            assert emails[order["customer_email"].strip().lower()] in customer_ids
+        else:
+            assert type(order["user_id"]) is int and order["user_id"] in customer_ids
         assert as_utc(order["date"]) <= NOW
         check_items(order["items"])
+    assert 0.05 < len(guest_sales) / len(instore) < 0.3  # records.GUEST_SALE_SHARE
     for order in online:
         assert set(order) == {"_id", "user_id", "date", "items", "delivery_address", "status"}
         check_address(order["delivery_address"])
         assert order["status"] in {status for status, _ in catalog.ORDER_STATUSES}
     for order in instore:
-        assert set(order) == {"_id", "user_id", "date", "items", "store"}
+        buyer = "customer_email" if order in guest_sales else "user_id"
+        assert set(order) == {"_id", buyer, "date", "items", "store"}
         assert order["store"] == store_ids[order["store"]["store_id"]]
     indexes = {name: info for name, info in db.users.index_information().items()}
     assert indexes["id_unique"]["unique"]
@@ -221,7 +235,12 @@ def test_seed_writes_the_contract(isolated_settings):
     assert "login_success.html" in pages
     errors = {r["error_message"] for r in sum(sessions.values(), []) if r["error_message"]}
     assert {"Payment declined", "404 Not Found"} <= errors
-    assert all(len({r["user_id"] for r in records}) == 1 for records in sessions.values())
+    # A session is one customer's: anonymous until its login, logged in from then on.
+    for records_ in sessions.values():
+        user_ids = [r.get("user_id") for r in records_]
+        assert len(set(user_ids) - {None}) <= 1
+        assert user_ids == sorted(user_ids, key=lambda u: u is not None)
+    assert any("user_id" not in r for r in sum(sessions.values(), []))
 
     emails = [(key, json.loads(value)) for key, value in read_topic(settings, "marketing_emails")]
     assert len(emails) == summary.email_records > 0
@@ -301,7 +320,8 @@ def test_stream_keeps_the_rate_and_produces_every_kind(isolated_settings, tmp_pa
     assert 9.5 <= summary.seconds <= 11
 
     kinds = set(summary.by_kind)
-    assert {"weblog", "email_sent", "online_order", "instore_order", "new_customer"} <= kinds
+    assert {"weblog", "anonymous_weblog", "email_sent", "online_order", "new_customer"} <= kinds
+    assert {"instore_order", "guest_sale"} & kinds
     assert {"profile_update", "user_delete", "order_delete", "email_open"} <= kinds
     assert set(summary.bad_by_kind) == set(BAD_KINDS)
 
@@ -321,7 +341,7 @@ def test_stream_keeps_the_rate_and_produces_every_kind(isolated_settings, tmp_pa
         change["fullDocument"]["user_id"]
         for coll in ("online_orders", "instore_orders")
         for change in by_op[(coll, "insert")]
-        if change["fullDocument"]["user_id"] >= UNKNOWN_CUSTOMER_OFFSET
+        if change["fullDocument"].get("user_id", 0) >= UNKNOWN_CUSTOMER_OFFSET
     ]
     assert unknown_orders
 
@@ -331,20 +351,20 @@ def test_stream_keeps_the_rate_and_produces_every_kind(isolated_settings, tmp_pa
     }
     found = defaultdict(int)
     good_emails = []
-    for source, records in new_records.items():
-        for key, value in records:
+    for source, landed in new_records.items():
+        for key, value in landed:
             try:
                 record = json.loads(value)
             except ValueError:
                 found["invalid_json"] += 1
                 continue
-            if "user_id" not in record:
+            if "user_id" not in record and "anonymous_id" not in record:
                 found["missing_user_id"] += 1
-            elif type(record["user_id"]) is not int:
+            elif "user_id" in record and type(record["user_id"]) is not int:
                 found["wrong_user_id_type"] += 1
             elif not is_iso_with_zone(record["date"]):
                 found["wrong_date_type"] += 1
-            elif record["user_id"] not in all_customers:
+            elif record.get("user_id", int(key)) not in all_customers:
                 found["unknown_customer"] += 1
             elif source == "weblogs":
                 check_weblog(record, all_customers, key)
@@ -356,7 +376,7 @@ def test_stream_keeps_the_rate_and_produces_every_kind(isolated_settings, tmp_pa
             len(unknown_orders) if kind == "unknown_customer" else 0
         )
         assert found[kind] == expected, kind
-    assert found["weblog"] == summary.by_kind["weblog"]
+    assert found["weblog"] == summary.by_kind["weblog"] + summary.by_kind["anonymous_weblog"]
     follow_ups = [r for _, r in good_emails if r["email_opened"]]
     assert follow_ups and all(r["updated_at"] > r["date"] for r in follow_ups)
     sent = [(k, r) for k, r in good_emails if not r["email_opened"]]
@@ -379,4 +399,66 @@ def test_stream_starts_on_an_empty_database(isolated_settings):
     db = mongo(isolated_settings)
     assert db.users.count_documents({}) >= 1
     assert summary.by_kind["weblog"] > 0 and summary.by_kind["new_customer"] >= 1
-    assert set(summary.by_kind) <= set(STREAM_MIX) | {"email_open", "email_click"}
+    # A follow-up counts as its step; identity data as kinds of their own.
+    follow_ups = {"email_open", "email_click", "email_unsubscribed"}
+    assert set(summary.by_kind) <= set(STREAM_MIX) | follow_ups | {"anonymous_weblog", "guest_sale"}
+
+
+def test_stream_produces_identity_data_and_unsubscribes_in_the_configured_shares(
+    isolated_settings, tmp_path: Path
+):
+    """Anonymous browsing until a login (on the customer's browser, shared or not), guest till
+    sales by email, unsubscribes after opened emails; in-store orders and emails weighted up so
+    that a few seconds give enough of each to measure the shares."""
+    import random
+
+    settings = isolated_settings
+    seed(settings, customers=60, days=5, seed=11, now=datetime.now(UTC))
+    emails = {u["id"]: u["email"] for u in mongo(settings).users.find({}, {"id": 1, "email": 1})}
+    start = high_watermarks(settings, "weblogs")
+    mix = {"instore_order": 150.0, "email_sent": 150.0, "email_followup": 300.0}
+    summary = stream(settings, rate=1_000, duration=5, bad_share=0, seed=8, progress=None,
+                     mix=mix, log_path=tmp_path / "stream.jsonl")  # fmt: skip
+    kinds = summary.by_kind
+
+    # Weblogs: the share anonymous is the one sessions planned by records.py give.
+    rng = random.Random(0)
+    planned = [
+        user_id
+        for _ in range(3_000)
+        for user_id in records.session_identity(rng, records.plan_session(rng), 1)
+    ]
+    planned_share = planned.count(None) / len(planned)
+    weblogs = [json.loads(value) for _, value in read_topic(settings, "weblogs", start)]
+    anonymous = [w for w in weblogs if "user_id" not in w]
+    assert len(anonymous) == kinds["anonymous_weblog"] > 0
+    assert abs(len(anonymous) / len(weblogs) - planned_share) < 0.1, (len(anonymous), planned_share)
+    assert all("anonymous_id" in w for w in weblogs)
+
+    # Guest sales: records.GUEST_SALE_SHARE of the in-store orders, by the buyer's email.
+    instore = kinds["instore_order"] + kinds["guest_sale"]
+    assert abs(kinds["guest_sale"] / instore - records.GUEST_SALE_SHARE) < 0.05, kinds
+    guest = list(mongo(settings).instore_orders.find({"customer_email": {"$exists": True}}))
+    assert len(guest) >= kinds["guest_sale"] - kinds["order_delete"]
+    known = {email.lower() for email in emails.values()}
+    assert all("user_id" not in order for order in guest)
+    # The address as typed at the till (case, spaces) is the buyer's (seeded customers here).
+    assert any(order["customer_email"].strip().lower() in known for order in guest)
+    assert all(re.fullmatch(r"\S+@\S+", order["customer_email"].strip()) for order in guest)
+
+    # Unsubscribes follow opened emails, about records.UNSUBSCRIBE_SHARE of them.
+    opened = kinds["email_open"]
+    assert 0 < kinds["email_unsubscribed"] <= 4 * records.UNSUBSCRIBE_SHARE * opened + 5, kinds
+    unsubscribes = [
+        json.loads(value)
+        for _, value in read_topic(settings, "marketing_emails")
+        if b'"unsubscribed"' in value
+    ]
+    assert len(unsubscribes) >= kinds["email_unsubscribed"]
+    assert all(u["unsubscribed"] is True and u["email_opened"] for u in unsubscribes)
+
+
+def test_a_few_customers_share_a_device():
+    devices = [records.customer_device(customer_id) for customer_id in range(1, 10_001)]
+    shared = sum(device != records.device_id(c, False) for c, device in enumerate(devices, 1))
+    assert abs(shared / 10_000 - records.SHARED_DEVICE_SHARE) < 0.01

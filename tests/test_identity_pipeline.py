@@ -87,7 +87,7 @@ def test_stitched_identities_through_the_pipeline(isolated_settings, batch):
         "select identifier_type, identifier from marts.customer_identities where customer_id = 7"
     ).fetchall()
 
-    expected = expected_marts(read_sources(settings))
+    expected = expected_marts(read_sources(settings, con))  # (con: the users change history)
     assert marts_rows(con) == expected
     report = reconcile(batch)
     assert report.matches, report.summary_lines()

@@ -43,6 +43,7 @@ from tests.dbt_fixtures.propensity_model import (
     HAND_INTERCEPT,
     HAND_MODEL,
     REFERENCE,
+    hand_trained_model,
     store_model,
 )
 from tests.dbt_fixtures.raw_builder import RawLanding, utc
@@ -277,27 +278,7 @@ def test_the_asset_graph_has_the_model_its_job_and_schedule(tmp_path):
 
 def test_probability_is_the_dbt_formula():
     """`probability` (used by the report) is the logistic of the standardized sum."""
-    from customer360.propensity.model import TrainedModel
-
-    model = TrainedModel(
-        model_version="v",
-        trained_at=REFERENCE,
-        reference_at=REFERENCE,
-        train_cutoff=REFERENCE,
-        validation_cutoff=REFERENCE,
-        intercept=HAND_INTERCEPT,
-        coefficients={f: c for f, (_, _, c) in HAND_MODEL.items()},
-        means={f: m for f, (m, _, _) in HAND_MODEL.items()},
-        scales={f: s for f, (_, s, _) in HAND_MODEL.items()},
-        train_examples=0,
-        train_positive_rate=0,
-        validation_examples=0,
-        validation_positive_rate=0,
-        validation_auc=0,
-        validation_brier=0,
-        validation_log_loss=0,
-        calibration_error=0,
-    )
+    model = hand_trained_model("v")
     logit = HAND_INTERCEPT + sum(
         c * (v - m) / s for (m, s, c), v in zip(HAND_MODEL.values(), HAND_FEATURES[1], strict=True)
     )

@@ -1,9 +1,15 @@
 """The dashboard in a real headless Chromium, driven over the DevTools protocol.
 
-Seeds customers with the generator, lands and builds them with a micro-batch, publishes, finds a
-customer through the search box and checks the numbers shown; then lands a new weblog error for
-that customer, runs a micro-batch and publishes, and waits for the error to appear on the page
-without a reload. Leaves a screenshot in docs/dashboard.png.
+Seeds customers with the generator (identity stitching on: anonymous browsing, guest till
+sales), lands and builds them with a micro-batch, publishes, finds a customer through the search
+box and checks what each card shows against the serving copy's marts: details, purchases, value
+and segment, consent and audiences, identities, and no propensity before a model is trained.
+Then a propensity model is stored (as the nightly training stores one), a new weblog error and
+an email change for that customer are landed, and one micro-batch builds and publishes them: the
+page shows, without a reload, the error, the audience it puts the customer in, the new email
+beside the former one, and the model's score with its reasons; the former email still finds the
+customer through the search box; the audiences panel shows each audience's size, the picked
+one's size over time and its members. Leaves a screenshot in docs/dashboard.png.
 
 Chromium comes from Debian's `chromium` package (`make test` installs it when missing).
 """
@@ -13,11 +19,12 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import math
 import shutil
 import subprocess
 import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -26,9 +33,11 @@ from websockets.sync.client import connect
 
 from customer360.generator.history import seed
 from customer360.pipeline import MicroBatch
+from customer360.propensity.model import store
 from customer360.serving import publish_serving_copy
 from customer360.serving.server import BackgroundServer
-from tests.extractor_helpers import produce, weblog
+from tests.dbt_fixtures.propensity_model import hand_trained_model
+from tests.extractor_helpers import mongo_db, produce, weblog
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "docs" / "dashboard.png"
@@ -137,23 +146,187 @@ def money(value) -> str:
     return f"{float(value):,.2f}"
 
 
+def shown(value) -> str:
+    """A mart value as the dashboard shows it (dashboard.js: text, when)."""
+    if value is None:
+        return "\u2013"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M}"
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def wait_equal(page: Page, expression: str, expected, what: str, timeout: float = 15.0):
+    """Wait until the page's `expression` equals `expected` (the page refreshes itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        actual = page.evaluate(expression)
+        if actual == expected:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: the page shows\n{actual}\nexpected\n{expected}")
+        time.sleep(0.2)
+
+
+def text_of(element_id: str) -> str:
+    return f"document.getElementById('{element_id}').textContent"
+
+
+def table_cells(tbody_id: str) -> str:
+    return (
+        f"[...document.querySelectorAll('#{tbody_id} tr')]"
+        ".map((r) => [...r.cells].map((c) => c.textContent))"
+    )
+
+
+def dl_pairs(dl_id: str) -> str:
+    return (
+        f"[...document.querySelectorAll('#{dl_id} dt')]"
+        ".map((dt) => [dt.textContent, dt.nextElementSibling.textContent])"
+    )
+
+
+def list_items(list_id: str) -> str:
+    return f"[...document.querySelectorAll('#{list_id} li')].map((li) => li.textContent)"
+
+
+def profile_row(con, customer_id: int) -> dict:
+    cursor = con.execute("select * from customer_360 where customer_id = ?", [customer_id])
+    names = [d[0] for d in cursor.description]
+    return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+def expected_traits(row: dict) -> list[list[str]]:
+    """The "Value and segment" card's pairs, from the customer's customer_360 row (its traits
+    are customer_traits' columns)."""
+    scores = (
+        "\u2013"
+        if row["recency_score"] is None
+        else f"R{row['recency_score']} F{row['frequency_score']} M{row['monetary_score']}"
+    )
+    orders = " / ".join(shown(row[f"orders_last_{n}_days"]) for n in (30, 90, 365))
+    return [
+        ["Lifetime value", money(row["lifetime_value"])],
+        ["Average order", money(row["average_order_value"])],
+        ["Orders 30 / 90 / 365 days", orders],
+        ["Days since last order", shown(row["days_since_last_order"])],
+        ["First order", shown(row["first_order_date"])],
+        ["Preferred channel", shown(row["preferred_channel"])],
+        ["Preferred category", shown(row["preferred_category"])],
+        ["RFM scores", scores],
+    ]
+
+
+def expected_consent(row: dict) -> str:
+    status = row["email_consent"] or "unknown"
+    since = f" since {shown(row['email_consent_since'])}" if row["email_consent_since"] else ""
+    return f"Email: {status}{since}"
+
+
+IDENTITY_KINDS = {"customer_id": "Customer id", "email": "Email", "anonymous_id": "Browser"}
+
+
+def expected_identities(con, customer_id: int, current_email: str) -> list[list[str]]:
+    """The "Identities" card's rows, from customer_identities: the customer id, then emails
+    (the current one marked), then browsers; by identifier within a kind."""
+    rows = con.execute(
+        "select identifier_type, identifier, first_seen_at, last_seen_at"
+        " from customer_identities where customer_id = ? order by identifier",
+        [customer_id],
+    ).fetchall()
+    rows.sort(key=lambda r: list(IDENTITY_KINDS).index(r[0]))
+    current = current_email.strip().lower()
+    return [
+        [
+            IDENTITY_KINDS[kind],
+            identifier + ("current" if kind == "email" and identifier == current else ""),
+            shown(first),
+            shown(last),
+        ]
+        for kind, identifier, first, last in rows
+    ]
+
+
+def expected_customer_audiences(con, customer_id: int) -> list[str]:
+    rows = con.execute(
+        "select m.audience, d.channel, m.entered_at from customer_audiences m"
+        " join audience_definitions d using (audience)"
+        " where m.customer_id = ? order by m.audience",
+        [customer_id],
+    ).fetchall()
+    return [
+        f"{audience} ({'no consent needed' if channel == 'none' else channel})"
+        f" since {shown(entered_at)}"
+        for audience, channel, entered_at in rows
+    ] or ["In no audience"]
+
+
+# A small explainable model, as the nightly training stores one: more orders and spend and
+# recent visits raise the score, staleness lowers it.
+MODEL = {  # feature: (mean, scale, coefficient)
+    "days_since_last_order": (15.0, 10.0, -0.9),
+    "log_orders": (0.7, 0.6, 0.8),
+    "log_spend": (2.5, 2.0, 0.3),
+    "log_tenure_days": (5.0, 1.0, -0.2),
+    "days_since_last_visit": (15.0, 10.0, -0.6),
+    "days_since_last_email_open": (20.0, 10.0, -0.1),
+}
+
+
+def store_model(con, reference_at: datetime) -> str:
+    version = f"{reference_at:%Y%m%dT%H%M%S}"
+    store(con, hand_trained_model(version, MODEL, intercept=-1.0, reference_at=reference_at))
+    return version
+
+
+def open_by_search(browser: Page, query: str, customer_id: int) -> None:
+    """Type `query` into the search box and open the customer from what it finds."""
+    browser.evaluate(
+        "currentId = null; document.getElementById('profile').hidden = true;"
+        f"document.getElementById('search').value = {json.dumps(query)};"
+        "document.querySelector('#search-form button').click(); true"
+    )
+    # One match opens the customer; several list them: pick ours.
+    browser.wait_for(
+        f"String(currentId) === '{customer_id}'"
+        f" || !!document.querySelector('#results li[data-id=\"{customer_id}\"]')",
+        what=f"search results for {query}",
+    )
+    browser.evaluate(
+        f"(document.querySelector('#results li[data-id=\"{customer_id}\"]') || "
+        "{click() {}}).click(); true"
+    )
+    browser.wait_for(
+        f"String(currentId) === '{customer_id}' && !document.getElementById('profile').hidden"
+        f" && document.getElementById('details').innerText.includes('{customer_id}')",
+        what="the customer's profile",
+    )
+
+
 def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
     settings = isolated_settings
-    seed(settings, customers=25, days=30, seed=11)
+    # Seed 36: customer 4 browsed anonymously before logging in, ordered online and bought in
+    # store as a guest (by email at the till).
+    seed(settings, customers=25, days=30, seed=36, identity=True)
     with MicroBatch(settings) as batch:
         run_until_caught_up(batch)
         publish_serving_copy(batch.con, settings)
         with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+            # The best spender in both channels who browsed anonymously before logging in.
             customer_id, email, name, total_orders, total_spent, online_spent = con.execute(
                 "select customer_id, email, first_name || ' ' || last_name, total_orders,"
                 " total_amount_spent, online_amount_spent from customer_360"
-                " where online_orders > 0 order by total_amount_spent desc limit 1"
+                " where online_orders > 0 and instore_orders > 0 and customer_id in"
+                " (select customer_id from customer_identities"
+                " where identifier_type = 'anonymous_id')"
+                " order by total_amount_spent desc limit 1"
             ).fetchone()
-            segment, stage, value, category = con.execute(
-                "select rfm_segment, lifecycle_stage, lifetime_value, preferred_category"
-                " from customer_traits where customer_id = ?",
-                [customer_id],
-            ).fetchone()
+            row = profile_row(con, customer_id)
+            identities = expected_identities(con, customer_id, email)
+            audiences = expected_customer_audiences(con, customer_id)
+            assert con.execute("select count(*) from customer_propensity").fetchone() == (0,)
+        assert [kind for kind, *_ in identities].count("Browser") >= 1, identities
 
         with BackgroundServer(settings, port=0) as server:
             browser.call("Page.navigate", url=f"{server.url}/")
@@ -162,40 +335,47 @@ def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
                 "document.getElementById('freshness').textContent.includes('ago')",
                 what="the data-as-of line",
             )
-            browser.evaluate(
-                f"document.getElementById('search').value = {json.dumps(email)};"
-                "document.querySelector('#search-form button').click(); true"
-            )
-            # One match opens the customer; several list them: pick ours.
-            browser.wait_for(
-                f"!document.getElementById('profile').hidden"
-                f" || !!document.querySelector('#results li[data-id=\"{customer_id}\"]')",
-                what="search results",
-            )
-            browser.evaluate(
-                f"(document.querySelector('#results li[data-id=\"{customer_id}\"]') || "
-                "{click() {}}).click(); true"
-            )
-            browser.wait_for(
-                f"document.getElementById('details').innerText.includes({json.dumps(email)})",
-                what="the customer's details",
-            )
+            open_by_search(browser, email, customer_id)
             details = browser.evaluate("document.getElementById('details').innerText")
-            assert name in details and str(customer_id) in details
+            assert name in details and email in details, details
             stats = browser.evaluate("document.getElementById('stats-card').innerText")
             assert money(total_spent) in stats and money(online_spent) in stats, stats
             assert str(total_orders) in stats
             assert browser.evaluate("document.querySelectorAll('#stats-chart svg rect').length")
             assert browser.evaluate("document.querySelectorAll('#activity li').length") > 0
-            traits = browser.evaluate("document.getElementById('traits-card').innerText")
-            for shown in (segment, stage, money(value), category):
-                assert shown in traits, (shown, traits)
+            # Value and segment, consent, audiences and identities: each as the marts have it.
+            wait_equal(
+                browser,
+                "[...document.querySelectorAll('#segment .badge')].map((b) => b.textContent)",
+                [row["rfm_segment"] or "No orders", shown(row["lifecycle_stage"])],
+                "the segment and lifecycle stage",
+            )
+            wait_equal(browser, dl_pairs("traits"), expected_traits(row), "the traits")
+            wait_equal(
+                browser,
+                text_of("consent"),
+                expected_consent(row),
+                "the email consent",
+            )
+            wait_equal(browser, list_items("customer-audiences"), audiences, "the audiences")
+            wait_equal(browser, table_cells("identities"), identities, "the identities")
+            emails = sum(kind == "Email" for kind, *_ in identities)
+            browsers = sum(kind == "Browser" for kind, *_ in identities)
+            assert browser.evaluate(text_of("identities-summary")) == (
+                f"{emails} email{'s' * (emails != 1)} \u00b7 "
+                f"{browsers} browser{'s' * (browsers != 1)} (anonymous ids)"
+            )
+            # No model trained yet: no score.
+            assert browser.evaluate(text_of("propensity-model")) == "No model trained yet"
             assert "data as of" in browser.evaluate(
                 "document.getElementById('freshness').textContent"
             )
 
-            # A new error for this customer: land it, micro-batch, publish; no reload.
+            # The nightly training stores a model; then a new error and an email change land for
+            # this customer; one micro-batch builds (scoring every customer with the new model)
+            # and publishes. The page follows without a reload.
             browser.evaluate("window.notReloaded = true")
+            version = store_model(batch.con, datetime.now(UTC).replace(tzinfo=None))
             error = f"Card declined {datetime.now(UTC):%H%M%S}"
             produce(
                 settings,
@@ -211,8 +391,14 @@ def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
                     )
                 ],
             )
+            new_email = f"moved.{customer_id}@example.org"
+            changed = mongo_db(settings).users.update_one(
+                {"id": customer_id},
+                {"$set": {"email": new_email, "updated_at": datetime.now(UTC)}},
+            )
+            assert changed.modified_count == 1
             result = batch.run()
-            assert result.success and result.records == 1, result.summary_lines()
+            assert result.success and result.records == 2, result.summary_lines()
             # MicroBatch.publish may have published already; then this finds nothing new.
             publish_serving_copy(batch.con, settings)
             browser.wait_for(
@@ -224,33 +410,79 @@ def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
             assert "checkout.html" in browser.evaluate(
                 "document.getElementById('errors').rows[0].innerText"
             )
+
+            with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+                row = profile_row(con, customer_id)
+                identities = expected_identities(con, customer_id, new_email)
+                audiences = expected_customer_audiences(con, customer_id)
+                score, model_version, scored_as_of, *reasons = con.execute(
+                    "select propensity_score, model_version, scored_as_of,"
+                    " reason_1, reason_2, reason_3"
+                    " from customer_propensity where customer_id = ?",
+                    [customer_id],
+                ).fetchone()
+                panel = [
+                    [name, channel, str(size), description]
+                    for name, channel, size, description in con.execute(
+                        "select d.audience, d.channel, count(m.customer_id), d.description"
+                        " from audience_definitions d left join customer_audiences m"
+                        " using (audience) group by all order by d.audience"
+                    ).fetchall()
+                ]
+                members = [
+                    [f"#{member}", f"{first} {last}", shown(entered_at)]
+                    for member, first, last, entered_at in con.execute(
+                        "select m.customer_id, c.first_name, c.last_name, m.entered_at"
+                        " from customer_audiences m join customer_360 c using (customer_id)"
+                        " where m.audience = 'checkout_errors_recent'"
+                        " order by m.entered_at desc, m.customer_id limit 10"
+                    ).fetchall()
+                ]
+            assert row["email"] == new_email and model_version == version
+
+            # The new email beside the former one, which still finds the customer.
+            emails = [identifier for kind, identifier, *_ in identities if kind == "Email"]
+            assert email.strip().lower() in emails and f"{new_email}current" in emails, emails
+            wait_equal(browser, table_cells("identities"), identities, "the identities")
+            open_by_search(browser, email, customer_id)
+            assert new_email in browser.evaluate("document.getElementById('details').innerText")
+
+            # The model's score and reasons, as customer_propensity computed them.
+            wait_equal(
+                browser,
+                text_of("propensity-score"),
+                f"{math.floor(score * 100 + 0.5)} % chance of an order in the next 30 days",
+                "the propensity score",
+            )
+            reasons = [reason for reason in reasons if reason is not None]
+            assert reasons, "the model should give this customer reasons"
+            assert browser.evaluate(list_items("propensity-reasons")) == reasons
+            model_line = f"model {version}, as of {shown(scored_as_of)}"
+            assert browser.evaluate(text_of("propensity-model")) == model_line
+
             # The checkout error puts the customer in checkout_errors_recent (latest error on the
-            # checkout, this week): the profile lists it, the audiences panel counts and charts
-            # it, and lists the customer among its members.
-            browser.wait_for(
-                "document.getElementById('customer-audiences').innerText"
-                ".includes('checkout_errors_recent')",
-                timeout=15,
-                what="the audience on the profile",
-            )
-            assert "Email: " in browser.evaluate("document.getElementById('consent').innerText")
-            browser.wait_for(
-                "!!document.querySelector('#audiences tr[data-name=\"checkout_errors_recent\"]')",
-                what="the audiences panel",
-            )
-            assert browser.evaluate("document.querySelectorAll('#audiences tr').length") == 4
+            # checkout, this week): the profile lists it with when it entered, the audiences
+            # panel counts and charts it, and lists the customer among its members.
+            assert any(a.startswith("checkout_errors_recent ") for a in audiences), audiences
+            wait_equal(browser, list_items("customer-audiences"), audiences, "the audiences")
+            wait_equal(browser, dl_pairs("traits"), expected_traits(row), "the traits")
+            assert browser.evaluate(text_of("consent")) == expected_consent(row)
+            wait_equal(browser, table_cells("audiences"), panel, "the audiences panel")
+            assert len(panel) == 4
             browser.evaluate(
                 "document.querySelector('#audiences tr[data-name=\"checkout_errors_recent\"]')"
                 ".click(); true"
             )
-            browser.wait_for(
-                f"!!document.querySelector('#audience-members tr[data-id=\"{customer_id}\"]')"
-                " && !!document.querySelector('#audience-chart svg path')",
-                what="the audience's members and its size over time",
+            size = next(int(size) for name, _, size, _ in panel if name == "checkout_errors_recent")
+            wait_equal(
+                browser,
+                text_of("audience-title"),
+                f"checkout_errors_recent: {size} member{'s' * (size != 1)}",
+                "the picked audience's size",
             )
-            assert "checkout_errors_recent" in browser.evaluate(
-                "document.getElementById('audience-title').innerText"
-            )
+            wait_equal(browser, table_cells("audience-members"), members, "its members")
+            assert any(m[0] == f"#{customer_id}" for m in members)
+            assert browser.evaluate("!!document.querySelector('#audience-chart svg path')")
             shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
             SCREENSHOT.parent.mkdir(exist_ok=True)
             SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))

@@ -33,7 +33,7 @@ from customer360.serving.publish import publish_serving_copy, slot_paths
 from customer360.serving.reader import ServingReader
 from tests.dbt_fixtures.dbt_invoke import MARTS, run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding
-from tests.test_dbt_incremental import random_rounds, scripted_rounds
+from tests.test_dbt_incremental import random_rounds, scripted_rounds_with_models
 
 BOOKKEEPING = ("serving_publication",)
 
@@ -164,11 +164,12 @@ def publish_rounds(tmp_path: Path, rounds) -> list[str]:
 
 
 def test_incremental_publication_equals_a_full_copy_scripted(tmp_path: Path) -> None:
-    modes = publish_rounds(tmp_path, scripted_rounds)
-    # The first copy is full; every later one brought a slot (or a copy of the current file,
+    modes = publish_rounds(tmp_path, scripted_rounds_with_models)
+    # The first copy is full, and so is the first after each of the two propensity models (it
+    # rescored every customer); every other one brought a slot (or a copy of the current file,
     # when the readers held the other slots) up to date, deletes included.
-    assert modes[0] == "full"
-    assert set(modes[1:]) == {"incremental", "copy"}, modes
+    assert modes[0] == "full" and modes.count("full") == 3, modes
+    assert set(modes) == {"full", "incremental", "copy"}, modes
 
 
 @pytest.mark.parametrize("seed", [3])

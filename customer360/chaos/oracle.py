@@ -19,6 +19,17 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from pymongo import MongoClient
 
+from customer360.chaos.audience_oracle import AUDIENCE_COLUMNS, expected_members
+from customer360.chaos.identity_oracle import (
+    IDENTITY_COLUMNS,
+    UserChange,
+    address_owner,
+    address_periods,
+    changes_from_documents,
+    expected_identities,
+    normalized_email,
+    read_user_changes,
+)
 from customer360.chaos.traits_oracle import TRAITS_COLUMNS, expected_traits, new_orders_index
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
 
@@ -36,6 +47,8 @@ MART_COLUMNS = {
     "customer_consent": (
         "customer_id", "email_consent", "email_consent_since", "email_consent_source",
     ),
+    "customer_identities": IDENTITY_COLUMNS,
+    "customer_audiences": AUDIENCE_COLUMNS,
 }  # fmt: skip
 # How many leading columns of each mart's rows identify the row (customer and what it is about).
 MART_KEYS = {
@@ -46,6 +59,8 @@ MART_KEYS = {
     "customers": 1,
     "customer_traits": 1,
     "customer_consent": 1,
+    "customer_identities": 3,  # customer_id, identifier_type, identifier
+    "customer_audiences": 2,  # audience, customer_id
 }
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 CENT = Decimal("0.01")
@@ -67,6 +82,9 @@ class SourceData:
 
     messages: dict[str, list[KafkaMessage]] = field(default_factory=dict)
     documents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Every change of a users document with MongoDB's change time (identity_oracle.py); None:
+    # each current document stands for the one change that set it.
+    user_changes: list[UserChange] | None = None
 
 
 def read_kafka(settings: Settings, timeout_s: float = 60.0) -> dict[str, list[KafkaMessage]]:
@@ -127,8 +145,13 @@ def read_mongo(settings: Settings) -> dict[str, list[dict[str, Any]]]:
         return {c: list(db[c].find()) for c in MONGO_COLLECTIONS}
 
 
-def read_sources(settings: Settings) -> SourceData:
-    return SourceData(messages=read_kafka(settings), documents=read_mongo(settings))
+def read_sources(settings: Settings, warehouse=None) -> SourceData:
+    """What Kafka and MongoDB hold; with a connection to the `warehouse`, also the history of
+    users changes the identity rules need (identity_oracle.read_user_changes)."""
+    data = SourceData(messages=read_kafka(settings), documents=read_mongo(settings))
+    if warehouse is not None:
+        data.user_changes = read_user_changes(warehouse)
+    return data
 
 
 # -- typing rules (dbt/macros/json.sql and rejections.sql) -------------------------------------
@@ -212,6 +235,8 @@ def kafka_record(source: str, value: bytes | None) -> dict[str, Any] | None:
     typed["opened"] = record.get("email_opened") is True
     typed["clicked"] = record.get("email_clicked") is True
     typed["unsubscribed"] = record.get("unsubscribed") is True
+    recipient = as_text(record.get("recipient_email"))
+    typed["recipient_email"] = recipient.strip(" ") or None if recipient is not None else None
     return typed
 
 
@@ -272,9 +297,9 @@ def guest_sale_owner(order: dict[str, Any], addresses: dict[str, set[int]]) -> i
     """The customer of a guest in-store sale (no user_id, a customer_email): the one customer
     whose users email, trimmed and lower-cased, is the order's; None when none or two.
 
-    The oracle sees only the users documents' current emails, while dbt matches the address
-    held at the time of the sale: equal unless a customer changed address after a guest sale
-    by it (the generator's stream makes no guest sales; `c360 seed --identity` does)."""
+    By current addresses only; `expected_marts` matches, as dbt does, the address held at the
+    time of the sale (identity_oracle.address_owner), which differs once a customer changes
+    address after a guest sale by it."""
     address = (as_text(order.get("customer_email")) or "").strip().lower()
     holders = addresses.get(address, set()) if address else set()
     return next(iter(holders)) if len(holders) == 1 else None
@@ -344,21 +369,27 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
         if key not in activity or activity[key] < at:
             activity[key] = at
 
-    addresses: dict[str, set[int]] = defaultdict(set)  # current users emails, normalized
-    for user in data.documents["users"]:
-        address = (as_text(user.get("email")) or "").strip().lower()
-        if address and as_integer(user.get("id")) is not None:
-            addresses[address].add(as_integer(user["id"]))
+    # Who held each address when (identity_oracle.py): guest sales match it at their time.
+    changes = data.user_changes
+    if changes is None:
+        changes = changes_from_documents(data.documents["users"])
+    periods = address_periods(changes)
+    guest_sales: list[tuple[int, str, datetime]] = []
 
     for collection, channel in (("online_orders", "Online"), ("instore_orders", "Instore")):
         for order in data.documents[collection]:
             customer_id = as_integer(order.get("user_id"))
-            if channel == "Instore" and order.get("user_id") is None:
-                customer_id = guest_sale_owner(order, addresses)
             ordered_at = as_timestamp(order.get("date"))
+            guest = channel == "Instore" and order.get("user_id") is None
+            if guest and ordered_at is not None:
+                customer_id = address_owner(order.get("customer_email"), ordered_at, periods)
             lines = order_lines(order)
             if customer_id not in customers or ordered_at is None or lines is None:
                 continue
+            if guest:
+                guest_sales.append(
+                    (customer_id, normalized_email(order["customer_email"]), ordered_at)
+                )
             categories = [item.get("category") for item in order["items"]]
             orders[customer_id].add(
                 channel,
@@ -384,10 +415,17 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
     errors: dict[tuple[int, str, str | None], list] = {}
     weblogs = first_weblogs(data.messages["weblogs"])[0]
     stitched = stitch_anonymous(weblogs)
+    logins: list[tuple[int, str, datetime]] = []
+    stitched_events: list[tuple[int, str, datetime]] = []
     for weblog in weblogs:
         customer_id = weblog["customer_id"]
+        device = weblog["anonymous_id"]
         if customer_id is None:
             customer_id = stitched.get(weblog["id"])
+            if customer_id is not None:
+                stitched_events.append((customer_id, device, weblog["date"]))
+        elif device is not None and weblog["page"] == LOGIN_PAGE:
+            logins.append((customer_id, device, weblog["date"]))
         if customer_id not in customers:
             continue
         event(customer_id, "Website Visit", weblog["date"])
@@ -407,10 +445,14 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             continue
         email = emails.setdefault(
             record["id"], {"customer_id": record["customer_id"], "sent": record["date"],
-                           "opened": None, "clicked": None, "unsubscribed": None},
+                           "opened": None, "clicked": None, "unsubscribed": None,
+                           "recipient": None},
         )  # fmt: skip
         email["customer_id"] = min(email["customer_id"], record["customer_id"])
         email["sent"] = min(email["sent"], record["date"])
+        if record["recipient_email"] is not None:  # stg_marketing_emails: the least address
+            email["recipient"] = min(email["recipient"] or record["recipient_email"],
+                                     record["recipient_email"])  # fmt: skip
         for flag in ("opened", "clicked", "unsubscribed"):
             if record[flag] and (email[flag] is None or record["updated_at"] < email[flag]):
                 email[flag] = record["updated_at"]
@@ -437,6 +479,17 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
         else:
             consent[customer_id] = (customer_id, "unknown", None, None)
 
+    traits = expected_traits(customers, orders, datetime.now(UTC).date())
+    users = {as_integer(u.get("id")): u for u in data.documents["users"]}
+    recipients = [
+        (e["customer_id"], normalized_email(e["recipient"]), e["sent"])
+        for e in emails.values() if e["recipient"] is not None
+    ]  # fmt: skip
+    identities = expected_identities(
+        {c: users[c] for c in customers}, changes, guest_sales, recipients, logins,
+        stitched_events,
+    )  # fmt: skip
+    profiles = expected_profiles(users, customers, stats, activity, errors, traits, consent)
     return {
         "customer_purchase_stats": {
             (
@@ -455,9 +508,61 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             (c, message, page, at, n) for (c, message, page), (at, n) in errors.items()
         },
         "customers": {(c,) for c in customers},
-        "customer_traits": expected_traits(customers, orders, datetime.now(UTC).date()),
+        "customer_traits": traits,
         "customer_consent": set(consent.values()),
+        "customer_identities": identities,
+        "customer_audiences": expected_members(profiles, datetime.now(UTC).date()),
     }
+
+
+def expected_profiles(users, customers, stats, activity, errors, traits, consent) -> list[dict]:
+    """customer_360's rows as the oracle expects them (the columns audience conditions read:
+    audience_oracle.PROFILE_COLUMNS), from the pieces `expected_marts` computed."""
+    latest_errors: dict[int, tuple] = {}
+    for (customer_id, message, page), (at, count) in errors.items():
+        # Latest first, then most events, then message and page A-Z (customer_360_base).
+        rank = (-at.timestamp(), -count, message, page is None, page or "")
+        if customer_id not in latest_errors or rank < latest_errors[customer_id][0]:
+            latest_errors[customer_id] = (rank, message, page, at)
+    traits_by_customer = {row[0]: row for row in traits}
+    profiles = []
+    for customer_id in customers:
+        user = users[customer_id]
+        online = stats.get((customer_id, "Online"), [0, 0, Decimal(0)])
+        instore = stats.get((customer_id, "Instore"), [0, 0, Decimal(0)])
+        profile = {
+            "customer_id": customer_id,
+            **{f: as_text(user.get(f)) for f in ("first_name", "last_name", "email", "gender",
+                                                  "dob")},
+            "city": as_text((user.get("address") or {}).get("city"))
+            if isinstance(user.get("address"), dict) else None,
+            "country": as_text((user.get("address") or {}).get("country"))
+            if isinstance(user.get("address"), dict) else None,
+            "online_orders": online[0], "online_items_purchased": online[1],
+            "online_amount_spent": online[2],
+            "instore_orders": instore[0], "instore_items_purchased": instore[1],
+            "instore_amount_spent": instore[2],
+            "total_orders": online[0] + instore[0],
+            "total_items_purchased": online[1] + instore[1],
+            "total_amount_spent": online[2] + instore[2],
+        }  # fmt: skip
+        for column, event in (
+            ("last_instore_order_at", "Instore Order"), ("last_online_order_at", "Online Order"),
+            ("last_email_sent_at", "Email Sent"), ("last_email_opened_at", "Email Opened"),
+            ("last_email_clicked_at", "Email Clicked"),
+            ("last_website_visit_at", "Website Visit"),
+            ("last_website_login_at", "Website Login"),
+        ):  # fmt: skip
+            profile[column] = activity.get((customer_id, event))
+        if customer_id in latest_errors:
+            _, message, page, at = latest_errors[customer_id]
+            profile.update(latest_error_message=message, latest_error_page=page,
+                           latest_error_at=at)  # fmt: skip
+        profile.update(zip(TRAITS_COLUMNS, traits_by_customer[customer_id], strict=True))
+        profile["email_consent"] = consent[customer_id][1]
+        profile["email_consent_since"] = consent[customer_id][2]
+        profiles.append(profile)
+    return profiles
 
 
 def marts_rows(con, schema: str = "marts.") -> dict[str, set[tuple]]:

@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 
 from customer360.config import Settings
+from customer360.generator import records
 from customer360.generator.bad_records import BAD_KINDS
 from customer360.generator.event_mix import STREAM_MIX
 from customer360.generator.history import SeedRefused, default_now, print_progress, seed
@@ -75,6 +76,7 @@ def run_stream(args: argparse.Namespace, settings: Settings) -> int:
             log_path=args.log,
             progress=None if args.quiet else print_progress,
             progress_every_s=args.progress_every,
+            identity=args.identity,
         )
     except RuntimeError as error:
         print(f"c360 stream: {error}", file=sys.stderr)
@@ -126,9 +128,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     seed_parser.add_argument(
         "--identity",
-        action="store_true",
-        help="identity stitching's data: browsing anonymous until a login (a cookie id, shared "
-        "devices), some in-store sales as guest sales by email",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="identity stitching's data: browsing anonymous until a login (a cookie id, "
+        f"{records.SHARED_DEVICE_SHARE * 100:g}%% of customers on a shared device), "
+        f"{records.GUEST_SALE_SHARE * 100:g}%% of in-store sales as guest sales by email; "
+        "--no-identity writes every weblog and order with its user_id",
     )
     seed_parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     seed_parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -167,6 +172,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="append one JSON line per record produced: source, kind, key ids (event_id; "
         "email_id + updated_at; Mongo _id and op), and for Kafka topic, partition and offset",
+    )
+    stream_parser.add_argument(
+        "--identity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="identity stitching's data, as `c360 seed`: weblogs anonymous until the session's "
+        "login (the browser's anonymous_id, shared devices), "
+        f"{records.GUEST_SALE_SHARE * 100:g}%% of in-store orders as guest sales by email; "
+        "--no-identity writes every weblog and order with its user_id",
     )
     stream_parser.add_argument(
         "--progress-every", type=float, default=5.0, help="seconds between progress lines"

@@ -31,7 +31,7 @@ STREAM_MIX: dict[str, float] = {
     "email_sent": _yearly["emails"],
     "email_followup": _yearly["emails"]
     * records.MEAN_OPEN_RATE
-    * (1 + records.MEAN_CLICK_GIVEN_OPEN),
+    * (1 + records.MEAN_CLICK_GIVEN_OPEN + records.UNSUBSCRIBE_SHARE),
     "online_order": _yearly["online_orders"],
     "instore_order": _yearly["instore_orders"]
     * (_store_city_share + 0.15 * (1 - _store_city_share)),

@@ -44,8 +44,6 @@ SUBSCRIBED_SHARE = 0.75
 DAYS_BETWEEN_SENDS = 5.0
 # Share of emails with follow-ups whose records are produced before the original send record.
 OUT_OF_ORDER_EMAIL_SHARE = 0.02
-# Of the emails opened, the share whose recipient unsubscribes (retail: ~0.2-1 % of emails).
-UNSUBSCRIBE_SHARE = 0.02
 
 
 class SeedRefused(RuntimeError):
@@ -146,7 +144,7 @@ class _HistoryWriter:
 
     def __init__(
         self, rng, now_ms, window_start_ms, sends, kafka, mongo, weblogs_topic, emails_topic,
-        identity: bool = False,
+        identity: bool = True,
     ):  # fmt: skip
         self.rng = rng
         self.identity = identity  # anonymous browsing, shared devices, guest sales
@@ -205,9 +203,7 @@ class _HistoryWriter:
             for _ in range(records.poisson(rng, activity * yearly["online_orders"] * years))
         ]
         sessions.sort()
-        device = None
-        if self.identity:
-            device = records.device_id(customer_id, rng.random() < records.SHARED_DEVICE_SHARE)
+        device = records.customer_device(customer_id) if self.identity else None
         for start_ms, with_order in sessions:
             self.session(customer_id, start_ms, with_order, user["address"], device)
 
@@ -268,7 +264,7 @@ class _HistoryWriter:
                 and sent_ms + response.click_after_ms < self.now_ms
             ):
                 batch.append(record(True, True, sent_ms + response.click_after_ms))
-            if response.open_after_ms is not None and rng.random() < UNSUBSCRIBE_SHARE:
+            if response.open_after_ms is not None and rng.random() < records.UNSUBSCRIBE_SHARE:
                 # Unsubscribed some minutes after opening it; the record has the flags by then.
                 at_ms = sent_ms + response.open_after_ms + rng.randrange(10_000, 600_000)
                 click = response.click_after_ms
@@ -293,14 +289,15 @@ def seed(
     now: datetime | None = None,
     append: bool = False,
     progress: Callable[[str], None] | None = None,
-    identity: bool = False,
+    identity: bool = True,
 ) -> SeedSummary:
     """Write `customers` customers with `days` days of history up to `now` into Mongo and Kafka.
 
     Meant for an empty database: if `users` already holds documents, raises `SeedRefused`
     unless `append` is true, in which case the new customers get ids after the largest one.
-    `identity`: browsing is anonymous until a login (and on shared devices), some in-store
-    sales are guest sales by email (records.py, "Identity stitching").
+    `identity` (the default): browsing is anonymous until a login (and on shared devices), some
+    in-store sales are guest sales by email (records.py, "Identity stitching"); False writes
+    every record with its user_id, as before identity stitching.
     """
     if customers < 0 or days < 1:
         raise ValueError("customers must be >= 0 and days >= 1")

@@ -36,6 +36,10 @@ class _Session:
     session_id: str
     pages: list[records.PageView]
     position: int = 0
+    # Identity stitching: the browser's cookie, and the user_id each page carries (None before
+    # the login); None when the stream writes every weblog with its user_id.
+    device: str | None = None
+    page_user_ids: list[int | None] | None = None
 
 
 class LiveCustomers:
@@ -76,8 +80,14 @@ class LiveEvents:
     """The state of a running stream (who exists, what can be deleted, what is pending) and
     the making of each kind of event."""
 
-    def __init__(self, settings: Settings, db, kafka: KafkaOutput, rng: random.Random, log):
+    def __init__(
+        self, settings: Settings, db, kafka: KafkaOutput, rng: random.Random, log,
+        identity: bool = True,
+    ):  # fmt: skip
         self.settings = settings
+        # Anonymous browsing until a login, shared devices, guest sales (records.py, "Identity
+        # stitching").
+        self.identity = identity
         self.db = db
         self.kafka = kafka
         self.rng = rng
@@ -107,7 +117,7 @@ class LiveEvents:
         """Load existing customers and recent orders from Mongo, pending emails from Kafka."""
         users = self.db["users"]
         for user in users.find(
-            {}, {"_id": 1, "id": 1, "first_name": 1, "last_name": 1, "address": 1}
+            {}, {"_id": 1, "id": 1, "first_name": 1, "last_name": 1, "address": 1, "email": 1}
         ):
             if isinstance(user.get("id"), int):
                 self.customers.add(user)
@@ -263,16 +273,28 @@ class LiveEvents:
         order = records.make_online_order(self.rng, customer_id, now, address)
         self._insert("online_orders", "online_order", order)
         if len(self.sessions) < MAX_OPEN_SESSIONS:  # the checkout pages follow
-            self.sessions.append(
-                _Session(customer_id, records.uuid4(self.rng), records.plan_session(self.rng, True))
-            )
+            self.sessions.append(self._new_session(customer_id, with_order=True))
 
     def _instore_order(self, now: datetime) -> None:
         customer_id = self.customers.pick(self.rng)
         city = (self.customers.profiles[customer_id].get("address") or {}).get("city")
         store = records.home_store(self.rng, city)
         order = records.make_instore_order(self.rng, customer_id, now, store)
+        email = self.customers.profiles[customer_id].get("email")
+        guest = self.identity and self.rng.random() < records.GUEST_SALE_SHARE
+        if guest and isinstance(email, str):
+            order = records.guest_sale(self.rng, order, email)
+            self._insert("instore_orders", "guest_sale", order)
+            return
         self._insert("instore_orders", "instore_order", order)
+
+    def _new_session(self, customer_id: int, with_order: bool = False) -> _Session:
+        rng = self.rng
+        session = _Session(customer_id, records.uuid4(rng), records.plan_session(rng, with_order))
+        if self.identity:
+            session.device = records.customer_device(customer_id)
+            session.page_user_ids = records.session_identity(rng, session.pages, customer_id)
+        return session
 
     def _weblog(self, now: datetime) -> None:
         rng = self.rng
@@ -281,9 +303,7 @@ class LiveEvents:
                 len(self.sessions) < MAX_OPEN_SESSIONS and rng.random() < 1 / MEAN_PAGES
             )
             if start_new:
-                session = _Session(
-                    self.customers.pick(rng), records.uuid4(rng), records.plan_session(rng)
-                )
+                session = self._new_session(self.customers.pick(rng))
                 self.sessions.append(session)
                 index = len(self.sessions) - 1
             else:
@@ -295,15 +315,21 @@ class LiveEvents:
                 continue
             break
         view = session.pages[session.position]
+        user_id: int | None = session.user_id
+        if session.device is not None and session.page_user_ids is not None:
+            user_id = session.page_user_ids[session.position]
         session.position += 1
         if session.position >= len(session.pages):
             self.sessions[index] = self.sessions[-1]
             self.sessions.pop()
         weblog = records.make_weblog(rng, session.user_id, session.session_id, now, view)
-        self._kafka(
-            "weblogs", "weblog", str(session.user_id), to_json(weblog),
-            {"event_id": weblog["event_id"], "user_id": session.user_id},
-        )  # fmt: skip
+        ids = {"event_id": weblog["event_id"], "user_id": user_id}
+        if session.device is not None:
+            weblog = records.with_identity(weblog, user_id, session.device)
+            ids["anonymous_id"] = session.device
+        # Keyed by the customer behind the session, anonymous or not (as `seed` does).
+        kind = "weblog" if user_id is not None else "anonymous_weblog"
+        self._kafka("weblogs", kind, str(session.user_id), to_json(weblog), ids)
 
     def _campaign(self, now: datetime) -> records.CampaignSend:
         if self.campaign_send is None or self.campaign_left <= 0:
@@ -332,6 +358,8 @@ class LiveEvents:
             steps.append("open")
         if response.click_after_ms is not None:
             steps.append("click")
+        if response.open_after_ms is not None and rng.random() < records.UNSUBSCRIBE_SHARE:
+            steps.append("unsubscribe")  # after opening (and clicking) it
         if steps and len(self.pending_emails) + len(self.incoming_emails) < MAX_PENDING_EMAILS:
             pending = PendingEmail(
                 email_id, customer_id, email["date"], send.campaign, list(send.items), steps
@@ -363,7 +391,10 @@ class LiveEvents:
             self.pending_emails.pop()
 
     def _email_record(self, pending: PendingEmail, step: str, when: datetime) -> None:
-        clicked = step == "click"
+        if step == "click":
+            pending.clicked = True
+        # An unsubscribe record carries the flags the email has by then (records.email_record).
+        clicked = step == "click" or (step == "unsubscribe" and pending.clicked)
         email = {
             "email_id": pending.email_id,
             "user_id": pending.user_id,
@@ -374,8 +405,11 @@ class LiveEvents:
             "email_clicked": clicked,
             "updated_at": records.iso(when),
         }
+        if step == "unsubscribe":
+            email["unsubscribed"] = True
+        kind = "email_unsubscribed" if step == "unsubscribe" else f"email_{step}"
         self._kafka(
-            "marketing_emails", f"email_{step}", str(pending.user_id), to_json(email),
+            "marketing_emails", kind, str(pending.user_id), to_json(email),
             {"email_id": pending.email_id, "updated_at": email["updated_at"],
              "user_id": pending.user_id, "email_opened": True, "email_clicked": clicked},
         )  # fmt: skip

@@ -28,7 +28,8 @@ class PendingEmail:
     date: str  # ISO send time, as in its first record
     campaign: str
     items: list[str]
-    steps: list[str]  # "open" / "click"
+    steps: list[str]  # "open" / "click" / "unsubscribe", in that order
+    clicked: bool = False  # a click was recorded (an unsubscribe record carries the flag)
 
 
 def discover_pending_emails(
@@ -94,6 +95,8 @@ def discover_pending_emails(
             steps = ["click"] if rng.random() < records.MEAN_CLICK_GIVEN_OPEN else []
         elif rng.random() < records.MEAN_OPEN_RATE:
             steps = ["open", "click"] if rng.random() < records.MEAN_CLICK_GIVEN_OPEN else ["open"]
+            if rng.random() < records.UNSUBSCRIBE_SHARE:
+                steps.append("unsubscribe")
         else:
             steps = []
         if steps:

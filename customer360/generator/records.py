@@ -446,12 +446,15 @@ def plan_email_response(rng: random.Random, open_rate: float) -> EmailResponse:
     return EmailResponse(open_after, click_after, rng.random() >= 0.05)
 
 
+# Of the emails opened, the share whose recipient unsubscribes (retail: ~0.2-1 % of emails);
+# `seed` and `stream` follow such an email with an `unsubscribed` record.
+UNSUBSCRIBE_SHARE = 0.02
+
+
 # ---------------------------------------------------------------------------------------------
-# Identity stitching (`c360 seed --identity`; dbt/README.md, "Identity stitching")
-#
-# Off unless asked, so the default history stays what it was until a chaos soak has run with
-# it (customer360/chaos/oracle.py attributes anonymous events and guest sales; `c360 stream`
-# does not produce them yet).
+# Identity stitching (dbt/README.md, "Identity stitching"): on by default in `c360 seed` and
+# `c360 stream` (`--no-identity` turns it off); the chaos oracle (customer360/chaos/oracle.py)
+# attributes anonymous events and guest sales and lists every customer's identifiers.
 
 # Share of sessions without a login that are anonymous (a cookie, no user_id); the rest come
 # from a browser that stayed logged in. Sessions with a login are anonymous until the login.
@@ -462,6 +465,15 @@ SHARED_DEVICE_SHARE = 0.05
 # Share of in-store orders rung up as a guest sale: no user_id, the buyer's email as typed at
 # the till (case and spaces as they come).
 GUEST_SALE_SHARE = 0.15
+
+
+def customer_device(customer_id: int) -> str:
+    """The cookie of the browser a customer browses on: their own, or for a
+    `SHARED_DEVICE_SHARE` of customers the one of the customer before them. Drawn from a
+    generator of its own per customer, so `seed` and `stream` agree and the rest of the data
+    does not change with it."""
+    shared = random.Random(customer_id * 7_919 + 2).random() < SHARED_DEVICE_SHARE
+    return device_id(customer_id, shared)
 
 
 def device_id(customer_id: int, shared: bool) -> str:

@@ -118,6 +118,7 @@ def stream(
     mix: Mapping[str, float] | None = None,
     tick_s: float = 0.05,
     stop: threading.Event | None = None,
+    identity: bool = True,
 ) -> StreamSummary:
     """Produce `rate` events per second for `duration` seconds (forever if None).
 
@@ -126,6 +127,10 @@ def stream(
     `mix` overrides the weights of `STREAM_MIX` (kinds missing from it keep theirs).
     `log_path`: append one JSON line per record produced (Kafka ones once delivered, with
     partition and offset).
+    `identity` (the default): weblogs are anonymous until the session's login (the browser's
+    `anonymous_id`, shared devices), some in-store orders are guest sales by email, and some
+    opened emails are followed by an `unsubscribed` record (records.py); False writes every
+    weblog and order with its user_id, as before identity stitching (unsubscribes stay).
     """
     if rate <= 0:
         raise ValueError("rate must be positive")
@@ -166,7 +171,7 @@ def stream(
                 f"MongoDB at {redact_uri(settings.mongo_uri)} did not answer within 10 s; "
                 "is it running?"
             ) from error
-        streamer = LiveEvents(settings, db, kafka, rng, log)
+        streamer = LiveEvents(settings, db, kafka, rng, log, identity=identity)
         streamer.discover()
         if progress:
             progress(

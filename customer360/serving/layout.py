@@ -24,7 +24,8 @@ is an error that names it.
 than through new data: another warehouse or history (batch ids start again; it is told by when
 its first landing batch started, `raw._batches`), a relation or column (name or type), a view's
 SQL, or a warehouse table being recreated (a `dbt build --full-refresh` gives tables new catalog
-oids; so does opening the warehouse again, so a new process's first publication is a full one).
+oids; so does opening the warehouse again, so a new process's first publication is a full one),
+or a version that rescored every row (VERSIONED_TABLES: a new propensity model).
 A copy published under another fingerprint is rebuilt in full instead of updated (publish.py).
 """
 
@@ -64,6 +65,11 @@ CHANGE_LOG = "customer_360_base"
 # column that numbers their rows: a publication also replaces the rows of the customers with
 # rows above the number the slot reflects (its mark `<table>.<column>`).
 SEQUENCED_TABLES = {"audience_changes": "sequence"}
+# Marts tables whose rows all change at once, without their customers' customer_360_base rows,
+# when a column's value changes (customer_propensity: a new model version rescores every
+# customer), with that column: the values present are part of the fingerprint, so a new one
+# publishes the copy in full.
+VERSIONED_TABLES = {"customer_propensity": "model_version"}
 # Schemas whose tables' identities (catalog oids) are part of the fingerprint.
 WAREHOUSE_SCHEMAS = ("staging", "intermediate", "marts")
 
@@ -208,6 +214,7 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
         history = None
     described = {
         "history": history,
+        "versions": versions_present(con),
         "tables": [(t.name, t.columns, t.literal_keys) for t in tables],
         "views": [(v.name, v.sql) for v in views],
         "marks": marks,
@@ -222,6 +229,23 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
     return ServingLayout(
         tuple(tables), tuple(views), source(CHANGE_LOG), marks, fingerprint, sequences
     )
+
+
+def versions_present(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
+    """The values of each VERSIONED_TABLES column in the marts of the warehouse open on `con`."""
+    found = {}
+    for table, column in VERSIONED_TABLES.items():
+        present = con.execute(
+            "select count(*) from duckdb_columns() where database_name = current_database()"
+            " and schema_name = 'marts' and table_name = ? and column_name = ?",
+            [table, column],
+        ).fetchone()[0]
+        if present:
+            found[table] = con.execute(
+                f"select list(distinct {quote(column)} order by {quote(column)})"
+                f" from marts.{quote(table)}"
+            ).fetchone()[0]
+    return found
 
 
 def _views_over(published: set[tuple[str, str]], parsed: dict[str, _ParsedView]) -> list[str]:

@@ -1,7 +1,8 @@
 """A purchase-propensity model chosen by hand, stored as the nightly training stores one.
 
-Used by the hand-checked scoring test (tests/test_propensity.py) and by the scripted
-incremental rounds (tests/test_dbt_incremental.py), where models arrive between builds.
+Used by the hand-checked scoring test (tests/test_propensity.py), the scripted incremental and
+publication rounds (tests/test_dbt_incremental.py, where models arrive between builds) and the
+dashboard test.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-MODEL_COLUMNS = (
-    "model_version, trained_at, reference_at, intercept, feature, mean, scale, coefficient"
-)
+from customer360.propensity.model import TrainedModel, store
+
 REFERENCE = dt.datetime(2026, 5, 31)
 # More orders and recent visits raise the score, staleness lowers it.
 HAND_MODEL = {
@@ -27,14 +27,35 @@ HAND_MODEL = {
 HAND_INTERCEPT = -1.5
 
 
+def hand_trained_model(
+    version: str,
+    model: dict[str, tuple[float, float, float]] = HAND_MODEL,
+    intercept: float = HAND_INTERCEPT,
+    reference_at: dt.datetime = REFERENCE,
+) -> TrainedModel:
+    """A model with the given (mean, scale, coefficient) per feature; no validation figures."""
+    return TrainedModel(
+        model_version=version,
+        trained_at=reference_at,
+        reference_at=reference_at,
+        train_cutoff=reference_at,
+        validation_cutoff=reference_at,
+        intercept=intercept,
+        coefficients={f: c for f, (_, _, c) in model.items()},
+        means={f: m for f, (m, _, _) in model.items()},
+        scales={f: s for f, (_, s, _) in model.items()},
+        train_examples=0,
+        train_positive_rate=0.0,
+        validation_examples=0,
+        validation_positive_rate=0.0,
+        validation_auc=0.5,
+        validation_brier=0.25,
+        validation_log_loss=0.7,
+        calibration_error=0.0,
+    )
+
+
 def store_model(warehouse: Path, version: str, model=HAND_MODEL, intercept=HAND_INTERCEPT):
-    """Insert a model version into ml.propensity_coefficients, as the training asset does."""
+    """Store a model version in the warehouse as the training asset does."""
     with duckdb.connect(str(warehouse)) as con:
-        con.executemany(
-            f"insert into ml.propensity_coefficients ({MODEL_COLUMNS})"
-            " values (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [version, REFERENCE, REFERENCE, intercept, feature, mean, scale, coefficient]
-                for feature, (mean, scale, coefficient) in model.items()
-            ],
-        )
+        store(con, hand_trained_model(version, model, intercept))

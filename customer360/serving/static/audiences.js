@@ -12,7 +12,8 @@ window.renderAudiences = function (p) {
     consent.since ? el("span", { class: "muted" }, " since " + when(consent.since)) : "");
   const list = p.audiences || [];
   fill("customer-audiences", list.length ? list.map((a) => el("li", {},
-    el("strong", {}, a.audience), ` (${a.channel}) since ${when(a.entered_at)}`)) :
+    el("strong", {}, a.audience),
+    ` (${a.channel === "none" ? "no consent needed" : a.channel}) since ${when(a.entered_at)}`)) :
     [el("li", { class: "muted" }, "In no audience")]);
 };
 
@@ -52,7 +53,8 @@ async function showAudience(name) {
     api("/api/audiences/" + encodeURIComponent(name) + "/history"),
     api("/api/audiences/" + encodeURIComponent(name) + "/members?limit=10"),
   ]);
-  $("audience-title").textContent = `${name}: ${history.size} members`;
+  $("audience-title").textContent =
+    `${name}: ${history.size} ${history.size === 1 ? "member" : "members"}`;
   $("audience-chart").replaceChildren(sizeChart(history.points));
   fill("audience-members", members.items.length ? members.items.map((m) => {
     const row = el("tr", { "data-id": m.customer_id }, el("td", {}, "#" + m.customer_id),

@@ -160,6 +160,37 @@ function renderPropensity(p) {
     `model ${score.model_version}, as of ${when(score.scored_as_of)}`;
 }
 
+// Every identifier stitched to the customer (customer_identities): the customer id, each email
+// address (the current one marked; the others are former addresses or ones emails were sent
+// to) and each browser's anonymous id, with when each was first and last seen.
+const IDENTITY_KINDS = { customer_id: "Customer id", email: "Email", anonymous_id: "Browser" };
+function plural(n, one, many) { return `${n} ${n === 1 ? one : many}`; }
+
+function renderIdentities(p) {
+  const identities = p.identities || [];
+  const current = ((p.details || {}).email || "").trim().toLowerCase();
+  const kinds = Object.keys(IDENTITY_KINDS);
+  const rank = (x) => {
+    const i = kinds.indexOf(x.identifier_type);
+    return i < 0 ? kinds.length : i;
+  };
+  // Customer id, then emails, then browsers; within a kind the API's order (by identifier).
+  const sorted = identities.map((x, i) => [x, i])
+    .sort(([a, i], [b, j]) => rank(a) - rank(b) || i - j).map(([x]) => x);
+  const count = (type) => identities.filter((x) => x.identifier_type === type).length;
+  $("identities-summary").textContent = identities.length ?
+    `${plural(count("email"), "email", "emails")} \u00b7 ` +
+    `${plural(count("anonymous_id"), "browser", "browsers")} (anonymous ids)` : "";
+  fill("identities", sorted.length ? sorted.map((x) => el("tr",
+    { "data-type": x.identifier_type, "data-identifier": x.identifier },
+    el("td", { class: "muted" }, IDENTITY_KINDS[x.identifier_type] || x.identifier_type),
+    el("td", { class: "identifier" }, x.identifier,
+      x.identifier_type === "email" && x.identifier === current ?
+        el("span", { class: "badge current" }, "current") : ""),
+    el("td", {}, when(x.first_seen_at)), el("td", {}, when(x.last_seen_at)))) :
+    [el("tr", {}, el("td", { colspan: "4", class: "muted" }, "No identities"))]);
+}
+
 function renderFreshness(publication, asOfAge) {
   const data = publication ? ago(publication.data_age_seconds) : "?";
   const customer = asOfAge === undefined ? "" : ` \u00b7 this customer as of ${ago(asOfAge)} ago`;
@@ -171,7 +202,7 @@ function render(p) {
   $("message").hidden = true;
   $("profile").hidden = false;
   renderDetails(p); renderErrors(p); renderProducts(p); renderStats(p); renderTraits(p);
-  renderActivity(p); renderPropensity(p);
+  renderActivity(p); renderPropensity(p); renderIdentities(p);
   if (window.renderAudiences) window.renderAudiences(p);
   renderFreshness(p.publication, p.as_of_age_seconds);
 }
