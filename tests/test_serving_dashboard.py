@@ -306,22 +306,25 @@ def open_by_search(browser: Page, query: str, customer_id: int) -> None:
 
 def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
     settings = isolated_settings
-    # Seed 36: customer 4 browsed anonymously before logging in, ordered online and bought in
-    # store as a guest (by email at the till).
     seed(settings, customers=25, days=30, seed=36, identity=True)
     with MicroBatch(settings) as batch:
         run_until_caught_up(batch)
         publish_serving_copy(batch.con, settings)
         with duckdb.connect(str(settings.serving_path), read_only=True) as con:
-            # The best spender in both channels who browsed anonymously before logging in.
-            customer_id, email, name, total_orders, total_spent, online_spent = con.execute(
+            # A customer who browsed anonymously before logging in: the best spender, in both
+            # channels if anyone bought in both (which customers did depends on the generator's
+            # draws, not on this test).
+            found = con.execute(
                 "select customer_id, email, first_name || ' ' || last_name, total_orders,"
                 " total_amount_spent, online_amount_spent from customer_360"
-                " where online_orders > 0 and instore_orders > 0 and customer_id in"
+                " where total_orders > 0 and customer_id in"
                 " (select customer_id from customer_identities"
                 " where identifier_type = 'anonymous_id')"
-                " order by total_amount_spent desc limit 1"
+                " order by online_orders > 0 and instore_orders > 0 desc,"
+                " total_amount_spent desc limit 1"
             ).fetchone()
+            assert found, "no customer with orders browsed anonymously in the seeded history"
+            customer_id, email, name, total_orders, total_spent, online_spent = found
             row = profile_row(con, customer_id)
             identities = expected_identities(con, customer_id, email)
             audiences = expected_customer_audiences(con, customer_id)
