@@ -19,8 +19,8 @@ demo: install
 # (one session of services, one test at a time); fails if either tier failed.
 test: install chromium odbc
 	@rc=0; \
-	$(PY) -m pytest -m "not services" -n auto --dist loadscope || rc=1; \
-	$(PY) -m pytest -m services || rc=1; \
+	$(PY) -m pytest -m "not services" -n auto --dist loadscope --durations=15 || rc=1; \
+	$(PY) -m pytest -m services --durations=15 || rc=1; \
 	exit $$rc
 
 # The fast tier: dbt on DuckDB fixtures, unit tests, the API on a built serving copy; no Kafka or
