@@ -23,7 +23,7 @@ from customer360.pipeline import dbt_invoker
 from customer360.services import services_down, services_up
 from customer360.services.kafka import KafkaService
 from customer360.services.mongo import MongoService
-from customer360.services.processes import free_port
+from customer360.services.processes import free_kafka_port, free_port
 from tests.dbt_fixtures.dbt_invoke import shared_target_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def make_service_settings(home: Path) -> Settings:
     return Settings(
         mongo_uri=f"mongodb://127.0.0.1:{free_port()}",
         mongo_db="fashion",
-        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_bootstrap=f"127.0.0.1:{free_kafka_port()}",
         warehouse=home / "warehouse.duckdb",
         home=home,
         kafka_jars=KAFKA_JARS_CACHE,

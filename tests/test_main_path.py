@@ -26,7 +26,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from customer360.generator.event_mix import STREAM_MIX
-from customer360.services.processes import ManagedProcess, free_port
+from customer360.services.processes import ManagedProcess, free_kafka_port, free_port
 from dagster_project.stream import STREAM_JOB
 from extractors import SOURCES
 from tests.profiles import assert_profile_matches_marts
@@ -53,7 +53,7 @@ class Up:
         }
         self.env.update(
             C360_MONGO_URI=f"mongodb://127.0.0.1:{free_port()}",
-            C360_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+            C360_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_kafka_port()}",
             C360_SERVE_PORT=str(self.serve_port),
             C360_SQL_PORT=str(free_port()),
         )

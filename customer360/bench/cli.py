@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def bench_settings(settings: Settings, out: Path, own_services: bool) -> Settings:
     """Settings of the benchmark: its own warehouse and home under `out`, and either services
     of its own on free ports or the configured ones with a database and topics of its own."""
-    from customer360.services.processes import free_port
+    from customer360.services.processes import free_kafka_port, free_port
 
     out = out.resolve()
     common = dict(
@@ -82,7 +82,7 @@ def bench_settings(settings: Settings, out: Path, own_services: bool) -> Setting
     if own_services:
         return settings.with_overrides(
             mongo_uri=f"mongodb://127.0.0.1:{free_port()}",
-            kafka_bootstrap=f"127.0.0.1:{free_port()}",
+            kafka_bootstrap=f"127.0.0.1:{free_kafka_port()}",
             mongo_db="fashion",
             kafka_topic_prefix="",
             **common,

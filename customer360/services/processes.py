@@ -191,6 +191,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_kafka_port() -> int:
+    """A free port P whose P + 1 is free too: Kafka listens on P and its controller on P + 1
+    (kafka.py), and a free port's neighbour is often taken by another connection."""
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except (OSError, OverflowError):  # taken, or past the last port
+                continue
+        return port
+
+
 def wait_until(check, timeout: float, interval: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

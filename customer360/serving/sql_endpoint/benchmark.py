@@ -190,14 +190,14 @@ def run_load(args: argparse.Namespace) -> int:
     from customer360.kafka_topics import ensure_topics
     from customer360.pipeline import MicroBatch
     from customer360.services import services_down, services_up
-    from customer360.services.processes import free_port
+    from customer360.services.processes import free_kafka_port, free_port
 
     home = Path(args.dir or tempfile.mkdtemp(prefix="c360-sql-bench-"))
     home.mkdir(parents=True, exist_ok=True)
     user = load_settings()
     settings = Settings(
         mongo_uri=f"mongodb://127.0.0.1:{free_port()}",
-        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_bootstrap=f"127.0.0.1:{free_kafka_port()}",
         warehouse=home / "warehouse.duckdb",
         home=home,
         kafka_jars=user.kafka_jars_dir,
