@@ -27,10 +27,15 @@ import logging
 import re
 from dataclasses import dataclass
 
+from customer360.pipeline.microbatch import MODEL_SECONDS_PREFIX
+
 SPLIT_LINE = re.compile(
     r"^micro-batch\s+(?P<records>\d+) records; extract (?P<extract>\d+) ms, "
     r"dbt (?P<dbt>\d+) ms, publish (?P<publish>\d+) ms\s*$",
     re.MULTILINE,
+)
+MODEL_SECONDS_LINE = re.compile(
+    rf"^{re.escape(MODEL_SECONDS_PREFIX)}\s+(?P<models>\S+ \d+(?:, \S+ \d+)*)\s*$", re.MULTILINE
 )
 DATA_TESTS_LINE = re.compile(r"^data tests: (?P<passed>\d+)/(?P<run>\d+) passed in (?P<s>[\d.]+) s")
 
@@ -47,6 +52,7 @@ class StreamBatch:
     dbt_s: float
     publish_s: float
     failures: tuple[str, ...] = ()  # the summary's FAILED lines; empty: the batch succeeded
+    models: tuple[tuple[str, float], ...] = ()  # (model, seconds) of its build
 
     @property
     def seconds(self) -> float:
@@ -61,8 +67,7 @@ class StreamBatch:
         return not self.failures
 
     def as_bench_record(self) -> dict:
-        """The batch as a line of `c360 bench --mode loop`'s report (`bench.loop.batch_record`);
-        the per-model times are not logged by the stream."""
+        """The batch as a line of `c360 bench --mode loop`'s report (`bench.loop.batch_record`)."""
         return {
             "started_at": self.began,
             "ended_at": self.ended,
@@ -73,6 +78,7 @@ class StreamBatch:
             "success": self.succeeded,
             "errors": list(self.failures),
             "run_id": self.run_id,
+            "models": dict(self.models),
         }
 
 
@@ -93,6 +99,7 @@ def parse_batch_log(message: str, run_id: str, number: int, at: float) -> Stream
         else:
             in_failure = False
     return StreamBatch(
+        models=parse_model_seconds(message),
         run_id=run_id,
         number=number,
         ended=at,
@@ -102,6 +109,15 @@ def parse_batch_log(message: str, run_id: str, number: int, at: float) -> Stream
         publish_s=int(split["publish"]) / 1000,
         failures=tuple(failures),
     )
+
+
+def parse_model_seconds(message: str) -> tuple[tuple[str, float], ...]:
+    """The (model, seconds) of a batch summary's `models (ms)` line, if it has one."""
+    match = MODEL_SECONDS_LINE.search(message)
+    if match is None:
+        return ()
+    timed = (entry.rsplit(" ", 1) for entry in match["models"].split(", "))
+    return tuple((model, int(ms) / 1000) for model, ms in timed)
 
 
 @dataclass(frozen=True)

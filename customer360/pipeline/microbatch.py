@@ -115,11 +115,15 @@ class MicroBatchResult:
             tests = self.dbt.tests_run
             passed = sum(1 for _, s in tests if s == "pass")
             lines.append(
-                f"dbt               {len(self.models_built)} models built, {passed}/{len(tests)} "
+                f"dbt               {len(self.models_built)} models built"
+                + (" (replayed)" if self.dbt.replayed else " (by dbt)")
+                + f", {passed}/{len(tests)} "
                 f"tests passed for {', '.join(self.dbt_sources)}"
                 + ("" if self.dbt.success else "  FAILED")
             )
             lines += [f"  {f}" for f in self.dbt.failures]
+            if self.dbt.model_seconds:
+                lines.append(model_seconds_line(self.dbt.model_seconds))
         if self.serving is not None:
             lines.append(self.serving.summary_line())
         lines.append(
@@ -128,6 +132,16 @@ class MicroBatchResult:
             f"{self.publish_seconds * 1000:.0f} ms"
         )
         return lines
+
+
+MODEL_SECONDS_PREFIX = "models (ms)"
+
+
+def model_seconds_line(model_seconds: dict[str, float]) -> str:
+    """Where a build's time went: every model with its milliseconds, the slowest first (parsed
+    back by `c360 bench`, customer360/bench/dagster_stream.py)."""
+    slowest = sorted(model_seconds.items(), key=lambda kv: -kv[1])
+    return f"{MODEL_SECONDS_PREFIX:<17} " + ", ".join(f"{m} {s * 1000:.0f}" for m, s in slowest)
 
 
 # How often a micro-batch also runs the dbt data tests (the others build models only).

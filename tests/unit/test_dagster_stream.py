@@ -33,6 +33,8 @@ def a_batch(failed_extract: bool = False, failed_dbt: bool = False) -> MicroBatc
         seconds=1.5,
         nodes=[("model.c360.stg_weblogs", "success", None)]
         + ([("model.c360.customer_360_base", "error", "Binder Error: x")] if failed_dbt else []),
+        replayed=not failed_dbt,
+        model_seconds={"stg_weblogs": 0.0125, "customer_360_base": 0.25},
     )
     result = MicroBatchResult(
         extracts={"weblogs": landed("weblogs", 120), "online_orders": landed("online_orders", 3)},
@@ -56,6 +58,8 @@ def test_a_logged_batch_gives_its_records_split_and_times():
     assert batch.began == pytest.approx(1000.0 - 1.875)
     assert batch.succeeded and batch.failures == ()
     assert batch.as_bench_record()["dbt_s"] == 1.5
+    # where the build's time went, per model (the bench's models_s_mean in dagster mode)
+    assert batch.as_bench_record()["models"] == {"customer_360_base": 0.25, "stg_weblogs": 0.012}
 
 
 def test_a_failed_batch_says_what_failed():
