@@ -40,8 +40,3 @@
     {%- set text = tojson(customer360.audience_definitions()) -%}
     {{- return(local_md5(text)[:12] | int(base=16)) -}}
 {%- endmacro %}
-
-{#- A SQL string literal of `text` (quotes doubled). -#}
-{% macro sql_string(text) -%}
-    '{{ text | string | replace("'", "''") }}'
-{%- endmacro %}

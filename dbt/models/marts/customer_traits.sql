@@ -5,25 +5,15 @@
     computed on the day it is read, from stored facts that do not (customer_360_base's order
     totals, customer_order_days, customer_category_purchases), so time passing changes no stored
     row and an incremental build still equals a full refresh. Rules: customer_traits.yml; the
-    RFM tables are the vars rfm_thresholds and rfm_segments in dbt_project.yml. -#}
+    RFM tables are the vars rfm_thresholds and rfm_segments in dbt_project.yml, written out
+    below as one CASE per score and for the segment: row by row, with no join, aggregate or
+    window over every customer, so a filter on customer_id (the audiences' touched customers, a
+    profile lookup) reaches the stored tables instead of scoring everyone first. -#}
 
-with rfm_thresholds as (
-    {{ values_table(
-        var('rfm_thresholds'),
-        ['score', 'recency_within_days', 'frequency_min_orders', 'monetary_min_value'],
-        'thresholds'
-    ) }}
-),
+{%- set thresholds = var('rfm_thresholds') | sort(attribute='score', reverse=true) %}
+{%- set segments = var('rfm_segments') | sort(attribute='priority') %}
 
-rfm_segments as (
-    {{ values_table(
-        var('rfm_segments'),
-        ['priority', 'segment', 'r_min', 'r_max', 'f_min', 'f_max', 'm_min', 'm_max'],
-        'segments'
-    ) }}
-),
-
-customers as (
+with customers as (
     select
         customer_id,
         total_orders,
@@ -50,14 +40,14 @@ order_days as (
     group by customer_id
 ),
 
-{#- Most line items, then most spent, then bought last, then name A-Z. -#}
+{#- Most line items, then most spent, then bought last, then name A-Z (an ordered aggregate:
+    a window over every customer's categories costs about twice as much). -#}
 preferred_categories as (
-    select customer_id, category
+    select
+        customer_id,
+        first(category order by line_items desc, amount_spent desc, last_purchased_at desc nulls last, category asc) as category
     from {{ ref('customer_category_purchases') }}
-    qualify row_number() over (
-        partition by customer_id
-        order by line_items desc, amount_spent desc, last_purchased_at desc nulls last, category asc
-    ) = 1
+    group by customer_id
 ),
 
 facts as (
@@ -92,59 +82,61 @@ facts as (
     left join preferred_categories on preferred_categories.customer_id = customers.customer_id
 ),
 
-{#- Each axis: the highest score whose threshold the customer meets (customers with orders). -#}
-scores as (
+{#- Each axis: the highest score whose threshold the customer meets, for customers with orders
+    (null for the others); the thresholds are tried from the highest score down. -#}
+scored as (
     select
-        facts.customer_id,
-        max(case
-            when thresholds.recency_within_days is null
-                or facts.days_since_last_order < thresholds.recency_within_days
-            then thresholds.score
-        end) as recency_score,
-        max(case when facts.total_orders >= thresholds.frequency_min_orders then thresholds.score end) as frequency_score,
-        max(case when facts.lifetime_value >= thresholds.monetary_min_value then thresholds.score end) as monetary_score
+        *,
+        case when total_orders > 0 then case
+        {%- for t in thresholds %}
+            when {{ sql_literal(t.recency_within_days) }} is null
+                or days_since_last_order < {{ sql_literal(t.recency_within_days) }} then {{ t.score }}
+        {%- endfor %}
+        end end as recency_score,
+        case when total_orders > 0 then case
+        {%- for t in thresholds %}
+            when total_orders >= {{ sql_literal(t.frequency_min_orders) }} then {{ t.score }}
+        {%- endfor %}
+        end end as frequency_score,
+        case when total_orders > 0 then case
+        {%- for t in thresholds %}
+            when lifetime_value >= {{ sql_literal(t.monetary_min_value) }} then {{ t.score }}
+        {%- endfor %}
+        end end as monetary_score
     from facts
-    cross join rfm_thresholds as thresholds
-    where facts.total_orders > 0
-    group by facts.customer_id
-),
-
-{#- The first rule, by priority, whose ranges hold the three scores. -#}
-segments as (
-    select scores.customer_id, rules.segment
-    from scores
-    inner join rfm_segments as rules
-        on scores.recency_score between rules.r_min and rules.r_max
-        and scores.frequency_score between rules.f_min and rules.f_max
-        and scores.monetary_score between rules.m_min and rules.m_max
-    qualify row_number() over (partition by scores.customer_id order by rules.priority) = 1
 )
 
 select
-    facts.customer_id,
-    facts.lifetime_value,
-    facts.average_order_value,
-    facts.orders_last_30_days,
-    facts.orders_last_90_days,
-    facts.orders_last_365_days,
-    facts.days_since_last_order,
-    facts.first_order_date,
-    facts.last_order_date,
-    facts.preferred_channel,
-    facts.preferred_category,
-    cast(scores.recency_score as integer) as recency_score,
-    cast(scores.frequency_score as integer) as frequency_score,
-    cast(scores.monetary_score as integer) as monetary_score,
-    segments.segment as rfm_segment,
+    customer_id,
+    lifetime_value,
+    average_order_value,
+    orders_last_30_days,
+    orders_last_90_days,
+    orders_last_365_days,
+    days_since_last_order,
+    first_order_date,
+    last_order_date,
+    preferred_channel,
+    preferred_category,
+    cast(recency_score as integer) as recency_score,
+    cast(frequency_score as integer) as frequency_score,
+    cast(monetary_score as integer) as monetary_score,
+    {#- The first rule, by priority, whose ranges hold the three scores. -#}
+    case
+    {%- for rule in segments %}
+        when recency_score between {{ sql_literal(rule.r_min) }} and {{ sql_literal(rule.r_max) }}
+            and frequency_score between {{ sql_literal(rule.f_min) }} and {{ sql_literal(rule.f_max) }}
+            and monetary_score between {{ sql_literal(rule.m_min) }} and {{ sql_literal(rule.m_max) }}
+            then {{ sql_string(rule.segment) }}
+    {%- endfor %}
+    end as rfm_segment,
     {#- prospect: no order; new: first order in the last 30 days; active: last order in the
         last 90 days; at risk: in the last 365 days; lapsed: longer ago. -#}
     case
-        when facts.total_orders = 0 then 'prospect'
-        when facts.days_since_first_order < 30 then 'new'
-        when facts.days_since_last_order < 90 then 'active'
-        when facts.days_since_last_order < 365 then 'at risk'
+        when total_orders = 0 then 'prospect'
+        when days_since_first_order < 30 then 'new'
+        when days_since_last_order < 90 then 'active'
+        when days_since_last_order < 365 then 'at risk'
         else 'lapsed'
     end as lifecycle_stage
-from facts
-left join scores on scores.customer_id = facts.customer_id
-left join segments on segments.customer_id = facts.customer_id
+from scored

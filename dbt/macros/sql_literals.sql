@@ -1,0 +1,13 @@
+{#- A SQL string literal of `text` (quotes doubled). -#}
+{% macro sql_string(text) -%}
+    '{{ text | string | replace("'", "''") }}'
+{%- endmacro %}
+
+{#- A value of a project var as a SQL literal: a string quoted, none as null, a number as
+    written. Compiles to the same SQL every time the project does. -#}
+{% macro sql_literal(value) -%}
+    {%- if value is none -%}null
+    {%- elif value is string -%}{{ customer360.sql_string(value) }}
+    {%- else -%}{{ value }}
+    {%- endif -%}
+{%- endmacro %}
