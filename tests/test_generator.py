@@ -137,14 +137,21 @@ def check_weblog(record: dict, customer_ids: set[int], key: str | None) -> None:
     assert record["error_message"] is None or isinstance(record["error_message"], str)
 
 
-def check_emails(records: list[tuple[str | None, dict]], customer_ids: set[int]) -> int:
-    """Validate email records and the flag logic per email; return the number of emails."""
+def check_emails(
+    records: list[tuple[str | None, dict]],
+    customer_ids: set[int],
+    addresses: dict[int, str] | None = None,
+) -> int:
+    """Validate email records and the flag logic per email; return the number of emails. With
+    `addresses` (customer id -> email; identity data), every record carries its recipient's."""
     by_email: dict[str, list[dict]] = defaultdict(list)
     for key, record in records:
-        assert set(record) - {"unsubscribed"} == {
+        assert set(record) - {"unsubscribed", "recipient_email"} == {
             "email_id", "user_id", "date", "campaign", "items", "email_opened", "email_clicked",
             "updated_at",
         }  # fmt: skip
+        if addresses is not None:
+            assert record["recipient_email"] == addresses[record["user_id"]], record
         assert record.get("unsubscribed", True) is True  # present only on an unsubscribe
         assert uuid.UUID(record["email_id"]).version == 4
         assert type(record["user_id"]) is int and record["user_id"] in customer_ids
@@ -244,7 +251,8 @@ def test_seed_writes_the_contract(isolated_settings):
 
     emails = [(key, json.loads(value)) for key, value in read_topic(settings, "marketing_emails")]
     assert len(emails) == summary.email_records > 0
-    assert check_emails(emails, customer_ids) == summary.emails
+    addresses = {user["id"]: user["email"] for user in users}
+    assert check_emails(emails, customer_ids, addresses) == summary.emails
     assert any(r["email_opened"] for _, r in emails)
     assert any(r["email_clicked"] for _, r in emails)
     # Some emails' opens/clicks arrive before their send record (one key: one partition).
@@ -456,6 +464,19 @@ def test_stream_produces_identity_data_and_unsubscribes_in_the_configured_shares
     ]
     assert len(unsubscribes) >= kinds["email_unsubscribed"]
     assert all(u["unsubscribed"] is True and u["email_opened"] for u in unsubscribes)
+
+    # Every email record carries the address it was sent to, one per email: the customer's
+    # when it was sent (the seeded address, or the current one after a profile update).
+    now_emails = {
+        u["id"]: u["email"] for u in mongo(settings).users.find({}, {"id": 1, "email": 1})
+    }
+    recipients: dict[str, set[str]] = defaultdict(set)
+    for _, value in read_topic(settings, "marketing_emails"):
+        email = json.loads(value)
+        recipients[email["email_id"]].add(email["recipient_email"])
+        known = {emails.get(email["user_id"]), now_emails.get(email["user_id"])} - {None}
+        assert not known or email["recipient_email"] in known, (email, known)
+    assert all(len(addresses) == 1 for addresses in recipients.values())
 
 
 def test_a_few_customers_share_a_device():

@@ -208,7 +208,7 @@ class _HistoryWriter:
             self.session(customer_id, start_ms, with_order, user["address"], device)
 
         if rng.random() < SUBSCRIBED_SHARE:
-            self.emails(customer_id, active_from)
+            self.emails(customer_id, active_from, user["email"] if self.identity else None)
 
     def session(
         self, customer_id: int, start_ms: int, with_order: bool, address, device: str | None = None
@@ -237,7 +237,7 @@ class _HistoryWriter:
                 self.counts["online_orders"] += 1
             moment += records.page_gap_millis(rng)
 
-    def emails(self, customer_id: int, active_from: int) -> None:
+    def emails(self, customer_id: int, active_from: int, address: str | None) -> None:
         rng = self.rng
         key = str(customer_id)
         open_rate = records.customer_open_rate(rng)
@@ -252,7 +252,7 @@ class _HistoryWriter:
             def record(opened, clicked, at_ms, email_id=email_id, sent_at=sent_at, send=send):
                 return records.email_record(
                     email_id, customer_id, sent_at, send.campaign, send.items,
-                    opened, clicked, records.from_millis(at_ms),
+                    opened, clicked, records.from_millis(at_ms), recipient_email=address,
                 )  # fmt: skip
 
             batch = [record(False, False, sent_ms)]

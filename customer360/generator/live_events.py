@@ -344,9 +344,12 @@ class LiveEvents:
         customer_id = self.customers.pick(rng)
         send = self._campaign(now)
         email_id = records.uuid4(rng)
+        email_address = self.customers.profiles[customer_id].get("email") if self.identity else None
+        recipient = email_address if isinstance(email_address, str) else None
         email = records.email_record(
-            email_id, customer_id, now, send.campaign, send.items, False, False, now
-        )
+            email_id, customer_id, now, send.campaign, send.items, False, False, now,
+            recipient_email=recipient,
+        )  # fmt: skip
         self._kafka(
             "marketing_emails", "email_sent", str(customer_id), to_json(email),
             {"email_id": email_id, "updated_at": email["updated_at"], "user_id": customer_id,
@@ -362,8 +365,9 @@ class LiveEvents:
             steps.append("unsubscribe")  # after opening (and clicking) it
         if steps and len(self.pending_emails) + len(self.incoming_emails) < MAX_PENDING_EMAILS:
             pending = PendingEmail(
-                email_id, customer_id, email["date"], send.campaign, list(send.items), steps
-            )
+                email_id, customer_id, email["date"], send.campaign, list(send.items), steps,
+                recipient_email=recipient,
+            )  # fmt: skip
             self.incoming_emails.append((now + EMAIL_REACTION_DELAY, pending))
 
     def _email_followup(self, now: datetime) -> None:
@@ -407,6 +411,8 @@ class LiveEvents:
         }
         if step == "unsubscribe":
             email["unsubscribed"] = True
+        if pending.recipient_email is not None:
+            email["recipient_email"] = pending.recipient_email
         kind = "email_unsubscribed" if step == "unsubscribe" else f"email_{step}"
         self._kafka(
             "marketing_emails", kind, str(pending.user_id), to_json(email),

@@ -30,6 +30,7 @@ class PendingEmail:
     items: list[str]
     steps: list[str]  # "open" / "click" / "unsubscribe", in that order
     clicked: bool = False  # a click was recorded (an unsubscribe record carries the flag)
+    recipient_email: str | None = None  # the address it was sent to (identity data only)
 
 
 def discover_pending_emails(
@@ -108,6 +109,7 @@ def discover_pending_emails(
                     email.get("campaign", ""),
                     list(email.get("items") or []),
                     steps,
+                    recipient_email=email.get("recipient_email"),
                 )
             )
     return pending

@@ -404,9 +404,12 @@ def email_record(
     clicked: bool,
     updated_at: datetime,
     unsubscribed: bool = False,
+    recipient_email: str | None = None,
 ) -> dict[str, Any]:
     """A marketing email record; `unsubscribed` records (the recipient followed the email's
-    unsubscribe link) carry `"unsubscribed": true` and the flags the email has by then."""
+    unsubscribe link) carry `"unsubscribed": true` and the flags the email has by then. With
+    identity data, every record of an email carries the address it was sent to,
+    `recipient_email` (the customer's address when it was sent)."""
     record = {
         "email_id": email_id,
         "user_id": user_id,
@@ -419,6 +422,8 @@ def email_record(
     }
     if unsubscribed:
         record["unsubscribed"] = True
+    if recipient_email is not None:
+        record["recipient_email"] = recipient_email
     return record
 
 
