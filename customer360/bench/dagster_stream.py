@@ -99,7 +99,6 @@ def parse_batch_log(message: str, run_id: str, number: int, at: float) -> Stream
         else:
             in_failure = False
     return StreamBatch(
-        models=parse_model_seconds(message),
         run_id=run_id,
         number=number,
         ended=at,
@@ -108,6 +107,7 @@ def parse_batch_log(message: str, run_id: str, number: int, at: float) -> Stream
         dbt_s=int(split["dbt"]) / 1000,
         publish_s=int(split["publish"]) / 1000,
         failures=tuple(failures),
+        models=parse_model_seconds(message),
     )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+# How many of the build's models the table names (result.json has them all).
+SLOWEST_MODELS_SHOWN = 5
+
 
 def _fmt(value, unit: str = "", digits: int = 2) -> str:
     if value is None:
@@ -66,6 +69,13 @@ def table_lines(result: dict) -> list[str]:
             f"{_fmt(batch['dbt_s']['p50'], ' s')}, publish {_fmt(batch['publish_s']['p50'], ' s')}"
             + (" (from the stream run's log)" if result.get("mode") == "dagster" else "")
         )
+        slowest = list(batch.get("models_s_mean", {}).items())[:SLOWEST_MODELS_SHOWN]
+        if slowest:
+            lines.append(
+                "  slowest models   "
+                + ", ".join(f"{model} {seconds * 1000:.0f} ms" for model, seconds in slowest)
+                + " (mean per batch)"
+            )
     else:
         lines.append("micro-batch        none logged during the load")
     dagster = load.get("dagster")

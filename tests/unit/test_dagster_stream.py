@@ -140,3 +140,19 @@ def test_a_probe_is_shown_by_the_first_raw_report_past_its_offset():
     assert first_report_of(reports, partition=0, offset=5) == 11.0  # next offset 5: not landed
     assert first_report_of(reports, partition=1, offset=3) == 12.0
     assert first_report_of(reports, partition=2, offset=0) is None
+
+
+def test_the_bench_table_names_the_slowest_models_of_the_logged_batches():
+    from customer360.bench.report import table_lines
+    from customer360.bench.stats import batch_stats
+
+    message = "\n".join(a_batch().summary_lines())
+    batches = [
+        parse_batch_log(message, "run-1", n, at=1000.0 + n).as_bench_record() for n in (1, 2)
+    ]
+    result = {"mode": "dagster", "config": {"rate": 1000.0},
+              "load": {"microbatch": batch_stats(batches)}}  # fmt: skip
+    slowest = [line for line in table_lines(result) if line.strip().startswith("slowest models")]
+    assert slowest == [
+        "  slowest models   customer_360_base 250 ms, stg_weblogs 12 ms (mean per batch)"
+    ]
