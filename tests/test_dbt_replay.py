@@ -1,15 +1,24 @@
 """The micro-batch's replay of dbt's statements (customer360/pipeline/model_replay.py).
 
 That replayed builds equal a full refresh, on the scripted and random rounds, is checked by
-tests/test_serving_publish.py, which builds its rounds with the micro-batch's own step.
+tests/test_serving_publish.py, which builds its rounds with the micro-batch's own step; here,
+what an idle micro-batch learns.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
-from customer360.pipeline.model_replay import ModelReplay, ReplayError
+from customer360.config import Settings
+from customer360.pipeline.microbatch import MicroBatch
+from customer360.pipeline.model_replay import ModelReplay, ReplayError, models_to_build
+from extractors import SOURCES
+from tests.dbt_fixtures.dbt_invoke import run_dbt
+from tests.dbt_fixtures.raw_builder import RawLanding, utc
+from tests.test_dbt_incremental import assert_same_relations
 
 
 def test_a_failing_statement_keeps_nothing_and_names_the_model() -> None:
@@ -22,3 +31,44 @@ def test_a_failing_statement_keeps_nothing_and_names_the_model() -> None:
     with pytest.raises(ReplayError, match="model.p.b"):
         replay.replay(con, ["model.p.a", "model.p.b"])
     assert con.execute("select count(*) from t").fetchone() == (0,)
+
+
+def test_an_idle_micro_batch_learns_the_models_no_batch_needed_yet(tmp_path: Path) -> None:
+    """After a history whose last batches landed weblogs only, the orders' models were built
+    by dbt once (the first build) and never since: without learning while idle, the first
+    order of the live load would wait for two dbt builds. Idle batches let dbt build them (no
+    new data), so that order is replayed; the warehouse still equals a full refresh."""
+    warehouse, refreshed = tmp_path / "warehouse.duckdb", tmp_path / "full.duckdb"
+    raw = RawLanding([warehouse, refreshed])
+    settings = Settings(warehouse=warehouse, serving_db=tmp_path / "serving" / "serving.duckdb")
+    with MicroBatch(settings.with_overrides(home=tmp_path), data_tests_every_s=None) as batch:
+        raw.user("insert", 1, 1)
+        raw.order("Online", "insert", 1, customer_id=1, items=[("p1", "Dress", "Dresses", 30)])
+        raw.order("Instore", "insert", 2, customer_id=1, items=[("p2", "Jeans", "Jeans", 40)])
+        raw.email("m1", 1, utc("2026-05-01T08:00:00"))
+        raw.weblog("w1", 1)
+        raw.land()
+        assert batch.build_models(batch.sources_to_build()).success  # dbt: the first build
+        for number in range(2, 5):  # weblogs only, until their models are replayed
+            raw.weblog(f"w{number}", 1, error_message="Payment declined")
+            raw.land()
+            built = batch.build_models(batch.sources_to_build())
+            assert built.success
+        assert built.replayed
+        everything = models_to_build(batch.dbt.manifest_dict(), SOURCES)
+        assert "model.customer360.stg_online_orders" in batch.replay.unlearnt(everything)
+
+        learning = []
+        while (result := batch.learn_while_idle()) is not None:
+            assert result.success, result.failures
+            learning.append(result)
+            assert len(learning) <= 2, "learning while idle should end after two builds"
+        assert batch.replay.unlearnt(everything) == []
+
+        raw.order("Online", "insert", 3, customer_id=1, items=[("p3", "Top", "Tops", 20)])
+        raw.land()
+        built = batch.build_models(batch.sources_to_build())
+        assert built.success and built.replayed, built.args
+
+    run_dbt(refreshed, "run", "--full-refresh", work_dir=tmp_path / "dbt-full")
+    assert_same_relations(warehouse, refreshed)

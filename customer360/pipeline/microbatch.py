@@ -347,6 +347,36 @@ class MicroBatch:
         started = time.monotonic()
         result.serving = self.publish()
         result.publish_seconds = time.monotonic() - started
+        if not result.records and result.success and data_tests is not True:
+            self.learn_while_idle()
+        return result
+
+    def learn_while_idle(self) -> DbtBuildResult | None:
+        """With nothing to build, let dbt build the models whose statements the replay has not
+        learnt yet, so that the next batches needing them are replayed instead of waiting for
+        two dbt builds (seconds each) while data arrives: after a new parse, or models no batch
+        has needed twice yet (the orders' models after a history landed weblogs last). With no
+        new data each model's build changes nothing; the statements it sends are those of a
+        batch with data (the watermarks are evaluated when they run, see model_replay). Called
+        by `run` after a batch that landed nothing; at most two such builds per parse."""
+        manifest = self.dbt.manifest()
+        if self._views_built_for is not manifest or self._replay_learnt_for is not manifest:
+            return None  # the next batch builds through dbt anyway (views, a new parse)
+        if self.sources_to_build():
+            return None
+        unlearnt = self.replay.unlearnt(models_to_build(self.dbt.manifest_dict(), SOURCES))
+        if not unlearnt:
+            return None
+        names = [unique_id.rsplit(".", 1)[-1] for unique_id in unlearnt]
+        result = self.dbt.build(names, extra=["--resource-type", "model"])
+        if not result.success:
+            log.warning("learning the replay while idle failed: %s", "; ".join(result.failures))
+            return result
+        self.replay.learn(model_statements(result.queries))
+        log.info(
+            "replay: dbt built %d models not learnt yet while idle, in %.1f s (%s)",
+            len(names), result.seconds, ", ".join(names),
+        )  # fmt: skip
         return result
 
     def close(self) -> None:

@@ -82,7 +82,11 @@ class ModelReplay:
         self._agreed.clear()
 
     def can_replay(self, models: Iterable[str]) -> bool:
-        return all(unique_id in self._agreed for unique_id in models)
+        return not self.unlearnt(models)
+
+    def unlearnt(self, models: Iterable[str]) -> list[str]:
+        """The `models` whose statements two dbt builds in a row have not agreed on yet."""
+        return [unique_id for unique_id in models if unique_id not in self._agreed]
 
     def replay(self, con: duckdb.DuckDBPyConnection, models: list[str]) -> dict[str, float]:
         """Run the models' statements, in the order given (dependencies first), in one
