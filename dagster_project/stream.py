@@ -270,6 +270,12 @@ def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) 
                     context.log.info("\n".join(result.summary_lines()))
                 if result.success:
                     data_tests.start_when_due()
+                if (learnt := batch.learn_unlearnt_models(result)) is not None:
+                    context.log.info(
+                        f"replay: dbt built {len(learnt.model_seconds)} models not learnt yet, "
+                        f"with no new data, in {learnt.seconds:.1f} s"
+                        + ("" if learnt.success else f"; FAILED: {'; '.join(learnt.failures)}")
+                    )
                 if result.success:
                     failing_since, retry_pause = None, 1.0
                     if not result.records:

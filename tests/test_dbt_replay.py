@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from customer360.config import Settings
-from customer360.pipeline.microbatch import MicroBatch
+from customer360.pipeline.microbatch import MicroBatch, MicroBatchResult
 from customer360.pipeline.model_replay import ModelReplay, ReplayError, models_to_build
 from extractors import SOURCES
 from tests.dbt_fixtures.dbt_invoke import run_dbt
@@ -33,11 +33,12 @@ def test_a_failing_statement_keeps_nothing_and_names_the_model() -> None:
     assert con.execute("select count(*) from t").fetchone() == (0,)
 
 
-def test_an_idle_micro_batch_learns_the_models_no_batch_needed_yet(tmp_path: Path) -> None:
+def test_a_caught_up_micro_batch_learns_the_models_no_batch_needed_yet(tmp_path: Path) -> None:
     """After a history whose last batches landed weblogs only, the orders' models were built
-    by dbt once (the first build) and never since: without learning while idle, the first
-    order of the live load would wait for two dbt builds. Idle batches let dbt build them (no
-    new data), so that order is replayed; the warehouse still equals a full refresh."""
+    by dbt once (the first build) and never since: without learning once caught up, the first
+    order of the live load would wait for two dbt builds. After caught-up batches the stream
+    lets dbt build them (no new data), so that order is replayed; the warehouse still equals a
+    full refresh."""
     warehouse, refreshed = tmp_path / "warehouse.duckdb", tmp_path / "full.duckdb"
     raw = RawLanding([warehouse, refreshed])
     settings = Settings(warehouse=warehouse, serving_db=tmp_path / "serving" / "serving.duckdb")
@@ -59,10 +60,10 @@ def test_an_idle_micro_batch_learns_the_models_no_batch_needed_yet(tmp_path: Pat
         assert "model.customer360.stg_online_orders" in batch.replay.unlearnt(everything)
 
         learning = []
-        while (result := batch.learn_while_idle()) is not None:
+        while (result := batch.learn_unlearnt_models(MicroBatchResult())) is not None:
             assert result.success, result.failures
             learning.append(result)
-            assert len(learning) <= 2, "learning while idle should end after two builds"
+            assert len(learning) <= 2, "learning should end after two builds"
         assert batch.replay.unlearnt(everything) == []
 
         raw.order("Online", "insert", 3, customer_id=1, items=[("p3", "Top", "Tops", 20)])

@@ -134,6 +134,9 @@ class MicroBatchResult:
         return lines
 
 
+# Two builds that send the same statements teach a model to the replay (model_replay.py).
+LEARNING_BUILDS = 2
+
 MODEL_SECONDS_PREFIX = "models (ms)"
 
 
@@ -170,6 +173,8 @@ class MicroBatch:
         # The models' statements learnt from dbt's builds of the parsed manifest they came from.
         self.replay = ModelReplay()
         self._replay_learnt_for: object | None = None
+        # Builds of learn_unlearnt_models for the parsed manifest it is learning for.
+        self._learning: tuple[object | None, int] = (None, 0)
         # Sources whose models a failed build still owes, beyond what the watermark shows.
         self._dbt_owed: set[str] = set((read_state(settings) or {}).get("dbt_pending", []))
         # Set by a Dagster extract step for the dbt step of the same run (in-process executor).
@@ -347,34 +352,41 @@ class MicroBatch:
         started = time.monotonic()
         result.serving = self.publish()
         result.publish_seconds = time.monotonic() - started
-        if not result.records and result.success and data_tests is not True:
-            self.learn_while_idle()
         return result
 
-    def learn_while_idle(self) -> DbtBuildResult | None:
-        """With nothing to build, let dbt build the models whose statements the replay has not
-        learnt yet, so that the next batches needing them are replayed instead of waiting for
-        two dbt builds (seconds each) while data arrives: after a new parse, or models no batch
-        has needed twice yet (the orders' models after a history landed weblogs last). With no
-        new data each model's build changes nothing; the statements it sends are those of a
-        batch with data (the watermarks are evaluated when they run, see model_replay). Called
-        by `run` after a batch that landed nothing; at most two such builds per parse."""
+    def learn_unlearnt_models(self, after: MicroBatchResult) -> DbtBuildResult | None:
+        """Once everything landed is built, let dbt build the models whose statements the
+        replay has not learnt yet, so that the batches needing them later are replayed instead
+        of waiting for two dbt builds (seconds each) while data arrives: after a new parse, or
+        models no batch has needed twice yet (the orders' models after a history whose last
+        batches landed weblogs). With no new data each model's build changes nothing; the
+        statements it sends are those of a batch with data (the watermarks are evaluated when
+        they run, see model_replay). Does nothing unless the batch `after` succeeded and caught
+        up with every source (none filled `max_records`); at most two builds per parse. The
+        live stream calls it between batches (dagster_project/stream.py)."""
+        caught_up = all(r.records < self.max_records for r in after.extracts.values())
+        if not (after.success and caught_up):
+            return None
         manifest = self.dbt.manifest()
         if self._views_built_for is not manifest or self._replay_learnt_for is not manifest:
             return None  # the next batch builds through dbt anyway (views, a new parse)
-        if self.sources_to_build():
+        learning_for, builds = self._learning
+        if learning_for is not manifest:
+            builds = 0
+        if builds >= LEARNING_BUILDS:  # SQL that never agrees twice is learnt no further
             return None
         unlearnt = self.replay.unlearnt(models_to_build(self.dbt.manifest_dict(), SOURCES))
-        if not unlearnt:
+        if not unlearnt or self.sources_to_build():
             return None
+        self._learning = (manifest, builds + 1)
         names = [unique_id.rsplit(".", 1)[-1] for unique_id in unlearnt]
         result = self.dbt.build(names, extra=["--resource-type", "model"])
         if not result.success:
-            log.warning("learning the replay while idle failed: %s", "; ".join(result.failures))
+            log.warning("learning the replay failed: %s", "; ".join(result.failures))
             return result
         self.replay.learn(model_statements(result.queries))
         log.info(
-            "replay: dbt built %d models not learnt yet while idle, in %.1f s (%s)",
+            "replay: dbt built %d models not learnt yet, with no new data, in %.1f s (%s)",
             len(names), result.seconds, ", ".join(names),
         )  # fmt: skip
         return result
