@@ -224,11 +224,15 @@ class DataTests:
         self._thread: threading.Thread | None = None
 
     def start_when_due(self) -> None:
-        if time.monotonic() < self._due or (self._thread and self._thread.is_alive()):
+        if time.monotonic() < self._due or self.running:
             return
         self._due = time.monotonic() + DATA_TESTS_EVERY_S
         self._thread = threading.Thread(target=self._run, name="c360-data-tests", daemon=True)
         self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def finish(self) -> None:
         """Let tests in progress end (and report) before the warehouse is handed over."""
@@ -270,7 +274,9 @@ def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) 
                     context.log.info("\n".join(result.summary_lines()))
                 if result.success:
                     data_tests.start_when_due()
-                if (learnt := batch.learn_unlearnt_models(result)) is not None:
+                # Not while the data tests hold dbt: the loop would wait for them.
+                learnt = None if data_tests.running else batch.learn_unlearnt_models(result)
+                if learnt is not None:
                     context.log.info(
                         f"replay: dbt built {len(learnt.model_seconds)} models not learnt yet, "
                         f"with no new data, in {learnt.seconds:.1f} s"
