@@ -174,11 +174,27 @@ class LatestCopy(Generic[Copy]):
         if copy is None or copy.identity != identity:
             with self._lock:
                 if self._copy is None or self._copy.identity != identity:
-                    old, self._copy = self._copy, self._open_copy(identity)
+                    old, self._copy = self._copy, self._opened_as_named()
                     if old is not None:
                         old.retire()  # let go once the cursors and pins still on it are gone
                 copy = self._copy
         return copy
+
+    def _opened_as_named(self) -> Copy:
+        """A copy of the publication the path names, known to be the file it opened.
+
+        The path can move on between being looked at and being opened: the copy would then
+        hold a newer file than its identity says, and the next lookup would open that file a
+        second time in this process. Closing one of two opens of a file releases the process's
+        lock on it (DuckDB's locks are POSIX record locks, one per process and file), so the
+        publisher would see the file free and rewrite it while the other copy still reads it.
+        A copy whose path moved on while it was opened is closed and the path opened again.
+        """
+        while True:
+            copy = self._open_copy(self._identity())
+            if self._identity() == copy.identity:
+                return copy
+            copy.retire()  # never handed out: closed at once
 
     def on_latest(self, take: Callable[[Copy], T]) -> tuple[Copy, T]:
         """(copy, take(copy)) of the latest copy, where `take` takes a cursor or a pin of it:

@@ -155,6 +155,27 @@ def test_latest_copy_opens_each_publication_once_and_retires_the_old_one() -> No
     assert latest.forget() is second and latest.opened is None
 
 
+def test_a_copy_whose_path_moved_on_while_it_was_opened_is_opened_again() -> None:
+    """A publication lands between looking at the path and opening it: the copy opened holds
+    the newer file under the older identity, so it is closed, never handed out, and the path
+    opened again (two opens of one file in a process would share, and lose, its lock)."""
+    path = Path()
+    real_open = path.open
+
+    def open_while_publishing(identity: tuple) -> Copy:
+        copy = real_open(identity)
+        if len(path.opened) == 1:
+            path.publication = 2  # the path moves on while the copy is being opened
+        return copy
+
+    latest = LatestCopy(path.identity, open_while_publishing)
+    with latest.session() as (copy, _):
+        assert copy.identity == (2,)
+    mislabelled, opened_again = path.opened
+    assert mislabelled.identity == (1,) and mislabelled.closed == 1 and mislabelled.made == 0
+    assert opened_again is copy and copy.closed == 0
+
+
 def race(latest: LatestCopy, path: Path) -> list[Copy]:
     """The next lookup of the latest copy finds it, then a newer publication replaces it and
     lets it go (its last user left) before the caller takes it. Returns the copies looked up."""
