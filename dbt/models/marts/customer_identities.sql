@@ -36,6 +36,11 @@ customers as (
     {%- endif %}
 ),
 
+{#- Every branch keeps only rows whose identifier is not null, each with a filter on a stored
+    column: a filter on the identifier after the union would reach each table's scan as the
+    branch's expression (the marketing emails' normalized address, computed for every stored
+    email before the scan keeps the touched customers' ones: ~70 ms a micro-batch at 100,000
+    customers). -#}
 sightings as (
     select customer_id, 'customer_id' as identifier_type, cast(customer_id as varchar) as identifier,
         created_at as seen_at
@@ -51,8 +56,11 @@ sightings as (
     union all
     select customer_id, 'email', email_key, ordered_at
     from {{ ref('int_guest_order_owners') }}
-    where attribution = 'email' and not is_deleted and customer_id in (select customer_id from customers)
+    where attribution = 'email' and email_key is not null and not is_deleted
+        and customer_id in (select customer_id from customers)
     union all
+    {#- Staging trims an address and makes an empty one null: one that is not null normalizes
+        to a key that is not null. #}
     select customer_id, 'email', {{ normalized_email('recipient_email') }}, sent_at
     from {{ ref('stg_marketing_emails') }}
     where recipient_email is not null and customer_id in (select customer_id from customers)
@@ -60,15 +68,16 @@ sightings as (
     union all
     select customer_id, 'anonymous_id', anonymous_id, event_at
     from {{ ref('int_device_events') }}
-    where kind = 'login' and customer_id in (select customer_id from customers)
+    where kind = 'login' and anonymous_id is not null
+        and customer_id in (select customer_id from customers)
     union all
     select customer_id, 'anonymous_id', anonymous_id, first_at
     from {{ ref('int_anonymous_weblog_rollup') }}
-    where customer_id in (select customer_id from customers)
+    where anonymous_id is not null and customer_id in (select customer_id from customers)
     union all
     select customer_id, 'anonymous_id', anonymous_id, last_at
     from {{ ref('int_anonymous_weblog_rollup') }}
-    where customer_id in (select customer_id from customers)
+    where anonymous_id is not null and customer_id in (select customer_id from customers)
 ),
 
 final as (
@@ -79,7 +88,6 @@ final as (
         min(seen_at) as first_seen_at,
         max(seen_at) as last_seen_at
     from sightings
-    where identifier is not null
     group by customer_id, identifier_type, identifier
 )
 
