@@ -15,17 +15,12 @@ $(VENV)/.installed: pyproject.toml uv.lock
 demo: install
 	$(VENV)/bin/c360 up
 
-# Everything: the tests that need Kafka and MongoDB (one session of services, one test at a
-# time) and, beside them, the fast tier on one worker (its output follows the services tier's):
-# the services tests mostly wait (for Dagster's ticks, runs, the stream), so the two tiers side
-# by side take ~28 min on 2 cores against ~34 min one after the other. Fails if either failed.
+# Everything: the fast tier on one worker per core, then the tests that need Kafka and MongoDB
+# (one session of services, one test at a time); fails if either tier failed.
 test: install chromium odbc
-	@rc=0; fast_log=$$(mktemp); \
-	$(PY) -m pytest -m "not services" -n 1 --dist loadscope --durations=15 >$$fast_log 2>&1 & \
-	fast=$$!; \
+	@rc=0; \
+	$(PY) -m pytest -m "not services" -n auto --dist loadscope --durations=15 || rc=1; \
 	$(PY) -m pytest -m services --durations=15 || rc=1; \
-	wait $$fast || rc=1; \
-	echo "=== the fast tier (run beside the services tier) ==="; cat $$fast_log; rm -f $$fast_log; \
 	exit $$rc
 
 # The fast tier: dbt on DuckDB fixtures, unit tests, the API on a built serving copy; no Kafka or
