@@ -11,3 +11,14 @@
     {%- else -%}{{ value }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- A constant one-column table as a select: one row per value of `values` (SQL literals, see
+    sql_literal), in a column named `column`. -#}
+{% macro values_column(values, column) -%}
+    select {{ column }}
+    from (values
+        {%- for value in values %}
+        ({{ customer360.sql_literal(value) }}){% if not loop.last %},{% endif %}
+        {%- endfor %}
+    ) as constants ({{ column }})
+{%- endmacro %}

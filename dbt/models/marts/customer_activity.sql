@@ -19,12 +19,7 @@
 ] %}
 
 with events as (
-    select event
-    from (values
-        {%- for event, _ in events %}
-        ('{{ event }}'){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    ) as kinds (event)
+    {{ values_column(events | map(attribute=0) | list, 'event') }}
 ),
 
 activity as (
@@ -33,7 +28,7 @@ activity as (
         events.event,
         case events.event
         {%- for event, column in events %}
-            when '{{ event }}' then base.{{ column }}
+            when {{ sql_string(event) }} then base.{{ column }}
         {%- endfor %}
         end as last_at
     from {{ ref('customer_360_base') }} as base

@@ -9,12 +9,7 @@
 {%- set channels = [('Online', 'online'), ('Instore', 'instore')] %}
 
 with channels as (
-    select channel
-    from (values
-        {%- for channel, _ in channels %}
-        ('{{ channel }}'){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    ) as names (channel)
+    {{ values_column(channels | map(attribute=0) | list, 'channel') }}
 ),
 
 per_channel as (
@@ -24,7 +19,7 @@ per_channel as (
         {%- for column in ['orders', 'items_purchased', 'amount_spent'] %}
         case channels.channel
             {%- for channel, prefix in channels %}
-            when '{{ channel }}' then base.{{ prefix }}_{{ column }}
+            when {{ sql_string(channel) }} then base.{{ prefix }}_{{ column }}
             {%- endfor %}
         end as {{ column }}{% if not loop.last %},{% endif %}
         {%- endfor %}
