@@ -144,7 +144,7 @@ def build(tmp_path: Path) -> Path:
     raw.order("Instore", "insert", 303, None, utc("2026-06-01T13:00:00"), [("Hat", "A", 10, 1)])
     raw.email("m1", 1, utc("2026-06-01T09:00:00"), recipient_email="alice@example.com")
     raw.land()
-    run_dbt(path, "build", "--exclude-resource-type", "unit_test", work_dir=tmp_path)
+    run_dbt(path, "run", work_dir=tmp_path)
 
     raw.now = utc("2026-06-05T08:00:00")
     raw.weblog("l3", 3, utc("2026-06-02T10:00:00"), page=LOGIN, anonymous_id="dev-late")
@@ -188,7 +188,7 @@ def build(tmp_path: Path) -> Path:
         customer_email="bob@example.com",
     )
     raw.land()
-    run_dbt(path, "build", "--exclude-resource-type", "unit_test", work_dir=tmp_path)
+    run_dbt(path, "run", work_dir=tmp_path)
 
     raw.now = utc("2026-06-07T08:00:00")
     raw.order(
@@ -214,6 +214,8 @@ def build(tmp_path: Path) -> Path:
         customer_email="bob@example.com",
     )
     raw.land()
+    # Models and data tests (the unit tests run in test_dbt_hand_checked); the builds before
+    # this one ran the models only.
     run_dbt(path, "build", "--exclude-resource-type", "unit_test", work_dir=tmp_path)
     return path
 
