@@ -27,11 +27,9 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import duckdb
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
 from customer360.propensity.features import (
     FEATURES,
@@ -42,6 +40,10 @@ from customer360.propensity.features import (
     latest_order_at,
     matrix,
 )
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
 MAX_EXAMPLES = 50_000  # customers per period
 COEFFICIENTS = "ml.propensity_coefficients"
@@ -141,6 +143,11 @@ class TrainedModel:
 
 
 def _fit(rows: list[Facts]) -> tuple[StandardScaler, LogisticRegression]:
+    # scikit-learn (~2 s to import) only where a model is trained: Dagster's code servers and
+    # every run worker import this module with the definitions, and only the nightly job trains.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     labels = [bool(r.ordered_next) for r in rows]
     scaler = StandardScaler().fit(matrix(rows))
     model = LogisticRegression(max_iter=1000).fit(scaler.transform(matrix(rows)), labels)
@@ -193,6 +200,8 @@ def train(
     trained_at: datetime | None = None,
 ) -> TrainedModel:
     """Fit, validate and refit the model on the warehouse open on `con` (not stored)."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
     started = time.monotonic()
     trained_at = (trained_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
     reference_at = latest_order_at(con)
