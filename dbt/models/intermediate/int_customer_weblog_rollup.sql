@@ -2,8 +2,20 @@
 
 {#- A customer's weblog events per error message and page, whether they were logged in
     (int_weblog_rollup) or browsing anonymously on a browser stitched to them
-    (int_anonymous_weblog_rollup): what the marts show as activity and recent errors. The SQL
-    is the macro customer_weblog_rollup, which customer_360_base runs for its touched
-    customers only. -#}
+    (int_anonymous_weblog_rollup): what the marts show as activity and recent errors. -#}
 
-{{ customer_weblog_rollup() }}
+select
+    customer_id,
+    error_message,
+    page,
+    cast(sum(events) as {{ dbt.type_bigint() }}) as events,
+    max(last_at) as last_at
+from (
+    select customer_id, error_message, page, events, last_at
+    from {{ ref('int_weblog_rollup') }}
+    union all
+    select customer_id, error_message, page, events, last_at
+    from {{ ref('int_anonymous_weblog_rollup') }}
+    where customer_id is not null
+) as logged_in_and_stitched
+group by customer_id, error_message, page

@@ -93,10 +93,10 @@ email_activity as (
     group by customer_id
 ),
 
-{#- int_customer_weblog_rollup's rows of these customers (its macro, filtered before it
-    aggregates). -#}
 web_rollup as (
-    {{ customer_weblog_rollup('select customer_id from customers') }}
+    select customer_id, error_message, page, events, last_at
+    from {{ ref('int_customer_weblog_rollup') }}
+    where customer_id in (select customer_id from customers)
 ),
 
 web_activity as (
