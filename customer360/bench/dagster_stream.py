@@ -6,7 +6,8 @@ storage, and what this module reads:
 
 - **one log line per micro-batch that landed records or failed**: the batch's
   `MicroBatchResult.summary_lines()`, whose last line is its split,
-  `micro-batch  <records> records; extract <ms> ms, dbt <ms> ms, publish <ms> ms`, and whose
+  `micro-batch  <records> records; extract <ms> ms, dbt <ms> ms, publish <ms> ms, checkpoint
+  <ms> ms` (no checkpoint before 2026-12-03), and whose
   `FAILED` lines say what failed. The entry's timestamp is when the batch ended. Batches with
   nothing new are not logged (the heartbeat file counts them);
 - **one log line per run of the dbt data tests** between two batches (`data tests: <passed>/<run>
@@ -31,7 +32,7 @@ from customer360.pipeline.microbatch import MODEL_SECONDS_PREFIX
 
 SPLIT_LINE = re.compile(
     r"^micro-batch\s+(?P<records>\d+) records; extract (?P<extract>\d+) ms, "
-    r"dbt (?P<dbt>\d+) ms, publish (?P<publish>\d+) ms\s*$",
+    r"dbt (?P<dbt>\d+) ms, publish (?P<publish>\d+) ms(?:, checkpoint (?P<checkpoint>\d+) ms)?\s*$",
     re.MULTILINE,
 )
 MODEL_SECONDS_LINE = re.compile(
@@ -53,10 +54,11 @@ class StreamBatch:
     publish_s: float
     failures: tuple[str, ...] = ()  # the summary's FAILED lines; empty: the batch succeeded
     models: tuple[tuple[str, float], ...] = ()  # (model, seconds) of its build
+    checkpoint_s: float = 0.0
 
     @property
     def seconds(self) -> float:
-        return self.extract_s + self.dbt_s + self.publish_s
+        return self.extract_s + self.dbt_s + self.publish_s + self.checkpoint_s
 
     @property
     def began(self) -> float:
@@ -75,6 +77,7 @@ class StreamBatch:
             "extract_s": self.extract_s,
             "dbt_s": self.dbt_s,
             "publish_s": self.publish_s,
+            "checkpoint_s": self.checkpoint_s,
             "success": self.succeeded,
             "errors": list(self.failures),
             "run_id": self.run_id,
@@ -108,6 +111,7 @@ def parse_batch_log(message: str, run_id: str, number: int, at: float) -> Stream
         publish_s=int(split["publish"]) / 1000,
         failures=tuple(failures),
         models=parse_model_seconds(message),
+        checkpoint_s=int(split["checkpoint"] or 0) / 1000,
     )
 
 

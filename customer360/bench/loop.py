@@ -37,6 +37,7 @@ def batch_record(result, started_at: float, ended_at: float) -> dict:
         "dbt_s": result.dbt_seconds,
         "dbt_invoke_s": result.dbt.seconds if result.dbt is not None else 0.0,
         "publish_s": result.publish_seconds,
+        "checkpoint_s": result.checkpoint_seconds,
         "published": bool(result.serving is not None and result.serving.published),
         "models": models,
         "tests": len(result.dbt.tests_run) if result.dbt is not None else 0,

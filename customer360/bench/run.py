@@ -509,7 +509,8 @@ class Bench:
                 "events_per_s": landed / seconds if seconds else None,
                 "microbatches": len(batches),
                 "split_s": {
-                    k: sum(b[k] for b in batches) for k in ("extract_s", "dbt_s", "publish_s")
+                    k: sum(b.get(k, 0.0) for b in batches)
+                    for k in ("extract_s", "dbt_s", "publish_s", "checkpoint_s")
                 },
             }
             self.say(
@@ -529,6 +530,7 @@ class Bench:
                 "extract_s": sum(b["extract_s"] for b in batches),
                 "dbt_s": sum(b["dbt_s"] for b in batches),
                 "publish_s": sum(b["publish_s"] for b in batches),
+                "checkpoint_s": sum(b.get("checkpoint_s", 0.0) for b in batches),
                 "models_s": merge_models(batches),
             }
             history_rows = batch.con.execute(

@@ -30,7 +30,8 @@ def freshness_stats(values: list[float]) -> dict:
 
 
 def batch_stats(batches: list[dict]) -> dict:
-    totals = [b["extract_s"] + b["dbt_s"] + b["publish_s"] for b in batches]
+    totals = [b["extract_s"] + b["dbt_s"] + b["publish_s"] + b.get("checkpoint_s", 0.0)
+              for b in batches]  # fmt: skip
     return {
         "count": len(batches),
         "records": sum(b["records"] for b in batches),
@@ -41,6 +42,8 @@ def batch_stats(batches: list[dict]) -> dict:
                   "p95": percentile([b["dbt_s"] for b in batches], 95)},
         "publish_s": {"p50": percentile([b["publish_s"] for b in batches], 50),
                       "p95": percentile([b["publish_s"] for b in batches], 95)},
+        "checkpoint_s": {"p50": percentile([b.get("checkpoint_s", 0.0) for b in batches], 50),
+                         "p95": percentile([b.get("checkpoint_s", 0.0) for b in batches], 95)},
         "with_data_tests": sum(1 for b in batches if b.get("tests")),
         "models_s_mean": {
             m: s / len(batches) for m, s in merge_models(batches).items()

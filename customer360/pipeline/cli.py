@@ -56,6 +56,7 @@ def _run_once(args, settings: Settings) -> int:
                         "extract": result.extract_seconds,
                         "dbt": result.dbt_seconds,
                         "publish": result.publish_seconds,
+                        "checkpoint": result.checkpoint_seconds,
                     },
                 },
                 indent=1,

@@ -77,10 +77,13 @@ class MicroBatchResult:
     extract_seconds: float = 0.0
     dbt_seconds: float = 0.0
     publish_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0
 
     @property
     def total_seconds(self) -> float:
-        return self.extract_seconds + self.dbt_seconds + self.publish_seconds
+        return (
+            self.extract_seconds + self.dbt_seconds + self.publish_seconds + self.checkpoint_seconds
+        )
 
     @property
     def records(self) -> int:
@@ -129,7 +132,8 @@ class MicroBatchResult:
         lines.append(
             f"micro-batch       {self.records} records; extract {self.extract_seconds * 1000:.0f} "
             f"ms, dbt {self.dbt_seconds * 1000:.0f} ms, publish "
-            f"{self.publish_seconds * 1000:.0f} ms"
+            f"{self.publish_seconds * 1000:.0f} ms, checkpoint "
+            f"{self.checkpoint_seconds * 1000:.0f} ms"
         )
         return lines
 
@@ -352,7 +356,25 @@ class MicroBatch:
         started = time.monotonic()
         result.serving = self.publish()
         result.publish_seconds = time.monotonic() - started
+
+        if result.dbt is not None:
+            started = time.monotonic()
+            self.checkpoint()
+            result.checkpoint_seconds = time.monotonic() - started
         return result
+
+    def checkpoint(self) -> None:
+        """Move what the batch wrote from the write-ahead log into the database file, once it
+        is published. Left to DuckDB, the commit that takes the log past 16 MiB checkpoints
+        inside a batch: every ~15-20 batches at 1,000 events/s, ~0.6 s quiet and 3-5 s under
+        load (the slowest batches of `c360 bench`). A checkpoint after each batch costs ~0.1 s,
+        and the next batch's models run faster on checkpointed tables (a 1,000-event batch at
+        100,000 customers replayed in ~1.0 s instead of ~1.3 s, quiet). A failed one is left to
+        the next batch."""
+        try:
+            self.con.execute("checkpoint")
+        except duckdb.Error as exc:
+            log.info("checkpoint skipped: %s", exc)
 
     def learn_unlearnt_models(self, after: MicroBatchResult) -> DbtBuildResult | None:
         """Once everything landed is built, let dbt build the models whose statements the

@@ -43,6 +43,7 @@ def a_batch(failed_extract: bool = False, failed_dbt: bool = False) -> MicroBatc
         extract_seconds=0.25,
         dbt_seconds=1.5,
         publish_seconds=0.125,
+        checkpoint_seconds=0.0625,
     )
     if failed_extract:
         result.extract_errors["marketing_emails"] = "KafkaError: broker down"
@@ -55,7 +56,11 @@ def test_a_logged_batch_gives_its_records_split_and_times():
     batch = parse_batch_log(message, "run-1", 3, at=1000.0)
     assert (batch.run_id, batch.number, batch.records) == ("run-1", 3, 123)
     assert (batch.extract_s, batch.dbt_s, batch.publish_s) == (0.25, 1.5, 0.125)
-    assert batch.began == pytest.approx(1000.0 - 1.875)
+    assert batch.checkpoint_s == 0.062  # logged in whole milliseconds
+    older = parse_batch_log("micro-batch       5 records; extract 1 ms, dbt 2 ms, publish 3 ms",
+                            "run-0", 1, at=1.0)  # fmt: skip
+    assert older is not None and (older.publish_s, older.checkpoint_s) == (0.003, 0.0)
+    assert batch.began == pytest.approx(1000.0 - 1.937)
     assert batch.succeeded and batch.failures == ()
     assert batch.as_bench_record()["dbt_s"] == 1.5
     # where the build's time went, per model (the bench's models_s_mean in dagster mode)
