@@ -7,7 +7,7 @@ storage, and what this module reads:
 - **one log line per micro-batch that landed records or failed**: the batch's
   `MicroBatchResult.summary_lines()`, whose last line is its split,
   `micro-batch  <records> records; extract <ms> ms, dbt <ms> ms, publish <ms> ms, checkpoint
-  <ms> ms` (no checkpoint before 2026-12-03), and whose
+  <ms> ms` (older runs logged no checkpoint), and whose
   `FAILED` lines say what failed. The entry's timestamp is when the batch ended. Batches with
   nothing new are not logged (the heartbeat file counts them);
 - **one log line per run of the dbt data tests** between two batches (`data tests: <passed>/<run>

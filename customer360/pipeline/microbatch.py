@@ -367,10 +367,11 @@ class MicroBatch:
         """Move what the batch wrote from the write-ahead log into the database file, once it
         is published. Left to DuckDB, the commit that takes the log past 16 MiB checkpoints
         inside a batch: every ~15-20 batches at 1,000 events/s, ~0.6 s quiet and 3-5 s under
-        load (the slowest batches of `c360 bench`). A checkpoint after each batch costs ~0.1 s,
-        and the next batch's models run faster on checkpointed tables (a 1,000-event batch at
-        100,000 customers replayed in ~1.0 s instead of ~1.3 s, quiet). A failed one is left to
-        the next batch."""
+        load (the slowest batches of `c360 bench`). A checkpoint after each batch costs ~0.1 s
+        quiet for a 1,000-event batch at 100,000 customers (0.1-0.4 s under load, now and then
+        1.5-3 s) once the batch is already visible. A background thread would not take it off
+        the path: DuckDB holds the next batch's commits until a checkpoint ends. A failed one is
+        left to the next batch."""
         try:
             self.con.execute("checkpoint")
         except duckdb.Error as exc:
