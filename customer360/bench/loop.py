@@ -36,6 +36,7 @@ def batch_record(result, started_at: float, ended_at: float) -> dict:
         "extract_by_source_s": {s: r.seconds for s, r in result.extracts.items()},
         "dbt_s": result.dbt_seconds,
         "dbt_invoke_s": result.dbt.seconds if result.dbt is not None else 0.0,
+        "replayed": bool(result.dbt is not None and result.dbt.replayed),
         "publish_s": result.publish_seconds,
         "checkpoint_s": result.checkpoint_seconds,
         "published": bool(result.serving is not None and result.serving.published),

@@ -30,6 +30,17 @@ def drain(batch, max_runs: int = 500) -> list[dict]:
     raise RuntimeError(f"the micro-batches did not catch up within {max_runs} runs")
 
 
+def learn_replay(batch) -> None:
+    """Warm a fresh process's micro-batch as the live stream is once it has caught up: dbt
+    builds every model twice with no new data (changing nothing), so the replay has learnt
+    their statements (pipeline/model_replay.py) and the batches timed after this are replayed
+    as the stream's are, rather than dbt builds of a process that has not learnt them yet."""
+    from extractors import SOURCES
+
+    batch.build_models(list(SOURCES), data_tests=False)  # views too, on this process's parse
+    batch.learn_unlearnt_models(batch.run(data_tests=False))
+
+
 def full_refresh_on_copy(
     settings: Settings, scratch: Path, say: Callable[[str], None]
 ) -> tuple[dict, str | None]:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from customer360.bench.machine import machine_info
-from customer360.bench.post_load import drain, full_refresh_on_copy
+from customer360.bench.post_load import drain, full_refresh_on_copy, learn_replay
 from customer360.bench.probes import ApiReadPath, Prober, ServingCopyReadPath
 from customer360.bench.processes import MemorySampler, self_peak_rss_mb, stop_process
 from customer360.bench.stats import (
@@ -487,6 +487,7 @@ class Bench:
             batch.dbt.manifest()
             post["dbt_parse_cold_s"] = time.monotonic() - started
             post_batches = drain(batch)  # what the loop left; builds with the data tests once
+            learn_replay(batch)
             # Steady state builds models only (data tests at most once a minute).
             batch._data_tests_ran_at = time.monotonic()
 
@@ -508,6 +509,7 @@ class Bench:
                 "seconds": seconds,
                 "events_per_s": landed / seconds if seconds else None,
                 "microbatches": len(batches),
+                "replayed_microbatches": sum(1 for b in batches if b.get("replayed")),
                 "split_s": {
                     k: sum(b.get(k, 0.0) for b in batches)
                     for k in ("extract_s", "dbt_s", "publish_s", "checkpoint_s")
@@ -527,6 +529,7 @@ class Bench:
             post["incremental"] = {
                 "new_events": sum(b["records"] for b in batches),
                 "microbatches": len(batches),
+                "replayed_microbatches": sum(1 for b in batches if b.get("replayed")),
                 "extract_s": sum(b["extract_s"] for b in batches),
                 "dbt_s": sum(b["dbt_s"] for b in batches),
                 "publish_s": sum(b["publish_s"] for b in batches),
