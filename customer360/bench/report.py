@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from customer360.bench.stats import BATCH_STEPS
+
 # How many of the build's models the table names (result.json has them all).
 SLOWEST_MODELS_SHOWN = 5
 
@@ -67,7 +69,7 @@ def table_lines(result: dict) -> list[str]:
             f"p95 {_fmt(batch['duration_s']['p95'], ' s')}"
             f"; p50 split extract {_fmt(batch['extract_s']['p50'], ' s')}, dbt "
             f"{_fmt(batch['dbt_s']['p50'], ' s')}, publish {_fmt(batch['publish_s']['p50'], ' s')}"
-            f", checkpoint {_fmt(batch.get('checkpoint_s', {}).get('p50'), ' s')}"
+            f", checkpoint {_fmt(batch['checkpoint_s']['p50'], ' s')}"
             + (" (from the stream run's log)" if result.get("mode") == "dagster" else "")
         )
         slowest = list(batch.get("models_s_mean", {}).items())[:SLOWEST_MODELS_SHOWN]
@@ -167,9 +169,9 @@ def plot(result: dict, out: Path) -> Path:
     if batches:
         x = [b["started_at"] - t0 for b in batches]
         bottom_acc = [0.0] * len(batches)
-        for key, colour in (("extract_s", "tab:orange"), ("dbt_s", "tab:purple"),
-                            ("publish_s", "tab:cyan"), ("checkpoint_s", "tab:gray")):  # fmt: skip
-            values = [b.get(key, 0.0) for b in batches]
+        colours = ("tab:orange", "tab:purple", "tab:cyan", "tab:gray")
+        for key, colour in zip(BATCH_STEPS, colours, strict=True):
+            values = [b[key] for b in batches]
             bottom.bar(x, values, bottom=bottom_acc, width=0.4, color=colour, label=key[:-2])
             bottom_acc = [a + v for a, v in zip(bottom_acc, values, strict=True)]
         bottom.legend(loc="upper left", fontsize=8)

@@ -37,6 +37,7 @@ from customer360.bench.post_load import drain, full_refresh_on_copy, learn_repla
 from customer360.bench.probes import ApiReadPath, Prober, ServingCopyReadPath
 from customer360.bench.processes import MemorySampler, self_peak_rss_mb, stop_process
 from customer360.bench.stats import (
+    BATCH_STEPS,
     batch_stats,
     freshness_stats,
     merge_models,
@@ -510,10 +511,7 @@ class Bench:
                 "events_per_s": landed / seconds if seconds else None,
                 "microbatches": len(batches),
                 "replayed_microbatches": sum(1 for b in batches if b.get("replayed")),
-                "split_s": {
-                    k: sum(b.get(k, 0.0) for b in batches)
-                    for k in ("extract_s", "dbt_s", "publish_s", "checkpoint_s")
-                },
+                "split_s": {step: sum(b[step] for b in batches) for step in BATCH_STEPS},
             }
             self.say(
                 f"catch-up: {landed} records landed and built in {seconds:.1f} s "
@@ -530,10 +528,7 @@ class Bench:
                 "new_events": sum(b["records"] for b in batches),
                 "microbatches": len(batches),
                 "replayed_microbatches": sum(1 for b in batches if b.get("replayed")),
-                "extract_s": sum(b["extract_s"] for b in batches),
-                "dbt_s": sum(b["dbt_s"] for b in batches),
-                "publish_s": sum(b["publish_s"] for b in batches),
-                "checkpoint_s": sum(b.get("checkpoint_s", 0.0) for b in batches),
+                **{step: sum(b[step] for b in batches) for step in BATCH_STEPS},
                 "models_s": merge_models(batches),
             }
             history_rows = batch.con.execute(

@@ -29,21 +29,23 @@ def freshness_stats(values: list[float]) -> dict:
     }
 
 
+# The steps of a micro-batch, as each batch record names their seconds (bench.loop.batch_record,
+# dagster_stream.StreamBatch.as_bench_record).
+BATCH_STEPS = ("extract_s", "dbt_s", "publish_s", "checkpoint_s")
+
+
 def batch_stats(batches: list[dict]) -> dict:
-    totals = [b["extract_s"] + b["dbt_s"] + b["publish_s"] + b.get("checkpoint_s", 0.0)
-              for b in batches]  # fmt: skip
+    totals = [sum(b[step] for step in BATCH_STEPS) for b in batches]
+    steps = {
+        step: {"p50": percentile([b[step] for b in batches], 50),
+               "p95": percentile([b[step] for b in batches], 95)}
+        for step in BATCH_STEPS
+    }  # fmt: skip
     return {
         "count": len(batches),
         "records": sum(b["records"] for b in batches),
         "duration_s": {"p50": percentile(totals, 50), "p95": percentile(totals, 95)},
-        "extract_s": {"p50": percentile([b["extract_s"] for b in batches], 50),
-                      "p95": percentile([b["extract_s"] for b in batches], 95)},
-        "dbt_s": {"p50": percentile([b["dbt_s"] for b in batches], 50),
-                  "p95": percentile([b["dbt_s"] for b in batches], 95)},
-        "publish_s": {"p50": percentile([b["publish_s"] for b in batches], 50),
-                      "p95": percentile([b["publish_s"] for b in batches], 95)},
-        "checkpoint_s": {"p50": percentile([b.get("checkpoint_s", 0.0) for b in batches], 50),
-                         "p95": percentile([b.get("checkpoint_s", 0.0) for b in batches], 95)},
+        **steps,
         "with_data_tests": sum(1 for b in batches if b.get("tests")),
         "models_s_mean": {
             m: s / len(batches) for m, s in merge_models(batches).items()
