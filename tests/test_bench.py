@@ -61,6 +61,11 @@ def test_bench_runs_and_writes_result_plot_and_table(isolated_settings, tmp_path
     assert post["full_refresh"]["dbt_run_s"] > 0
     assert set(result["peak_rss_mb"]) >= {"dagster-daemon", "dagster-webserver", "api", "stream-50"}
     assert all(mb > 0 for mb in result["peak_rss_mb"].values())
+    # Who had the cores during the load: the stream's Dagster run on its own, beside the rest.
+    cpu = result["cpu_cores_during_load"]
+    assert set(cpu) >= {"micro-batch stream (Dagster run)", "dagster-daemon", "api", "stream-50"}
+    assert cpu["micro-batch stream (Dagster run)"] > 0
     table = capsys.readouterr().out
     assert "freshness (all)" in table and "incremental" in table
+    assert "CPU in the load    cores used of" in table
     assert "from the stream run's log" in table and "raw/weblogs materialization" in table

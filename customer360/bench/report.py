@@ -112,6 +112,14 @@ def table_lines(result: dict) -> list[str]:
         "peak RSS           "
         + ", ".join(f"{k} {v:,.0f} MB" for k, v in (result.get("peak_rss_mb") or {}).items()),
     ]
+    cpu = result.get("cpu_cores_during_load")
+    if cpu:
+        cpus = (result.get("machine") or {}).get("cpus")
+        lines.append(
+            f"CPU in the load    cores used of {cpus}: "
+            + ", ".join(f"{name} {cores:.2f}" for name, cores in cpu.items() if cores >= 0.01)
+            + f" (total {sum(cpu.values()):.2f})"
+        )
     for t in result.get("targets", []):
         if t.get("met") is None:
             state = "not measured"

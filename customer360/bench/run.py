@@ -35,7 +35,12 @@ from pathlib import Path
 from customer360.bench.machine import machine_info
 from customer360.bench.post_load import drain, full_refresh_on_copy, learn_replay
 from customer360.bench.probes import ApiReadPath, Prober, ServingCopyReadPath
-from customer360.bench.processes import MemorySampler, self_peak_rss_mb, stop_process
+from customer360.bench.processes import (
+    CpuSampler,
+    MemorySampler,
+    self_peak_rss_mb,
+    stop_process,
+)
 from customer360.bench.stats import (
     BATCH_STEPS,
     TARGET_CATCH_UP_PER_S,
@@ -56,6 +61,7 @@ from customer360.services.processes import free_port
 REPO = Path(__file__).resolve().parents[2]
 RAW_EVENT_TABLES = ("users", "online_orders", "instore_orders", "weblogs", "marketing_emails")
 DEFAULT_RAMP = (250.0, 500.0, 1000.0, 2000.0, 4000.0)
+STREAM_RUN_CPU_NAME = "micro-batch stream (Dagster run)"
 
 
 @dataclass
@@ -110,6 +116,7 @@ class Bench:
         self.logs = self.out / "logs"
         self.logs.mkdir(exist_ok=True)
         self.memory = MemorySampler()
+        self.cpu = CpuSampler()
         self.processes: dict[str, subprocess.Popen | list[subprocess.Popen]] = {}
         self.result: dict = {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
@@ -138,6 +145,7 @@ class Bench:
         )
         self.processes[name] = process
         self.memory.track(name, process.pid)
+        self.cpu.track(name, process.pid)
         return process
 
     def start_pipeline(self) -> None:
@@ -164,6 +172,7 @@ class Bench:
             ):
                 self.processes[name] = process
                 self.memory.track(name, process.pid)
+                self.cpu.track(name, process.pid)
         else:
             raise ValueError(f"unknown mode {self.config.mode!r}: loop or dagster")
 
@@ -217,6 +226,26 @@ class Bench:
             instance = DagsterInstance.from_config(str(dagster_home(self.settings)))
             self._dagster = (instance, StreamLog(instance))
         return self._dagster[0]
+
+    def open_cpu_window(self) -> None:
+        """Start counting the CPU of every process of the run: ours, the services (when they
+        are local processes with a pid file), and the micro-batch stream's Dagster run on its
+        own (the heartbeat names its process) rather than inside the daemon's tree."""
+        from customer360.pipeline.heartbeat import read_beat
+        from customer360.services import services_status
+
+        for state in services_status(self.settings):
+            if state.pid is not None:
+                self.cpu.track(state.name, state.pid)
+        self.cpu.track_self("bench (probes, API client)")
+        if self.config.mode == "dagster":
+
+            def stream_run() -> dict[int, str]:
+                beat = read_beat(self.settings)
+                return {beat.pid: STREAM_RUN_CPU_NAME} if beat is not None else {}
+
+            self.cpu.carve_out(stream_run)
+        self.cpu.open()
 
     # -- the read path ------------------------------------------------------------------------
     def make_read_path(self):
@@ -338,6 +367,7 @@ class Bench:
             self.say(f"history served after {first_visible - pipeline_started:.1f} s")
             # Probes from before the history was served measure the initial load, not freshness.
             load_from = time.time()
+            self.open_cpu_window()
             sampler = None
             if self.api_url:
                 sampler = threading.Thread(target=self._api_sampler, daemon=True)
@@ -364,6 +394,7 @@ class Bench:
                     break  # far over the target: higher rates only pile up a backlog
             prober.stop_producing()
             load_to = time.time()
+            self.result["cpu_cores_during_load"] = self.cpu.close()
             prober.drain(timeout_s=120)
             self._api_stop.set()
             if sampler is not None:
