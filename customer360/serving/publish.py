@@ -60,6 +60,7 @@ from customer360.serving.layout import (
     ServingLayout,
     quote,
     read_layout,
+    reading_day,
     versions_present,
 )
 
@@ -127,7 +128,8 @@ _last_published: dict[Path, tuple] = {}
 def _marts_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple | None:
     """The per-customer models' watermarks, which move whenever a mart takes in new data, the
     warehouse tables' catalog oids, which change when dbt recreates a table (a full refresh),
-    and the versions that rescore every customer (a new propensity model, layout.py)."""
+    the versions that rescore every customer (a new propensity model, layout.py), and the day
+    (the daily views' rows change with it, layout.DAILY_VIEWS)."""
     try:
         watermarks = con.execute(
             "select model, source, batch_id from intermediate.dbt_watermarks order by 1, 2"
@@ -139,7 +141,7 @@ def _marts_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple | None:
         f" where database_name = current_database() and schema_name in {WAREHOUSE_SCHEMAS}"
         " order by 1, 2"
     ).fetchall()
-    return (tuple(watermarks), tuple(oids), repr(versions_present(con)))
+    return (tuple(watermarks), tuple(oids), repr(versions_present(con)), reading_day(con))
 
 
 def slot_paths(target: Path) -> list[Path]:

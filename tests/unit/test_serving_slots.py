@@ -16,6 +16,8 @@ import duckdb
 import pytest
 
 from customer360.config import Settings
+from customer360.serving import layout as layout_module
+from customer360.serving import publish as publish_module
 from customer360.serving.benchmark import build_synthetic_warehouse
 from customer360.serving.layout import LayoutError, read_layout
 from customer360.serving.publish import publish_serving_copy, slot_paths
@@ -228,3 +230,37 @@ def test_a_slot_rewritten_many_times_over_is_copied_in_full_again(warehouse, mon
     # Each update replaces 4 customers (2 changed, 1 deleted, 1 new): a slot's second update
     # would pass 6, so it is copied in full instead; copies of that one start from 0 again.
     assert modes == ["copy", "incremental", "full", "copy", "incremental"], modes
+
+
+def test_a_daily_view_is_served_as_the_days_table_and_a_new_day_copies_it_in_full(
+    tmp_path: Path, monkeypatch
+):
+    settings = Settings(warehouse=tmp_path / "w.duckdb")
+    with duckdb.connect(str(settings.warehouse)) as con:
+        build_synthetic_warehouse(con, 5)
+        con.execute(
+            "create or replace view marts.customer_traits as select customer_id,"
+            " cast(timezone('UTC', now()) as date) - date '2020-01-01' as days_since"
+            " from marts.customer_360_base"
+        )
+    served_sql = "select * from customer_traits order by customer_id"
+    with duckdb.connect(str(settings.warehouse)) as con:
+        layout = read_layout(con)
+        assert "customer_traits" in {t.name for t in layout.tables}
+        assert "customer_traits" not in {v.name for v in layout.views}
+        assert publish_serving_copy(con, settings).mode == "full"
+        assert not publish_serving_copy(con, settings).published, "nothing new, the same day"
+        expected = con.execute(
+            "select * from marts.customer_traits order by customer_id"
+        ).fetchall()
+        # The next day: the copy's traits would be a day old, so it is copied again in full.
+        for module in (layout_module, publish_module):
+            monkeypatch.setattr(module, "reading_day", lambda con: "2099-01-01")
+        next_day = publish_serving_copy(con, settings)
+        assert next_day.published and next_day.mode == "full", next_day.summary_line()
+    with duckdb.connect(str(settings.serving_path), read_only=True) as served:
+        kind = served.execute(
+            "select table_type from information_schema.tables where table_name = 'customer_traits'"
+        ).fetchone()[0]
+        assert kind == "BASE TABLE"
+        assert served.execute(served_sql).fetchall() == expected
