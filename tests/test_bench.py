@@ -35,6 +35,9 @@ def test_bench_runs_and_writes_result_plot_and_table(isolated_settings, tmp_path
     assert result["read_path"] == "serving-copy"
     assert result["history"]["events"] > 0
     load = result["load"]
+    # The load's window starts with the generator's first event, not when its process started.
+    assert not [note for note in result["notes"] if "never said it started" in note]
+    assert load["window"][0] == result["steps"][0]["start"]
     assert load["probes"] >= 5
     fresh = load["freshness_s"]
     assert fresh["count"] > 0

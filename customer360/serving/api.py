@@ -47,7 +47,8 @@ DETAILS_COLUMNS = (
     "country",
 )
 # The customer's value, RFM segment and lifecycle: customer_traits' columns, which the
-# customer_360 view shows too (computed on the day it is read).
+# customer_360 view shows too (the serving copy's traits are computed on the day it was
+# published, and a new day's first publication copies them again: layout.DAILY_VIEWS).
 TRAIT_COLUMNS = (
     "lifetime_value",
     "average_order_value",
