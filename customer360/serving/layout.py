@@ -13,9 +13,9 @@ Every relation of the warehouse's `marts` schema is published, under its own nam
   `intermediate.int_customers`) becomes a table `<mart>_base` of the columns the view passes
   through, plus dbt's view re-pointed at it;
 - a view whose rows depend on the day it is read and that a lookup would pay for in planning
-  (`DAILY_VIEWS`: `customer_traits`, ~15 ms of DuckDB binding and optimizing per lookup, as much
-  as the rest of a profile) is copied as a table computed on the day of publication; the day is
-  part of the fingerprint (below), so the first publication of a new day copies it in full;
+  (`DAILY_VIEWS`: `customer_traits`, ~15 ms of DuckDB binding and optimizing per lookup, a third
+  of a profile's CPU) is copied as a table computed on the day of publication; the day is part
+  of the fingerprint (below), so the first publication of a new day copies it in full;
 - any other view (`customer_recent_errors` reads the weblog rollup and staging) is copied as a
   table.
 
