@@ -72,8 +72,9 @@ class MemorySampler:
     own high-water mark (VmHWM) if that is greater (a short spike between samples).
     """
 
-    def __init__(self, every_s: float = 0.5):
+    def __init__(self, every_s: float = 0.5, cpu: CpuSampler | None = None):
         self.every_s = every_s
+        self.cpu = cpu  # given each sample's process table (one /proc scan serves both)
         self.roots: dict[str, int] = {}
         self.peak_kb: dict[str, int] = {}
         self._stop = threading.Event()
@@ -92,6 +93,8 @@ class MemorySampler:
             total = sum(_status_kb(p, "VmRSS") for p in tree)
             total = max(total, _status_kb(pid, "VmHWM"))
             self.peak_kb[name] = max(self.peak_kb.get(name, 0), total)
+        if self.cpu is not None:
+            self.cpu.sample(table)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
@@ -113,24 +116,22 @@ class CpuSampler:
 
     On a machine shared by the pipeline, the sources, the profile API and the benchmark itself,
     a micro-batch's time depends on the CPU left to it: this says who had the cores. Each
-    process's CPU time is read when the window opens, every `every_s` and when it closes, so a
-    process that starts or ends inside the window counts for what it ran there (its last
-    `every_s` before it exits is missed). `carve_out()` names one process inside a tree on its
+    process's CPU time is read when the window opens, at every `sample()` meanwhile (the
+    benchmark's MemorySampler passes each of its process tables, every 0.5 s) and when the window
+    closes, so a process that starts or ends inside the window counts for what it ran there (what
+    it ran after its last sample is missed). `carve_out()` names one process inside a tree on its
     own (the micro-batch stream's run inside Dagster's daemon tree); the benchmark's own process
     counts without its children, which are trees of their own.
     """
 
-    def __init__(self, every_s: float = 0.5):
-        self.every_s = every_s
+    def __init__(self):
         self.roots: dict[str, int] = {}
         self.own_name: str | None = None
         self.carve_outs: Callable[[], dict[int, str]] = dict
         self._first: dict[int, int] = {}
         self._last: dict[int, tuple[str, int]] = {}
-        self._opened_at = 0.0
-        self._window_open = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-cpu", daemon=True)
+        self._opened_at: float | None = None  # None: no window open
+        self._lock = threading.Lock()  # sample() comes from the memory sampler's thread
 
     def track(self, name: str, pid: int) -> None:
         self.roots[name] = pid
@@ -143,8 +144,13 @@ class CpuSampler:
         their own wherever they are in the trees."""
         self.carve_outs = named_pids
 
-    def sample(self) -> None:
-        table = process_table()
+    def sample(self, table: dict[int, ProcessInfo] | None = None) -> None:
+        """Take in the CPU times in `table` (default: /proc now) if the window is open."""
+        with self._lock:
+            if self._opened_at is not None:
+                self._take(process_table() if table is None else table, opening=False)
+
+    def _take(self, table: dict[int, ProcessInfo], opening: bool) -> None:
         owners: dict[int, str] = {}
         for name, root in list(self.roots.items()):
             owners.update((pid, name) for pid in process_tree(root, table))
@@ -156,32 +162,27 @@ class CpuSampler:
                 continue
             ticks = table[pid].cpu_ticks
             # A process seen first after the window opened started inside it: all its CPU counts.
-            self._first.setdefault(pid, ticks if not self._window_open else 0)
+            self._first.setdefault(pid, ticks if opening else 0)
             self._last[pid] = (name, ticks)
 
     def open(self) -> CpuSampler:
-        self._first.clear()
-        self._last.clear()
-        self.sample()
-        self._window_open = True
-        self._opened_at = time.monotonic()
-        self._thread.start()
+        with self._lock:
+            self._first.clear()
+            self._last.clear()
+            self._take(process_table(), opening=True)
+            self._opened_at = time.monotonic()
         return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self.sample()
 
     def close(self) -> dict[str, float]:
         """Cores each name used on average over the window, the busiest first."""
-        self._stop.set()
-        self._thread.join(5)
-        self.sample()
-        seconds = max(time.monotonic() - self._opened_at, 1e-9)
-        ticks_per_s = os.sysconf("SC_CLK_TCK")
-        used: dict[str, float] = {}
-        for pid, (name, ticks) in self._last.items():
-            used[name] = used.get(name, 0.0) + (ticks - self._first[pid]) / ticks_per_s / seconds
+        with self._lock:
+            self._take(process_table(), opening=False)
+            seconds = max(time.monotonic() - (self._opened_at or 0.0), 1e-9)
+            self._opened_at = None
+            per_tick = 1 / os.sysconf("SC_CLK_TCK") / seconds
+            used: dict[str, float] = {}
+            for pid, (name, ticks) in self._last.items():
+                used[name] = used.get(name, 0.0) + (ticks - self._first[pid]) * per_tick
         return dict(sorted(used.items(), key=lambda item: -item[1]))
 
 

@@ -127,8 +127,8 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         self.logs = self.out / "logs"
         self.logs.mkdir(exist_ok=True)
-        self.memory = MemorySampler()
         self.cpu = CpuSampler()
+        self.memory = MemorySampler(cpu=self.cpu)
         self.processes: dict[str, subprocess.Popen | list[subprocess.Popen]] = {}
         self.result: dict = {
             "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
