@@ -39,6 +39,7 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from customer360.pipeline.dbt_invoker import DbtBuildResult
 from customer360.pipeline.heartbeat import Heartbeat
 from customer360.pipeline.microbatch import MicroBatch, MicroBatchResult
+from customer360.pipeline.pacer import Pacer
 from dagster_project.assets import (
     REPLAYED_METADATA,
     TRANSLATOR,
@@ -66,6 +67,8 @@ FAIL_RUN_AFTER_S = 600.0
 # after the stream starts, once the first batches have caught up.
 DATA_TESTS_EVERY_S = 15 * 60.0
 FIRST_DATA_TESTS_AFTER_S = 60.0
+# The share of the time the data tests may take while batches go on (customer360/pipeline/pacer.py).
+DATA_TESTS_SHARE = 0.25
 WAITING_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
 WRITER_CHECK_EVERY_S = 1.0
 # What the stream reports to Dagster, and how often it writes a round of it (EventReporter).
@@ -207,12 +210,21 @@ def merged(older: AssetMaterialization | None, newer: AssetMaterialization) -> A
     )
 
 
-def run_data_tests(context: OpExecutionContext, batch: MicroBatch) -> list[AssetEvent]:
-    """`dbt test` on the live warehouse, each data test's result an asset check evaluation."""
-    result = batch.dbt.run(["test", "--exclude-resource-type", "unit_test"])
+def run_data_tests(
+    context: OpExecutionContext, batch: MicroBatch, pacer: Pacer | None = None
+) -> list[AssetEvent]:
+    """`dbt test` on the live warehouse, each data test's result an asset check evaluation;
+    paced by `pacer` when given (a pause after each test). One test at a time (dbt's threads
+    would otherwise run several between two pauses)."""
+    result = batch.dbt.run(
+        ["test", "--exclude-resource-type", "unit_test", "--threads", "1"],
+        after_each_node=pacer.step_done if pacer else None,
+    )
     tests = result.tests_run
     passed = sum(1 for _, status in tests if status == "pass")
     summary = f"data tests: {passed}/{len(tests)} passed in {result.seconds:.1f} s"
+    if pacer is not None:
+        summary += f" (paced to {pacer.share:.0%} of the time: {pacer.slept_s:.1f} s of pauses)"
     if result.success:
         context.log.info(summary)
     else:
@@ -227,18 +239,21 @@ class DataTests:
     Run between two batches, they held the batches up for their whole duration (seconds, more
     on a busy machine), and the data's freshness with them. They only read, in a connection of
     their own to the same DuckDB database, so a batch replayed meanwhile is not held up (a
-    batch built by dbt itself waits for dbt to be free).
+    batch built by dbt itself waits for dbt to be free). Flat out they still took the cores
+    from the batches, so they are paced to `DATA_TESTS_SHARE` of the time (Pacer).
     """
 
     def __init__(self, context: OpExecutionContext, batch: MicroBatch, reporter: EventReporter):
         self._context, self._batch, self._reporter = context, batch, reporter
         self._due = time.monotonic() + FIRST_DATA_TESTS_AFTER_S
         self._thread: threading.Thread | None = None
+        self._pacer: Pacer | None = None
 
     def start_when_due(self) -> None:
         if time.monotonic() < self._due or self.running:
             return
         self._due = time.monotonic() + DATA_TESTS_EVERY_S
+        self._pacer = Pacer(DATA_TESTS_SHARE)
         self._thread = threading.Thread(target=self._run, name="c360-data-tests", daemon=True)
         self._thread.start()
 
@@ -247,13 +262,16 @@ class DataTests:
         return self._thread is not None and self._thread.is_alive()
 
     def finish(self) -> None:
-        """Let tests in progress end (and report) before the warehouse is handed over."""
+        """Let tests in progress end (and report), unpaced, before the warehouse is handed
+        over."""
+        if self._pacer is not None:
+            self._pacer.hurry()
         if self._thread is not None:
             self._thread.join()
 
     def _run(self) -> None:
         try:
-            self._reporter.report(run_data_tests(self._context, self._batch))
+            self._reporter.report(run_data_tests(self._context, self._batch, self._pacer))
         except Exception as exc:  # noqa: BLE001 - the batches go on; the next round tries again
             self._context.log.warning(f"the data tests could not run: {exc}")
 

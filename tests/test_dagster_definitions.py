@@ -101,6 +101,7 @@ def test_the_stream_run_lands_builds_reports_each_batch_and_yields_to_a_waiting_
     as asset materializations while the run goes on, the data tests as asset check evaluations;
     a writer queued behind it ends it."""
     monkeypatch.setattr(stream_module, "FIRST_DATA_TESTS_AFTER_S", 0.0)
+    monkeypatch.setattr(stream_module, "DATA_TESTS_SHARE", 0.5)  # paced, not for long
     settings = isolated_settings
     mongo_db(settings).users.insert_one({"id": 3, "first_name": "Ada", "email": "a@x.org"})
     produce(settings, "weblogs", [json.dumps(weblog(3)) for _ in range(4)])

@@ -71,5 +71,14 @@ def test_a_caught_up_micro_batch_learns_the_models_no_batch_needed_yet(tmp_path:
         built = batch.build_models(batch.sources_to_build())
         assert built.success and built.replayed, built.args
 
+        # What paces the stream's data tests (dagster_project/stream.py): called by dbt once
+        # per node, as each result comes.
+        results = []
+        tested = batch.dbt.run(
+            ["test", "--select", "stg_weblogs", "--exclude-resource-type", "unit_test"],
+            after_each_node=lambda: results.append(len(results)),
+        )
+        assert tested.success and len(tested.tests_run) == len(results) > 0, tested.failures
+
     run_dbt(refreshed, "run", "--full-refresh", work_dir=tmp_path / "dbt-full")
     assert_same_relations(warehouse, refreshed)

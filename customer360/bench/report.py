@@ -93,6 +93,18 @@ def table_lines(result: dict) -> list[str]:
             f"({dagster.get('probes_reported')} probes); stream runs: {runs or 'none'} "
             f"(launch p50 {_fmt(launch.get('p50'), ' s')})"
         )
+        tests = dagster.get("data_tests_during_load") or []
+        lines.append(
+            "  data tests       "
+            + (
+                "; ".join(
+                    f"{t['passed']}/{t['run']} passed, from {t['began_s']:+.0f} s into the load "
+                    f"for {t['seconds']:.1f} s"
+                    for t in tests
+                )
+                or "none ran during the load"
+            )
+        )
     if api:
         lines.append(
             f"API profile lookup p50 {_fmt(api.get('p50'), ' ms')}, p99 "

@@ -537,7 +537,17 @@ class Bench:
             status = record.dagster_run.status.value
             by_status[status] = by_status.get(status, 0) + 1
         launch = [r.start_time - r.create_timestamp.timestamp() for r in runs if r.start_time]
+        # The data tests run beside the batches every 15 minutes (paced, see
+        # dagster_project/stream.py); a batch they overlap takes longer.
+        self._dagster[1].refresh()
+        data_tests = [
+            {"began_s": round(t.began - start, 1), "seconds": t.seconds, "passed": t.passed,
+             "run": t.run}
+            for t in self._dagster[1].data_tests()
+            if t.began < end and t.ended > start
+        ]  # fmt: skip
         return {
+            "data_tests_during_load": data_tests,
             "stream_runs": by_status,
             "stream_runs_requested_while_stopping": len(while_stopping),
             "stream_run_launch_s": {

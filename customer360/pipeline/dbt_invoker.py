@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,13 @@ class DbtInvoker:
                 newest = max(newest, path.stat().st_mtime)
         return newest
 
-    def _invoke(self, args: list[str], manifest=None, queries: list | None = None):
+    def _invoke(
+        self,
+        args: list[str],
+        manifest=None,
+        queries: list | None = None,
+        after_each_node: Callable[[], None] | None = None,
+    ):
         from dbt.cli.main import dbtRunner
 
         events: list = []
@@ -125,6 +132,8 @@ class DbtInvoker:
         def keep_result_events(msg) -> None:
             if msg.info.name in RESULT_EVENTS:
                 events.append(msg)
+                if after_each_node is not None:
+                    after_each_node()
             elif queries is not None and msg.info.name == SQL_EVENT:
                 queries.append((msg.data.node_info.unique_id, msg.data.sql))
 
@@ -192,14 +201,21 @@ class DbtInvoker:
         args += extra or []
         return self.run(args)
 
-    def run(self, args: list[str]) -> DbtBuildResult:
+    def run(
+        self, args: list[str], after_each_node: Callable[[], None] | None = None
+    ) -> DbtBuildResult:
+        """A dbt command on the cached manifest. `after_each_node` is called in dbt's thread
+        as each node's result comes, before dbt goes on to the next (see `Pacer`)."""
         from dbt_common.events.functions import msg_to_dict
 
         manifest = self.manifest()
         started = time.monotonic()
         queries: list[tuple[str, str]] = []
         with self._target_lock():
-            result, events = self._invoke([*args, *RUN_ARGS], manifest=manifest, queries=queries)
+            result, events = self._invoke(
+                [*args, *RUN_ARGS], manifest=manifest, queries=queries,
+                after_each_node=after_each_node,
+            )  # fmt: skip
         nodes, model_seconds = [], {}
         for node in getattr(result.result, "results", None) or []:
             nodes.append((node.node.unique_id, str(node.status), node.message))

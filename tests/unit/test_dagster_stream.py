@@ -161,3 +161,19 @@ def test_the_bench_table_names_the_slowest_models_of_the_logged_batches():
     assert slowest == [
         "  slowest models   customer_360_base 250 ms, stg_weblogs 12 ms (mean per batch)"
     ]
+
+
+def test_the_bench_table_says_when_the_data_tests_ran_during_the_load():
+    from customer360.bench.report import table_lines
+
+    def data_tests_line(tests: list[dict]) -> str:
+        result = {"mode": "dagster", "config": {"rate": 1000.0},
+                  "load": {"dagster": {"data_tests_during_load": tests}}}  # fmt: skip
+        (line,) = [line for line in table_lines(result) if line.strip().startswith("data tests")]
+        return line
+
+    assert data_tests_line([]) == "  data tests       none ran during the load"
+    ran = {"began_s": 8.3, "seconds": 33.6, "passed": 247, "run": 252}
+    assert data_tests_line([ran]) == (
+        "  data tests       247/252 passed, from +8 s into the load for 33.6 s"
+    )
