@@ -36,7 +36,7 @@ from dagster import (
 )
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
-from customer360.pipeline.dbt_invoker import DbtBuildResult
+from customer360.pipeline.dbt_invoker import DbtBuildResult, others_wait_for_dbt
 from customer360.pipeline.heartbeat import Heartbeat
 from customer360.pipeline.microbatch import MicroBatch, MicroBatchResult
 from customer360.pipeline.pacer import Pacer
@@ -69,6 +69,9 @@ DATA_TESTS_EVERY_S = 15 * 60.0
 FIRST_DATA_TESTS_AFTER_S = 60.0
 # The share of the time the data tests may take while batches go on (customer360/pipeline/pacer.py).
 DATA_TESTS_SHARE = 0.25
+# The data tests hold dbt while they run: they wait until the batches need dbt no more (every
+# model replayed), for at most this long past their time.
+DATA_TESTS_WAIT_FOR_REPLAY_S = 15 * 60.0
 WAITING_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
 WRITER_CHECK_EVERY_S = 1.0
 # What the stream reports to Dagster, and how often it writes a round of it (EventReporter).
@@ -250,10 +253,16 @@ class DataTests:
         self._pacer: Pacer | None = None
 
     def start_when_due(self) -> None:
-        if time.monotonic() < self._due or self.running:
+        now = time.monotonic()
+        if now < self._due or self.running:
             return
-        self._due = time.monotonic() + DATA_TESTS_EVERY_S
-        self._pacer = Pacer(DATA_TESTS_SHARE)
+        # A batch that needs dbt would wait for the tests (dbt runs one command at a time).
+        if not self._batch.replays_every_model() and now < self._due + DATA_TESTS_WAIT_FOR_REPLAY_S:
+            return
+        self._due = now + DATA_TESTS_EVERY_S
+        # A batch waiting for dbt (after a replay failed, say) gets it once the rest of the
+        # tests ran flat out.
+        self._pacer = Pacer(DATA_TESTS_SHARE, hurry_when=others_wait_for_dbt)
         self._thread = threading.Thread(target=self._run, name="c360-data-tests", daemon=True)
         self._thread.start()
 

@@ -23,6 +23,9 @@ from customer360.config import Settings
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 # dbt and its process-wide state (flags, adapters, the env var above) allow one call at a time.
 DBT_LOCK = threading.RLock()
+# How many threads wait for DBT_LOCK (see `others_wait_for_dbt`).
+_waiting_for_dbt = 0
+_WAITING_LOCK = threading.Lock()
 # Per-run costs a micro-batch does not need: rewriting manifest.json and run_results.json
 # (~0.5-0.8 s for this project; parse writes the manifest Dagster reads, results come back as
 # events) and a debug line per SQL statement in logs/dbt.log.
@@ -30,6 +33,29 @@ RUN_ARGS = ["--no-write-json", "--log-level-file", "info"]
 RESULT_EVENTS = {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"}
 # dbt's event for each SQL statement it sends, with the node it belongs to.
 SQL_EVENT = "SQLQuery"
+
+
+def others_wait_for_dbt() -> bool:
+    """Whether a thread of this process waits for dbt while another runs it: work that holds
+    dbt at leisure (the paced data tests) should then finish quickly."""
+    return _waiting_for_dbt > 0
+
+
+@contextmanager
+def _dbt_held():
+    global _waiting_for_dbt
+    if not DBT_LOCK.acquire(blocking=False):
+        with _WAITING_LOCK:
+            _waiting_for_dbt += 1
+        try:
+            DBT_LOCK.acquire()
+        finally:
+            with _WAITING_LOCK:
+                _waiting_for_dbt -= 1
+    try:
+        yield
+    finally:
+        DBT_LOCK.release()
 
 
 class DbtBuildError(RuntimeError):
@@ -137,7 +163,7 @@ class DbtInvoker:
             elif queries is not None and msg.info.name == SQL_EVENT:
                 queries.append((msg.data.node_info.unique_id, msg.data.sql))
 
-        with DBT_LOCK:
+        with _dbt_held():
             previous = os.environ.get("C360_WAREHOUSE")
             os.environ["C360_WAREHOUSE"] = str(self.settings.warehouse.resolve())
             try:
@@ -161,7 +187,7 @@ class DbtInvoker:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _parse(self) -> None:
-        with self._target_lock():
+        with _dbt_held(), self._target_lock():  # this lock first, everywhere
             result, _ = self._invoke(["parse"])
         if not result.success:
             raise DbtBuildError(
@@ -211,7 +237,7 @@ class DbtInvoker:
         manifest = self.manifest()
         started = time.monotonic()
         queries: list[tuple[str, str]] = []
-        with self._target_lock():
+        with _dbt_held(), self._target_lock():  # this lock first, everywhere
             result, events = self._invoke(
                 [*args, *RUN_ARGS], manifest=manifest, queries=queries,
                 after_each_node=after_each_node,

@@ -377,6 +377,16 @@ class MicroBatch:
         except duckdb.Error as exc:
             log.info("checkpoint skipped: %s", exc)
 
+    def replays_every_model(self) -> bool:
+        """Whether a batch of any source would be replayed, without dbt: the parsed project's
+        views are built and the replay has learnt every model's statements."""
+        manifest = self.dbt.manifest()
+        return (
+            self._views_built_for is manifest
+            and self._replay_learnt_for is manifest
+            and self.replay.can_replay(models_to_build(self.dbt.manifest_dict(), SOURCES))
+        )
+
     def learn_unlearnt_models(self, after: MicroBatchResult) -> DbtBuildResult | None:
         """Once everything landed is built, let dbt build the models whose statements the
         replay has not learnt yet, so that the batches needing them later are replayed instead

@@ -17,18 +17,27 @@ from collections.abc import Callable
 class Pacer:
     """Call `step_done()` after each step of some work: it sleeps long enough that the steps
     took at most `share` of the time since the first step began. `hurry()` ends any sleep now
-    and for good (the work is wanted finished, e.g. before the warehouse is handed over)."""
+    and for good (the work is wanted finished, e.g. before the warehouse is handed over), as
+    does `hurry_when` returning true after a step (someone waits for what the work holds)."""
 
-    def __init__(self, share: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        share: float,
+        hurry_when: Callable[[], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], not {share}")
         self.share = share
+        self._hurry_when = hurry_when
         self._clock = clock
         self._hurry = threading.Event()
         self._resumed = clock()
         self.slept_s = 0.0
 
     def step_done(self) -> None:
+        if self._hurry_when is not None and self._hurry_when():
+            self.hurry()
         busy = self._clock() - self._resumed  # the step, since the last pause ended
         pause = busy * (1 / self.share - 1)
         if pause > 0 and not self._hurry.is_set():

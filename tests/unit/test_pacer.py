@@ -18,9 +18,9 @@ class FakeTime:
         return self.now
 
 
-def paced(share: float) -> tuple[Pacer, FakeTime]:
+def paced(share: float, hurry_when=None) -> tuple[Pacer, FakeTime]:
     clock = FakeTime()
-    pacer = Pacer(share, clock=clock)
+    pacer = Pacer(share, hurry_when=hurry_when, clock=clock)
 
     def wait(seconds: float) -> None:
         clock.waits.append(seconds)
@@ -53,6 +53,21 @@ def test_a_hurried_pacer_no_longer_pauses_and_a_full_share_never_does() -> None:
     clock.now += 1.0
     flat_out.step_done()
     assert clock.waits == []
+
+
+def test_a_pacer_hurries_once_someone_waits_for_what_the_work_holds() -> None:
+    waiting = []
+    pacer, clock = paced(0.5, hurry_when=lambda: bool(waiting))
+    clock.now += 1.0
+    pacer.step_done()
+    waiting.append("a batch needs dbt")
+    for _ in range(2):
+        clock.now += 1.0
+        pacer.step_done()
+    waiting.clear()  # and for good: the work holds it until it ends
+    clock.now += 1.0
+    pacer.step_done()
+    assert clock.waits == [1.0]
 
 
 @pytest.mark.parametrize("share", [0, -0.5, 1.5])
