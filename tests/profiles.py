@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from customer360.serving.api import LIST_LIMIT, TRAIT_COLUMNS, json_value
+from customer360.serving.api import LIST_LIMIT, json_value
+from customer360.serving.profile_traits import TRAIT_COLUMNS
 
 
 def _dicts(con, sql: str, customer_id: int) -> list[dict[str, Any]]:

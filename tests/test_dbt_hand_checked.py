@@ -33,6 +33,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from customer360.serving.profile_traits import TRAIT_COLUMNS
 from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding, utc
 
@@ -322,22 +323,7 @@ def test_customer_recent_errors(warehouse: Path) -> None:
     ]
 
 
-TRAITS = (
-    "lifetime_value",
-    "average_order_value",
-    "orders_last_30_days",
-    "orders_last_90_days",
-    "orders_last_365_days",
-    "days_since_last_order",
-    "first_order_date",
-    "preferred_channel",
-    "preferred_category",
-    "recency_score",
-    "frequency_score",
-    "monetary_score",
-    "rfm_segment",
-    "lifecycle_stage",
-)
+TRAITS_SQL = ", ".join(TRAIT_COLUMNS)
 
 
 def days_ago(day: dt.date) -> int:
@@ -364,7 +350,8 @@ def test_customer_traits(warehouse: Path) -> None:
     bob_segment = {5: "New", 4: "Promising", 3: "Need attention", 2: "Hibernating", 1: "Lost"}
     alice_dates = [dt.date(2026, 5, 1), dt.date(2026, 5, 2), alice_last]
     assert rows(
-        warehouse, f"select customer_id, {', '.join(TRAITS)} from marts.customer_traits order by 1"
+        warehouse,
+        f"select customer_id, {TRAITS_SQL} from marts.customer_traits order by 1",
     ) == [
         {
             "customer_id": 1,
@@ -403,14 +390,16 @@ def test_customer_traits(warehouse: Path) -> None:
     ]
     # customer_360 shows the same columns.
     assert rows(
-        warehouse, f"select customer_id, {', '.join(TRAITS)} from marts.customer_360 order by 1"
+        warehouse,
+        f"select customer_id, {TRAITS_SQL} from marts.customer_360 order by 1",
     ) == rows(
-        warehouse, f"select customer_id, {', '.join(TRAITS)} from marts.customer_traits order by 1"
+        warehouse,
+        f"select customer_id, {TRAITS_SQL} from marts.customer_traits order by 1",
     )
 
 
 def test_customer_360(warehouse: Path) -> None:
-    query = f"select * exclude ({', '.join(TRAITS)}) from marts.customer_360 order by customer_id"
+    query = f"select * exclude ({TRAITS_SQL}) from marts.customer_360 order by customer_id"
     assert rows(warehouse, query) == [
         {
             "customer_id": 1,

@@ -15,27 +15,13 @@ from pathlib import Path
 
 import yaml
 
+from customer360.serving.profile_traits import TRAIT_COLUMNS
+
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt" / "dbt_project.yml"
 CENT = Decimal("0.01")
 MICRO = Decimal("0.000001")
 # The columns compared, as in customer_traits (customer_id first).
-TRAITS_COLUMNS = (
-    "customer_id",
-    "lifetime_value",
-    "average_order_value",
-    "orders_last_30_days",
-    "orders_last_90_days",
-    "orders_last_365_days",
-    "days_since_last_order",
-    "first_order_date",
-    "preferred_channel",
-    "preferred_category",
-    "recency_score",
-    "frequency_score",
-    "monetary_score",
-    "rfm_segment",
-    "lifecycle_stage",
-)
+TRAITS_COLUMNS = ("customer_id", *TRAIT_COLUMNS)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 
 from customer360.config import Settings
 from customer360.serving import audiences_api
+from customer360.serving.profile_traits import TRAIT_COLUMNS
 from customer360.serving.propensity import profile_propensity
 from customer360.serving.reader import ServingCopy, ServingNotPublished, ServingReader
 
@@ -45,25 +46,6 @@ DETAILS_COLUMNS = (
     "age",
     "city",
     "country",
-)
-# The customer's value, RFM segment and lifecycle: customer_traits' columns, which the
-# customer_360 view shows too (the serving copy's traits are computed on the day it was
-# published, and a new day's first publication copies them again: layout.DAILY_VIEWS).
-TRAIT_COLUMNS = (
-    "lifetime_value",
-    "average_order_value",
-    "orders_last_30_days",
-    "orders_last_90_days",
-    "orders_last_365_days",
-    "days_since_last_order",
-    "first_order_date",
-    "preferred_channel",
-    "preferred_category",
-    "recency_score",
-    "frequency_score",
-    "monetary_score",
-    "rfm_segment",
-    "lifecycle_stage",
 )
 LIST_LIMIT = 10  # favourite products and recent errors shown per customer
 # The profile's summary: the customer_360 row (the view's `age` is dbt's, on the day it is read).
