@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,6 +43,9 @@ METADATA_REFRESH_S = 10.0
 # is what notices a broker that went away while nothing was pending.
 WATERMARKS_VERIFY_S = 1.0
 BROKER_TIMEOUT_S = 10.0
+# librdkafka's consumer close can block for good while the broker is down (an offset commit in
+# flight: confluent-kafka-python #1667); a close taking longer is left to finish on its own.
+CLOSE_TIMEOUT_S = 5.0
 
 
 class KafkaExtractError(RuntimeError):
@@ -161,13 +165,22 @@ class KafkaSource:
         return self._consumer
 
     def close(self) -> None:
-        if self._consumer is not None:
-            try:
-                self._consumer.close()
-            except Exception as exc:  # noqa: BLE001 - closing a broken consumer must not raise
-                log.debug("closing the consumer of %s failed: %s", self.topic, exc)
-        self._consumer = None
+        consumer, self._consumer = self._consumer, None
         self._positions = None
+        if consumer is None:
+            return
+        closing = threading.Thread(
+            target=_close_quietly, args=(consumer, self.topic), name=f"close-{self.topic}",
+            daemon=True,
+        )  # fmt: skip
+        closing.start()
+        closing.join(CLOSE_TIMEOUT_S)
+        if closing.is_alive():
+            log.warning(
+                "closing the Kafka consumer of %s took over %.0f s (is the broker down?): left "
+                "to finish in the background; the next batch uses a new consumer",
+                self.topic, CLOSE_TIMEOUT_S,
+            )  # fmt: skip
 
     def _current_partitions(self) -> list[int]:
         now = time.monotonic()
@@ -417,6 +430,13 @@ class KafkaSource:
             )
         except Exception as exc:  # noqa: BLE001
             log.debug("could not mirror offsets of %s to Kafka: %s", self.topic, exc)
+
+
+def _close_quietly(consumer: Consumer, topic: str) -> None:
+    try:
+        consumer.close()
+    except Exception as exc:  # noqa: BLE001 - closing a broken consumer must not raise
+        log.debug("closing the consumer of %s failed: %s", topic, exc)
 
 
 def _kafka_time(timestamp: tuple[int, int]) -> datetime | None:
