@@ -20,9 +20,13 @@
     event_id (the larger one is the later). An anonymous_id nobody logged in with yet is unattributed (`customer_id`
     null): counted, and attributed retroactively by the batch that lands its first login.
 
-    A new login can move events between customers, so a build recomputes every browser with a
-    new event or login (`replace_keys` on anonymous_id) from its stored events in
-    int_device_events. `_customer_ids` (every customer who logged in on the browser) are the
+    A build rewrites every browser with a new event or login (`replace_keys` on anonymous_id).
+    A new login can move any of the browser's events to another customer, so a browser with a
+    new login is recomputed from all its stored events in int_device_events. Without a new
+    login no stored event changes owner: the browser's new events are attributed by its stored
+    logins and added to its stored rows (counts summed, first and last times kept), the same
+    rows a recomputation gives, read from its logins and rows instead of all its events (~30
+    after a year). `_customer_ids` (every customer who logged in on the browser) are the
     customers whose marts a recomputation can change. -#}
 
 -- depends_on: {{ ref('int_customers') }}
@@ -30,18 +34,45 @@
 -- two models creating that table side by side conflict)
 with
 {% if is_incremental() %}
-touched as (
-    select distinct anonymous_id
+new_events as (
+    select *
     from {{ ref('int_device_events') }}
     where _batch_id > {{ model_watermark('device_events') }}
 ),
+
+touched as (
+    select distinct anonymous_id
+    from new_events
+),
+
+relogged as (
+    select distinct anonymous_id
+    from new_events
+    where kind = 'login'
+),
+
+added_to as (
+    select anonymous_id from touched
+    except
+    select anonymous_id from relogged
+),
 {% endif %}
 
+{#- The events attributed below: on a full build, all; on an incremental one, every event of a
+    browser with a new login, and the stored logins and new anonymous events of the others. -#}
 device_events as (
-    select *
-    from {{ ref('int_device_events') }}
     {% if is_incremental() -%}
-    where anonymous_id in (select anonymous_id from touched)
+    select *
+    from {{ rows_with_keys(ref('int_device_events'), 'anonymous_id', 'select anonymous_id from relogged') }} as relogged_events
+    union all
+    select *
+    from {{ rows_with_keys(ref('int_device_events'), 'anonymous_id', 'select anonymous_id from added_to', where="kind = 'login'") }} as stored_logins
+    union all
+    select *
+    from new_events
+    where kind = 'anonymous' and anonymous_id in (select anonymous_id from added_to)
+    {%- else -%}
+    select * from {{ ref('int_device_events') }}
     {%- endif %}
 ),
 
@@ -95,7 +126,7 @@ devices as (
     group by anonymous_id
 ),
 
-final as (
+rolled_up as (
     select
         attributed.anonymous_id,
         attributed.customer_id,
@@ -111,6 +142,48 @@ final as (
     group by
         attributed.anonymous_id, attributed.customer_id, attributed.error_message,
         attributed.page, devices._customer_ids, devices._batch_id
+),
+
+final as (
+    {% if is_incremental() -%}
+    select *
+    from rolled_up
+    where anonymous_id in (select anonymous_id from relogged)
+
+    union all
+
+    {# A browser's `_customer_ids` and `_batch_id` are its logins' customers and its newest
+       event's batch (a new one): its stored rows take them too. #}
+    select
+        rows.anonymous_id,
+        rows.customer_id,
+        rows.error_message,
+        rows.page,
+        cast(sum(rows.events) as {{ dbt.type_bigint() }}) as events,
+        min(rows.first_at) as first_at,
+        max(rows.last_at) as last_at,
+        browsers._customer_ids,
+        browsers._batch_id
+    from (
+        select anonymous_id, customer_id, error_message, page, events, first_at, last_at
+        from {{ this }}
+        where anonymous_id in (select anonymous_id from added_to)
+        union all
+        select anonymous_id, customer_id, error_message, page, events, first_at, last_at
+        from rolled_up
+        where anonymous_id in (select anonymous_id from added_to)
+    ) as rows
+    inner join (
+        select distinct anonymous_id, _customer_ids, _batch_id
+        from rolled_up
+        where anonymous_id in (select anonymous_id from added_to)
+    ) as browsers on browsers.anonymous_id = rows.anonymous_id
+    group by
+        rows.anonymous_id, rows.customer_id, rows.error_message, rows.page,
+        browsers._customer_ids, browsers._batch_id
+    {%- else -%}
+    select * from rolled_up
+    {%- endif %}
 )
 
 {{ select_with_tombstones('final', 'touched', key='anonymous_id') }}
