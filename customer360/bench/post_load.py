@@ -11,14 +11,16 @@ from pathlib import Path
 from customer360.config import Settings
 
 
-def drain(batch, max_runs: int = 500) -> list[dict]:
-    """Micro-batches until one lands nothing with no lag left; their report lines."""
+def drain(batch, max_runs: int = 500, data_tests: bool | None = None) -> list[dict]:
+    """Micro-batches until one lands nothing with no lag left; their report lines.
+    `data_tests` as in `MicroBatch.run` (None: when due; the timed phases pass False: the
+    stream runs its data tests beside the batches, not in them)."""
     from customer360.bench.loop import batch_record
 
     done = []
     for _ in range(max_runs):
         started = time.time()
-        result = batch.run()
+        result = batch.run(data_tests=data_tests)
         if result.extract_errors or (result.dbt is not None and not result.dbt.success):
             # A failed extract or build is retried by the next micro-batch, as in production;
             # the failures stay in the batch's line (`errors`) and in the result's notes.
