@@ -163,7 +163,7 @@ class DbtInvoker:
             elif queries is not None and msg.info.name == SQL_EVENT:
                 queries.append((msg.data.node_info.unique_id, msg.data.sql))
 
-        with _dbt_held():
+        with _dbt_held():  # held by the callers already (before the parse lock): re-entrant
             previous = os.environ.get("C360_WAREHOUSE")
             os.environ["C360_WAREHOUSE"] = str(self.settings.warehouse.resolve())
             try:

@@ -377,15 +377,17 @@ class MicroBatch:
         except duckdb.Error as exc:
             log.info("checkpoint skipped: %s", exc)
 
+    def _unlearnt_models(self, manifest) -> list[str] | None:
+        """The models whose statements the replay has not learnt for the parsed project
+        `manifest`, or None while its views or its replay are not current (the next batch
+        builds through dbt anyway: views, a new parse)."""
+        if self._views_built_for is not manifest or self._replay_learnt_for is not manifest:
+            return None
+        return self.replay.unlearnt(models_to_build(self.dbt.manifest_dict(), SOURCES))
+
     def replays_every_model(self) -> bool:
-        """Whether a batch of any source would be replayed, without dbt: the parsed project's
-        views are built and the replay has learnt every model's statements."""
-        manifest = self.dbt.manifest()
-        return (
-            self._views_built_for is manifest
-            and self._replay_learnt_for is manifest
-            and self.replay.can_replay(models_to_build(self.dbt.manifest_dict(), SOURCES))
-        )
+        """Whether a batch of any source would be replayed, without dbt."""
+        return self._unlearnt_models(self.dbt.manifest()) == []
 
     def learn_unlearnt_models(self, after: MicroBatchResult) -> DbtBuildResult | None:
         """Once everything landed is built, let dbt build the models whose statements the
@@ -401,14 +403,12 @@ class MicroBatch:
         if not (after.success and caught_up):
             return None
         manifest = self.dbt.manifest()
-        if self._views_built_for is not manifest or self._replay_learnt_for is not manifest:
-            return None  # the next batch builds through dbt anyway (views, a new parse)
         learning_for, builds = self._learning
         if learning_for is not manifest:
             builds = 0
         if builds >= LEARNING_BUILDS:  # SQL that never agrees twice is learnt no further
             return None
-        unlearnt = self.replay.unlearnt(models_to_build(self.dbt.manifest_dict(), SOURCES))
+        unlearnt = self._unlearnt_models(manifest)
         if not unlearnt or self.sources_to_build():
             return None
         self._learning = (manifest, builds + 1)

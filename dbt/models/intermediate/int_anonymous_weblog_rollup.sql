@@ -152,8 +152,8 @@ final as (
 
     union all
 
-    {# A browser's `_customer_ids` and `_batch_id` are its logins' customers and its newest
-       event's batch (a new one): its stored rows take them too. #}
+    {# A browser's `_customer_ids` and `_batch_id` (`devices`: its logins' customers, its
+       newest event's batch, a new one): its stored rows take them too. #}
     select
         rows.anonymous_id,
         rows.customer_id,
@@ -162,8 +162,8 @@ final as (
         cast(sum(rows.events) as {{ dbt.type_bigint() }}) as events,
         min(rows.first_at) as first_at,
         max(rows.last_at) as last_at,
-        browsers._customer_ids,
-        browsers._batch_id
+        devices._customer_ids,
+        devices._batch_id
     from (
         select anonymous_id, customer_id, error_message, page, events, first_at, last_at
         from {{ this }}
@@ -173,14 +173,10 @@ final as (
         from rolled_up
         where anonymous_id in (select anonymous_id from added_to)
     ) as rows
-    inner join (
-        select distinct anonymous_id, _customer_ids, _batch_id
-        from rolled_up
-        where anonymous_id in (select anonymous_id from added_to)
-    ) as browsers on browsers.anonymous_id = rows.anonymous_id
+    inner join devices on devices.anonymous_id = rows.anonymous_id
     group by
         rows.anonymous_id, rows.customer_id, rows.error_message, rows.page,
-        browsers._customer_ids, browsers._batch_id
+        devices._customer_ids, devices._batch_id
     {%- else -%}
     select * from rolled_up
     {%- endif %}
