@@ -18,6 +18,8 @@ from pathlib import Path
 
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 
+from customer360.pipeline.dbt_invoker import RUN_ARGS
+
 DBT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 
 MARTS = (
@@ -28,6 +30,10 @@ MARTS = (
     "customer_recent_errors",
     "customer_360",
 )
+
+# The pipeline's per-run flags (no manifest.json / run_results.json rewritten each run), and no
+# dbt.log: nobody reads a test's, and writing it was ~15 % of a run of this project.
+TEST_RUN_ARGS = [*RUN_ARGS, "--log-level-file", "none"]
 
 # Parsed manifests by database name.
 _manifests: dict[str, object] = {}
@@ -89,7 +95,7 @@ def run_dbt(warehouse: Path, *args: str, work_dir: Path) -> dbtRunnerResult:
     """`dbt <args>` on `warehouse`, with target and logs under `work_dir`; raises on failure."""
     manifest = parsed_manifest(warehouse)
     with _warehouse_env(warehouse):
-        result = dbtRunner(manifest=manifest).invoke([*args, *_paths(work_dir)])
+        result = dbtRunner(manifest=manifest).invoke([*args, *TEST_RUN_ARGS, *_paths(work_dir)])
     if not result.success:
         failures = []
         for node in getattr(result.result, "results", None) or []:
