@@ -23,15 +23,16 @@ demo: install
 # (one session of services, one test at a time); fails if either tier failed.
 test: install chromium odbc
 	@rc=0; \
-	$(PY) -m pytest -m "not services" -n auto --dist loadscope --durations=15 || rc=1; \
+	$(PY) -m pytest -m "not services" -n auto --dist loadscope --no-loadscope-reorder --durations=15 || rc=1; \
 	$(PY) -m pytest -m services --durations=15 || rc=1; \
 	exit $$rc
 
 # The fast tier: dbt on DuckDB fixtures, unit tests, the API on a built serving copy; no Kafka or
 # MongoDB (tests that need them are marked `services`, see tests/conftest.py). One worker per
-# core (pytest-xdist), each test module in one worker so its module fixtures are built once.
+# core (pytest-xdist), each test module in one worker so its module fixtures are built once, the
+# slowest modules first (tests/conftest.py).
 test-fast: install odbc
-	$(PY) -m pytest -m "not services" -n auto --dist loadscope
+	$(PY) -m pytest -m "not services" -n auto --dist loadscope --no-loadscope-reorder
 
 # The dashboard test drives a real headless Chromium (Debian's package); install it when missing.
 chromium:

@@ -12,6 +12,7 @@ and a test there that starts Kafka or MongoDB fails, naming the marker it is mis
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -33,10 +34,35 @@ KAFKA_JARS_CACHE = REPO / ".c360" / "kafka" / "jars"
 SERVICE_FIXTURES = frozenset({"live_settings", "isolated_settings"})
 
 
+# The fast tier's slowest modules (dbt builds, ~10-70 s each), slowest first. pytest-xdist with
+# `--dist loadscope --no-loadscope-reorder` hands modules out in collection order, a module to
+# whichever worker is free: started first, the long ones end together with the short ones that
+# fill in around them (in its own order, by number of tests, a 15 s module came last and one
+# worker ran it alone).
+SLOWEST_MODULES = (
+    "test_dbt_incremental.py",
+    "test_serving_publish.py",
+    "test_serving_profiles.py",
+    "test_dbt_hand_checked.py",
+    "test_dbt_replay.py",
+    "test_dbt_identity_hand_checked.py",
+    "test_propensity.py",
+    "test_dbt_audiences.py",
+    "test_bi_postgres.py",
+)
+
+
+def _slowest_first(item: pytest.Item) -> int:
+    name = item.path.name
+    return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.services)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_slowest_first)  # stable: each module's tests keep their order
 
 
 @pytest.fixture(autouse=True)

@@ -34,7 +34,7 @@ from customer360.serving.publish import publish_serving_copy
 from customer360.serving.server import BackgroundServer
 from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding, utc
-from tests.profiles import assert_profile_matches_marts
+from tests.profiles import assert_profile_matches_marts, profiles_from_marts
 
 CUSTOMERS = 300
 # (line items, online orders, items_per_order by hand), one customer each from ROUNDING_FIRST on.
@@ -183,6 +183,8 @@ def test_every_profile_equals_the_marts(published) -> None:
             *range(1, CUSTOMERS + 2),
             *range(ROUNDING_FIRST, ROUNDING_FIRST + len(ITEMS_PER_ORDER)),
         ]
+        expected = profiles_from_marts(con, everyone)
+        assert set(expected) == existing & set(everyone)
         with BackgroundServer(settings, port=0) as server:
             address = server.url.removeprefix("http://")
             client = http.client.HTTPConnection(address, timeout=10)
@@ -195,7 +197,7 @@ def test_every_profile_equals_the_marts(published) -> None:
                         assert response.status == 404, customer_id
                         continue
                     assert response.status == 200, body
-                    assert_profile_matches_marts(json.loads(body), con)
+                    assert_profile_matches_marts(json.loads(body), expected=expected[customer_id])
             finally:
                 client.close()
 
