@@ -32,7 +32,7 @@ MARTS = (
 )
 
 # The pipeline's per-run flags (no manifest.json / run_results.json rewritten each run), and no
-# dbt.log: nobody reads a test's, and writing it was ~15 % of a run of this project.
+# dbt.log: nobody reads a test's, and writing it was ~10 % of a run of this project.
 TEST_RUN_ARGS = [*RUN_ARGS, "--log-level-file", "none"]
 
 # Parsed manifests by database name.
