@@ -185,14 +185,17 @@
     union all by name
 {%- endmacro %}
 
-{#- Custom incremental strategy `replace_keys`: delete every target row whose key is in the new
-    data (tombstones included), then insert the new rows that are not tombstones. -#}
+{#- Custom incremental strategy `replace_keys`: delete every target row whose key (a column, or
+    a list of columns) is in the new data (tombstones included), then insert the new rows that
+    are not tombstones. -#}
 {% macro get_incremental_replace_keys_sql(arg_dict) -%}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}
-    {%- set key = arg_dict['unique_key'] -%}
+    {%- set unique_key = arg_dict['unique_key'] -%}
+    {%- set key = unique_key if unique_key is string else unique_key | join(', ') -%}
+    {%- set compared = key if unique_key is string else '(' ~ key ~ ')' -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
-    delete from {{ target }} where {{ key }} in (select {{ key }} from {{ source }});
+    delete from {{ target }} where {{ compared }} in (select {{ key }} from {{ source }});
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }} where not _tombstone
 {%- endmacro %}
