@@ -187,17 +187,28 @@
 
 {#- Custom incremental strategy `replace_keys`: delete every target row whose key (a column, or
     a list of columns) is in the new data (tombstones included), then insert the new rows that
-    are not tombstones. -#}
+    are not tombstones. Model config: `key_hash`, a column holding hash(key) of a one-column
+    key, finds the rows to delete through it (see key_hash_candidates); `tombstones=false` for
+    a model whose rows are never removed (no `_tombstone` column). -#}
 {% macro get_incremental_replace_keys_sql(arg_dict) -%}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}
     {%- set unique_key = arg_dict['unique_key'] -%}
     {%- set key = unique_key if unique_key is string else unique_key | join(', ') -%}
     {%- set compared = key if unique_key is string else '(' ~ key ~ ')' -%}
+    {%- set key_hash = config.get('key_hash') -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    {%- if key_hash %}
+    delete from {{ target }} where rowid in (
+        with {{ customer360.key_hash_candidates(target, key, 'select ' ~ key ~ ' from ' ~ source, key_hash) }}
+        select candidate_rowid from candidates where candidate_key in (select {{ key }} from {{ source }})
+    );
+    {%- else %}
     delete from {{ target }} where {{ compared }} in (select {{ key }} from {{ source }});
+    {%- endif %}
     insert into {{ target }} ({{ columns }})
-    select {{ columns }} from {{ source }} where not _tombstone
+    select {{ columns }} from {{ source }}
+    {%- if config.get('tombstones', true) %} where not _tombstone{% endif %}
 {%- endmacro %}
 
 {#- The stored rows of `relation` whose `key` is in `keys_select` (a select of one column) and,
@@ -205,21 +216,45 @@
     from. DuckDB scans every column of every row before a semi-join drops the others, so there
     the matching row ids are found on the key (and `where`'s) columns alone first, and only
     those rows are read (about a third less CPU than the plain form on ~500k stored order
-    changes, the lookup of stg_online_orders). -#}
-{% macro rows_with_keys(relation, key, keys_select, where=none) -%}
-    {{ return(adapter.dispatch('rows_with_keys', 'customer360')(relation, key, keys_select, where)) }}
+    changes, the lookup of stg_online_orders).
+
+    `key_hash`: a column of `relation` holding `hash(key)` (see key_hash_candidates). -#}
+{% macro rows_with_keys(relation, key, keys_select, where=none, key_hash=none) -%}
+    {{ return(adapter.dispatch('rows_with_keys', 'customer360')(relation, key, keys_select, where, key_hash)) }}
 {%- endmacro %}
 
-{% macro default__rows_with_keys(relation, key, keys_select, where=none) -%}
+{% macro default__rows_with_keys(relation, key, keys_select, where=none, key_hash=none) -%}
     (select * from {{ relation }} where {{ key }} in ({{ keys_select }}){% if where %} and ({{ where }}){% endif %})
 {%- endmacro %}
 
-{% macro duckdb__rows_with_keys(relation, key, keys_select, where=none) -%}
+{% macro duckdb__rows_with_keys(relation, key, keys_select, where=none, key_hash=none) -%}
     (
+        {% if key_hash -%}
+        with {{ customer360.key_hash_candidates(relation, key, keys_select, key_hash, where) }}
+        {% endif -%}
         select * from {{ relation }}
         where rowid in (
+            {% if key_hash -%}
+            select candidate_rowid from candidates where candidate_key in ({{ keys_select }})
+            {%- else -%}
             select rowid from {{ relation }}
             where {{ key }} in ({{ keys_select }}){% if where %} and ({{ where }}){% endif %}
+            {%- endif %}
         )
+    )
+{%- endmacro %}
+
+{#- A CTE `candidates` (candidate_rowid, candidate_key): the rows of `relation` whose
+    `key_hash` column, which holds hash(`key`), is the hash of a key in `keys_select`. Hashing
+    the few keys looked for and scanning one 8-byte column finds a row among millions several
+    times faster than comparing every stored string key (~5 vs ~18 ms for 500 of 1.1 M email
+    ids); comparing the candidates' keys then drops a hash collision. Materialized, so DuckDB
+    compares only the candidates' keys, not every stored one. -#}
+{% macro key_hash_candidates(relation, key, keys_select, key_hash, where=none) -%}
+    candidates as materialized (
+        select rowid as candidate_rowid, {{ key }} as candidate_key
+        from {{ relation }}
+        where {{ key_hash }} in (select hash(looked_for) from ({{ keys_select }}) as keys(looked_for))
+            {%- if where %} and ({{ where }}){% endif %}
     )
 {%- endmacro %}
