@@ -9,6 +9,10 @@ the learnt statements itself, one model after the other in one transaction as th
 does, timing each model: wall time and this process's CPU time (user + system, DuckDB's threads
 included, from resource.getrusage), which a loaded machine inflates less than wall time. Prints
 the median per model and for the whole batch, with the load average.
+
+`--project-dir` builds with another copy of the dbt project, to compare two versions of it on
+the same synthetic data, e.g. an earlier commit's: `git worktree add /tmp/before <commit>`,
+then `--project-dir /tmp/before/dbt`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 from customer360.config import Settings
+from customer360.pipeline.dbt_invoker import DbtInvoker
 from customer360.pipeline.microbatch import MicroBatch
 from customer360.pipeline.model_replay import models_to_build, temporary_tables
 from extractors import SOURCES
@@ -64,6 +69,9 @@ def main() -> None:
     parser.add_argument("--new-events", type=int, default=1_000, help="events per new batch")
     parser.add_argument("--repeats", type=int, default=5, help="replayed builds to time")
     parser.add_argument("--dir", type=Path, default=None, help="work folder")
+    parser.add_argument(
+        "--project-dir", type=Path, default=None, help="the dbt project (default: this one's)"
+    )
     args = parser.parse_args()
     work = args.dir or Path(tempfile.mkdtemp(prefix="c360-replay-cost-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -71,6 +79,8 @@ def main() -> None:
     batch = MicroBatch(
         Settings(warehouse=work / "warehouse.duckdb", home=work), data_tests_every_s=None
     )
+    if args.project_dir is not None:
+        batch.dbt = DbtInvoker(batch.settings, project_dir=args.project_dir.absolute())
     land(batch.con, 1, args.events, users, 1)
     batch.dbt.run(["run", "--full-refresh"]).raise_on_failure()
     build(batch, all_sources=True)
@@ -91,6 +101,7 @@ def main() -> None:
             per_model.setdefault(unique_id, []).append(spent)
         totals.append((sum(w for w, _ in timings.values()), sum(c for _, c in timings.values())))
     print(
+        f"dbt project {batch.dbt.project_dir}: "
         f"history {args.events} events, {args.new_events} new events a batch, "
         f"median of {args.repeats} replayed batches; load average {os.getloadavg()}"
     )
