@@ -56,6 +56,35 @@ def replay_timed(batch: MicroBatch, models: list[str]) -> dict[str, tuple[float,
     return timings
 
 
+class ReplayTimings:
+    """(wall, cpu) seconds of replayed batches, per model and per batch."""
+
+    def __init__(self) -> None:
+        self.per_model: dict[str, list[tuple[float, float]]] = {}
+        self.totals: list[tuple[float, float]] = []
+
+    def replay(self, batch: MicroBatch) -> None:
+        """Replay the models the landed batches need, timed (see replay_timed)."""
+        models = models_to_build(batch.dbt.manifest_dict(), batch.sources_to_build())
+        assert batch.replay.can_replay(models), "dbt's statements were not learnt"
+        timings = replay_timed(batch, models)
+        for unique_id, spent in timings.items():
+            self.per_model.setdefault(unique_id, []).append(spent)
+        wall = sum(w for w, _ in timings.values())
+        self.totals.append((wall, sum(c for _, c in timings.values())))
+
+    def print_medians(self, slowest_first: bool = False) -> None:
+        """The median per model (in build order, or slowest first) and per batch, in ms."""
+        rows = list(self.per_model.items())
+        if slowest_first:
+            rows.sort(key=lambda row: -statistics.median(w for w, _ in row[1]))
+        print(f"{'model':40} {'wall ms':>8} {'cpu ms':>8}")
+        for name, spent in [*((u.rsplit(".", 1)[-1], s) for u, s in rows), ("total", self.totals)]:
+            wall = statistics.median(w for w, _ in spent) * 1000
+            cpu = statistics.median(c for _, c in spent) * 1000
+            print(f"{name:40} {wall:8.1f} {cpu:8.1f}")
+
+
 def next_batch_id(batch: MicroBatch) -> int:
     return 1 + max(
         batch.con.execute(f"select coalesce(max(batch_id), 0) from raw.{s}").fetchone()[0]
@@ -89,30 +118,17 @@ def main() -> None:
         land(batch.con, next_batch_id(batch), args.new_events, users, start)
         start += 10**9
         build(batch)
-    per_model: dict[str, list[tuple[float, float]]] = {}
-    totals = []
+    timings = ReplayTimings()
     for _ in range(args.repeats):
         land(batch.con, next_batch_id(batch), args.new_events, users, start)
         start += 10**9
-        models = models_to_build(batch.dbt.manifest_dict(), batch.sources_to_build())
-        assert batch.replay.can_replay(models), "dbt's statements were not learnt"
-        timings = replay_timed(batch, models)
-        for unique_id, spent in timings.items():
-            per_model.setdefault(unique_id, []).append(spent)
-        totals.append((sum(w for w, _ in timings.values()), sum(c for _, c in timings.values())))
+        timings.replay(batch)
     print(
         f"dbt project {batch.dbt.project_dir}: "
         f"history {args.events} events, {args.new_events} new events a batch, "
         f"median of {args.repeats} replayed batches; load average {os.getloadavg()}"
     )
-    print(f"{'model':40} {'wall ms':>8} {'cpu ms':>8}")
-    for unique_id, spent in per_model.items():
-        wall = statistics.median(w for w, _ in spent) * 1000
-        cpu = statistics.median(c for _, c in spent) * 1000
-        print(f"{unique_id.rsplit('.', 1)[-1]:40} {wall:8.1f} {cpu:8.1f}")
-    wall = statistics.median(w for w, _ in totals) * 1000
-    cpu = statistics.median(c for _, c in totals) * 1000
-    print(f"{'total':40} {wall:8.1f} {cpu:8.1f}")
+    timings.print_medians()
 
 
 if __name__ == "__main__":

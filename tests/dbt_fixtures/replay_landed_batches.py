@@ -33,7 +33,7 @@ from customer360.pipeline.dbt_invoker import DbtInvoker
 from customer360.pipeline.microbatch import MicroBatch
 from customer360.pipeline.model_replay import models_to_build
 from extractors import SOURCES
-from tests.dbt_fixtures.replay_cost import replay_timed
+from tests.dbt_fixtures.replay_cost import ReplayTimings
 
 MONGO_TABLES = ("users", "online_orders", "instore_orders")
 KAFKA_TABLES = ("weblogs", "marketing_emails")
@@ -129,31 +129,18 @@ def main() -> None:
         land_again(con, spans[round_ % len(spans)], round_, args.share)
         batch.build_models(batch.sources_to_build(), data_tests=False).raise_on_failure()
         batch.checkpoint()
-    per_model: dict[str, list[tuple[float, float]]] = {}
-    totals, sizes = [], []
+    timings, sizes = ReplayTimings(), []
     for _ in range(args.repeats):
         round_ += 1
         sizes.append(land_again(con, spans[round_ % len(spans)], round_, args.share))
-        models = models_to_build(batch.dbt.manifest_dict(), batch.sources_to_build())
-        timings = replay_timed(batch, models)
-        for unique_id, spent in timings.items():
-            per_model.setdefault(unique_id, []).append(spent)
-        totals.append((sum(w for w, _ in timings.values()), sum(c for _, c in timings.values())))
+        timings.replay(batch)
         batch.checkpoint()  # as the pipeline does after each batch, untimed here
     print(
         f"dbt project {batch.dbt.project_dir}: {args.warehouse}, batches of"
         f" {min(sizes)}-{max(sizes)} records (median {statistics.median(sizes):.0f}), median of"
         f" {args.repeats} replayed batches; load average {os.getloadavg()}"
     )
-    print(f"{'model':40} {'wall ms':>8} {'cpu ms':>8}")
-    ordered = sorted(per_model.items(), key=lambda item: -statistics.median(w for w, _ in item[1]))
-    for unique_id, spent in ordered:
-        wall = statistics.median(w for w, _ in spent) * 1000
-        cpu = statistics.median(c for _, c in spent) * 1000
-        print(f"{unique_id.rsplit('.', 1)[-1]:40} {wall:8.1f} {cpu:8.1f}")
-    wall = statistics.median(w for w, _ in totals) * 1000
-    cpu = statistics.median(c for _, c in totals) * 1000
-    print(f"{'total':40} {wall:8.1f} {cpu:8.1f}")
+    timings.print_medians(slowest_first=True)
 
 
 if __name__ == "__main__":

@@ -63,34 +63,8 @@ touched_orders as (
     {%- endif %}
 ),
 
-line_items as (
-    select
-        order_id,
-        channel,
-        customer_id,
-        ordered_at,
-        is_deleted,
-        attributed_by,
-        {{ unnest_array_with_index('items', 'item', 'line_number') }}
-    from touched_orders
-),
-
 final as (
-    select
-        order_id,
-        line_number,
-        customer_id,
-        item.product_id as product_id,
-        channel,
-        item.product_name as product_name,
-        item.category as category,
-        item.price as price,
-        item.quantity as quantity,
-        item.price * item.quantity as amount,
-        is_deleted,
-        ordered_at,
-        attributed_by
-    from line_items
+    {{ order_line_items('touched_orders', extra_columns=['attributed_by']) }}
 )
 
 {{ select_with_tombstones('final', 'touched', key='channel, order_id') }}
