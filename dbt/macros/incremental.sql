@@ -187,7 +187,7 @@
 
 {#- Custom incremental strategy `replace_keys`: delete every target row whose key (a column, or
     a list of columns) is in the new data (tombstones included), then insert the new rows that
-    are not tombstones. Model config: `key_hash`, a column holding key_hash(key) of a one-column
+    are not tombstones. Model config: `key_hash`, a column holding hash_of_key(key) of a one-column
     key, finds the rows to delete through it (see key_hash_candidates); `tombstones=false` for
     a model whose rows are never removed (no `_tombstone` column). -#}
 {% macro get_incremental_replace_keys_sql(arg_dict) -%}
@@ -218,7 +218,7 @@
     those rows are read (about a third less CPU than the plain form on ~500k stored order
     changes, the lookup of stg_online_orders).
 
-    `key_hash`: a column of `relation` holding key_hash(`key`) (see key_hash_candidates). -#}
+    `key_hash`: a column of `relation` holding hash_of_key(`key`) (see key_hash_candidates). -#}
 {% macro rows_with_keys(relation, key, keys_select, where=none, key_hash=none) -%}
     {{ return(adapter.dispatch('rows_with_keys', 'customer360')(relation, key, keys_select, where, key_hash)) }}
 {%- endmacro %}
@@ -247,12 +247,12 @@
 {#- The hash a `key_hash` column stores: MD5's, which no DuckDB upgrade changes (DuckDB's own
     hash() is not documented as stable across versions, and a stored hash that no longer
     matches would make a build miss the stored row). 16 bytes, still cheap to scan. -#}
-{% macro key_hash(expression) -%}
+{% macro hash_of_key(expression) -%}
     md5_number({{ expression }})
 {%- endmacro %}
 
 {#- A CTE `candidates` (candidate_rowid, candidate_key): the rows of `relation` whose
-    `key_hash` column, which holds key_hash(`key`), is the hash of a key in `keys_select`. Hashing
+    `key_hash` column, which holds hash_of_key(`key`), is the hash of a key in `keys_select`. Hashing
     the few keys looked for and scanning one 8-byte column finds a row among millions several
     times faster than comparing every stored string key (~6 vs ~19 ms for 500 of 1.1 M email
     ids); comparing the candidates' keys then drops a hash collision. Materialized, so DuckDB
@@ -262,7 +262,7 @@
         select rowid as candidate_rowid, {{ key }} as candidate_key
         from {{ relation }}
         where {{ key_hash }} in (
-            select {{ customer360.key_hash('looked_for') }} from ({{ keys_select }}) as keys(looked_for)
+            select {{ customer360.hash_of_key('looked_for') }} from ({{ keys_select }}) as keys(looked_for)
         )
             {%- if where %} and ({{ where }}){% endif %}
     )

@@ -96,7 +96,7 @@ emails as (
 )
 {% endif %}
 
-{#- `_email_hash`: key_hash(email_id), so a build finds the stored rows of the emails it merges
+{#- `_email_hash`: hash_of_key(email_id), so a build finds the stored rows of the emails it merges
     (and replaces) by scanning one 16-byte column instead of every stored email_id. -#}
-select *, {{ key_hash('email_id') }} as _email_hash
+select *, {{ hash_of_key('email_id') }} as _email_hash
 from emails
