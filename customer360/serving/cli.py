@@ -8,6 +8,7 @@ import logging
 import sys
 
 from customer360.config import Settings
+from customer360.serving.priority import add_nice_argument, lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ def check_bind(settings: Settings, host: str) -> None:
         )
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    settings: Settings, host: str | None = None, port: int | None = None, nice: str = "0"
+) -> None:
     import uvicorn
 
     from customer360.serving.api import create_app
@@ -48,6 +51,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         port,
         ", bearer token required" if settings.api_token else "",
     )
+    lower_priority(nice)
     # No access log: it would write query strings (searches by name or email) to the logs;
     # the app logs each request's route template instead.
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")
@@ -55,7 +59,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
 def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        serve(settings, args.host, args.port)
+        serve(settings, args.host, args.port, args.nice)
     except UnsafeBind as exc:
         print(f"c360 serve: {exc}", file=sys.stderr)
         return 2
@@ -72,6 +76,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--host", help="address to bind (default C360_SERVE_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default C360_SERVE_PORT or 8360)")
+    add_nice_argument(parser)
     parser.set_defaults(func=_serve_command)
 
 

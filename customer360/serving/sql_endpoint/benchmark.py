@@ -233,7 +233,7 @@ def run_load(args: argparse.Namespace) -> int:
                     break
             print(f"caught up in {time.monotonic() - started:.0f} s", flush=True)
             start("sql", cli + ["sql", "--nice", args.sql_nice])
-            start("serve", cli + ["serve"])
+            start("serve", cli + ["serve", "--nice", args.api_nice])
             _wait_for("c360 sql", lambda: _answers("127.0.0.1", settings.sql_port))
             _wait_for("c360 serve", lambda: _answers("127.0.0.1", settings.serve_port))
             sql_pid = children[-2].pid
@@ -263,13 +263,19 @@ def run_load(args: argparse.Namespace) -> int:
                     time.sleep(2)  # connections open before the phase's batches count
                 load_start = _load_average()
                 sql_cpu_start, cpu_start = _cpu_seconds(sql_pid), time.process_time()
-                batches = []
+                batches, splits, modes = [], [], {}
                 phase_start = time.monotonic()
                 phase_end = phase_start + args.phase - (2 if clients else 0)
                 while time.monotonic() < phase_end:
                     result = batch.run()
                     result.raise_on_failure()
                     batches.append((result.total_seconds, result.records))
+                    splits.append(
+                        (result.extract_seconds, result.dbt_seconds, result.publish_seconds,
+                         result.checkpoint_seconds)
+                    )  # fmt: skip
+                    if result.serving is not None and result.serving.published:
+                        modes[result.serving.mode] = modes.get(result.serving.mode, 0) + 1
                 phase_seconds = time.monotonic() - phase_start
                 pipeline_cpu = time.process_time() - cpu_start
                 sql_cpu = _cpu_seconds(sql_pid) - sql_cpu_start
@@ -281,6 +287,13 @@ def run_load(args: argparse.Namespace) -> int:
                     "median_s": statistics.median(s for s, _ in batches),
                     "p95_s": _percentile([s for s, _ in batches], 0.95),
                     "records_per_batch": statistics.median(r for _, r in batches),
+                    # where a batch's time went, and how the serving copy was published (a
+                    # slot a reader holds is not written in place: see serving/publish.py)
+                    "median_split_s": {
+                        part: round(statistics.median(s[i] for s in splits), 3)
+                        for i, part in enumerate(("extract", "dbt", "publish", "checkpoint"))
+                    },
+                    "publications": modes,
                     "pipeline_cpu_s_per_1000_records": pipeline_cpu
                     / max(1, sum(r for _, r in batches))
                     * 1000,
@@ -461,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--rounds", type=int, default=1, help="rounds of the four phases")
     load.add_argument("--dir", help="scratch home (default: a new temporary directory)")
     load.add_argument("--sql-nice", default="10", help="`c360 sql --nice` (a number or idle)")
+    load.add_argument("--api-nice", default="10", help="`c360 serve --nice` (a number or idle)")
     load.set_defaults(func=run_load)
     compare = sub.add_parser("compare", help="endpoint vs real PostgreSQL costs")
     compare.add_argument("--customers", type=int, default=100_000)

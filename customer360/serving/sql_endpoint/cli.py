@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from customer360.config import Settings
+from customer360.serving.priority import add_nice_argument, lower_priority
 
 
 def _sql_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -23,12 +23,7 @@ def _sql_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"c360 sql: cannot listen on {host}:{port} ({exc}); is another endpoint "
               "running? set C360_SQL_PORT or --port", file=sys.stderr)  # fmt: skip
         return 1
-    # Below the pipeline's priority: on a busy machine the micro-batches keep their pace and
-    # BI queries wait for a core instead. `idle`: only cores nothing else wants (SCHED_IDLE).
-    if args.nice == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif int(args.nice):
-        os.nice(int(args.nice))
+    lower_priority(args.nice)
     try:
         endpoint.serve_forever()
     finally:
@@ -48,11 +43,5 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--host", help="address to bind (default C360_SQL_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default C360_SQL_PORT or 5433)")
-    parser.add_argument(
-        "--nice",
-        default="10",
-        type=lambda v: v if v == "idle" else str(int(v)),
-        help="CPU priority below the pipeline's: a nice increment (default 10; 0: the same "
-        "priority) or `idle` (only CPU time nothing else wants)",
-    )
+    add_nice_argument(parser)
     parser.set_defaults(func=_sql_command)
