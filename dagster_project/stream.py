@@ -293,51 +293,47 @@ def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) 
     batch = pipeline.microbatch()
     failing_since: float | None = None
     retry_pause = 1.0
-    # Each batch's serving copy is published beside the next batch (background_publish.py).
-    with (
-        Heartbeat(pipeline.settings(), context.run_id) as heartbeat,
-        batch.publishing_in_background(),
-        EventReporter(context.instance) as reporter,
-    ):
-        data_tests = DataTests(context, batch, reporter)
-        writers_checked = float("-inf")
-        while True:
-            # Asked of Dagster's storage once a second, not before every (idle) batch.
-            if time.monotonic() - writers_checked >= WRITER_CHECK_EVERY_S:
-                writers_checked = time.monotonic()
-                end_if_terminated(context)
-                if waiting := writer_waiting(context.instance, context.run_id):
-                    data_tests.finish()
-                    break
-            # The data tests run beside the batches (DataTests), not in every build.
-            result = batch.run(data_tests=False)
-            heartbeat.batch_done()
-            reporter.report(batch_events(batch, result, context.run_id))
-            if result.records or not result.success:
-                context.log.info("\n".join(result.summary_lines()))
-            if result.success:
-                data_tests.start_when_due()
-            # Not while the data tests hold dbt: the loop would wait for them.
-            learnt = None if data_tests.running else batch.learn_unlearnt_models(result)
-            if learnt is not None:
-                context.log.info(
-                    f"replay: dbt built {len(learnt.model_seconds)} models not learnt yet, "
-                    f"with no new data, in {learnt.seconds:.1f} s"
-                    + ("" if learnt.success else f"; FAILED: {'; '.join(learnt.failures)}")
-                )
-            if result.success:
-                failing_since, retry_pause = None, 1.0
-                if not result.records:
-                    time.sleep(IDLE_PAUSE_S)
-                continue
-            failing_since = failing_since or time.monotonic()
-            if time.monotonic() - failing_since > FAIL_RUN_AFTER_S:
-                raise Failure(
-                    f"every micro-batch failed for {FAIL_RUN_AFTER_S:.0f} s",
-                    metadata={"last": MetadataValue.md("\n".join(result.summary_lines()))},
-                )
-            time.sleep(retry_pause)
-            retry_pause = min(retry_pause * 2, MAX_RETRY_PAUSE_S)
+    with Heartbeat(pipeline.settings(), context.run_id) as heartbeat:
+        with EventReporter(context.instance) as reporter:
+            data_tests = DataTests(context, batch, reporter)
+            writers_checked = float("-inf")
+            while True:
+                # Asked of Dagster's storage once a second, not before every (idle) batch.
+                if time.monotonic() - writers_checked >= WRITER_CHECK_EVERY_S:
+                    writers_checked = time.monotonic()
+                    end_if_terminated(context)
+                    if waiting := writer_waiting(context.instance, context.run_id):
+                        data_tests.finish()
+                        break
+                # The data tests run beside the batches (DataTests), not in every build.
+                result = batch.run(data_tests=False)
+                heartbeat.batch_done()
+                reporter.report(batch_events(batch, result, context.run_id))
+                if result.records or not result.success:
+                    context.log.info("\n".join(result.summary_lines()))
+                if result.success:
+                    data_tests.start_when_due()
+                # Not while the data tests hold dbt: the loop would wait for them.
+                learnt = None if data_tests.running else batch.learn_unlearnt_models(result)
+                if learnt is not None:
+                    context.log.info(
+                        f"replay: dbt built {len(learnt.model_seconds)} models not learnt yet, "
+                        f"with no new data, in {learnt.seconds:.1f} s"
+                        + ("" if learnt.success else f"; FAILED: {'; '.join(learnt.failures)}")
+                    )
+                if result.success:
+                    failing_since, retry_pause = None, 1.0
+                    if not result.records:
+                        time.sleep(IDLE_PAUSE_S)
+                    continue
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > FAIL_RUN_AFTER_S:
+                    raise Failure(
+                        f"every micro-batch failed for {FAIL_RUN_AFTER_S:.0f} s",
+                        metadata={"last": MetadataValue.md("\n".join(result.summary_lines()))},
+                    )
+                time.sleep(retry_pause)
+                retry_pause = min(retry_pause * 2, MAX_RETRY_PAUSE_S)
     context.log.info(
         f"run {waiting.run_id[:8]} of {waiting.job_name} waits for the warehouse: the stream "
         "ends here and the sensor starts it again once that run is done"

@@ -38,11 +38,6 @@ SPLIT_LINE = re.compile(
 MODEL_SECONDS_LINE = re.compile(
     rf"^{re.escape(MODEL_SECONDS_PREFIX)}\s+(?P<models>\S+ \d+(?:, \S+ \d+)*)\s*$", re.MULTILINE
 )
-# The serving copy's publication that ended with the batch (PublishResult.summary_line):
-# published beside the next batch, its time is not part of the batch's split.
-PUBLICATION_LINE = re.compile(
-    r"^serving\s+\d+ customers, .* published to .* in (?P<ms>\d+) ms:", re.MULTILINE
-)
 DATA_TESTS_LINE = re.compile(r"^data tests: (?P<passed>\d+)/(?P<run>\d+) passed in (?P<s>[\d.]+) s")
 
 
@@ -60,7 +55,6 @@ class StreamBatch:
     failures: tuple[str, ...] = ()  # the summary's FAILED lines; empty: the batch succeeded
     models: tuple[tuple[str, float], ...] = ()  # (model, seconds) of its build
     checkpoint_s: float = 0.0
-    publication_s: float | None = None  # the publication that ended with it, if one did
 
     @property
     def seconds(self) -> float:
@@ -84,7 +78,6 @@ class StreamBatch:
             "dbt_s": self.dbt_s,
             "publish_s": self.publish_s,
             "checkpoint_s": self.checkpoint_s,
-            "publication_s": self.publication_s,
             "success": self.succeeded,
             "errors": list(self.failures),
             "run_id": self.run_id,
@@ -119,11 +112,6 @@ def parse_batch_log(message: str, run_id: str, number: int, at: float) -> Stream
         failures=tuple(failures),
         models=parse_model_seconds(message),
         checkpoint_s=int(split["checkpoint"] or 0) / 1000,
-        publication_s=(
-            int(publication["ms"]) / 1000
-            if (publication := PUBLICATION_LINE.search(message))
-            else None
-        ),
     )
 
 

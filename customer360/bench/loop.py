@@ -40,12 +40,6 @@ def batch_record(result, started_at: float, ended_at: float) -> dict:
         "publish_s": result.publish_seconds,
         "checkpoint_s": result.checkpoint_seconds,
         "published": bool(result.serving is not None and result.serving.published),
-        # the serving copy's publication that ended with the batch, beside the next one
-        "publication_s": (
-            result.serving.seconds
-            if result.serving is not None and result.serving.published
-            else None
-        ),
         "models": models,
         "tests": len(result.dbt.tests_run) if result.dbt is not None else 0,
         "success": result.success,

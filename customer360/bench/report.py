@@ -73,13 +73,6 @@ def table_lines(result: dict) -> list[str]:
             f", checkpoint {_fmt(batch['checkpoint_s']['p50'], ' s')}"
             + (" (from the stream run's log)" if result.get("mode") == "dagster" else "")
         )
-        publication = batch.get("publication_s") or {}
-        if publication.get("count"):
-            lines.append(
-                f"  publication      p50 {_fmt(publication['p50'], ' s')}, p95 "
-                f"{_fmt(publication['p95'], ' s')} ({publication['count']} publications of the "
-                "serving copy, each beside the next batch)"
-            )
         slowest = list(batch.get("models_s_mean", {}).items())[:SLOWEST_MODELS_SHOWN]
         if slowest:
             lines.append(

@@ -50,19 +50,11 @@ def batch_stats(batches: list[dict]) -> dict:
                "p95": percentile([b[step] for b in batches], 95)}
         for step in BATCH_STEPS
     }  # fmt: skip
-    # Publications run beside the next batch (pipeline/background_publish.py): not in a
-    # batch's duration; how long one took, from the batches that reported one.
-    publications = [b["publication_s"] for b in batches if b.get("publication_s") is not None]
     return {
         "count": len(batches),
         "records": sum(b["records"] for b in batches),
         "duration_s": {"p50": percentile(totals, 50), "p95": percentile(totals, 95)},
         **steps,
-        "publication_s": {
-            "count": len(publications),
-            "p50": percentile(publications, 50),
-            "p95": percentile(publications, 95),
-        },
         "with_data_tests": sum(1 for b in batches if b.get("tests")),
         "models_s_mean": {
             m: s / len(batches) for m, s in merge_models(batches).items()

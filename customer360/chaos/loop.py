@@ -3,8 +3,8 @@
 Runs `MicroBatch.run()` back to back and prints one JSON line per step on stdout, flushed, so the
 soak knows when a batch is in flight (`begin`), how it ended (`end`: success, records, errors)
 and how fresh the marts are (`as_of`: the greatest source time `customer_360_base` reflects).
-Each batch's serving copy is published beside the next batch (`micro_batches`), and the last
-one before the loop ends. SIGTERM stops it between batches.
+Each batch publishes the serving copy itself (`MicroBatch.run()`). SIGTERM stops it between
+batches.
 """
 
 from __future__ import annotations

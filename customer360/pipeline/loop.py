@@ -42,20 +42,18 @@ def micro_batches(
 ) -> Iterator[LoopedBatch]:
     """Run `batch.run()` until `stop` is set, yielding each batch once it ended. A batch that
     raises is yielded with its error and the next one tries again; after a batch that did
-    nothing or failed, the loop waits `idle_pause_s` (or until `stop`). Each batch's serving
-    copy is published beside the next batch (MicroBatch.publishing_in_background)."""
+    nothing or failed, the loop waits `idle_pause_s` (or until `stop`)."""
     number = 0
-    with batch.publishing_in_background():
-        while not stop.is_set():
-            number += 1
-            if on_begin is not None:
-                on_begin(number)
-            started = time.time()
-            try:
-                result, error = batch.run(), None
-            except Exception as exc:  # noqa: BLE001 - reported with the batch; the next retries
-                result, error = None, f"{type(exc).__name__}: {exc}"
-            looped = LoopedBatch(number, started, time.time(), result, error)
-            yield looped
-            if not looped.did_something or not result.success:
-                stop.wait(idle_pause_s)
+    while not stop.is_set():
+        number += 1
+        if on_begin is not None:
+            on_begin(number)
+        started = time.time()
+        try:
+            result, error = batch.run(), None
+        except Exception as exc:  # noqa: BLE001 - reported with the batch; the next one retries
+            result, error = None, f"{type(exc).__name__}: {exc}"
+        looped = LoopedBatch(number, started, time.time(), result, error)
+        yield looped
+        if not looped.did_something or not result.success:
+            stop.wait(idle_pause_s)

@@ -21,8 +21,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +28,6 @@ from pathlib import Path
 import duckdb
 
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
-from customer360.pipeline.background_publish import BackgroundPublisher
 from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker
 from customer360.pipeline.model_replay import (
     ModelReplay,
@@ -76,9 +73,7 @@ class MicroBatchResult:
     extract_errors: dict[str, str] = field(default_factory=dict)
     dbt_sources: list[str] = field(default_factory=list)  # sources whose downstream was built
     dbt: DbtBuildResult | None = None
-    # None while dbt owes a build (never half-built); publishing in the background, the
-    # publication that ended since the batch before (None if none did)
-    serving: PublishResult | None = None
+    serving: PublishResult | None = None  # None while dbt owes a build: never half-built
     extract_seconds: float = 0.0
     dbt_seconds: float = 0.0
     publish_seconds: float = 0.0
@@ -188,8 +183,6 @@ class MicroBatch:
         self._dbt_owed: set[str] = set((read_state(settings) or {}).get("dbt_pending", []))
         # Set by a Dagster extract step for the dbt step of the same run (in-process executor).
         self.last_extract_errors: dict[str, str] = {}
-        # While the loops run (publishing_in_background): publications beside the next batch.
-        self._publisher: BackgroundPublisher | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -264,8 +257,7 @@ class MicroBatch:
             extra = ["--resource-type", "model"]
             if views_current:
                 extra += ["--exclude", "config.materialized:view"]
-        with self._no_publication():
-            result = self.dbt.build(select, extra=extra)
+        result = self.dbt.build(select, extra=extra)
         if result.success:
             self._views_built_for = manifest
             self.replay.learn(model_statements(result.queries))
@@ -320,39 +312,7 @@ class MicroBatch:
         if self._dbt_owed:
             log.warning("serving copy not published: dbt still owes %s", sorted(self._dbt_owed))
             return None
-        if self._publisher is not None:
-            return self._publisher.request()
         return publish_serving_copy(self.con, self.settings)
-
-    @contextmanager
-    def publishing_in_background(self) -> Iterator[None]:
-        """Inside this block `run()` asks for its publication and goes on: the serving copy is
-        published on a thread of its own beside the next batch (background_publish.py), and a
-        batch's `serving` is the publication that ended since the batch before. The loops that
-        run batches back to back use it; on leaving, a requested publication is finished."""
-        if self._publisher is not None:
-            yield  # already publishing in the background
-            return
-        cursor = self.con.cursor()  # a connection of its own to the same database
-        cursor.execute("set timezone = 'UTC'")  # a session setting, as connect_warehouse sets it
-        publisher = BackgroundPublisher(lambda: publish_serving_copy(cursor, self.settings))
-        self._publisher = publisher
-        try:
-            yield
-        finally:
-            self._stop_publishing()
-            cursor.close()
-
-    def _stop_publishing(self) -> None:
-        """Finish the publication asked for, then publish in run() again."""
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            publisher.close()
-
-    def _no_publication(self) -> AbstractContextManager:
-        """For a build through dbt, which commits model by model: no publication reads the marts
-        half-built (a replayed build commits every model at once, see background_publish.py)."""
-        return self._publisher.paused() if self._publisher is not None else nullcontext()
 
     def _write_state(self) -> dict:
         kafka: dict[str, dict[str, int]] = {}
@@ -453,8 +413,7 @@ class MicroBatch:
             return None
         self._learning = (manifest, builds + 1)
         names = [unique_id.rsplit(".", 1)[-1] for unique_id in unlearnt]
-        with self._no_publication():
-            result = self.dbt.build(names, extra=["--resource-type", "model"])
+        result = self.dbt.build(names, extra=["--resource-type", "model"])
         if not result.success:
             log.warning("learning the replay failed: %s", "; ".join(result.failures))
             return result
@@ -466,7 +425,6 @@ class MicroBatch:
         return result
 
     def close(self) -> None:
-        self._stop_publishing()  # before its connection goes
         self.extractor.close()
 
     def __enter__(self) -> MicroBatch:

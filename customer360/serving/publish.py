@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -124,9 +123,6 @@ class _SlotState:
 
 # What this process last published per serving path: the warehouse's dbt watermarks then.
 _last_published: dict[Path, tuple] = {}
-# One publication at a time in a process (a micro-batch's, on its publisher thread, and a job's):
-# two would pick the same slot and share _last_published.
-_PUBLISHING = threading.Lock()
 
 
 def _marts_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple | None:
@@ -203,11 +199,6 @@ def publish_serving_copy(
     to the same path (a micro-batch with nothing new), unless `force`, which also rebuilds the
     copy in full (after a full refresh of the marts, say) and drops the other slots.
     """
-    with _PUBLISHING:
-        return _publish(con, settings, force)
-
-
-def _publish(con: duckdb.DuckDBPyConnection, settings: Settings, force: bool) -> PublishResult:
     target = settings.serving_path.absolute()
     fingerprint = _marts_fingerprint(con)
     if (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 from customer360.pipeline.loop import micro_batches
@@ -14,16 +13,8 @@ class ScriptedBatch:
 
     def __init__(self, outcomes, stop: threading.Event):
         self.outcomes, self.stop = list(outcomes), stop
-        self.publishing_beside = False
-
-    @contextmanager
-    def publishing_in_background(self):
-        self.publishing_beside = True
-        yield
-        self.publishing_beside = False
 
     def run(self):
-        assert self.publishing_beside, "the loop publishes each batch beside the next"
         outcome = self.outcomes.pop(0)
         if not self.outcomes:
             self.stop.set()
@@ -35,9 +26,11 @@ class ScriptedBatch:
 def test_every_batch_is_yielded_an_error_included_and_the_loop_goes_on() -> None:
     stop = threading.Event()
     begun: list[int] = []
-    batch = ScriptedBatch([5, RuntimeError("Kafka down"), 0, 3], stop)
-    looped = list(micro_batches(batch, stop, 0.0, begun.append))
-    assert not batch.publishing_beside  # its last publication finished with the loop
+    looped = list(
+        micro_batches(
+            ScriptedBatch([5, RuntimeError("Kafka down"), 0, 3], stop), stop, 0.0, begun.append
+        )
+    )
     assert begun == [1, 2, 3, 4]
     assert [b.number for b in looped] == [1, 2, 3, 4]
     assert [b.did_something for b in looped] == [True, False, False, True]
