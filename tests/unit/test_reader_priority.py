@@ -36,7 +36,7 @@ def test_a_reader_cannot_be_raised_above_the_pipeline(command, capsys):
     assert "cannot be raised above the pipeline" in capsys.readouterr().err
 
 
-def _in_child(nice: str) -> str:
+def _in_child(nice: str) -> list[str]:
     """lower_priority(nice) in a child process (it cannot be undone), its priority printed."""
     code = (
         "import os; from customer360.serving.priority import lower_priority;"
