@@ -49,12 +49,16 @@ first_records as (
 
 {#- A duplicate of a stored event is found through `_event_hash` (a hash of event_id): the
     probe scans one 8-byte column of the stored events, joined against the few new hashes, instead
-    of hashing every stored event_id string on every build; event_id equality then decides. -#}
+    of hashing every stored event_id string on every build; event_id equality then decides. The
+    event_ids are read only for the rows whose hash matched (by rowid): selecting them beside the
+    hash read every stored event_id string (6 M at 7.5 M events: 19 -> 10 ms, quiet). -#}
 {% if is_incremental() -%}
 stored_duplicates as (
     select known.event_id
     from {{ this }} as known
-    where known._event_hash in (select hash(event_id) from first_records)
+    where known.rowid in (
+        select rowid from {{ this }} where _event_hash in (select hash(event_id) from first_records)
+    )
 ),
 {%- endif %}
 
