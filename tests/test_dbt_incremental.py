@@ -292,6 +292,36 @@ def scripted_rounds(raw: RawLanding):
     )
     raw.weblog("a5", None, t9 + dt.timedelta(minutes=30), anonymous_id="d1")
     raw.weblog("a7", None, t9 + dt.timedelta(minutes=1), anonymous_id="d2")
+    yield
+    # Round 15: logins later than every stored event of their browser, added to its stored rows
+    # (int_anonymous_weblog_rollup): customer 4 logs in on d2 at 13:05 (a6, a7, nobody's so
+    # far, become 4's, the first to log in), with a view at 13:06 (4's); customer 3 logs in on
+    # d1 at 13:40 (its latest stored event a5 is at 13:30), with a Timeout at 13:45 (3's) and a
+    # view at 13:35 (2's, who logged in at 13:10); d3's first view, then its first login; d4's
+    # first view.
+    raw.tick(60)
+    raw.weblog("l3", 4, t9 + dt.timedelta(minutes=5), page="login_success.html", anonymous_id="d2")
+    raw.weblog("a8", None, t9 + dt.timedelta(minutes=6), anonymous_id="d2")
+    raw.weblog("l4", 3, t9 + dt.timedelta(minutes=40), page="login_success.html", anonymous_id="d1")
+    raw.weblog(
+        "a9",
+        None,
+        t9 + dt.timedelta(minutes=45),
+        page="cart.html",
+        error_message="Timeout",
+        anonymous_id="d1",
+    )
+    raw.weblog("a10", None, t9 + dt.timedelta(minutes=35), anonymous_id="d1")
+    raw.weblog("a11", None, t9 + dt.timedelta(minutes=2), anonymous_id="d3")
+    raw.weblog("l5", 1, t9 + dt.timedelta(minutes=3), page="login_success.html", anonymous_id="d3")
+    raw.weblog("a13", None, t9 + dt.timedelta(minutes=7), anonymous_id="d4")
+    yield
+    # Round 16: a login at the time of its browser's latest stored event is late (the browser
+    # is recomputed): customer 2 on d4 at 13:07, a13's time (a13 becomes 2's); d3 gets a view
+    # after its stored login (1's).
+    raw.tick(60)
+    raw.weblog("l6", 2, t9 + dt.timedelta(minutes=7), page="login_success.html", anonymous_id="d4")
+    raw.weblog("a12", None, t9 + dt.timedelta(minutes=4), anonymous_id="d3")
     yield  # fmt: skip
 
 
@@ -539,6 +569,20 @@ def test_incremental_builds_equal_full_refresh_scripted(tmp_path: Path) -> None:
     # (the holder of a guest sale's former address); "abc" etc. rejected.
     assert customers == [1, 2, 3, 4, 6, 9]
     assert rejected == 6
+    # Hand-checked (rounds 9-16): the anonymous events of each browser and whose they are.
+    with duckdb.connect(str(warehouse)) as con:
+        anonymous = con.execute(
+            "select anonymous_id, customer_id, error_message, events"
+            " from intermediate.int_anonymous_weblog_rollup order by all"
+        ).fetchall()
+    assert anonymous == [
+        ("d1", 2, "Timeout", 1),  # a3 13:15
+        ("d1", 2, None, 3),  # a2 13:20, a5 13:30, a10 13:35 (2 logged in at 13:10)
+        ("d1", 3, "Timeout", 3),  # a4 12:50 (before any login: 3 was first), a1 13:00, a9 13:45
+        ("d2", 4, None, 3),  # a6, a7 before 4's login at 13:05 (the first), a8 13:06
+        ("d3", 1, None, 2),  # a11 13:02 before 1's login at 13:03, a12 13:04
+        ("d4", 2, None, 1),  # a13 13:07, 2 logged in at 13:07
+    ]
 
 
 def staging_only_every_other_round(number: int) -> tuple[str, ...]:
