@@ -44,6 +44,7 @@ COMPARED = {
         "int_customers",
         "int_weblog_rollup",
         "int_device_events",
+        "int_device_logins",
         "int_anonymous_weblog_rollup",
         "int_guest_order_addresses",
         "int_guest_order_owners",

@@ -36,6 +36,8 @@
 -- depends_on: {{ ref('int_customers') }}
 -- (built after it: its post-hook creates intermediate.dbt_watermarks on a first build, and
 -- two models creating that table side by side conflict)
+-- depends_on: {{ ref('int_device_logins') }}
+-- (read by incremental builds only)
 with
 {% if is_incremental() %}
 new_events as (
@@ -52,7 +54,7 @@ touched as (
 {#- Every login of a touched browser, stored or new. -#}
 touched_logins as (
     select *
-    from {{ rows_with_keys(ref('int_device_events'), 'anonymous_id', 'select anonymous_id from touched', where="kind = 'login'") }} as logins
+    from {{ rows_with_keys(ref('int_device_logins'), 'anonymous_id', 'select anonymous_id from touched') }} as logins
 ),
 
 stored_rows as (

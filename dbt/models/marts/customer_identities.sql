@@ -67,9 +67,8 @@ sightings as (
 
     union all
     select customer_id, 'anonymous_id', anonymous_id, event_at
-    from {{ ref('int_device_events') }}
-    where kind = 'login' and anonymous_id is not null
-        and customer_id in (select customer_id from customers)
+    from {{ ref('int_device_logins') }}
+    where anonymous_id is not null and customer_id in (select customer_id from customers)
     union all
     select customer_id, 'anonymous_id', anonymous_id, first_at
     from {{ ref('int_anonymous_weblog_rollup') }}
