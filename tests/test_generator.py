@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections import defaultdict
@@ -440,7 +441,13 @@ def test_stream_produces_identity_data_and_unsubscribes_in_the_configured_shares
     weblogs = [json.loads(value) for _, value in read_topic(settings, "weblogs", start)]
     anonymous = [w for w in weblogs if "user_id" not in w]
     assert len(anonymous) == kinds["anonymous_weblog"] > 0
-    assert abs(len(anonymous) / len(weblogs) - planned_share) < 0.1, (len(anonymous), planned_share)
+    # Events come in sessions (anonymous browsing, then maybe a login), so the share varies with
+    # the number of sessions the window holds, fewer on a busy machine (one CI run: 630 events,
+    # share 0.34 against 0.45): the tolerance is three standard errors of a share over them.
+    sessions = len({w["session_id"] for w in weblogs})
+    tolerance = max(0.1, 3 * math.sqrt(planned_share * (1 - planned_share) / sessions))
+    share = len(anonymous) / len(weblogs)
+    assert abs(share - planned_share) < tolerance, (share, sessions, planned_share)
     assert all("anonymous_id" in w for w in weblogs)
 
     # Guest sales: records.GUEST_SALE_SHARE of the in-store orders, by the buyer's email.
