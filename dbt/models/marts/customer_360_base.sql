@@ -80,6 +80,34 @@ favourite_products as (
     ) = 1
 ),
 
+{#- What customer_traits derives on the day it is read, kept here so that view reads one row
+    per customer: a filter on customer_id (a publication's changed customers, the audiences'
+    touched ones) then reaches this table's scan, where over customer_order_days and
+    customer_category_purchases it would aggregate every customer's rows first (~120 ms a
+    publication at 100,000 customers and 7.4 M events of history). The customer's order days
+    (customer_order_days, oldest first) and preferred category: most line items, then most
+    spent, then bought last, then name A-Z (customer_category_purchases). -#}
+order_day_lists as (
+    select
+        customer_id,
+        list({'order_date': order_date, 'orders': orders} order by order_date) as _order_days
+    from {{ ref('customer_order_days') }}
+    where customer_id in (select customer_id from customers)
+    group by customer_id
+),
+
+preferred_categories as (
+    select
+        customer_id,
+        first(
+            category
+            order by line_items desc, amount_spent desc, last_purchased_at desc nulls last, category asc
+        ) as _preferred_category
+    from {{ ref('customer_category_purchases') }}
+    where customer_id in (select customer_id from customers)
+    group by customer_id
+),
+
 {#- Email Opened / Email Clicked: the first open / first click of each email, the latest over
     the customer's emails. -#}
 email_activity as (
@@ -180,6 +208,10 @@ final as (
             marks._guest_orders_source_at
         ) as as_of,
 
+        -- what customer_traits derives on the day it is read
+        order_day_lists._order_days,
+        preferred_categories._preferred_category,
+
         -- watermarks
         marks._users_batch_id,
         marks._online_orders_batch_id,
@@ -196,6 +228,8 @@ final as (
     left join email_activity on email_activity.customer_id = customers.customer_id
     left join web_activity on web_activity.customer_id = customers.customer_id
     left join latest_errors on latest_errors.customer_id = customers.customer_id
+    left join order_day_lists on order_day_lists.customer_id = customers.customer_id
+    left join preferred_categories on preferred_categories.customer_id = customers.customer_id
 )
 
 {{ select_with_tombstones('final', 'touched') }}

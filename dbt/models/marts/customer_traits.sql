@@ -3,8 +3,8 @@
 {#- Value, RFM segment and lifecycle stage of every customer. A view: what depends on the day
     (orders in the last N days, days since the last order, recency, segment, lifecycle) is
     computed on the day it is read, from stored facts that do not (customer_360_base's order
-    totals, customer_order_days, customer_category_purchases), so time passing changes no stored
-    row and an incremental build still equals a full refresh. Rules: customer_traits.yml; the
+    totals, its list of the customer's order days and its preferred category: see there), so
+    time passing changes no stored row and an incremental build still equals a full refresh. Rules: customer_traits.yml; the
     RFM tables are the vars rfm_thresholds and rfm_segments in dbt_project.yml, written out
     below as one CASE per score and for the segment: row by row, with no join, aggregate or
     window over every customer, so a filter on customer_id (the audiences' touched customers, a
@@ -23,63 +23,46 @@ with customers as (
         online_amount_spent,
         instore_amount_spent,
         last_online_order_at,
-        last_instore_order_at
+        last_instore_order_at,
+        _order_days,
+        _preferred_category
     from {{ ref('customer_360_base') }}
 ),
 
-{#- "In the last N days": ordered on the day read or the N - 1 days before (days ago < N). -#}
-order_days as (
-    select
-        customer_id,
-        min(order_date) as first_order_date,
-        max(order_date) as last_order_date,
-        sum(case when {{ reading_date() }} - order_date < 30 then orders else 0 end) as orders_last_30_days,
-        sum(case when {{ reading_date() }} - order_date < 90 then orders else 0 end) as orders_last_90_days,
-        sum(case when {{ reading_date() }} - order_date < 365 then orders else 0 end) as orders_last_365_days
-    from {{ ref('customer_order_days') }}
-    group by customer_id
-),
-
-{#- Most line items, then most spent, then bought last, then name A-Z (an ordered aggregate:
-    a window over every customer's categories costs about twice as much). -#}
-preferred_categories as (
-    select
-        customer_id,
-        first(category order by line_items desc, amount_spent desc, last_purchased_at desc nulls last, category asc) as category
-    from {{ ref('customer_category_purchases') }}
-    group by customer_id
-),
-
+{#- Order days: customer_360_base's `_order_days` (the customer's rows of customer_order_days,
+    oldest first). "In the last N days": ordered on the day read or the N - 1 days before
+    (days ago < N). -#}
 facts as (
     select
-        customers.customer_id,
-        customers.total_orders,
-        customers.total_amount_spent as lifetime_value,
+        customer_id,
+        total_orders,
+        total_amount_spent as lifetime_value,
         case
-            when customers.total_orders > 0
-            then {{ divide_to_cents('customers.total_amount_spent', 'customers.total_orders') }}
+            when total_orders > 0
+            then {{ divide_to_cents('total_amount_spent', 'total_orders') }}
         end as average_order_value,
-        cast(coalesce(order_days.orders_last_30_days, 0) as {{ dbt.type_bigint() }}) as orders_last_30_days,
-        cast(coalesce(order_days.orders_last_90_days, 0) as {{ dbt.type_bigint() }}) as orders_last_90_days,
-        cast(coalesce(order_days.orders_last_365_days, 0) as {{ dbt.type_bigint() }}) as orders_last_365_days,
-        cast({{ reading_date() }} - order_days.last_order_date as integer) as days_since_last_order,
-        cast({{ reading_date() }} - order_days.first_order_date as integer) as days_since_first_order,
-        order_days.first_order_date,
-        order_days.last_order_date,
+        {%- for days in [30, 90, 365] %}
+        cast(coalesce(list_sum(list_transform(
+            list_filter(_order_days, lambda day: {{ reading_date() }} - day.order_date < {{ days }}),
+            lambda day: day.orders
+        )), 0) as {{ dbt.type_bigint() }}) as orders_last_{{ days }}_days,
+        {%- endfor %}
+        cast({{ reading_date() }} - _order_days[-1].order_date as integer) as days_since_last_order,
+        cast({{ reading_date() }} - _order_days[1].order_date as integer) as days_since_first_order,
+        _order_days[1].order_date as first_order_date,
+        _order_days[-1].order_date as last_order_date,
         {#- Most orders, then most spent, then the channel of the latest order, then online. -#}
         case
-            when customers.total_orders = 0 then null
-            when customers.online_orders > customers.instore_orders then 'online'
-            when customers.instore_orders > customers.online_orders then 'instore'
-            when customers.online_amount_spent > customers.instore_amount_spent then 'online'
-            when customers.instore_amount_spent > customers.online_amount_spent then 'instore'
-            when customers.last_instore_order_at > customers.last_online_order_at then 'instore'
+            when total_orders = 0 then null
+            when online_orders > instore_orders then 'online'
+            when instore_orders > online_orders then 'instore'
+            when online_amount_spent > instore_amount_spent then 'online'
+            when instore_amount_spent > online_amount_spent then 'instore'
+            when last_instore_order_at > last_online_order_at then 'instore'
             else 'online'
         end as preferred_channel,
-        preferred_categories.category as preferred_category
+        _preferred_category as preferred_category
     from customers
-    left join order_days on order_days.customer_id = customers.customer_id
-    left join preferred_categories on preferred_categories.customer_id = customers.customer_id
 ),
 
 {#- Each axis: the highest score whose threshold the customer meets, for customers with orders
