@@ -9,9 +9,11 @@
     )
 }}
 
-{#- One row per customer with everything the customer_360 view shows but age, computed from
-    int_customers, staging, the weblog rollup and
-    customer_popular_items. customer_activity and customer_purchase_stats are views over it.
+{#- One row per customer with everything the customer_360 view shows but age and the traits,
+    computed from int_customers, staging, the weblog rollup and customer_popular_items, and
+    what customer_traits derives the traits from (customer_order_days,
+    customer_category_purchases). customer_activity, customer_purchase_stats and
+    customer_traits are views over it.
     Favourite product: most purchases, then latest last_purchased_at, then product name A-Z.
     Latest error: latest last_at, then most occurrences, then error message A-Z, then page A-Z.
     as_of: the greatest source time reflected for the customer (see the yml). -#}

@@ -4,11 +4,12 @@
     (orders in the last N days, days since the last order, recency, segment, lifecycle) is
     computed on the day it is read, from stored facts that do not (customer_360_base's order
     totals, its list of the customer's order days and its preferred category: see there), so
-    time passing changes no stored row and an incremental build still equals a full refresh. Rules: customer_traits.yml; the
-    RFM tables are the vars rfm_thresholds and rfm_segments in dbt_project.yml, written out
-    below as one CASE per score and for the segment: row by row, with no join, aggregate or
-    window over every customer, so a filter on customer_id (the audiences' touched customers, a
-    profile lookup) reaches the stored tables instead of scoring everyone first. -#}
+    time passing changes no stored row and an incremental build still equals a full refresh.
+    Rules: customer_traits.yml; the RFM tables are the vars rfm_thresholds and rfm_segments in
+    dbt_project.yml, written out below as one CASE per score and for the segment: row by row,
+    with no join, aggregate or window over every customer, so a filter on customer_id (a
+    publication's changed customers, the audiences' touched ones, a profile lookup) reaches
+    customer_360_base's scan instead of scoring everyone first. -#}
 
 {%- set thresholds = var('rfm_thresholds') | sort(attribute='score', reverse=true) %}
 {%- set segments = var('rfm_segments') | sort(attribute='priority') %}
