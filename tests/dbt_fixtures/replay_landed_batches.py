@@ -13,9 +13,9 @@ records, the load's), one micro-batch at a time: Kafka records at new offsets (w
 event ids, so they are new events, and times later than every stored one, as the stream's),
 Mongo changes at later cluster times (updates of the same documents). `--share` keeps that
 percentage of each (a batch of the 10 M-event bench's load has ~2,500 records; 40 gives
-~1,000). dbt builds the first batches until every model's statements
-are learnt; the next `--repeats` are replayed as the micro-batch does and timed per model, as in
-replay_cost, each followed by the pipeline's checkpoint (untimed). The copy is left in `--dir`.
+~1,000). dbt builds the first batches until every model's statements are learnt; the next
+`--repeats` are replayed as the micro-batch does and timed per model, as in replay_cost, each
+followed by the pipeline's checkpoint (untimed). The copy is left in `--dir`.
 """
 
 from __future__ import annotations
