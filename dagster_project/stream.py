@@ -25,6 +25,7 @@ from dagster import (
     AssetMaterialization,
     DagsterExecutionInterruptedError,
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     Failure,
     MetadataValue,
@@ -99,6 +100,15 @@ def end_if_terminated(context: OpExecutionContext) -> None:
     if run is not None and run.status == DagsterRunStatus.CANCELING:
         context.log.info("the run is being terminated: the stream ends between two batches")
         raise DagsterExecutionInterruptedError("terminated between two micro-batches")
+
+
+# What DuckDB raises in place of the KeyboardInterrupt when a SIGINT (Ctrl-C on `c360 up`, a
+# run's termination) arrives during a query; the KeyboardInterrupt itself is swallowed.
+DUCKDB_INTERRUPT = "Query interrupted"
+
+
+def is_duckdb_interrupt(exc: BaseException) -> bool:
+    return type(exc) is RuntimeError and str(exc) == DUCKDB_INTERRUPT
 
 
 def dbt_events(batch: MicroBatch, result: DbtBuildResult) -> Iterator[AssetEvent]:
@@ -291,53 +301,65 @@ class DataTests:
 )
 def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) -> None:
     batch = pipeline.microbatch()
-    failing_since: float | None = None
-    retry_pause = 1.0
     with Heartbeat(pipeline.settings(), context.run_id) as heartbeat:
         with EventReporter(context.instance) as reporter:
-            data_tests = DataTests(context, batch, reporter)
-            writers_checked = float("-inf")
-            while True:
-                # Asked of Dagster's storage once a second, not before every (idle) batch.
-                if time.monotonic() - writers_checked >= WRITER_CHECK_EVERY_S:
-                    writers_checked = time.monotonic()
-                    end_if_terminated(context)
-                    if waiting := writer_waiting(context.instance, context.run_id):
-                        data_tests.finish()
-                        break
-                # The data tests run beside the batches (DataTests), not in every build.
-                result = batch.run(data_tests=False)
-                heartbeat.batch_done()
-                reporter.report(batch_events(batch, result, context.run_id))
-                if result.records or not result.success:
-                    context.log.info("\n".join(result.summary_lines()))
-                if result.success:
-                    data_tests.start_when_due()
-                # Not while the data tests hold dbt: the loop would wait for them.
-                learnt = None if data_tests.running else batch.learn_unlearnt_models(result)
-                if learnt is not None:
-                    context.log.info(
-                        f"replay: dbt built {len(learnt.model_seconds)} models not learnt yet, "
-                        f"with no new data, in {learnt.seconds:.1f} s"
-                        + ("" if learnt.success else f"; FAILED: {'; '.join(learnt.failures)}")
-                    )
-                if result.success:
-                    failing_since, retry_pause = None, 1.0
-                    if not result.records:
-                        time.sleep(IDLE_PAUSE_S)
-                    continue
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > FAIL_RUN_AFTER_S:
-                    raise Failure(
-                        f"every micro-batch failed for {FAIL_RUN_AFTER_S:.0f} s",
-                        metadata={"last": MetadataValue.md("\n".join(result.summary_lines()))},
-                    )
-                time.sleep(retry_pause)
-                retry_pause = min(retry_pause * 2, MAX_RETRY_PAUSE_S)
+            try:
+                waiting = batches_until_a_writer_waits(context, batch, heartbeat, reporter)
+            except RuntimeError as exc:
+                if is_duckdb_interrupt(exc):  # the interruption it was, not a failure
+                    raise DagsterExecutionInterruptedError("interrupted in a micro-batch") from exc
+                raise
     context.log.info(
         f"run {waiting.run_id[:8]} of {waiting.job_name} waits for the warehouse: the stream "
         "ends here and the sensor starts it again once that run is done"
     )
+
+
+def batches_until_a_writer_waits(
+    context: OpExecutionContext, batch: MicroBatch, heartbeat: Heartbeat, reporter: EventReporter
+) -> DagsterRun:
+    """Micro-batches back to back; returns the run of another writer that waits."""
+    failing_since: float | None = None
+    retry_pause = 1.0
+    data_tests = DataTests(context, batch, reporter)
+    writers_checked = float("-inf")
+    while True:
+        # Asked of Dagster's storage once a second, not before every (idle) batch.
+        if time.monotonic() - writers_checked >= WRITER_CHECK_EVERY_S:
+            writers_checked = time.monotonic()
+            end_if_terminated(context)
+            if waiting := writer_waiting(context.instance, context.run_id):
+                data_tests.finish()
+                return waiting
+        # The data tests run beside the batches (DataTests), not in every build.
+        result = batch.run(data_tests=False)
+        heartbeat.batch_done()
+        reporter.report(batch_events(batch, result, context.run_id))
+        if result.records or not result.success:
+            context.log.info("\n".join(result.summary_lines()))
+        if result.success:
+            data_tests.start_when_due()
+        # Not while the data tests hold dbt: the loop would wait for them.
+        learnt = None if data_tests.running else batch.learn_unlearnt_models(result)
+        if learnt is not None:
+            context.log.info(
+                f"replay: dbt built {len(learnt.model_seconds)} models not learnt yet, "
+                f"with no new data, in {learnt.seconds:.1f} s"
+                + ("" if learnt.success else f"; FAILED: {'; '.join(learnt.failures)}")
+            )
+        if result.success:
+            failing_since, retry_pause = None, 1.0
+            if not result.records:
+                time.sleep(IDLE_PAUSE_S)
+            continue
+        failing_since = failing_since or time.monotonic()
+        if time.monotonic() - failing_since > FAIL_RUN_AFTER_S:
+            raise Failure(
+                f"every micro-batch failed for {FAIL_RUN_AFTER_S:.0f} s",
+                metadata={"last": MetadataValue.md("\n".join(result.summary_lines()))},
+            )
+        time.sleep(retry_pause)
+        retry_pause = min(retry_pause * 2, MAX_RETRY_PAUSE_S)
 
 
 @job(

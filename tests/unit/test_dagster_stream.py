@@ -5,6 +5,11 @@ ephemeral instance."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
+import duckdb
 import pytest
 
 from customer360.bench.dagster_stream import (
@@ -16,6 +21,7 @@ from customer360.bench.dagster_stream import (
 )
 from customer360.pipeline.dbt_invoker import DbtBuildResult
 from customer360.pipeline.microbatch import MicroBatchResult
+from dagster_project.stream import is_duckdb_interrupt
 from extractors.batch import BatchResult
 
 
@@ -177,3 +183,17 @@ def test_the_bench_table_says_when_the_data_tests_ran_during_the_load():
     assert data_tests_line([ran]) == (
         "  data tests       247/252 passed, from +8 s into the load for 33.6 s"
     )
+
+
+def test_a_sigint_during_a_duckdb_query_is_recognised_as_an_interrupt():
+    """Ctrl-C on `c360 up` reaches the stream's run worker, often inside a DuckDB query, which
+    swallows the KeyboardInterrupt and raises its own error: the stream reports it as the
+    interruption it was (dagster_project/stream.py), so it must recognise DuckDB's error."""
+    con = duckdb.connect()
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(BaseException) as raised:
+        con.execute("select count(*) from range(10000000000000) t(i) where i % 7 = 3").fetchall()
+    timer.join()
+    assert is_duckdb_interrupt(raised.value), repr(raised.value)
+    assert not is_duckdb_interrupt(RuntimeError("Binder Error: x"))
