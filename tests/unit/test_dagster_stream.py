@@ -190,10 +190,18 @@ def test_a_sigint_during_a_duckdb_query_is_recognised_as_an_interrupt():
     swallows the KeyboardInterrupt and raises its own error: the stream reports it as the
     interruption it was (dagster_project/stream.py), so it must recognise DuckDB's error."""
     con = duckdb.connect()
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    with pytest.raises(BaseException) as raised:
-        con.execute("select count(*) from range(10000000000000) t(i) where i % 7 = 3").fetchall()
-    timer.join()
+    # pytest-xdist's workers ignore SIGINT; the run worker has Python's own handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    sigint = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    fallback = threading.Timer(30, con.interrupt)  # a failure, not a hang, if SIGINT is lost
+    sigint.start()
+    fallback.start()
+    try:
+        with pytest.raises(BaseException) as raised:
+            con.execute("select count(*) from range(10000000000000) t(i) where i % 7 = 3")
+    finally:
+        sigint.cancel()
+        fallback.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert is_duckdb_interrupt(raised.value), repr(raised.value)
     assert not is_duckdb_interrupt(RuntimeError("Binder Error: x"))
