@@ -9,7 +9,7 @@
         full_refresh=false,
         post_hook=[
             watermark_hook(inputs),
-            "insert or replace into {{ customer360.watermarks_relation() }} (model, source, batch_id) values
+            "insert into {{ customer360.watermarks_relation() }} (model, source, batch_id) values
                 ('{{ this.identifier }}', 'audience_day', " ~ day_number ~ "),
                 ('{{ this.identifier }}', 'audience_definitions', {{ customer360.audience_definitions_version() }})",
         ],
