@@ -35,6 +35,7 @@ from customer360.pipeline.model_replay import (
     model_statements,
     models_to_build,
 )
+from customer360.pipeline.publishing import CATCH_UP_PUBLISH_EVERY_S, PublishSchedule
 from customer360.serving.publish import PublishResult, publish_serving_copy
 from extractors import SOURCES, BatchResult, Extractor
 
@@ -74,6 +75,7 @@ class MicroBatchResult:
     dbt_sources: list[str] = field(default_factory=list)  # sources whose downstream was built
     dbt: DbtBuildResult | None = None
     serving: PublishResult | None = None  # None while dbt owes a build: never half-built
+    publish_deferred: bool = False  # a backlog drains (publishing.py)
     extract_seconds: float = 0.0
     dbt_seconds: float = 0.0
     publish_seconds: float = 0.0
@@ -129,6 +131,11 @@ class MicroBatchResult:
                 lines.append(model_seconds_line(self.dbt.model_seconds))
         if self.serving is not None:
             lines.append(self.serving.summary_line())
+        if self.publish_deferred:
+            lines.append(
+                f"serving           not published: a backlog drains (published once it is "
+                f"drained, or every {CATCH_UP_PUBLISH_EVERY_S:.0f} s)"
+            )
         lines.append(
             f"micro-batch       {self.records} records; extract {self.extract_seconds * 1000:.0f} "
             f"ms, dbt {self.dbt_seconds * 1000:.0f} ms, publish "
@@ -183,6 +190,7 @@ class MicroBatch:
         self._dbt_owed: set[str] = set((read_state(settings) or {}).get("dbt_pending", []))
         # Set by a Dagster extract step for the dbt step of the same run (in-process executor).
         self.last_extract_errors: dict[str, str] = {}
+        self.publish_schedule = PublishSchedule()
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -354,7 +362,12 @@ class MicroBatch:
         result.dbt_seconds = time.monotonic() - started
 
         started = time.monotonic()
-        result.serving = self.publish()
+        if self.publish_schedule.due(self.caught_up(result)):
+            result.serving = self.publish()
+            self.publish_schedule.published()
+        else:
+            self._write_state()
+            result.publish_deferred = True
         result.publish_seconds = time.monotonic() - started
 
         if result.dbt is not None:
@@ -362,6 +375,11 @@ class MicroBatch:
             self.checkpoint()
             result.checkpoint_seconds = time.monotonic() - started
         return result
+
+    def caught_up(self, result: MicroBatchResult) -> bool:
+        """Whether the batch `result` took in everything there was: no source's batch came
+        back full (`max_records`), so nothing was left waiting."""
+        return all(r.records < self.max_records for r in result.extracts.values())
 
     def checkpoint(self) -> None:
         """Move what the batch wrote from the write-ahead log into the database file, once it
@@ -399,8 +417,7 @@ class MicroBatch:
         they run, see model_replay). Does nothing unless the batch `after` succeeded and caught
         up with every source (none filled `max_records`); at most two builds per parse. The
         live stream calls it between batches (dagster_project/stream.py)."""
-        caught_up = all(r.records < self.max_records for r in after.extracts.values())
-        if not (after.success and caught_up):
+        if not (after.success and self.caught_up(after)):
             return None
         manifest = self.dbt.manifest()
         learning_for, builds = self._learning

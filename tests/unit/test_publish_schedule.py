@@ -1,0 +1,55 @@
+"""When a micro-batch publishes the serving copy (customer360/pipeline/publishing.py), on a clock
+the test moves."""
+
+from __future__ import annotations
+
+from customer360.pipeline.publishing import PublishSchedule
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(schedule: PublishSchedule, clock: Clock, caught_up: bool, after_s: float) -> bool:
+    """One batch of `after_s` seconds; whether it published."""
+    clock.now += after_s
+    due = schedule.due(caught_up)
+    if due:
+        schedule.published()
+    return due
+
+
+def test_every_batch_publishes_while_the_stream_keeps_up():
+    clock = Clock()
+    schedule = PublishSchedule(every_s=5, clock=clock)
+    assert all(run(schedule, clock, caught_up=True, after_s=1) for _ in range(10))
+
+
+def test_a_draining_backlog_publishes_every_period_from_its_first_full_batch_and_when_drained():
+    clock = Clock()
+    schedule = PublishSchedule(every_s=5, clock=clock)
+    assert run(schedule, clock, caught_up=True, after_s=1)
+    # Long idle, then a backlog: its first full batch does not publish, though the last copy
+    # is older than the period.
+    clock.now += 60
+    published = [run(schedule, clock, caught_up=False, after_s=2) for _ in range(6)]
+    # Full batches at +0, +2, +4, +6, +8, +10 s from the first: the one at +6 s is the first
+    # 5 s or more after it; the period then restarts from that publication (+11 s next).
+    assert published == [False, False, False, True, False, False]
+    assert run(schedule, clock, caught_up=True, after_s=2)  # drained: published at once
+    # A new backlog starts its own period.
+    assert not run(schedule, clock, caught_up=False, after_s=1)
+    assert run(schedule, clock, caught_up=True, after_s=1)
+
+
+def test_full_batches_publish_a_period_after_the_later_of_the_first_full_batch_and_the_last_copy():
+    clock = Clock()
+    schedule = PublishSchedule(every_s=5, clock=clock)
+    assert run(schedule, clock, caught_up=True, after_s=1)
+    published = [run(schedule, clock, caught_up=False, after_s=3) for _ in range(4)]
+    # Full batches at +3, +6, +9, +12 s after the copy: the period runs from +3 s.
+    assert published == [False, False, True, False]
