@@ -378,8 +378,8 @@ class MicroBatch:
 
     def caught_up(self, result: MicroBatchResult) -> bool:
         """Whether the batch `result` took in everything there was: no source's batch came
-        back full (`max_records`), so nothing was left waiting."""
-        return all(r.records < self.max_records for r in result.extracts.values())
+        back full (`max_records` read, quarantined ones included), so nothing was left waiting."""
+        return all(r.records + r.quarantined < self.max_records for r in result.extracts.values())
 
     def checkpoint(self) -> None:
         """Move what the batch wrote from the write-ahead log into the database file, once it
