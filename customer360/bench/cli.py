@@ -56,8 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="serving",
         help="where probes are polled: the serving copy, or the profile API",
     )
-    parser.add_argument("--backlog-events", type=int, default=100_000,
-                        help="events of the catch-up backlog (several micro-batches)")  # fmt: skip
+    parser.add_argument("--backlog-events", type=int, default=1_000_000,
+                        help="events of the catch-up backlog (the real-time issue's: 1,000,000, "
+                        "~15 micro-batches; it was 100,000, one or two)")  # fmt: skip
     parser.add_argument(
         "--target-p50",
         type=float,

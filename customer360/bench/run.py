@@ -80,7 +80,7 @@ class BenchConfig:
     probe_interval_s: float = 1.0
     target_p50_s: float = TARGET_P50_S
     target_p95_s: float = TARGET_P95_S
-    backlog_events: int = 100_000
+    backlog_events: int = 1_000_000
     incremental_events: int = 1_000
     api_rate: float = 10.0  # profile lookups per second during the load
     ramp: tuple[float, ...] = DEFAULT_RAMP
