@@ -162,6 +162,12 @@ def model_seconds_line(model_seconds: dict[str, float]) -> str:
 DATA_TESTS_EVERY_S = 60.0
 
 
+def caught_up(result: MicroBatchResult, max_records: int) -> bool:
+    """Whether the batch `result` took in everything there was: no source's batch came back
+    full (`max_records` read, quarantined ones included), so nothing was left waiting."""
+    return all(r.records + r.quarantined < max_records for r in result.extracts.values())
+
+
 class MicroBatch:
     """A warm micro-batch runner for one warehouse; call `.run()` as often as you like."""
 
@@ -377,9 +383,7 @@ class MicroBatch:
         return result
 
     def caught_up(self, result: MicroBatchResult) -> bool:
-        """Whether the batch `result` took in everything there was: no source's batch came
-        back full (`max_records` read, quarantined ones included), so nothing was left waiting."""
-        return all(r.records + r.quarantined < self.max_records for r in result.extracts.values())
+        return caught_up(result, self.max_records)
 
     def checkpoint(self) -> None:
         """Move what the batch wrote from the write-ahead log into the database file, once it

@@ -1,9 +1,11 @@
 """When a micro-batch publishes the serving copy (customer360/pipeline/publishing.py), on a clock
-the test moves."""
+the test moves, and when a batch has taken in everything there was."""
 
 from __future__ import annotations
 
+from customer360.pipeline.microbatch import MicroBatchResult, caught_up
 from customer360.pipeline.publishing import PublishSchedule
+from extractors.batch import BatchResult
 
 
 class Clock:
@@ -38,7 +40,7 @@ def test_a_draining_backlog_publishes_every_period_from_its_first_full_batch_and
     clock.now += 60
     published = [run(schedule, clock, caught_up=False, after_s=2) for _ in range(6)]
     # Full batches at +0, +2, +4, +6, +8, +10 s from the first: the one at +6 s is the first
-    # 5 s or more after it; the period then restarts from that publication (+11 s next).
+    # 5 s or more after it; the period then restarts from that publication (+12 s next).
     assert published == [False, False, False, True, False, False]
     assert run(schedule, clock, caught_up=True, after_s=2)  # drained: published at once
     # A new backlog starts its own period.
@@ -53,3 +55,20 @@ def test_full_batches_publish_a_period_after_the_later_of_the_first_full_batch_a
     published = [run(schedule, clock, caught_up=False, after_s=3) for _ in range(4)]
     # Full batches at +3, +6, +9, +12 s after the copy: the period runs from +3 s.
     assert published == [False, False, True, False]
+
+
+def landed(source: str, records: int, quarantined: int = 0) -> BatchResult:
+    return BatchResult(source=source, batch_id=1, records=records, quarantined=quarantined,
+                       bytes=1, position_before="0", position_after="1", remaining_lag=None,
+                       seconds=0.1)  # fmt: skip
+
+
+def test_a_batch_is_full_when_a_source_read_max_records_quarantined_ones_included():
+    def batch(*extracts: BatchResult) -> MicroBatchResult:
+        return MicroBatchResult(extracts={e.source: e for e in extracts})
+
+    assert caught_up(batch(landed("weblogs", 999), landed("users", 10)), max_records=1000)
+    assert not caught_up(batch(landed("weblogs", 1000), landed("users", 10)), max_records=1000)
+    # 997 landed and 3 quarantined: 1,000 read, more may be waiting.
+    assert not caught_up(batch(landed("weblogs", 997, quarantined=3)), max_records=1000)
+    assert caught_up(batch(), max_records=1000)  # nothing landed
