@@ -11,7 +11,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
+from pymongo import InsertOne
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from customer360.config import Settings
 
@@ -163,6 +165,9 @@ class MongoBulkWriter:
             self.pool.shutdown(wait=True)
 
 
+DUPLICATE_KEY = 11000  # MongoDB's error code
+
+
 class MongoOpsWriter:
     """Applies batches of write operations to Mongo in order, from one background thread.
 
@@ -198,12 +203,32 @@ class MongoOpsWriter:
             if self.error is not None:
                 continue
             try:
-                self.db[collection].bulk_write(operations, ordered=True)
+                self._write(collection, operations)
                 self.written += len(operations)
                 if self.on_written is not None:
                     self.on_written(entries)
             except Exception as error:  # noqa: BLE001 - reported to the producing thread
                 self.error = error
+
+    def _write(self, collection: str, operations: list[Any]) -> None:
+        """One ordered bulk write. An insert that comes back as a duplicate of its own `_id`
+        was written by an earlier attempt: pymongo retries a write once after a network error
+        (a MongoDB restart), and a server that does not recognise the retry reports the first
+        attempt's document as a duplicate (seen with SecantusDB in `c360 chaos`, 2026-12-04; the
+        generator's ids are new ObjectIds, never reused). It counts as written; the operations
+        after it follow."""
+        while operations:
+            try:
+                self.db[collection].bulk_write(operations, ordered=True)
+                return
+            except BulkWriteError as error:
+                first = (error.details.get("writeErrors") or [{}])[0]
+                index = first.get("index")
+                if first.get("code") != DUPLICATE_KEY or not isinstance(
+                    operations[index] if index is not None else None, InsertOne
+                ):
+                    raise
+                operations = operations[index + 1 :]
 
     def _raise_error(self) -> None:
         if self.error is not None:
