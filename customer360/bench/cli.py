@@ -7,7 +7,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from customer360.bench.stats import TARGET_P50_S, TARGET_P95_S
+from customer360.bench.stats import CATCH_UP_BACKLOG_EVENTS, TARGET_P50_S, TARGET_P95_S
 from customer360.config import Settings
 
 
@@ -56,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="serving",
         help="where probes are polled: the serving copy, or the profile API",
     )
-    parser.add_argument("--backlog-events", type=int, default=1_000_000,
-                        help="events of the catch-up backlog (the real-time issue's: 1,000,000, "
-                        "~15 micro-batches; it was 100,000, one or two)")  # fmt: skip
+    parser.add_argument("--backlog-events", type=int, default=CATCH_UP_BACKLOG_EVENTS,
+                        help="events of the catch-up backlog (the real-time issue's, ~15 "
+                        "micro-batches; it was 100,000, one or two)")  # fmt: skip
     parser.add_argument(
         "--target-p50",
         type=float,

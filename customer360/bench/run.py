@@ -44,6 +44,7 @@ from customer360.bench.processes import (
 )
 from customer360.bench.stats import (
     BATCH_STEPS,
+    CATCH_UP_BACKLOG_EVENTS,
     TARGET_CATCH_UP_PER_S,
     TARGET_INCREMENTAL_OVER_FULL,
     TARGET_P50_S,
@@ -80,7 +81,7 @@ class BenchConfig:
     probe_interval_s: float = 1.0
     target_p50_s: float = TARGET_P50_S
     target_p95_s: float = TARGET_P95_S
-    backlog_events: int = 1_000_000
+    backlog_events: int = CATCH_UP_BACKLOG_EVENTS
     incremental_events: int = 1_000
     api_rate: float = 10.0  # profile lookups per second during the load
     ramp: tuple[float, ...] = DEFAULT_RAMP

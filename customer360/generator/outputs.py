@@ -224,8 +224,10 @@ class MongoOpsWriter:
             except BulkWriteError as error:
                 first = (error.details.get("writeErrors") or [{}])[0]
                 index = first.get("index")
-                if first.get("code") != DUPLICATE_KEY or not isinstance(
-                    operations[index] if index is not None else None, InsertOne
+                if (
+                    index is None
+                    or first.get("code") != DUPLICATE_KEY
+                    or not isinstance(operations[index], InsertOne)
                 ):
                     raise
                 operations = operations[index + 1 :]

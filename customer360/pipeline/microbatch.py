@@ -368,7 +368,7 @@ class MicroBatch:
         result.dbt_seconds = time.monotonic() - started
 
         started = time.monotonic()
-        if self.publish_schedule.due(self.caught_up(result)):
+        if self.publish_schedule.due(caught_up(result, self.max_records)):
             result.serving = self.publish()
             self.publish_schedule.published()
         else:
@@ -381,9 +381,6 @@ class MicroBatch:
             self.checkpoint()
             result.checkpoint_seconds = time.monotonic() - started
         return result
-
-    def caught_up(self, result: MicroBatchResult) -> bool:
-        return caught_up(result, self.max_records)
 
     def checkpoint(self) -> None:
         """Move what the batch wrote from the write-ahead log into the database file, once it
@@ -421,7 +418,7 @@ class MicroBatch:
         they run, see model_replay). Does nothing unless the batch `after` succeeded and caught
         up with every source (none filled `max_records`); at most two builds per parse. The
         live stream calls it between batches (dagster_project/stream.py)."""
-        if not (after.success and self.caught_up(after)):
+        if not (after.success and caught_up(after, self.max_records)):
             return None
         manifest = self.dbt.manifest()
         learning_for, builds = self._learning
