@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 import duckdb
 import pyarrow as pa
@@ -124,7 +124,10 @@ class PolledRecords:
                 "partition": pa.array(self.rows["partition"], pa.int32()),
                 "offset": pa.array(self.rows["offset"], pa.int64()),
                 "key": pa.array(self.rows["key"], pa.string()),
-                "timestamp": pa.array(self.rows["timestamp"], pa.timestamp("us")),
+                # Kafka's milliseconds since the epoch, UTC, as a naive timestamp (None: none).
+                "timestamp": pa.array(self.rows["timestamp"], pa.int64())
+                .cast(pa.timestamp("ms"))
+                .cast(pa.timestamp("us")),
                 "value": pa.array(self.rows["value"], pa.string()),
             }
         )
@@ -371,7 +374,7 @@ class KafkaSource:
                 polled.rows["partition"].append(p)
                 polled.rows["offset"].append(offset)
                 polled.rows["key"].append(key_text)
-                polled.rows["timestamp"].append(_kafka_time(msg.timestamp()))
+                polled.rows["timestamp"].append(_kafka_millis(msg.timestamp()))
                 polled.rows["value"].append(value.decode("utf-8"))
 
     def _land(
@@ -439,11 +442,14 @@ def _close_quietly(consumer: Consumer, topic: str) -> None:
         log.debug("closing the consumer of %s failed: %s", topic, exc)
 
 
-def _kafka_time(timestamp: tuple[int, int]) -> datetime | None:
-    kind, millis = timestamp
+def _kafka_millis(timestamp: tuple[int, int]) -> int | None:
+    """A message's time (milliseconds since the epoch), None when it has none; turned into
+    timestamps by the batch, in Arrow: a datetime per record was ~8 % of the Kafka threads' time
+    in a 1 M-event catch-up (py-spy)."""
+    _kind, millis = timestamp
     if millis is None or millis < 0:
         return None
-    return datetime.fromtimestamp(millis / 1000, UTC).replace(tzinfo=None)
+    return millis
 
 
 def _format_positions(positions: dict[int, int]) -> str:

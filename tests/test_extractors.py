@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
@@ -28,7 +29,9 @@ from tests.extractor_helpers import (
 
 def test_kafka_lands_every_record_once_and_resumes_after_restart(isolated_settings):
     first = [weblog(i) for i in range(500)]
+    producing = datetime.now(UTC).replace(tzinfo=None)
     produce(isolated_settings, "weblogs", [json.dumps(r) for r in first])
+    produced = datetime.now(UTC).replace(tzinfo=None)
     with Extractor(isolated_settings) as extractor:
         result = extractor.extract("weblogs", max_records=200)
         assert (result.records, result.remaining_lag) == (200, 300)
@@ -46,6 +49,13 @@ def test_kafka_lands_every_record_once_and_resumes_after_restart(isolated_settin
             'select count(*), count(distinct ("partition", "offset")) from raw.weblogs'
         ).fetchall()[0]
         assert positions == (800, 800)
+        # Kafka's time of each message (the producer's, in ms), as naive UTC
+        first_times = con.execute(
+            'select min("timestamp"), max("timestamp") from raw.weblogs where batch_id = '
+            "(select min(batch_id) from raw.weblogs)"
+        ).fetchall()[0]
+        slack = timedelta(seconds=1)
+        assert producing - slack <= first_times[0] <= first_times[1] <= produced + slack
         stored = con.execute("select sum(next_offset) from raw._kafka_offsets").fetchall()[0][0]
         assert stored == 800
 
