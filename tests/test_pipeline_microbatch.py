@@ -9,6 +9,7 @@ import pytest
 from customer360.pipeline import MicroBatch
 from customer360.pipeline.probe import close_probers, probe_lag
 from customer360.pipeline.reconcile import reconcile
+from extractors import SOURCES
 from tests.extractor_helpers import mongo_db, produce, weblog
 
 
@@ -63,3 +64,41 @@ def test_microbatch_lands_builds_and_probe_sees_lag(isolated_settings, batch):
     report = reconcile(batch)
     assert report.matches, report.summary_lines()
     assert "customer_360" in report.marts
+
+
+def test_a_backlog_lands_the_next_batch_beside_the_build(isolated_settings):
+    """While a backlog drains, the next batch is landed beside a replayed build (microbatch.py,
+    MicroBatch.run): every record is landed and built once, in order, and the marts equal a
+    full rebuild."""
+    settings = isolated_settings
+    with MicroBatch(settings, max_records=100, data_tests_every_s=None) as batch:
+        mongo_db(settings).users.insert_one({"id": 1, "first_name": "Ada", "email": "a@x.org"})
+        assert batch.run().success  # the first build, by dbt
+        for _ in range(3):  # dbt's builds with no new data, until the replay knows every model
+            if batch.replays_every_model():
+                break
+            assert batch.build_models(list(SOURCES), data_tests=False).success
+        assert batch.replays_every_model()
+
+        produce(settings, "weblogs", [json.dumps(weblog(1)) for _ in range(250)])
+        results = [batch.run() for _ in range(4)]
+        for result in results:
+            assert result.success, result.summary_lines()
+        assert [r.extracts["weblogs"].records for r in results] == [100, 100, 50, 0]
+        assert [r.landed_ahead for r in results] == [False, True, True, False]
+        # published once the backlog is drained, not while it drains
+        assert [r.publish_deferred for r in results] == [True, True, False, False]
+        assert all(r.dbt.replayed for r in results[:3])
+        assert results[2].serving is not None and results[2].serving.published
+        assert "landed beside the previous batch's build" in "\n".join(results[1].summary_lines())
+
+        con = batch.con
+        assert con.execute("select count(*) from staging.stg_weblogs").fetchone()[0] == 250
+        offsets = con.execute(
+            'select count(distinct ("partition", "offset")) from raw.weblogs'
+        ).fetchone()[0]
+        assert offsets == 250
+        assert not probe_lag(settings).anything_to_do
+        report = reconcile(batch)
+        assert report.matches, report.summary_lines()
+    close_probers()

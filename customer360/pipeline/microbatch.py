@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +83,9 @@ class MicroBatchResult:
     dbt: DbtBuildResult | None = None
     serving: PublishResult | None = None  # None while dbt owes a build: never half-built
     publish_deferred: bool = False  # a backlog drains (publishing.py)
+    # Landed beside the previous batch's build (a backlog drains, see MicroBatch.run); its
+    # extract_seconds is then what this batch still waited for it.
+    landed_ahead: bool = False
     extract_seconds: float = 0.0
     dbt_seconds: float = 0.0
     publish_seconds: float = 0.0
@@ -141,6 +145,10 @@ class MicroBatchResult:
             lines.append(
                 f"serving           not published: a backlog drains (published once it is "
                 f"drained, or every {CATCH_UP_PUBLISH_EVERY_S:.0f} s)"
+            )
+        if self.landed_ahead:
+            lines.append(
+                "extract           landed beside the previous batch's build (a backlog drains)"
             )
         lines.append(
             f"micro-batch       {self.records} records; extract {self.extract_seconds * 1000:.0f} "
@@ -203,6 +211,9 @@ class MicroBatch:
         # Set by a Dagster extract step for the dbt step of the same run (in-process executor).
         self.last_extract_errors: dict[str, str] = {}
         self.publish_schedule = PublishSchedule()
+        # The next batch's extract, landing beside this batch's build while a backlog drains.
+        self._land_ahead = ThreadPoolExecutor(1, thread_name_prefix="land-ahead")
+        self._landing_ahead: Future[tuple[dict[str, BatchResult], dict[str, str]]] | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -247,28 +258,18 @@ class MicroBatch:
         if not sources:
             return None
         select = None if set(sources) == set(SOURCES) else [f"source:raw.{s}+" for s in sources]
-        # Unit tests check the SQL, not the data: CI runs them, not every micro-batch. Data tests
-        # cost several times the incremental models themselves, so they run at most every
-        # `data_tests_every_s` (and on the first build); the other batches build models only.
         now = time.monotonic()
-        with_tests = data_tests
-        if with_tests is None:
-            with_tests = self.data_tests_every_s is not None and (
-                self._data_tests_ran_at is None
-                or now - self._data_tests_ran_at >= self.data_tests_every_s
-            )
-        # A view changes only with the project (it is read at query time, `age` included): the
-        # first build of a parsed project (re)creates every view, later ones skip them and save
-        # dbt's fixed cost per node. Batches with data tests keep them (their tests need them).
+        with_tests = self.data_tests_due(data_tests)
         manifest = self.dbt.manifest()
         if self._replay_learnt_for is not manifest:
             self.replay.forget()
             self._replay_learnt_for = manifest
+        if (models := self.replayed_models(sources, with_tests)) is not None:
+            return self._settle(sources, self._replay(models), with_tests, now)
+        # A view changes only with the project (it is read at query time, `age` included): the
+        # first build of a parsed project (re)creates every view, later ones skip them and save
+        # dbt's fixed cost per node. Batches with data tests keep them (their tests need them).
         views_current = self._views_built_for is manifest
-        if not with_tests and views_current:
-            models = models_to_build(self.dbt.manifest_dict(), sources)
-            if self.replay.can_replay(models):
-                return self._settle(sources, self._replay(models), with_tests, now)
         if not views_current and select is not None:
             select = [*select, "config.materialized:view"]
         if with_tests:
@@ -282,6 +283,31 @@ class MicroBatch:
             self._views_built_for = manifest
             self.replay.learn(model_statements(result.queries))
         return self._settle(sources, result, with_tests, now)
+
+    def data_tests_due(self, data_tests: bool | None) -> bool:
+        """Whether a build runs the data tests: as asked, or if None, when they are due.
+
+        Unit tests check the SQL, not the data: CI runs them, not every micro-batch. Data tests
+        cost several times the incremental models themselves, so they run at most every
+        `data_tests_every_s` (and on the first build); the other batches build models only."""
+        if data_tests is not None:
+            return data_tests
+        return self.data_tests_every_s is not None and (
+            self._data_tests_ran_at is None
+            or time.monotonic() - self._data_tests_ran_at >= self.data_tests_every_s
+        )
+
+    def replayed_models(self, sources: list[str], with_tests: bool) -> list[str] | None:
+        """The models a build of `sources` replays in one transaction (model_replay.py), or
+        None when dbt builds them: data tests, views not built by this process's parse of the
+        project, or models whose statements are not learnt yet."""
+        manifest = self.dbt.manifest()
+        if with_tests or not sources:
+            return None
+        if self._views_built_for is not manifest or self._replay_learnt_for is not manifest:
+            return None
+        models = models_to_build(self.dbt.manifest_dict(), sources)
+        return models if self.replay.can_replay(models) else None
 
     def _replay(self, models: list[str]) -> DbtBuildResult:
         """The models' statements as dbt last sent them (see model_replay), in one transaction."""
@@ -362,19 +388,34 @@ class MicroBatch:
 
     # -- all of it --------------------------------------------------------------------------
     def run(self, data_tests: bool | None = None) -> MicroBatchResult:
-        """One micro-batch; `data_tests` as in `build_models` (None: when they are due)."""
+        """One micro-batch; `data_tests` as in `build_models` (None: when they are due).
+
+        While a backlog drains (this batch came back full and will not publish), the next
+        batch is landed beside this one's build when the build is replayed: the extract is
+        mostly Python (decoding, validating) and the build mostly DuckDB, so they share the
+        two cores, and a replayed build is one transaction, so what lands meanwhile waits for
+        the next batch whatever its timing. The next `run()` builds what was landed ahead."""
         result = MicroBatchResult()
         started = time.monotonic()
-        result.extracts, result.extract_errors = self.extract()
+        if self._landing_ahead is not None:
+            result.extracts, result.extract_errors = self._landing_ahead.result()
+            self._landing_ahead = None
+            result.landed_ahead = True
+        else:
+            result.extracts, result.extract_errors = self.extract()
         result.extract_seconds = time.monotonic() - started
 
         started = time.monotonic()
         result.dbt_sources = self.sources_to_build()
-        result.dbt = self.build_models(result.dbt_sources, data_tests)
+        with_tests = self.data_tests_due(data_tests)
+        publish = self.publish_schedule.due(caught_up(result, self.max_records))
+        if not publish and self.replayed_models(result.dbt_sources, with_tests) is not None:
+            self._landing_ahead = self._land_ahead.submit(self.extract)
+        result.dbt = self.build_models(result.dbt_sources, with_tests)
         result.dbt_seconds = time.monotonic() - started
 
         started = time.monotonic()
-        if self.publish_schedule.due(caught_up(result, self.max_records)):
+        if publish:
             result.serving = self.publish()
             self.publish_schedule.published()
         else:
@@ -382,7 +423,9 @@ class MicroBatch:
             result.publish_deferred = True
         result.publish_seconds = time.monotonic() - started
 
-        if result.dbt is not None:
+        # A CHECKPOINT fails while a landing's transaction is open: the batch that catches up
+        # checkpoints what the backlog's batches wrote.
+        if result.dbt is not None and self._landing_ahead is None:
             started = time.monotonic()
             self.checkpoint()
             result.checkpoint_seconds = time.monotonic() - started
@@ -449,6 +492,8 @@ class MicroBatch:
         return result
 
     def close(self) -> None:
+        """Let a landing in progress commit (or fail), then close the connections."""
+        self._land_ahead.shutdown(wait=True)
         self.extractor.close()
 
     def __enter__(self) -> MicroBatch:
