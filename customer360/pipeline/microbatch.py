@@ -45,11 +45,13 @@ log = logging.getLogger(__name__)
 # A batch's bounds, per source: records read, and seconds spent reading. They matter only for
 # a backlog (a live batch takes in what waits, ~1,000-2,000 records at 1,000 events/s), where
 # a batch's fixed cost and its recomputation of the customers it touches are paid once per
-# batch: a 1 M-event backlog at 1 M events of history drained at 9,900 events/s in 16 batches
-# of 50,000 records a source (5 s), 18,500/s in 4 of 200,000 (10 s) and 22,900/s in 2 of
-# 500,000 (20 s), peaking at 1.9 GB of memory (README, Performance).
-MAX_RECORDS = 500_000
-MAX_SECONDS = 20.0
+# batch. A 1 M-event backlog at 1 M events of history drained at 9,900 events/s in 16 batches
+# of 50,000 records a source read in 5 s at most, 17,400/s with 250,000 in 15 s (4 batches)
+# and 22,900/s with 500,000 in 20 s (2). With the next batch landed beside the build (run):
+# 250,000 in 10 s 25,500/s, 500,000 in 20 s 26,750/s; at 7.4 M events of history 26,500/s and
+# 25,400/s, peaking at 2.1 and 2.2 GB of memory. So the smaller bound (README, Performance).
+MAX_RECORDS = 250_000
+MAX_SECONDS = 10.0
 WATERMARK_RELATION = "staging.stg_landing_batches"
 
 
