@@ -400,8 +400,8 @@ class MicroBatch:
         result = MicroBatchResult()
         started = time.monotonic()
         if self._landing_ahead is not None:
-            result.extracts, result.extract_errors = self._landing_ahead.result()
-            self._landing_ahead = None
+            landing, self._landing_ahead = self._landing_ahead, None
+            result.extracts, result.extract_errors = landing.result()
             result.landed_ahead = True
         else:
             result.extracts, result.extract_errors = self.extract()
