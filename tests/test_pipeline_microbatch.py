@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
+from customer360.chaos.oracle import expected_marts, marts_rows, read_sources
+from customer360.generator.history import seed
 from customer360.pipeline import MicroBatch
 from customer360.pipeline.probe import close_probers, probe_lag
 from customer360.pipeline.reconcile import reconcile
@@ -99,6 +102,32 @@ def test_a_backlog_lands_the_next_batch_beside_the_build(isolated_settings):
         ).fetchone()[0]
         assert offsets == 250
         assert not probe_lag(settings).anything_to_do
+        report = reconcile(batch)
+        assert report.matches, report.summary_lines()
+    close_probers()
+
+
+def test_a_history_drained_in_small_batches_landed_ahead_equals_the_oracle(isolated_settings):
+    """All five sources (the generator's history, identity data included) drained in batches
+    small enough that most are landed beside the previous build: the marts equal what the
+    chaos soak's independent oracle computes from the sources, and a full rebuild."""
+    settings = isolated_settings
+    history = seed(settings, customers=80, days=30, now=datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
+    assert history.weblogs > 250  # batches of 25: ten and more
+    results = []
+    with MicroBatch(settings, max_records=25, data_tests_every_s=None) as batch:
+        for _ in range(300):
+            result = batch.run()
+            assert result.success, result.summary_lines()
+            results.append(result)
+            if not result.records and not result.landed_ahead:
+                break
+        landed_ahead = [r for r in results if r.landed_ahead]
+        assert len(landed_ahead) >= 3, [r.summary_lines()[-1] for r in results]
+        landed = {s for r in landed_ahead for s, e in r.extracts.items() if e.records}
+        assert "weblogs" in landed, landed
+        con = batch.con
+        assert marts_rows(con) == expected_marts(read_sources(settings, con))
         report = reconcile(batch)
         assert report.matches, report.summary_lines()
     close_probers()
