@@ -71,7 +71,7 @@ def test_microbatch_lands_builds_and_probe_sees_lag(isolated_settings, batch):
 
 def test_a_backlog_lands_the_next_batch_beside_the_build(isolated_settings):
     """While a backlog drains, the next batch is landed beside a replayed build (microbatch.py,
-    MicroBatch.run): every record is landed and built once, in order, and the marts equal a
+    MicroBatch.run): every record is landed and built once, and the marts equal a
     full rebuild."""
     settings = isolated_settings
     with MicroBatch(settings, max_records=100, data_tests_every_s=None) as batch:
