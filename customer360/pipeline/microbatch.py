@@ -303,9 +303,9 @@ class MicroBatch:
         """The models a build of `sources` replays in one transaction (model_replay.py), or
         None when dbt builds them: data tests, views not built by this process's parse of the
         project, or models whose statements are not learnt yet."""
-        manifest = self.dbt.manifest()
         if with_tests or not sources:
             return None
+        manifest = self.dbt.manifest()
         if self._views_built_for is not manifest or self._replay_learnt_for is not manifest:
             return None
         models = models_to_build(self.dbt.manifest_dict(), sources)
