@@ -9,28 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
-import pytest
-
 from customer360.config import Settings
 from customer360.pipeline.microbatch import MicroBatch, MicroBatchResult
-from customer360.pipeline.model_replay import ModelReplay, ReplayError, models_to_build
+from customer360.pipeline.model_replay import models_to_build
 from extractors import SOURCES
 from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding, utc
 from tests.test_dbt_incremental import assert_same_relations
-
-
-def test_a_failing_statement_keeps_nothing_and_names_the_model() -> None:
-    con = duckdb.connect()
-    con.execute("create table t (x int)")
-    replay = ModelReplay()
-    for _ in range(2):
-        replay.learn({"model.p.a": ["insert into t values (1)"], "model.p.b": ["select nope"]})
-    assert replay.can_replay(["model.p.a", "model.p.b"])
-    with pytest.raises(ReplayError, match="model.p.b"):
-        replay.replay(con, ["model.p.a", "model.p.b"])
-    assert con.execute("select count(*) from t").fetchone() == (0,)
 
 
 def test_a_caught_up_micro_batch_learns_the_models_no_batch_needed_yet(tmp_path: Path) -> None:

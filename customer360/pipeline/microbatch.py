@@ -33,6 +33,7 @@ from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker
 from customer360.pipeline.model_replay import (
     ModelReplay,
     ReplayError,
+    model_inputs,
     model_statements,
     models_to_build,
 )
@@ -266,6 +267,11 @@ class MicroBatch:
         if self._replay_learnt_for is not manifest:
             self.replay.forget()
             self._replay_learnt_for = manifest
+        # Until the build succeeds the state says dbt owes these sources: a build stopped
+        # halfway (a crash) has moved the watermark sources_to_build reads, not every model.
+        if not self._dbt_owed >= set(sources):
+            self._dbt_owed.update(sources)
+            self._write_state()
         if (models := self.replayed_models(sources, with_tests)) is not None:
             return self._settle(sources, self._replay(models), with_tests, now)
         # A view changes only with the project (it is read at query time, `age` included): the
@@ -300,8 +306,8 @@ class MicroBatch:
         )
 
     def replayed_models(self, sources: list[str], with_tests: bool) -> list[str] | None:
-        """The models a build of `sources` replays in one transaction (model_replay.py), or
-        None when dbt builds them: data tests, views not built by this process's parse of the
+        """The models a build of `sources` replays (model_replay.py), or None when dbt builds
+        them: data tests, views not built by this process's parse of the
         project, or models whose statements are not learnt yet."""
         if with_tests or not sources:
             return None
@@ -312,11 +318,21 @@ class MicroBatch:
         return models if self.replay.can_replay(models) else None
 
     def _replay(self, models: list[str]) -> DbtBuildResult:
-        """The models' statements as dbt last sent them (see model_replay), in one transaction."""
+        """The models' statements as dbt last sent them (see model_replay), side by side.
+
+        While the next batch lands beside the build (run), the models reading the landing
+        tables run first in one transaction, so they all read the same batches: were
+        stg_landing_batches to take in a batch landed halfway through the build and
+        stg_weblogs not, sources_to_build would see that batch built, and stg_weblogs would
+        take it in only with the next batch of weblogs, if any came."""
         started = time.monotonic()
         args = ["replay", *(unique_id.rsplit(".", 1)[-1] for unique_id in models)]
+        inputs = model_inputs(self.dbt.manifest_dict(), models)
+        together = []
+        if self._landing_ahead is not None:
+            together = [m for m in models if any(i.startswith("source.") for i in inputs[m])]
         try:
-            seconds = self.replay.replay(self.con, models)
+            seconds = self.replay.replay(self.con, models, inputs, together)
         except ReplayError as exc:
             # The next attempt goes through dbt, which says why in its own words and re-learns.
             self.replay.forget()
@@ -395,8 +411,9 @@ class MicroBatch:
         While a backlog drains (this batch came back full and will not publish), the next
         batch is landed beside this one's build when the build is replayed: the extract is
         mostly Python (decoding, validating) and the build mostly DuckDB, so they share the
-        two cores, and a replayed build is one transaction, so what lands meanwhile waits for
-        the next batch whatever its timing. The next `run()` builds what was landed ahead."""
+        two cores, and the replayed models that read the landing tables read them in one
+        transaction (_replay), so what lands meanwhile waits for the next batch whatever its
+        timing. The next `run()` builds what was landed ahead."""
         result = MicroBatchResult()
         started = time.monotonic()
         if self._landing_ahead is not None:

@@ -5,8 +5,8 @@
 Lands a synthetic history like `scale_check` (users, orders, weblogs, emails), builds it, lets
 dbt build two small batches (so the micro-batch has learnt the statements to replay, see
 customer360/pipeline/model_replay.py), then `--repeats` times lands `--new-events` more and runs
-the learnt statements itself, one model after the other in one transaction as the micro-batch
-does, timing each model: wall time and this process's CPU time (user + system, DuckDB's threads
+the learnt statements itself, one model after the other in one transaction (the micro-batch
+runs two side by side, model_replay.py: here each model's time is its own), timing each model: wall time and this process's CPU time (user + system, DuckDB's threads
 included, from resource.getrusage), which a loaded machine inflates less than wall time. Prints
 the median per model and for the whole batch, with the load average.
 
@@ -39,7 +39,8 @@ def cpu_seconds() -> float:
 
 
 def replay_timed(batch: MicroBatch, models: list[str]) -> dict[str, tuple[float, float]]:
-    """Replay `models` as ModelReplay.replay does, returning (wall, cpu) seconds per model."""
+    """Replay `models` one after the other in one transaction (ModelReplay.replay runs two
+    side by side), returning (wall, cpu) seconds per model."""
     statements = batch.replay._agreed
     con = batch.con
     timings = {}
