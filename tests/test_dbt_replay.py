@@ -7,9 +7,11 @@ what an idle micro-batch learns.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from customer360.config import Settings
+from customer360.pipeline.dbt_invoker import DBT_LOCK
 from customer360.pipeline.microbatch import MicroBatch, MicroBatchResult
 from customer360.pipeline.model_replay import models_to_build
 from extractors import SOURCES
@@ -57,6 +59,39 @@ def test_a_caught_up_micro_batch_learns_the_models_no_batch_needed_yet(tmp_path:
         raw.land()
         built = batch.build_models(batch.sources_to_build())
         assert built.success and built.replayed, built.args
+
+        # While dbt runs beside the batches (the stream's data tests read the warehouse), a
+        # replayed build is one transaction: no test reads some of its models built and
+        # others not. Otherwise the models run side by side, each its own transaction.
+        in_one_transaction = []
+        replay = batch.replay.replay
+
+        def noting_replay(con, models, inputs, together=(), **kwargs):
+            in_one_transaction.append(set(together) == set(models))
+            return replay(con, models, inputs, together, **kwargs)
+
+        batch.replay.replay = noting_replay
+        dbt_held, dbt_done = threading.Event(), threading.Event()
+
+        def data_tests() -> None:
+            with DBT_LOCK:
+                dbt_held.set()
+                dbt_done.wait()
+
+        tests_thread = threading.Thread(target=data_tests)
+        tests_thread.start()
+        dbt_held.wait()
+        try:
+            raw.weblog("w5", 1, error_message="Payment declined")
+            raw.land()
+            assert batch.build_models(batch.sources_to_build(), data_tests=False).replayed
+        finally:
+            dbt_done.set()
+            tests_thread.join()
+        raw.weblog("w6", 1)
+        raw.land()
+        assert batch.build_models(batch.sources_to_build(), data_tests=False).replayed
+        assert in_one_transaction == [True, False]
 
         # What paces the stream's data tests (dagster_project/stream.py): called by dbt once
         # per node, as each result comes.

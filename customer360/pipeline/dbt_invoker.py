@@ -41,6 +41,14 @@ def others_wait_for_dbt() -> bool:
     return _waiting_for_dbt > 0
 
 
+def dbt_in_use() -> bool:
+    """Whether another thread of this process runs dbt now (the stream's data tests)."""
+    if DBT_LOCK.acquire(blocking=False):
+        DBT_LOCK.release()
+        return False
+    return True
+
+
 @contextmanager
 def _dbt_held():
     global _waiting_for_dbt

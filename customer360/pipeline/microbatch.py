@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
-from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker
+from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker, dbt_in_use
 from customer360.pipeline.model_replay import (
     ModelReplay,
     ReplayError,
@@ -324,12 +324,16 @@ class MicroBatch:
         tables run first in one transaction, so they all read the same batches: were
         stg_landing_batches to take in a batch landed halfway through the build and
         stg_weblogs not, sources_to_build would see that batch built, and stg_weblogs would
-        take it in only with the next batch of weblogs, if any came."""
+        take it in only with the next batch of weblogs, if any came. While dbt runs beside
+        the batch (the stream's data tests read the warehouse), every model runs in one
+        transaction, so that no test reads some models of the batch built and others not."""
         started = time.monotonic()
         args = ["replay", *(unique_id.rsplit(".", 1)[-1] for unique_id in models)]
         inputs = model_inputs(self.dbt.manifest_dict(), models)
         together = []
-        if self._landing_ahead is not None:
+        if dbt_in_use():
+            together = models
+        elif self._landing_ahead is not None:
             together = [m for m in models if any(i.startswith("source.") for i in inputs[m])]
         try:
             seconds = self.replay.replay(self.con, models, inputs, together)
