@@ -37,7 +37,7 @@ from dagster import (
 )
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
-from customer360.pipeline.dbt_invoker import DbtBuildResult, others_wait_for_dbt
+from customer360.pipeline.dbt_invoker import DBT_LOCK, DbtBuildResult, others_wait_for_dbt
 from customer360.pipeline.heartbeat import Heartbeat
 from customer360.pipeline.microbatch import MicroBatch, MicroBatchResult
 from customer360.pipeline.pacer import Pacer
@@ -261,6 +261,7 @@ class DataTests:
         self._due = time.monotonic() + FIRST_DATA_TESTS_AFTER_S
         self._thread: threading.Thread | None = None
         self._pacer: Pacer | None = None
+        self._dbt_held = threading.Event()
 
     def start_when_due(self) -> None:
         now = time.monotonic()
@@ -274,7 +275,11 @@ class DataTests:
         # tests ran flat out.
         self._pacer = Pacer(DATA_TESTS_SHARE, hurry_when=others_wait_for_dbt)
         self._thread = threading.Thread(target=self._run, name="c360-data-tests", daemon=True)
+        self._dbt_held.clear()
         self._thread.start()
+        # The next batch's replay runs in one transaction while dbt is held (MicroBatch._replay),
+        # so that no test reads some models of a batch built and others not: from the first test.
+        self._dbt_held.wait()
 
     @property
     def running(self) -> bool:
@@ -289,10 +294,12 @@ class DataTests:
             self._thread.join()
 
     def _run(self) -> None:
-        try:
-            self._reporter.report(run_data_tests(self._context, self._batch, self._pacer))
-        except Exception as exc:  # noqa: BLE001 - the batches go on; the next round tries again
-            self._context.log.warning(f"the data tests could not run: {exc}")
+        with DBT_LOCK:  # dbt's own lock, taken again by the run (re-entrant)
+            self._dbt_held.set()
+            try:
+                self._reporter.report(run_data_tests(self._context, self._batch, self._pacer))
+            except Exception as exc:  # noqa: BLE001 - the batches go on; the next round tries
+                self._context.log.warning(f"the data tests could not run: {exc}")
 
 
 @op(

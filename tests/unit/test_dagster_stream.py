@@ -205,3 +205,34 @@ def test_a_sigint_during_a_duckdb_query_is_recognised_as_an_interrupt():
         signal.signal(signal.SIGINT, previous)
     assert is_duckdb_interrupt(raised.value), repr(raised.value)
     assert not is_duckdb_interrupt(RuntimeError("Binder Error: x"))
+
+
+def test_the_data_tests_hold_dbt_before_the_next_batch_starts() -> None:
+    """Once `start_when_due` returns, dbt is held for the tests: the next batch's replay sees it
+    and runs in one transaction (MicroBatch._replay), so no test reads half a batch."""
+    from types import SimpleNamespace
+
+    from customer360.pipeline.dbt_invoker import dbt_in_use
+    from dagster_project.stream import DataTests
+
+    release = threading.Event()
+
+    def dbt_test_run(args, after_each_node=None):
+        release.wait()  # dbt's tests, running
+        return DbtBuildResult(args=args, success=True, seconds=0.1)
+
+    batch = SimpleNamespace(
+        dbt=SimpleNamespace(run=dbt_test_run, manifest_dict=lambda: {"nodes": {}}, target_dir=""),
+        replays_every_model=lambda: True,
+    )
+    context = SimpleNamespace(log=SimpleNamespace(info=print, warning=print))
+    reported = []
+    tests = DataTests(context, batch, SimpleNamespace(report=reported.append))
+    tests._due = 0.0  # due now
+    tests.start_when_due()
+    try:
+        assert tests.running and dbt_in_use()
+    finally:
+        release.set()
+        tests.finish()
+    assert not dbt_in_use() and reported == [[]]
