@@ -28,7 +28,7 @@ from dagster import (
 
 from customer360.config import Settings
 from customer360.pipeline.dagster_home import prepare_dagster_home, stopping_marker
-from customer360.pipeline.heartbeat import Beat, Heartbeat
+from customer360.pipeline.heartbeat import Beat, Heartbeat, read_beat
 from dagster_project.resources import pipeline_resource
 from dagster_project.sensors import ORPHANED_TAG, build_microbatch_sensor
 from dagster_project.stream import STREAM_JOB, WRITER_TAGS
@@ -151,6 +151,20 @@ def test_a_stream_that_did_batches_before_it_failed_is_started_again_at_once(ins
         heartbeat.batch_done()
     instance.report_run_failed(run, "its worker was killed")
     assert isinstance(evaluate(instance, settings), RunRequest)
+
+
+def test_a_stream_killed_right_after_its_first_batch_is_started_again_at_once(instance):
+    """The first batch is on file at once, not at the next beat: a run whose worker is killed
+    right after it is not taken for one that never finished a batch (in the chaos soak, kills
+    in quick succession each waited the crash-loop pause)."""
+    settings, _, instance = instance
+    run = instance.add_run(DagsterRun(job_name=STREAM_JOB, run_id=str(uuid.uuid4())))
+    with Heartbeat(settings, run.run_id) as heartbeat:
+        heartbeat.batch_done()
+        on_file = read_beat(settings)
+        instance.report_run_failed(run, "its worker was killed")
+        assert on_file is not None and on_file.batches == 1
+        assert isinstance(evaluate(instance, settings), RunRequest)
 
 
 def test_no_stream_is_started_while_c360_stops_dagster(instance):

@@ -66,6 +66,12 @@ class Heartbeat:
         with self._lock:
             self.beat.batches += 1
             self.beat.last_batch_at = time.time()
+            first = self.beat.batches == 1
+        if first:
+            # Written now, not at the next beat: a run whose process dies right after its first
+            # batch is not taken for one that never finished a batch (the sensor would wait
+            # FAILURE_BACKOFF_S before starting the next, as for a crash loop).
+            self._write()
 
     def _write(self) -> None:
         with self._lock:
