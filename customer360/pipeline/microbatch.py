@@ -307,8 +307,8 @@ class MicroBatch:
 
     def replayed_models(self, sources: list[str], with_tests: bool) -> list[str] | None:
         """The models a build of `sources` replays (model_replay.py), or None when dbt builds
-        them: data tests, views not built by this process's parse of the
-        project, or models whose statements are not learnt yet."""
+        them: data tests, views not built by this process's parse of the project, or models
+        whose statements are not learnt yet."""
         if with_tests or not sources:
             return None
         manifest = self.dbt.manifest()

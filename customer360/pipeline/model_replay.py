@@ -132,11 +132,13 @@ class ModelReplay:
             for cursor in others
         ]
         existing = temporary_tables(con)
+        interrupted = False
         try:
             for helper in helpers:
                 helper.start()
             runner.work(con, self._agreed)
         except BaseException:
+            interrupted = True
             runner.stop()
             for cursor in others:
                 cursor.interrupt()  # what they run is rolled back
@@ -146,11 +148,11 @@ class ModelReplay:
                 helper.join()
             for cursor in others:
                 cursor.close()
-            if created := temporary_tables(con) - existing:
-                con.execute("begin")
-                for name in created:
-                    con.execute(f'drop table temp.main."{name}"')
-                con.execute("commit")
+            try:
+                _drop_temporary_tables(con, temporary_tables(con) - existing)
+            except duckdb.Error:
+                if not interrupted:  # else what interrupted it is what the caller must see
+                    raise
         if runner.failure is not None:  # on another connection
             raise runner.failure
         self._seconds.update(runner.seconds)
@@ -259,6 +261,19 @@ def _with_inputs(models: set[str], inputs: Mapping[str, Collection[str]]) -> set
                 found.add(parent)
                 pending.append(parent)
     return found
+
+
+def _drop_temporary_tables(con: duckdb.DuckDBPyConnection, names: set[str]) -> None:
+    if not names:
+        return
+    con.execute("begin")
+    try:
+        for name in names:
+            con.execute(f'drop table temp.main."{name}"')
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
 
 
 def temporary_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
