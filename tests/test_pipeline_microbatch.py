@@ -91,7 +91,11 @@ def test_a_backlog_lands_the_next_batch_beside_the_build(isolated_settings):
         assert [r.landed_ahead for r in results] == [False, True, True, False]
         # published once the backlog is drained, not while it drains
         assert [r.publish_deferred for r in results] == [True, True, False, False]
-        assert all(r.dbt.replayed for r in results[:3])
+        # Each build replayed. A batch landed beside a build can commit before that build's
+        # staging models start reading the landing tables: they then take it in whole (in one
+        # transaction, MicroBatch._replay), and the next batch finds nothing left to build.
+        assert results[0].dbt is not None
+        assert all(r.dbt is None or r.dbt.replayed for r in results[:3])
         assert results[2].serving is not None and results[2].serving.published
         assert "landed beside the previous batch's build" in "\n".join(results[1].summary_lines())
 

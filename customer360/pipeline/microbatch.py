@@ -416,8 +416,9 @@ class MicroBatch:
         batch is landed beside this one's build when the build is replayed: the extract is
         mostly Python (decoding, validating) and the build mostly DuckDB, so they share the
         two cores, and the replayed models that read the landing tables read them in one
-        transaction (_replay), so what lands meanwhile waits for the next batch whatever its
-        timing. The next `run()` builds what was landed ahead."""
+        transaction (_replay), so a batch landed meanwhile is built whole by one build: this
+        one's if it committed before they began, else the next. The next `run()` builds what
+        was landed ahead and not built yet."""
         result = MicroBatchResult()
         started = time.monotonic()
         if self._landing_ahead is not None:
