@@ -6,9 +6,10 @@ Lands a synthetic history like `scale_check` (users, orders, weblogs, emails), b
 dbt build two small batches (so the micro-batch has learnt the statements to replay, see
 customer360/pipeline/model_replay.py), then `--repeats` times lands `--new-events` more and runs
 the learnt statements itself, one model after the other in one transaction (the micro-batch
-runs two side by side, model_replay.py: here each model's time is its own), timing each model: wall time and this process's CPU time (user + system, DuckDB's threads
-included, from resource.getrusage), which a loaded machine inflates less than wall time. Prints
-the median per model and for the whole batch, with the load average.
+runs two side by side, model_replay.py: here each model's time is its own), timing each
+model: wall time and this process's CPU time (user + system, DuckDB's threads included, from
+resource.getrusage), which a loaded machine inflates less than wall time. Prints the median
+per model and for the whole batch, with the load average.
 
 `--project-dir` builds with another copy of the dbt project, to compare two versions of it on
 the same synthetic data, e.g. an earlier commit's: `git worktree add /tmp/before <commit>`,
