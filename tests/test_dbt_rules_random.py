@@ -17,7 +17,9 @@ on two connections. After each, every mart the oracle knows (customer_360_base, 
 popular items, activity, recent errors, traits, consent, identities, audiences) must equal what
 the oracle (customer360/chaos/oracle.py: the rules in plain Python, reading nothing dbt built)
 computes from what Kafka and MongoDB would hold, read back from the landing: every Kafka record,
-each document's latest change, and the users' changes the identity rules need.
+each document's latest change, and the users' changes the identity rules need. So must the
+serving copy, published after each batch as the stream publishes it (in full the first time,
+then in proportion to change: deleted customers and moved orders included).
 """
 
 from __future__ import annotations
@@ -237,8 +239,15 @@ def sources_from_raw(con: duckdb.DuckDBPyConnection) -> SourceData:
     return SourceData(messages=messages, documents=documents, user_changes=read_user_changes(con))
 
 
-def differences(con: duckdb.DuckDBPyConnection, label: str) -> list[str]:
-    found = compare_marts(expected_marts(sources_from_raw(con)), marts_rows(con), label)
+def differences(
+    con: duckdb.DuckDBPyConnection, label: str, serving: Path | None = None
+) -> list[str]:
+    """What the marts on `con` (and the serving copy at `serving`) disagree with the oracle on."""
+    expected = expected_marts(sources_from_raw(con))
+    found = compare_marts(expected, marts_rows(con), label)
+    if serving is not None:
+        with duckdb.connect(str(serving), read_only=True) as copy:
+            found.merge(compare_marts(expected, marts_rows(copy, schema=""), f"{label}, serving"))
     return found.examples
 
 
@@ -249,17 +258,23 @@ def test_random_worlds_equal_the_oracle_batch_after_batch(seed: int, tmp_path: P
     raw.now = DAY
     world = RandomWorld(seed, raw)
     settings = Settings(warehouse=warehouse, serving_db=tmp_path / "serving" / "serving.duckdb")
-    replayed = []
+    replayed, modes = [], []
     with MicroBatch(settings.with_overrides(home=tmp_path), data_tests_every_s=None) as batch:
         for number in range(BATCHES):
             world.batch(first=number == 0)
             built = batch.build_models(batch.sources_to_build(), data_tests=False)
             assert built.success, built.failures
             replayed.append(built.replayed)
+            published = batch.publish()
+            assert published is not None and published.published
+            modes.append(published.mode)
             with batch.con.cursor() as con:
-                assert differences(con, f"seed {seed}, batch {number + 1}") == []
+                label = f"seed {seed}, batch {number + 1}"
+                assert differences(con, label, settings.serving_path) == []
     # dbt built the first batches, until two builds agreed; the micro-batch replayed the rest.
     assert replayed[:LEARNING_BUILDS] == [False] * LEARNING_BUILDS and replayed[-1], replayed
+    # The serving copy was copied in full once, then brought up to date in proportion to change.
+    assert modes[0] == "full" and "incremental" in modes[1:], modes
 
     run_dbt(refreshed, "run", work_dir=tmp_path)
     assert_same_relations(warehouse, refreshed)
