@@ -45,6 +45,7 @@ SLOWEST_MODULES = (
     "test_serving_profiles.py",
     "test_dbt_hand_checked.py",
     "test_dbt_replay.py",
+    "test_dbt_rules_random.py",
     "test_dbt_identity_hand_checked.py",
     "test_propensity.py",
     "test_dbt_audiences.py",
