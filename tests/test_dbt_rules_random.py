@@ -33,7 +33,13 @@ import pytest
 from bson.json_util import loads
 
 from customer360.chaos.identity_oracle import read_user_changes
-from customer360.chaos.oracle import KafkaMessage, SourceData, expected_marts, marts_rows
+from customer360.chaos.oracle import (
+    LOGIN_PAGE,
+    KafkaMessage,
+    SourceData,
+    expected_marts,
+    marts_rows,
+)
 from customer360.chaos.verify import compare_marts
 from customer360.config import Settings
 from customer360.pipeline.microbatch import LEARNING_BUILDS, MicroBatch
@@ -45,14 +51,13 @@ SEEDS = (11, 22, 33)
 # dbt builds the first three (a first build, then two that agree), the micro-batch replays the
 # others on two connections.
 BATCHES = 6
-LOGIN = "login_success.html"
 DAY = utc("2026-06-01T08:00:00")
 # Few instants, so that events, logins and orders often fall on the same one.
 INSTANTS = [DAY + dt.timedelta(minutes=15 * i) for i in range(12)]
 ADDRESSES = ("ann@example.com", "ben@example.com", "cat@example.com", "shared@example.com")
 DEVICES = ("dev-1", "dev-2", "dev-3")
 # The login page without both ids (anonymous, or logged in without a cookie) is no login.
-PAGES = ("home.html", "cart.html", "pay.html", LOGIN)
+PAGES = ("home.html", "cart.html", "pay.html", LOGIN_PAGE)
 ITEMS = (("Scarf", "Accessories", 20), ("Hat", "Accessories", 10), ("Coat", "Outerwear", 90))
 
 
@@ -177,8 +182,9 @@ class RandomWorld:
             if roll < 0.3:  # a login on the device
                 customer_id = rng.randint(1, self.next_customer)
                 self.raw.weblog(
-                    self.event_id("l"), customer_id, self.when(), page=LOGIN, anonymous_id=device
-                )
+                    self.event_id("l"), customer_id, self.when(), page=LOGIN_PAGE,
+                    anonymous_id=device,
+                )  # fmt: skip
             elif roll < 0.8:  # anonymous
                 self.raw.weblog(
                     self.event_id("a"), None, self.when(), page=page, error_message=error,
