@@ -8,6 +8,7 @@ session) would kill the process without running them and orphan its children; he
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import signal
 import sys
@@ -56,3 +57,28 @@ def stop_signals_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+_QUIET_EXIT_REGISTERED = False
+
+
+def stop_signals_end_exit_quietly() -> None:
+    """Once the interpreter exits, a stop signal ends the process at once, without a traceback.
+
+    Libraries clean up at exit: pymongo joins its monitor threads (up to a second each). A stop
+    signal meanwhile (Ctrl-C reaches every process of the terminal's group, and Dagster then
+    interrupts the runs it stops) raised KeyboardInterrupt inside that clean-up and printed
+    "Exception ignored in atexit callback" with a traceback to the Dagster logs, though the
+    process was ending anyway. Call it once a client of such a library exists: atexit runs the
+    last registered first, so this runs before the library's clean-up."""
+    global _QUIET_EXIT_REGISTERED
+    if not _QUIET_EXIT_REGISTERED:
+        _QUIET_EXIT_REGISTERED = True
+        atexit.register(_default_stop_signals)
+
+
+def _default_stop_signals() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)

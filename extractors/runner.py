@@ -15,6 +15,7 @@ import duckdb
 from pymongo import MongoClient
 
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
+from customer360.stopping import stop_signals_end_exit_quietly
 from extractors.batch import BatchResult
 from extractors.kafka_source import KafkaSource
 from extractors.mongo_source import MongoSource
@@ -58,6 +59,7 @@ class Extractor:
                         connectTimeoutMS=MONGO_TIMEOUT_MS,
                         socketTimeoutMS=60_000,
                     )
+                    stop_signals_end_exit_quietly()
                 self._sources[name] = MongoSource(self._mongo, self.settings.mongo_db, name)
             else:
                 self._sources[name] = KafkaSource(self.settings, name)

@@ -18,6 +18,7 @@ from pymongo import MongoClient
 
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
 from customer360.pipeline.microbatch import read_state
+from customer360.stopping import stop_signals_end_exit_quietly
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Prober:
                 self.settings.mongo_uri,
                 serverSelectionTimeoutMS=int(PROBE_TIMEOUT_S * 1000),
             )
+            stop_signals_end_exit_quietly()
         coll = self._mongo[self.settings.mongo_db][collection]
         count = 0
         with coll.watch(
