@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import duckdb
 import pytest
 
 from customer360.chaos.oracle import expected_marts, marts_rows, read_sources
 from customer360.generator.history import seed
 from customer360.pipeline import MicroBatch
+from customer360.pipeline.microbatch import duckdb_threads
 from customer360.pipeline.probe import close_probers, probe_lag
 from customer360.pipeline.reconcile import reconcile
 from extractors import SOURCES
@@ -84,7 +86,11 @@ def test_a_backlog_lands_the_next_batch_beside_the_build(isolated_settings):
         assert batch.replays_every_model()
 
         produce(settings, "weblogs", [json.dumps(weblog(1)) for _ in range(250)])
-        results = [batch.run() for _ in range(4)]
+        results, threads = [], []
+        for _ in range(4):
+            results.append(batch.run())
+            (setting,) = batch.con.execute("select current_setting('threads')").fetchone()
+            threads.append(int(setting))
         for result in results:
             assert result.success, result.summary_lines()
         assert [r.extracts["weblogs"].records for r in results] == [100, 100, 50, 0]
@@ -101,6 +107,11 @@ def test_a_backlog_lands_the_next_batch_beside_the_build(isolated_settings):
         assert all(r.dbt is None or r.dbt.replayed for r in results[:3])
         assert results[2].serving is not None and results[2].serving.published
         assert "landed beside the previous batch's build" in "\n".join(results[1].summary_lines())
+        # DuckDB's threads: all of them for the backlog's full batches, each replay
+        # connection's share once drained (microbatch.duckdb_threads).
+        (all_cores,) = duckdb.connect().execute("select current_setting('threads')").fetchone()
+        share = duckdb_threads(int(all_cores), backlog=False)
+        assert threads == [int(all_cores)] * 2 + [share] * 2
 
         con = batch.con
         assert con.execute("select count(*) from staging.stg_weblogs").fetchone()[0] == 250
