@@ -54,6 +54,9 @@ def test_bench_runs_and_writes_result_plot_and_table(isolated_settings, tmp_path
     assert dagster["probe_to_dagster_report_s"]["p50"] > 0
     assert dagster["stream_runs"].get("CANCELED", 0) >= 1, dagster
     assert "FAILURE" not in dagster["stream_runs"], dagster
+    # Other jobs' runs during the load (a nightly writer), each also in the notes.
+    for run in dagster["other_runs_during_load"]:
+        assert any(n.startswith(f"{run['job']} started") for n in result["notes"]), result
     assert load["api_profile_lookup_ms"]["requests"] > 0
     post = result["post_load"]
     assert post["catch_up"]["landed_records"] > 0

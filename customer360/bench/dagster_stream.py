@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from customer360.pipeline.microbatch import MODEL_SECONDS_PREFIX
 
@@ -181,6 +182,19 @@ class StreamLog:
 
         records = self.instance.get_run_records(RunsFilter(job_name=STREAM_JOB))
         return sorted(records, key=lambda r: r.create_timestamp)
+
+    def other_runs(self, since: float) -> list:
+        """Run records of the other jobs (a nightly job, a run started by hand) created after
+        `since` (epoch seconds), oldest first: the writers among them take the warehouse from
+        the stream."""
+        from dagster import RunsFilter
+
+        from dagster_project.stream import STREAM_JOB
+
+        created_after = datetime.fromtimestamp(since, UTC)
+        records = self.instance.get_run_records(RunsFilter(created_after=created_after))
+        others = [r for r in records if r.dagster_run.job_name != STREAM_JOB]
+        return sorted(others, key=lambda r: r.create_timestamp)
 
     def refresh(self) -> list[StreamBatch]:
         """Every logged batch of every stream run so far, in the order they ended."""

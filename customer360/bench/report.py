@@ -143,6 +143,7 @@ def table_lines(result: dict) -> list[str]:
             f"target             {t['name']}: {_fmt(t.get('value'))}{t.get('unit', '')} vs "
             f"{t['target']}{t.get('unit', '')} at {t['at']}: {state}"
         )
+    lines += [f"note               {note}" for note in result.get("notes", [])]
     return lines
 
 
