@@ -234,8 +234,8 @@ class MicroBatch:
         # The next batch's extract, landing beside this batch's build while a backlog drains.
         self._land_ahead = ThreadPoolExecutor(1, thread_name_prefix="land-ahead")
         self._landing_ahead: Future[tuple[dict[str, BatchResult], dict[str, str]]] | None = None
-        # DuckDB's default threads for the warehouse's instance, and the number set (see
-        # duckdb_threads); read at the first batch.
+        # DuckDB's default threads, and the warehouse's instance's (see duckdb_threads); read
+        # at the first batch.
         self._all_cores: int | None = None
         self._threads: int | None = None
 
@@ -482,8 +482,13 @@ class MicroBatch:
         """Set the warehouse instance's DuckDB threads for a batch (see `duckdb_threads`); a
         statement only when the number changes (a live stream never sets it again)."""
         if self._all_cores is None:
+            # From an instance of its own: the warehouse's may have been set by another
+            # MicroBatch of this process (DuckDB shares an instance per file within a process).
+            with duckdb.connect() as fresh:
+                (setting,) = fresh.execute("select current_setting('threads')").fetchone()
+            self._all_cores = int(setting)
             (setting,) = self.con.execute("select current_setting('threads')").fetchone()
-            self._all_cores = self._threads = int(setting)
+            self._threads = int(setting)
         wanted = duckdb_threads(self._all_cores, backlog)
         if wanted != self._threads:
             self.con.execute(f"set threads = {wanted}")
