@@ -198,6 +198,9 @@ def test_an_interrupted_replay_stops_every_connection() -> None:
     )
     inputs = {"model.p.a": set(), "model.p.b": set(), "model.p.c": {"model.p.a", "model.p.b"}}
     threads_before = set(threading.enumerate())
+    # Python's own handler, as in the run worker: a process started in the background by a
+    # shell without job control (a CI runner's `cmd &`) inherits SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     ctrl_c = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     ctrl_c.start()
     try:
@@ -206,6 +209,7 @@ def test_an_interrupted_replay_stops_every_connection() -> None:
     finally:
         ctrl_c.cancel()
         ctrl_c.join()
+        signal.signal(signal.SIGINT, previous)
     assert set(threading.enumerate()) <= threads_before
     assert con.execute("select count(*) from t").fetchone() == (0,)
 
