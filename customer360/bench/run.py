@@ -517,6 +517,7 @@ class Bench:
         try:
             instance = self.dagster_instance()
             runs = self._dagster[1].runs()
+            other_runs = self._dagster[1].other_runs(since=start)
             reports = raw_reports(instance, "weblogs", since=start)
         except Exception as exc:  # noqa: BLE001 - reported, the rest of the result stands
             self.result["notes"].append(f"Dagster not read: {type(exc).__name__}: {exc}")
@@ -540,19 +541,27 @@ class Bench:
         launch = [r.start_time - r.create_timestamp.timestamp() for r in runs if r.start_time]
         # A writer's run (the nightly jobs at 03:00 and 03:30 UTC run here too) makes the stream
         # hand it the warehouse: the batches pause for the handover, as in production.
+        from dagster_project.stream import WRITER_TAG
+
         others = [
             {
                 "job": r.dagster_run.job_name,
                 "began_s": round(r.create_timestamp.timestamp() - start, 1),
                 "status": r.dagster_run.status.value,
+                "writer": WRITER_TAG in r.dagster_run.tags,
             }
-            for r in self._dagster[1].other_runs(since=start)
+            for r in other_runs
             if r.create_timestamp.timestamp() < min(end, stopping)
         ]
         for run in others:
             self.result["notes"].append(
-                f"{run['job']} started {run['began_s']:.0f} s into the load: the stream handed "
-                "it the warehouse (one writer at a time), so the freshness includes that pause"
+                f"{run['job']} started {run['began_s']:.0f} s into the load: "
+                + (
+                    "the stream handed it the warehouse (one writer at a time), so the "
+                    "freshness includes that pause"
+                    if run["writer"]
+                    else "it ran beside the stream"
+                )
             )
         # The data tests run beside the batches every 15 minutes (paced, see
         # dagster_project/stream.py); a batch they overlap takes longer.
