@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -59,9 +60,7 @@ def stop_signals_deferred() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-_QUIET_EXIT_REGISTERED = False
-
-
+@functools.cache  # registered once
 def stop_signals_end_exit_quietly() -> None:
     """Once the interpreter exits, a stop signal ends the process at once, without a traceback.
 
@@ -71,10 +70,7 @@ def stop_signals_end_exit_quietly() -> None:
     "Exception ignored in atexit callback" with a traceback to the Dagster logs, though the
     process was ending anyway. Call it once a client of such a library exists: atexit runs the
     last registered first, so this runs before the library's clean-up."""
-    global _QUIET_EXIT_REGISTERED
-    if not _QUIET_EXIT_REGISTERED:
-        _QUIET_EXIT_REGISTERED = True
-        atexit.register(_default_stop_signals)
+    atexit.register(_default_stop_signals)
 
 
 def _default_stop_signals() -> None:

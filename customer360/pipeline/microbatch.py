@@ -478,7 +478,7 @@ class MicroBatch:
             result.checkpoint_seconds = time.monotonic() - started
         return result
 
-    def use_duckdb_threads(self, backlog: bool) -> int:
+    def use_duckdb_threads(self, backlog: bool) -> None:
         """Set the warehouse instance's DuckDB threads for a batch (see `duckdb_threads`); a
         statement only when the number changes (a live stream never sets it again)."""
         if self._all_cores is None:
@@ -494,7 +494,6 @@ class MicroBatch:
             self.con.execute(f"set threads = {wanted}")
             self._threads = wanted
             log.info("DuckDB threads: %d (%s)", wanted, "a backlog" if backlog else "live")
-        return wanted
 
     def checkpoint(self) -> None:
         """Move what the batch wrote from the write-ahead log into the database file, once it
