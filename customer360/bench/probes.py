@@ -102,6 +102,17 @@ class Probe:
         return None if self.visible_at is None else self.visible_at - self.produced_at
 
 
+def never_visible(probes: list[Probe], customers_present: set[int]) -> tuple[int, int]:
+    """(lost, customer gone): the `probes` never visible whose customer still exists
+    (`customers_present`), and those whose customer was deleted. The generator's stream deletes
+    customers as the sources do, the probes' too (3 of the first hundred in a 300 s run at
+    100,000 customers), and a deleted customer has no profile to show a probe in: that is the
+    rule, not a lost record."""
+    missing = [p for p in probes if p.freshness_s is None]
+    gone = sum(1 for p in missing if p.customer_id not in customers_present)
+    return len(missing) - gone, gone
+
+
 @dataclass
 class Prober:
     """Produces a probe every `interval_s` and polls the read path every `poll_s`."""

@@ -59,7 +59,12 @@ def table_lines(result: dict) -> list[str]:
         f"freshness (all)    p50 {_fmt(fresh.get('p50'), ' s')}, p95 "
         f"{_fmt(fresh.get('p95'), ' s')}, p99 {_fmt(fresh.get('p99'), ' s')}, max "
         f"{_fmt(fresh.get('max'), ' s')}; {load.get('probes')} probes, "
-        f"{load.get('probes_never_visible')} never visible",
+        f"{load.get('probes_never_visible')} never visible"
+        + (
+            f", {gone} for a customer the stream deleted meanwhile"
+            if (gone := load.get("probes_customer_deleted"))
+            else ""
+        ),
         f"throughput         produced {_fmt(load.get('produced_events_per_s'), '/s', 0)}, "
         f"landed {_fmt(load.get('landed_events_per_s'), '/s', 0)} (sustained over the load)",
     ]
@@ -160,11 +165,15 @@ def plot(result: dict, out: Path) -> Path:
                                       gridspec_kw={"height_ratios": [2, 1]})  # fmt: skip
     probes = [p for p in result.get("probes", []) if p["produced_at"] >= t0]
     seen = [(p["produced_at"] - t0, p["freshness_s"]) for p in probes if p["freshness_s"]]
-    lost = [p["produced_at"] - t0 for p in probes if p["freshness_s"] is None]
+    unseen = [p for p in probes if p["freshness_s"] is None]
+    lost = [p["produced_at"] - t0 for p in unseen if not p.get("customer_deleted")]
+    gone = [p["produced_at"] - t0 for p in unseen if p.get("customer_deleted")]
     if seen:
         top.plot(*zip(*seen, strict=True), ".", color="tab:blue", label="probe freshness")
     if lost:
         top.plot(lost, [0] * len(lost), "x", color="tab:red", label="never visible")
+    if gone:
+        top.plot(gone, [0] * len(gone), "x", color="tab:gray", label="customer deleted")
     config = result.get("config", {})
     for key, style, label in (
         ("target_p95_s", "--", "target p95"),

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from customer360.bench.machine import machine_info
 from customer360.bench.post_load import drain, full_refresh_on_copy, learn_replay
-from customer360.bench.probes import ApiReadPath, Prober, ServingCopyReadPath
+from customer360.bench.probes import ApiReadPath, Prober, ServingCopyReadPath, never_visible
 from customer360.bench.processes import (
     CpuSampler,
     MemorySampler,
@@ -480,16 +480,24 @@ class Bench:
             step["probes"] = len(values)
         within = [s["rate"] for s in steps if self.config.freshness_met(s["freshness_s"])]
         self.result["max_rate_within_target"] = max(within) if within else None
+        present = self.customers_present({p.customer_id for p in prober.probes})
         self.result["probes"] = [
-            {"produced_at": p.produced_at, "freshness_s": p.freshness_s} for p in prober.probes
+            {
+                "produced_at": p.produced_at,
+                "freshness_s": p.freshness_s,
+                "customer_deleted": p.customer_id not in present,
+            }
+            for p in prober.probes
         ]
         self.result["batches"] = batches
         self.result["steps"] = steps
         api = [s for at, s, status in self.api_latencies if status == 200 and start <= at <= end]
+        lost, customer_gone = never_visible(probes, present)
         return {
             "window": [start, end],
             "probes": len(probes),
-            "probes_never_visible": sum(1 for p in probes if p.freshness_s is None),
+            "probes_never_visible": lost,
+            "probes_customer_deleted": customer_gone,
             "freshness_s": freshness_stats(seen),
             "microbatch": batch_stats(batches) if batches else None,
             "dagster": self.dagster_figures(prober, start, end)
@@ -507,6 +515,26 @@ class Bench:
                 "max": milliseconds(max(api) if api else None),
             },
         }
+
+    def customers_present(self, customer_ids: set[int]) -> set[int]:
+        """Which of `customer_ids` the warehouse still has (dbt's int_customers), once the
+        pipeline has stopped: every one when it cannot be read."""
+        import duckdb
+
+        try:
+            with duckdb.connect(str(self.settings.warehouse), read_only=True) as con:
+                rows = con.execute(
+                    "select customer_id from intermediate.int_customers"
+                    " where customer_id in (select unnest(?))",
+                    [sorted(customer_ids)],
+                ).fetchall()
+        except duckdb.Error as exc:
+            self.result["notes"].append(
+                f"probes' customers not read ({type(exc).__name__}: {exc}): a probe never "
+                "visible counts as lost even if its customer was deleted"
+            )
+            return set(customer_ids)
+        return {customer_id for (customer_id,) in rows}
 
     def dagster_figures(self, prober: Prober, start: float, end: float) -> dict | None:
         """What Dagster showed during the load: the stream's runs, and how long after a probe
