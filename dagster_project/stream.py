@@ -233,15 +233,15 @@ def run_data_tests(
         ["test", "--exclude-resource-type", "unit_test", "--threads", "1"],
         after_each_node=pacer.step_done if pacer else None,
     )
-    tests = result.tests_run
-    passed = sum(1 for _, status in tests if status == "pass")
-    summary = f"data tests: {passed}/{len(tests)} passed in {result.seconds:.1f} s"
+    summary = f"data tests: {result.tests_summary()} in {result.seconds:.1f} s"
     if pacer is not None:
         summary += f" (paced to {pacer.share:.0%} of the time: {pacer.slept_s:.1f} s of pauses)"
+    # The tests that did not pass, one a line: those that warned too (an operator reads why).
     if result.success:
-        context.log.info(summary)
+        context.log.info("\n".join([summary, *result.warnings]))
     else:
-        context.log.warning("\n".join([summary, *result.failures]) or str(result.error))
+        lines = [summary, *result.failures, *result.warnings]
+        context.log.warning("\n".join(lines) if len(lines) > 1 else f"{summary}: {result.error}")
     return list(dbt_events(batch, result))
 
 

@@ -39,7 +39,10 @@ SPLIT_LINE = re.compile(
 MODEL_SECONDS_LINE = re.compile(
     rf"^{re.escape(MODEL_SECONDS_PREFIX)}\s+(?P<models>\S+ \d+(?:, \S+ \d+)*)\s*$", re.MULTILINE
 )
-DATA_TESTS_LINE = re.compile(r"^data tests: (?P<passed>\d+)/(?P<run>\d+) passed in (?P<s>[\d.]+) s")
+# "data tests: 255/259 passed, 4 warn in 42.0 s": the tests that did not pass counted by status.
+DATA_TESTS_LINE = re.compile(
+    r"^data tests: (?P<passed>\d+)/(?P<run>\d+) passed(?P<others>(?:, \d+ \w+)*) in (?P<s>[\d.]+) s"
+)
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,9 @@ class StreamDataTests:
     run: int
     seconds: float
     succeeded: bool  # logged at INFO: dbt test succeeded
-    failures: tuple[str, ...] = ()
+    failures: tuple[str, ...] = ()  # the logged tests that failed or errored, one a line
+    not_passed: tuple[tuple[str, int], ...] = ()  # (status, tests) of those that did not pass
+    warned: tuple[str, ...] = ()  # the logged tests that warned
 
     @property
     def began(self) -> float:
@@ -152,6 +157,7 @@ def parse_data_tests_log(
     match = DATA_TESTS_LINE.match(lines[0]) if lines else None
     if match is None:
         return None
+    listed = [line.strip() for line in lines[1:] if line.strip()]
     return StreamDataTests(
         run_id=run_id,
         number=number,
@@ -160,8 +166,18 @@ def parse_data_tests_log(
         run=int(match["run"]),
         seconds=float(match["s"]),
         succeeded=level < logging.WARNING,
-        failures=tuple(line.strip() for line in lines[1:] if line.strip()),
+        failures=tuple(line for line in listed if not _warned(line)),
+        not_passed=tuple(
+            (status, int(n))
+            for n, status in (o.split(" ") for o in match["others"].split(", ") if o)
+        ),
+        warned=tuple(line for line in listed if _warned(line)),
     )
+
+
+def _warned(line: str) -> bool:
+    """A test listed as `unique_id: warn: message` (DbtBuildResult.warnings)."""
+    return line.split(": ", 2)[1:2] == ["warn"]
 
 
 class StreamLog:

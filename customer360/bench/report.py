@@ -103,7 +103,11 @@ def table_lines(result: dict) -> list[str]:
             "  data tests       "
             + (
                 "; ".join(
-                    f"{t['passed']}/{t['run']} passed, from {t['began_s']:+.0f} s into the load "
+                    f"{t['passed']}/{t['run']} passed"
+                    + "".join(
+                        f", {n} {status}" for status, n in (t.get("not_passed") or {}).items()
+                    )
+                    + f", from {t['began_s']:+.0f} s into the load "
                     f"for {t['seconds']:.1f} s"
                     for t in tests
                 )

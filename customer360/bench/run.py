@@ -596,7 +596,7 @@ class Bench:
         self._dagster[1].refresh()
         data_tests = [
             {"began_s": round(t.began - start, 1), "seconds": t.seconds, "passed": t.passed,
-             "run": t.run}
+             "run": t.run, "not_passed": dict(t.not_passed), "warned": list(t.warned)}
             for t in self._dagster[1].data_tests()
             if t.began < end and t.ended > start
         ]  # fmt: skip

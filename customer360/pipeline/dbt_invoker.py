@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,6 +96,21 @@ class DbtBuildResult:
     @property
     def tests_run(self) -> list[tuple[str, str]]:
         return [(u, status) for u, status, _ in self.nodes if u.startswith("test.")]
+
+    def tests_summary(self) -> str:
+        """`passed/run passed`, then how many ended otherwise, by status (`4 warn`: tests of
+        severity warn, e.g. orders of a customer deleted meanwhile)."""
+        tests = self.tests_run
+        passed = sum(1 for _, status in tests if status == "pass")
+        others = Counter(status for _, status in tests if status != "pass")
+        return f"{passed}/{len(tests)} passed" + "".join(
+            f", {n} {status}" for status, n in sorted(others.items())
+        )
+
+    @property
+    def warnings(self) -> list[str]:
+        """The tests that warned: `unique_id: warn: dbt's message`."""
+        return [f"{u}: {s}: {m}" for u, s, m in self.nodes if s == "warn"]
 
     @property
     def failures(self) -> list[str]:

@@ -131,16 +131,13 @@ class MicroBatchResult:
         if self.dbt is None:
             lines.append("dbt               nothing to build")
         else:
-            tests = self.dbt.tests_run
-            passed = sum(1 for _, s in tests if s == "pass")
             lines.append(
                 f"dbt               {len(self.models_built)} models built"
                 + (" (replayed)" if self.dbt.replayed else " (by dbt)")
-                + f", {passed}/{len(tests)} "
-                f"tests passed for {', '.join(self.dbt_sources)}"
+                + f", tests {self.dbt.tests_summary()} for {', '.join(self.dbt_sources)}"
                 + ("" if self.dbt.success else "  FAILED")
             )
-            lines += [f"  {f}" for f in self.dbt.failures]
+            lines += [f"  {f}" for f in [*self.dbt.failures, *self.dbt.warnings]]
             if self.dbt.model_seconds:
                 lines.append(model_seconds_line(self.dbt.model_seconds))
         if self.serving is not None:

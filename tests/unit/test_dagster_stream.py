@@ -5,6 +5,7 @@ ephemeral instance."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -86,6 +87,38 @@ def test_a_data_tests_line_is_not_a_batch_and_a_batch_is_not_data_tests():
     assert ok.succeeded and ok.seconds == 3.5
     assert parse_batch_log("data tests: 120/120 passed in 3.5 s", "r", 1, 10.0) is None
     assert parse_data_tests_log("\n".join(a_batch().summary_lines()), "r", 1, 10.0) is None
+
+
+def test_data_tests_that_warned_are_counted_and_listed_apart_from_failures():
+    result = DbtBuildResult(
+        args=["test"],
+        success=False,
+        seconds=4.2,
+        nodes=[("test.c360.not_null_x", "pass", None), ("test.c360.unique_x", "fail", "2 rows"),
+               ("test.c360.relationships_a", "warn", "Got 3 results, configured to warn if != 0"),
+               ("test.c360.relationships_b", "warn", "Got 1 result, configured to warn if != 0")],
+    )  # fmt: skip
+    assert result.tests_summary() == "1/4 passed, 1 fail, 2 warn"
+    assert result.warnings == [
+        "test.c360.relationships_a: warn: Got 3 results, configured to warn if != 0",
+        "test.c360.relationships_b: warn: Got 1 result, configured to warn if != 0",
+    ]
+    # As the stream logs them (dagster_project/stream.py run_data_tests).
+    message = "\n".join(
+        [f"data tests: {result.tests_summary()} in 4.2 s (paced to 25% of the time: 3.0 s of"
+         " pauses)", *result.failures, *result.warnings]
+    )  # fmt: skip
+    tests = parse_data_tests_log(message, "r", 1, 10.0, level=logging.WARNING)
+    assert (tests.passed, tests.run, tests.seconds, tests.succeeded) == (1, 4, 4.2, False)
+    assert tests.not_passed == (("fail", 1), ("warn", 2))
+    assert tests.failures == ("test.c360.unique_x: fail: 2 rows",)
+    assert tests.warned == tuple(result.warnings)
+    # A batch's summary counts them the same way and lists the warnings under its dbt line.
+    batch = a_batch()
+    batch.dbt.nodes += result.nodes[2:]
+    lines = batch.summary_lines()
+    assert any("tests 0/2 passed, 2 warn for weblogs, online_orders" in line for line in lines)
+    assert parse_batch_log("\n".join(lines), "r", 1, 10.0).succeeded
 
 
 def test_other_log_lines_are_not_batches():
@@ -182,6 +215,10 @@ def test_the_bench_table_says_when_the_data_tests_ran_during_the_load():
     ran = {"began_s": 8.3, "seconds": 33.6, "passed": 247, "run": 252}
     assert data_tests_line([ran]) == (
         "  data tests       247/252 passed, from +8 s into the load for 33.6 s"
+    )
+    warned = dict(ran, passed=248, not_passed={"warn": 4}, warned=["test.c360.r: warn: 3"])
+    assert data_tests_line([warned]) == (
+        "  data tests       248/252 passed, 4 warn, from +8 s into the load for 33.6 s"
     )
 
 
