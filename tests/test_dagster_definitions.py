@@ -18,6 +18,7 @@ from dagster import (
     EventRecordsFilter,
 )
 
+from customer360.bench.dagster_stream import StreamLog
 from customer360.pipeline.dagster_home import prepare_dagster_home
 from customer360.pipeline.dbt_invoker import DbtInvoker
 from customer360.pipeline.heartbeat import read_beat
@@ -155,6 +156,14 @@ def test_the_stream_run_lands_builds_reports_each_batch_and_yields_to_a_waiting_
         runner.join(120)
         assert not runner.is_alive()
         assert outcome["result"].success
+
+        # The data tests' log line, as `c360 bench` and `c360 chaos` read it from the run.
+        log = StreamLog(instance)
+        log.refresh()
+        (tests, *_) = log.data_tests()
+        assert tests.succeeded and tests.run >= 50 and not tests.failures, tests
+        assert tests.passed + sum(n for _, n in tests.not_passed) == tests.run, tests
+        assert len(tests.warned) == dict(tests.not_passed).get("warn", 0), tests
 
 
 def test_microbatch_job_lands_sources_and_builds_marts(isolated_settings, defs):
