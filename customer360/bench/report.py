@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from customer360.bench.stats import BATCH_STEPS
+from customer360.pipeline.dbt_invoker import tests_summary
 
 # How many of the build's models the table names (result.json has them all).
 SLOWEST_MODELS_SHOWN = 5
@@ -103,10 +104,7 @@ def table_lines(result: dict) -> list[str]:
             "  data tests       "
             + (
                 "; ".join(
-                    f"{t['passed']}/{t['run']} passed"
-                    + "".join(
-                        f", {n} {status}" for status, n in (t.get("not_passed") or {}).items()
-                    )
+                    tests_summary(t["passed"], t["run"], t.get("not_passed") or {})
                     + f", from {t['began_s']:+.0f} s into the load "
                     f"for {t['seconds']:.1f} s"
                     for t in tests

@@ -67,6 +67,11 @@ def _dbt_held():
         DBT_LOCK.release()
 
 
+def tests_summary(passed: int, run: int, not_passed: dict[str, int]) -> str:
+    """`255/259 passed, 4 warn`: the tests that passed, then the others by status."""
+    return f"{passed}/{run} passed" + "".join(f", {n} {s}" for s, n in not_passed.items())
+
+
 class DbtBuildError(RuntimeError):
     """dbt could not run (or some model or test failed); the message lists what failed."""
 
@@ -103,9 +108,7 @@ class DbtBuildResult:
         tests = self.tests_run
         passed = sum(1 for _, status in tests if status == "pass")
         others = Counter(status for _, status in tests if status != "pass")
-        return f"{passed}/{len(tests)} passed" + "".join(
-            f", {n} {status}" for status, n in sorted(others.items())
-        )
+        return tests_summary(passed, len(tests), dict(sorted(others.items())))
 
     @property
     def warnings(self) -> list[str]:
