@@ -42,6 +42,8 @@ UNRESUMABLE_CODES = {260, 280, 286}
 # Events after which the collection is gone or elsewhere: copy it again.
 COLLECTION_ENDING_EVENTS = {"drop", "rename", "dropDatabase", "invalidate"}
 STREAM_AWAIT_MS = 10
+# Documents per reply of the copy's cursor: what a batch lands at least once its time is up.
+COPY_BATCH = 5000
 
 
 class MongoExtractError(RuntimeError):
@@ -115,6 +117,7 @@ class MongoSource:
         self._copy = None  # the open cursor of a copy in progress
         # (stream start, copy position) that cursor stands at, as stored in the warehouse
         self._copy_after: tuple | None = None
+        self._copy_taken = 0  # documents taken from that cursor
 
     def close(self) -> None:
         _close_quietly(self._stream)
@@ -189,8 +192,9 @@ class MongoSource:
         if position.snapshot_after_id is not None:
             after = json_util.loads(position.snapshot_after_id, json_options=CANONICAL_JSON_OPTIONS)
             query = {"_id": {"$gt": after["_id"]}}
-        self._copy = self.collection.find(query, sort=[("_id", 1)], batch_size=5000)
+        self._copy = self.collection.find(query, sort=[("_id", 1)], batch_size=COPY_BATCH)
         self._copy_after = where
+        self._copy_taken = 0
         return self._copy
 
     def _close_copy(self) -> None:
@@ -209,6 +213,7 @@ class MongoSource:
             if document is None:
                 exhausted = True
                 break
+            self._copy_taken += 1
             last_id = document["_id"]
             rows.add(
                 "snapshot",
@@ -216,7 +221,11 @@ class MongoSource:
                 position.stream_start_cluster_time,
                 document_json(document),
             )
-            if time.monotonic() >= deadline:
+            # Time is up only between the server's replies: the documents of the last one are
+            # already here, and landing them costs little. (A server may sort the whole
+            # collection before its first reply: checked after each document, a first reply
+            # slower than the batch's time landed one document of its 5,000.)
+            if time.monotonic() >= deadline and cursor.retrieved <= self._copy_taken:
                 break
         after_id = position.snapshot_after_id
         if last_id is not None:

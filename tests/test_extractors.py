@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from extractors import Extractor
+from extractors.mongo_source import COPY_BATCH
 from extractors.warehouse import WarehouseLockedError, connect_warehouse
 from tests.extractor_helpers import (
     current_state,
@@ -181,6 +182,21 @@ def test_snapshot_then_stream_with_concurrent_writes(isolated_settings):
         assert current_state(con, "users") == mongo_state(isolated_settings, "users")
         ops = dict(con.execute("select operation, count(*) from raw.users group by 1").fetchall())
     assert ops["snapshot"] >= 3000 and ops["update"] > 0 and ops["delete"] > 0
+
+
+def test_a_copy_whose_time_is_up_lands_the_documents_the_server_sent(isolated_settings):
+    """A batch's time is up only between the server's replies: with no time at all, each batch
+    lands one whole reply of the copy's cursor (a server that sorts the collection before its
+    first reply, slower than a batch's time, once made the first batch land one document)."""
+    users = mongo_db(isolated_settings).users
+    users.insert_many([{"id": i, "version": 0} for i in range(COPY_BATCH + 700)])
+    with Extractor(isolated_settings) as extractor:
+        first = extractor.extract("users", max_records=250_000, max_seconds=0)
+        second = extractor.extract("users", max_records=250_000, max_seconds=0)
+        assert (first.records, second.records) == (COPY_BATCH, 700)
+        drain(extractor, ["users"])
+    with read_only(isolated_settings) as con:
+        assert current_state(con, "users") == mongo_state(isolated_settings, "users")
 
 
 def test_a_stream_that_cannot_resume_is_copied_again_and_vanished_documents_deleted(
