@@ -127,6 +127,8 @@ class Prober:
 
     def __post_init__(self):
         self._stop_producing = threading.Event()
+        self._abandoned = threading.Event()
+        self._closed = False
         self._stop_polling = threading.Event()
         self._lock = threading.Lock()
         self._producer = Producer(
@@ -178,7 +180,8 @@ class Prober:
             self._produce_one(n)
             n += 1
             self._stop_producing.wait(max(0.0, started + n * self.interval_s - time.monotonic()))
-        self._producer.flush(30)
+        if not self._abandoned.is_set():
+            self._producer.flush(30)
 
     def pending(self) -> list[Probe]:
         now = time.time()
@@ -206,6 +209,21 @@ class Prober:
     def stop_producing(self) -> None:
         self._stop_producing.set()
         self._threads[0].join(30)
+
+    def abandon(self) -> None:
+        """Stop at once, probes undelivered dropped: the bench was interrupted or failed, and
+        Kafka may be stopping (a producer left running retries its connection and logs every
+        failure until the process ends)."""
+        self._abandoned.set()
+        self._stop_producing.set()
+        self._stop_polling.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(5)
+        if not self._closed:
+            self._closed = True
+            self._producer.purge()
+            self._producer.close()
 
     def drain(self, timeout_s: float) -> None:
         """Wait until every probe is visible (or `timeout_s`), then stop polling."""

@@ -380,6 +380,7 @@ class Bench:
     def run(self) -> dict:
         config = self.config
         self.memory.start()
+        prober = None
         try:
             self.seed_history()
             from customer360.kafka_topics import ensure_topics
@@ -442,6 +443,8 @@ class Bench:
             self.post_load()
             self.result["peak_rss_mb"]["bench (post-load phase in-process)"] = self_peak_rss_mb()
         finally:
+            if prober is not None:
+                prober.abandon()
             self._api_stop.set()
             self.stop_all()
         if self._dagster is not None:

@@ -3,6 +3,7 @@ customers, the probes' too, and a deleted customer has no profile to show a prob
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
@@ -60,3 +61,24 @@ def test_the_table_says_how_many_probes_were_for_a_deleted_customer() -> None:
     )
     load["probes_customer_deleted"] = 0
     assert freshness_line(load).endswith("300 probes, 0 never visible")
+
+
+class NeverVisible:
+    def visible(self, probes):
+        return set()
+
+
+def test_an_interrupted_bench_stops_its_probes_without_waiting_for_kafka(tmp_path: Path) -> None:
+    """At Ctrl-C (or a failure) the bench abandons its probes: the producer's thread ends
+    without waiting to deliver (Kafka may be stopping), and the producer is closed, so it does
+    not log a failed connection every second until the process ends."""
+    from customer360.bench.probes import Prober
+
+    dead = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9")  # nothing listens there
+    prober = Prober(dead, NeverVisible(), customer_ids=[1, 2], interval_s=0.05, poll_s=0.05)
+    prober.start()
+    while len(prober.probes) < 3:  # produced, never delivered
+        time.sleep(0.05)
+    prober.abandon()
+    assert not any(thread.is_alive() for thread in prober._threads)
+    prober.abandon()  # again, as the bench's `finally` may: nothing left to do
