@@ -64,6 +64,8 @@ REPO = Path(__file__).resolve().parents[2]
 RAW_EVENT_TABLES = ("users", "online_orders", "instore_orders", "weblogs", "marketing_emails")
 DEFAULT_RAMP = (250.0, 500.0, 1000.0, 2000.0, 4000.0)
 STREAM_RUN_CPU_NAME = "micro-batch stream (Dagster run)"
+# How long a process the bench started has to end once asked (SIGTERM), before SIGKILL.
+STOP_WAIT_S = 30.0
 # The generator's stream says this once it has started and is about to produce its first event.
 STREAM_STARTS = re.compile(r"^stream: \d+ customers, .* events/s", re.MULTILINE)
 
@@ -225,8 +227,13 @@ class Bench:
                     self.say(f"stop: {line}")
             except Exception as exc:  # noqa: BLE001 - the process groups are stopped anyway
                 self.result["notes"].append(f"terminating Dagster runs failed: {exc}")
+        running = [name for name, process in self.processes.items() if process.poll() is None]
+        if running:
+            # Each ends its work first (the loop its micro-batch: at the history's load, that
+            # can take the whole wait), and nothing else would say why the bench does not end.
+            self.say(f"stop: {', '.join(running)} (each given {STOP_WAIT_S:g} s, then killed) ...")
         for process in self.processes.values():
-            stop_process(process)
+            stop_process(process, STOP_WAIT_S)
 
     def dagster_instance(self):
         """The Dagster instance of dagster mode (its storage exists once Dagster started)."""
