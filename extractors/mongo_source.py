@@ -179,6 +179,11 @@ class MongoSource:
                 "Nothing of this batch was landed; the next batch continues from the stored "
                 "position. Is the server running? `c360 services status`"
             ) from exc
+        except BaseException:
+            # Landing failed (the warehouse): the copy's cursor and the stream have read past
+            # what was landed, so the next batch opens them again at the stored position.
+            self.close()
+            raise
 
     def _copy_cursor(self, position: MongoPosition):
         """The copy's cursor, kept open between batches: a server may sort the whole collection

@@ -199,6 +199,40 @@ def test_a_copy_whose_time_is_up_lands_the_documents_the_server_sent(isolated_se
         assert current_state(con, "users") == mongo_state(isolated_settings, "users")
 
 
+def test_a_mongo_batch_that_fails_to_land_is_read_again(isolated_settings, monkeypatch):
+    """A batch whose landing fails (the warehouse, not MongoDB) leaves the copy's cursor and the
+    change stream past what was landed: the next batch, even through `Extractor.extract` alone,
+    starts again from the stored position, and nothing is skipped."""
+    from extractors.mongo_source import MongoSource
+
+    users = mongo_db(isolated_settings).users
+    users.insert_many([{"id": i, "version": 0} for i in range(300)])
+    real_land = MongoSource._land
+    fail_next = threading.Event()
+
+    def land_or_fail(self, *args, **kwargs):
+        if fail_next.is_set():
+            fail_next.clear()
+            raise duckdb.IOException("disk full (injected)")
+        return real_land(self, *args, **kwargs)
+
+    monkeypatch.setattr(MongoSource, "_land", land_or_fail)
+    with Extractor(isolated_settings) as extractor:
+        fail_next.set()
+        with pytest.raises(duckdb.IOException):
+            extractor.extract("users", max_records=100)  # the copy's first batch
+        for _ in range(4):  # the copy, from its first document again, to its end
+            extractor.extract("users", max_records=100)
+        users.update_many({"id": {"$lt": 50}}, {"$set": {"version": 1}})
+        users.delete_many({"id": {"$gte": 250}})
+        fail_next.set()
+        with pytest.raises(duckdb.IOException):
+            extractor.extract("users", max_records=30)  # the stream's first batch
+        drain(extractor, ["users"])
+    with read_only(isolated_settings) as con:
+        assert current_state(con, "users") == mongo_state(isolated_settings, "users")
+
+
 def test_a_stream_that_cannot_resume_is_copied_again_and_vanished_documents_deleted(
     isolated_settings,
 ):
