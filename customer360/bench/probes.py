@@ -128,7 +128,6 @@ class Prober:
     def __post_init__(self):
         self._stop_producing = threading.Event()
         self._abandoned = threading.Event()
-        self._closed = False
         self._stop_polling = threading.Event()
         self._lock = threading.Lock()
         self._producer = Producer(
@@ -214,16 +213,16 @@ class Prober:
         """Stop at once, probes undelivered dropped: the bench was interrupted or failed, and
         Kafka may be stopping (a producer left running retries its connection and logs every
         failure until the process ends)."""
+        if self._abandoned.is_set():
+            return
         self._abandoned.set()
         self._stop_producing.set()
         self._stop_polling.set()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(5)
-        if not self._closed:
-            self._closed = True
-            self._producer.purge()
-            self._producer.close()
+        self._producer.purge()
+        self._producer.close()
 
     def drain(self, timeout_s: float) -> None:
         """Wait until every probe is visible (or `timeout_s`), then stop polling."""
