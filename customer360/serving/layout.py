@@ -32,6 +32,8 @@ oids; so does opening the warehouse again, so a new process's first publication 
 or a version that rescored every row (VERSIONED_TABLES: a new propensity model), or the day
 (`reading_day`) when a DAILY_VIEWS view is published.
 A copy published under another fingerprint is rebuilt in full instead of updated (publish.py).
+The table identities, versions and day are read once per publication (`WarehouseState`): the
+publisher also compares them with the previous publication's to skip one with nothing new.
 """
 
 from __future__ import annotations
@@ -144,8 +146,31 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
-    """What to publish from the warehouse open on `con` (a few catalog queries)."""
+@dataclass(frozen=True)
+class WarehouseState:
+    """What, besides the marts' own columns and views, says whether a serving copy could have
+    changed other than through new data: the warehouse tables' catalog oids, the
+    VERSIONED_TABLES values present, and the day the daily views read as today."""
+
+    oids: tuple[tuple[str, str, int], ...]
+    versions: dict[str, list]
+    day: str
+
+
+def read_warehouse_state(con: duckdb.DuckDBPyConnection) -> WarehouseState:
+    oids = con.execute(
+        "select schema_name, table_name, table_oid from duckdb_tables()"
+        f" where database_name = current_database() and schema_name in {WAREHOUSE_SCHEMAS}"
+        " order by 1, 2"
+    ).fetchall()
+    return WarehouseState(tuple(oids), versions_present(con), reading_day(con))
+
+
+def read_layout(
+    con: duckdb.DuckDBPyConnection, state: WarehouseState | None = None
+) -> ServingLayout:
+    """What to publish from the warehouse open on `con` (a few catalog queries); `state` is
+    `read_warehouse_state(con)` when the caller has just read it."""
     warehouse = con.execute("select current_database()").fetchone()[0]
     columns: dict[str, list[tuple[str, str]]] = {}
     for relation, column, data_type in con.execute(
@@ -218,11 +243,7 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
     marks = tuple(
         c for c, _ in columns[CHANGE_LOG] if c.startswith("_") and c.endswith("_batch_id")
     )
-    oids = con.execute(
-        "select schema_name, table_name, table_oid from duckdb_tables()"
-        f" where database_name = ? and schema_name in {WAREHOUSE_SCHEMAS} order by 1, 2",
-        [warehouse],
-    ).fetchall()
+    state = state or read_warehouse_state(con)
     try:  # which history the warehouse holds: when its first landing batch started
         history = con.execute(
             "select started_at from raw._batches order by batch_id limit 1"
@@ -231,12 +252,12 @@ def read_layout(con: duckdb.DuckDBPyConnection) -> ServingLayout:
         history = None
     described = {
         "history": history,
-        "versions": versions_present(con),
+        "versions": state.versions,
         "tables": [(t.name, t.columns, t.literal_keys) for t in tables],
         "views": [(v.name, v.sql) for v in views],
         "marks": marks,
-        "oids": oids,
-        "day": reading_day(con) if daily else None,
+        "oids": state.oids,
+        "day": state.day if daily else None,
     }
     fingerprint = hashlib.sha256(json.dumps(described, default=str).encode()).hexdigest()[:32]
     sequences = tuple(
@@ -258,16 +279,13 @@ def versions_present(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
     """The values of each VERSIONED_TABLES column in the marts of the warehouse open on `con`."""
     found = {}
     for table, column in VERSIONED_TABLES.items():
-        present = con.execute(
-            "select count(*) from duckdb_columns() where database_name = current_database()"
-            " and schema_name = 'marts' and table_name = ? and column_name = ?",
-            [table, column],
-        ).fetchone()[0]
-        if present:
+        try:  # a warehouse without the table or the column yet has no versions of it
             found[table] = con.execute(
                 f"select list(distinct {quote(column)} order by {quote(column)})"
                 f" from marts.{quote(table)}"
             ).fetchone()[0]
+        except (duckdb.CatalogException, duckdb.BinderException):
+            continue
     return found
 
 

@@ -55,13 +55,12 @@ from customer360.config import Settings
 from customer360.serving.layout import (
     CHANGE_LOG,
     KEY,
-    WAREHOUSE_SCHEMAS,
     LayoutError,
     ServingLayout,
+    WarehouseState,
     quote,
     read_layout,
-    reading_day,
-    versions_present,
+    read_warehouse_state,
 )
 
 log = logging.getLogger(__name__)
@@ -119,29 +118,25 @@ class _SlotState:
     customers: int
     marks: dict[str, int]
     replaced_since_full: int
+    rows: dict[str, int]  # per table
 
 
 # What this process last published per serving path: the warehouse's dbt watermarks then.
 _last_published: dict[Path, tuple] = {}
 
 
-def _marts_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple | None:
-    """The per-customer models' watermarks, which move whenever a mart takes in new data, the
-    warehouse tables' catalog oids, which change when dbt recreates a table (a full refresh),
-    the versions that rescore every customer (a new propensity model, layout.py), and the day
-    (the daily views' rows change with it, layout.DAILY_VIEWS)."""
+def _marts_fingerprint(con: duckdb.DuckDBPyConnection, state: WarehouseState) -> tuple | None:
+    """The per-customer models' watermarks, which move whenever a mart takes in new data, and
+    the warehouse's state (layout.WarehouseState): the tables' catalog oids, which change when
+    dbt recreates a table (a full refresh), the versions that rescore every customer (a new
+    propensity model), and the day (the daily views' rows change with it)."""
     try:
         watermarks = con.execute(
             "select model, source, batch_id from intermediate.dbt_watermarks order by 1, 2"
         ).fetchall()
     except duckdb.CatalogException:
         return None
-    oids = con.execute(
-        "select schema_name, table_name, table_oid from duckdb_tables()"
-        f" where database_name = current_database() and schema_name in {WAREHOUSE_SCHEMAS}"
-        " order by 1, 2"
-    ).fetchall()
-    return (tuple(watermarks), tuple(oids), repr(versions_present(con)), reading_day(con))
+    return (tuple(watermarks), state.oids, repr(state.versions), state.day)
 
 
 def slot_paths(target: Path) -> list[Path]:
@@ -200,7 +195,8 @@ def publish_serving_copy(
     copy in full (after a full refresh of the marts, say) and drops the other slots.
     """
     target = settings.serving_path.absolute()
-    fingerprint = _marts_fingerprint(con)
+    state = read_warehouse_state(con)
+    fingerprint = _marts_fingerprint(con, state)
     if (
         not force
         and fingerprint is not None
@@ -214,7 +210,7 @@ def publish_serving_copy(
     slots[0].parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_files(target)
     try:
-        layout = read_layout(con)
+        layout = read_layout(con, state)
     except LayoutError as exc:
         raise ServingPublishError(str(exc)) from exc
     result = PublishResult(
@@ -349,13 +345,15 @@ class _Publisher:
     # -- writing a slot -----------------------------------------------------------------------
     def read_state(self, alias: str) -> _SlotState | None:
         try:
-            layout, customers, replaced, marks = self.con.execute(
-                f"select layout, customers, replaced_since_full, batch_marks"
+            layout, customers, replaced, marks, rows = self.con.execute(
+                f"select layout, customers, replaced_since_full, batch_marks, row_counts"
                 f" from {alias}.main.{PUBLICATION_TABLE}"
             ).fetchone()
         except (duckdb.CatalogException, duckdb.BinderException, TypeError):
             return None  # no state, or one written by an older publisher
-        return _SlotState(layout, customers, json.loads(marks or "{}"), replaced)
+        return _SlotState(
+            layout, customers, json.loads(marks or "{}"), replaced, json.loads(rows or "{}")
+        )
 
     def update(self, alias: str) -> bool:
         """Replace, in the slot attached as `alias`, the rows of every customer changed since
@@ -367,6 +365,9 @@ class _Publisher:
             return False
         if not self.layout.marks or set(state.marks) != set(self.layout.all_marks):
             self.result.reason = "no batch marks to follow"
+            return False
+        if set(state.rows) != {t.name for t in self.layout.tables}:
+            self.result.reason = "no row counts"
             return False
         con, layout = self.con, self.layout
         keys = f"temp.main.serving_keys_{alias}"
@@ -407,11 +408,12 @@ class _Publisher:
                 )
                 con.execute("rollback")
                 return False
-            self._replace_rows(alias, keys)
+            rows = dict(state.rows)
+            self._replace_rows(alias, keys, rows)
             # Customers the marts no longer have (deleted): looked for only when the counts say
             # the copy has some.
-            counts = self._counts(alias)
-            extra = counts[0][CHANGE_LOG] - counts[2]
+            marts_customers = con.execute(f"select count(*) from {layout.change_log}").fetchone()[0]
+            extra = rows[CHANGE_LOG] - marts_customers
             if extra:
                 con.execute(f"delete from {keys}")
                 con.execute(
@@ -424,15 +426,14 @@ class _Publisher:
                         f"the serving copy has {extra} customers more than the marts but "
                         f"{deleted} the marts do not have; publish with force=True"
                     )
-                self._replace_rows(alias, keys, insert=False)
+                self._replace_rows(alias, keys, rows, insert=False)
                 replaced += deleted
-                counts = self._counts(alias)
             new_marks = [
                 max(int(state.marks[m]), -1 if h is None else int(h))
                 for m, h in zip(layout.all_marks, highest, strict=True)
             ]
             self.replaced_since_full = state.replaced_since_full + replaced
-            self.write_publication(alias, "incremental", new_marks, *counts[:2])
+            self.write_publication(alias, "incremental", new_marks, rows, self._data_as_of(alias))
             con.execute(f"drop table {keys}")
             con.execute("commit")
         except BaseException:
@@ -442,9 +443,13 @@ class _Publisher:
         self.result.customers_replaced = replaced
         return True
 
-    def _replace_rows(self, alias: str, keys: str, insert: bool = True) -> None:
+    def _replace_rows(
+        self, alias: str, keys: str, rows: dict[str, int], insert: bool = True
+    ) -> None:
         """Delete the rows of the customers in `keys` from every table of the slot and, with
-        `insert`, insert their rows from the marts (sorted by customer)."""
+        `insert`, insert their rows from the marts (sorted by customer); `rows` (the slot's rows
+        per table) follows the counts DuckDB returns for each statement, so the slot's tables
+        are not counted again."""
         con = self.con
         in_keys = f"select {KEY} from {keys}"
         literals = ""
@@ -452,11 +457,13 @@ class _Publisher:
             literals = ", ".join(_literal(r[0]) for r in con.execute(in_keys).fetchall())
         for table in self.layout.tables:
             target = f"{alias}.main.{quote(table.name)}"
-            con.execute(f"delete from {target} where {KEY} in ({in_keys})")
+            deleted = con.execute(f"delete from {target} where {KEY} in ({in_keys})").fetchone()
+            rows[table.name] -= deleted[0]
             if insert and (literals or not table.literal_keys):
-                con.execute(
+                inserted = con.execute(
                     f"insert into {target} {table.select_sql(in_keys, literals)} order by {KEY}"
-                )
+                ).fetchone()
+                rows[table.name] += inserted[0]
 
     def build_full(self, alias: str, reason: str) -> None:
         """Every mart copied into the empty database attached as `alias`, sorted by customer."""
@@ -488,7 +495,9 @@ class _Publisher:
                 for _, r, c in layout.sequences
             )
             self.replaced_since_full = 0
-            self.write_publication(alias, "full", list(marks), *self._counts(alias)[:2])
+            self.write_publication(
+                alias, "full", list(marks), self._counts(alias), self._data_as_of(alias)
+            )
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
@@ -503,16 +512,19 @@ class _Publisher:
         self.result.reason = reason
         self.result.customers_replaced = 0
 
-    def _counts(self, alias: str) -> tuple[dict[str, int], datetime | None, int]:
-        """The slot's rows per table, its greatest `as_of`, and the marts' customers."""
+    def _counts(self, alias: str) -> dict[str, int]:
+        """The slot's rows per table, counted."""
         names = [t.name for t in self.layout.tables]
         counts = self.con.execute(
-            "select "
-            + ", ".join(f"(select count(*) from {alias}.main.{quote(n)})" for n in names)
-            + f", (select max(as_of) from {alias}.main.{quote(CHANGE_LOG)})"
-            + f", (select count(*) from {self.layout.change_log})"
+            "select " + ", ".join(f"(select count(*) from {alias}.main.{quote(n)})" for n in names)
         ).fetchone()
-        return dict(zip(names, counts[:-2], strict=True)), counts[-2], counts[-1]
+        return dict(zip(names, counts, strict=True))
+
+    def _data_as_of(self, alias: str) -> datetime | None:
+        """The latest source time the slot reflects."""
+        return self.con.execute(
+            f"select max(as_of) from {alias}.main.{quote(CHANGE_LOG)}"
+        ).fetchone()[0]
 
     def write_publication(
         self,
@@ -524,19 +536,19 @@ class _Publisher:
     ) -> None:
         """The one row of `serving_publication` (in the open transaction): what readers see
         (`published_at`, `data_as_of`, `customers`) and this module's bookkeeping (how the copy
-        was published, its layout, its batch marks as JSON)."""
+        was published, its layout, its batch marks and its rows per table as JSON)."""
         con, layout = self.con, self.layout
         self.result.rows = rows
         if mode == "full":
             con.execute(
                 f"create table {alias}.main.{PUBLICATION_TABLE} (published_at timestamp,"
                 " data_as_of timestamp, customers bigint, mode varchar, layout varchar,"
-                " replaced_since_full bigint, batch_marks varchar)"
+                " replaced_since_full bigint, batch_marks varchar, row_counts varchar)"
             )
         else:
             con.execute(f"delete from {alias}.main.{PUBLICATION_TABLE}")
         con.execute(
-            f"insert into {alias}.main.{PUBLICATION_TABLE} values (?, ?, ?, ?, ?, ?, ?)",
+            f"insert into {alias}.main.{PUBLICATION_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 self.result.published_at,
                 data_as_of,
@@ -545,6 +557,7 @@ class _Publisher:
                 layout.fingerprint,
                 self.replaced_since_full,
                 json.dumps({m: int(b) for m, b in zip(layout.all_marks, marks, strict=True)}),
+                json.dumps(rows),
             ],
         )
         self.result.data_as_of = data_as_of
