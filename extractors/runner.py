@@ -27,6 +27,9 @@ SOURCES = MONGO_COLLECTIONS + KAFKA_TOPICS
 DEFAULT_MAX_RECORDS = 50_000
 DEFAULT_MAX_SECONDS = 5.0
 MONGO_TIMEOUT_MS = 10_000
+# A reply MongoDB does not finish sending within this is a failed read (a server that hangs);
+# the collection copy's replies have a time of their own (mongo_source.COPY_READ_TIMEOUT_S).
+MONGO_SOCKET_TIMEOUT_MS = 60_000
 
 
 class Extractor:
@@ -57,7 +60,7 @@ class Extractor:
                         self.settings.mongo_uri,
                         serverSelectionTimeoutMS=MONGO_TIMEOUT_MS,
                         connectTimeoutMS=MONGO_TIMEOUT_MS,
-                        socketTimeoutMS=60_000,
+                        socketTimeoutMS=MONGO_SOCKET_TIMEOUT_MS,
                     )
                     stop_signals_end_exit_quietly()
                 self._sources[name] = MongoSource(self._mongo, self.settings.mongo_db, name)

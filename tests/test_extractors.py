@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
+from customer360.services.processes import free_port
 from extractors import Extractor
 from extractors.mongo_source import COPY_BATCH
 from extractors.warehouse import WarehouseLockedError, connect_warehouse
@@ -197,6 +198,44 @@ def test_a_copy_whose_time_is_up_lands_the_documents_the_server_sent(isolated_se
         drain(extractor, ["users"])
     with read_only(isolated_settings) as con:
         assert current_state(con, "users") == mongo_state(isolated_settings, "users")
+
+
+def test_a_copy_waits_for_a_first_reply_slower_than_the_socket_timeout(
+    isolated_settings, tmp_path, monkeypatch
+):
+    """A server may read and sort the whole collection before the copy's first reply
+    (SecantusDB does); a large collection on a busy machine took longer than the client's
+    socket timeout, so every batch's copy failed and started again and the collection never
+    landed. The copy's replies have a time of their own: here the server holds every `find`
+    for 1.5 s, three times the socket timeout, and the copy lands the collection."""
+    from pymongo import MongoClient
+    from secantus.server import SecantusDBServer
+
+    import extractors.runner
+
+    # An in-process SecantusDB, the launcher's server, with mongod's test commands (failpoints).
+    server = SecantusDBServer(port=free_port(), storage_path=str(tmp_path / "mongo"))
+    server.start()
+    try:
+        settings = isolated_settings.with_overrides(mongo_uri=f"mongodb://127.0.0.1:{server.port}")
+        mongo_db(settings).users.insert_many([{"id": i, "version": 0} for i in range(700)])
+        with MongoClient(settings.mongo_uri) as admin:
+            admin.admin.command(
+                "configureFailPoint",
+                "failCommand",
+                mode="alwaysOn",
+                data={"failCommands": ["find"], "blockConnection": True, "blockTimeMS": 1500},
+            )
+        monkeypatch.setattr(extractors.runner, "MONGO_SOCKET_TIMEOUT_MS", 500)
+        with Extractor(settings) as extractor:
+            drain(extractor, ["users"])
+        with MongoClient(settings.mongo_uri) as admin:
+            admin.admin.command("configureFailPoint", "failCommand", mode="off")
+        with read_only(settings) as con:
+            assert current_state(con, "users") == mongo_state(settings, "users")
+            assert con.execute("select count(*) from raw.users").fetchone()[0] == 700
+    finally:
+        server.stop()
 
 
 def test_a_mongo_batch_that_fails_to_land_is_read_again(isolated_settings, monkeypatch):
