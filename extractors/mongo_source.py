@@ -257,9 +257,10 @@ class MongoSource:
         if exhausted:
             self._close_copy()
             log.info("%s: copy finished; following the change stream", self.name)
-        elif self._copy is not None:
+            return result
+        if self._copy is not None:
             self._copy_after = (position.stream_start_cluster_time, after_id)
-        return result
+        return replace(result, remaining_lag=None)  # the rest of the copy: not counted
 
     def _open_stream(self, position: MongoPosition):
         if self._stream is None or self._stream_token != position.resume_token:

@@ -57,9 +57,9 @@ def test_full_batches_publish_a_period_after_the_later_of_the_first_full_batch_a
     assert published == [False, False, True, False]
 
 
-def landed(source: str, records: int, quarantined: int = 0) -> BatchResult:
+def landed(source: str, records: int, quarantined: int = 0, lag: int | None = 0) -> BatchResult:
     return BatchResult(source=source, batch_id=1, records=records, quarantined=quarantined,
-                       bytes=1, position_before="0", position_after="1", remaining_lag=None,
+                       bytes=1, position_before="0", position_after="1", remaining_lag=lag,
                        seconds=0.1)  # fmt: skip
 
 
@@ -72,3 +72,20 @@ def test_a_batch_is_full_when_a_source_read_max_records_quarantined_ones_include
     # 997 landed and 3 quarantined: 1,000 read, more may be waiting.
     assert not caught_up(batch(landed("weblogs", 997, quarantined=3)), max_records=1000)
     assert caught_up(batch(), max_records=1000)  # nothing landed
+
+
+def test_a_batch_whose_time_was_up_before_what_was_waiting_is_not_caught_up():
+    """A slow machine reads a backlog ~100,000 records a source in a batch's time, never
+    `max_records`: a source that landed some and still has a lag (Kafka), or cannot tell (a
+    Mongo copy not finished: None), leaves more waiting."""
+
+    def batch(*extracts: BatchResult) -> MicroBatchResult:
+        return MicroBatchResult(extracts={e.source: e for e in extracts})
+
+    assert not caught_up(batch(landed("weblogs", 90, lag=5_000_000)), max_records=1000)
+    assert not caught_up(
+        batch(landed("users", 5, lag=None), landed("weblogs", 3)), max_records=1000
+    )
+    assert caught_up(batch(landed("users", 5), landed("weblogs", 3)), max_records=1000)
+    # Nothing landed in time (a broker restarting): no backlog taken in, nothing to defer for.
+    assert caught_up(batch(landed("weblogs", 0, lag=40), landed("users", 5)), max_records=1000)
