@@ -61,6 +61,10 @@ def test_bench_runs_and_writes_result_plot_and_table(isolated_settings, tmp_path
     post = result["post_load"]
     assert post["catch_up"]["landed_records"] > 0
     assert post["incremental"]["new_events"] > 0
+    # Its publication updated a slot one batch behind, as a live stream's does: after an
+    # untimed batch of the same size, not right after the catch-up.
+    assert post["incremental"]["warm_up_microbatches"] > 0
+    assert post["incremental"]["customers_replaced"] > 0
     # Timed as the stream runs them: the batches replay dbt's statements (post_load.learn_replay)
     for phase in ("catch_up", "incremental"):
         assert post[phase]["replayed_microbatches"] == post[phase]["microbatches"] > 0, post[phase]

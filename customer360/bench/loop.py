@@ -27,6 +27,7 @@ IDLE_PAUSE_S = 0.1
 def batch_record(result, started_at: float, ended_at: float) -> dict:
     """One line of the report: when, how many records, and where the time went."""
     models = result.dbt.model_seconds if result.dbt is not None else {}
+    published = bool(result.serving is not None and result.serving.published)
     return {
         "started_at": started_at,
         "ended_at": ended_at,
@@ -39,7 +40,10 @@ def batch_record(result, started_at: float, ended_at: float) -> dict:
         "replayed": bool(result.dbt is not None and result.dbt.replayed),
         "publish_s": result.publish_seconds,
         "checkpoint_s": result.checkpoint_seconds,
-        "published": bool(result.serving is not None and result.serving.published),
+        "published": published,
+        # Customers whose rows the publication replaced (0 when it copied every mart in full).
+        "customers_replaced": result.serving.customers_replaced if published else 0,
+        "publish_mode": result.serving.mode if published else "",
         "models": models,
         "tests": len(result.dbt.tests_run) if result.dbt is not None else 0,
         "success": result.success,

@@ -14,7 +14,8 @@
 4. **After the load**, with the pipeline stopped, in this process on the same warehouse:
    catch-up throughput (a backlog produced as fast as the generator goes, then micro-batches
    until drained), one micro-batch after `incremental_events` new events (its dbt time per
-   model) and `dbt run --full-refresh` of a copy of the warehouse (same history, same run).
+   model, and its publication after an untimed batch of the same size) and `dbt run
+   --full-refresh` of a copy of the warehouse (same history, same run).
 """
 
 from __future__ import annotations
@@ -666,16 +667,20 @@ class Bench:
                 f"({landed / max(seconds, 1e-9):,.0f}/s)"
             )
 
-            stream(
-                self.settings, rate=float(self.config.incremental_events), duration=1.0,
-                seed=self.config.seed + 2, progress=None,
-            )  # fmt: skip
-            batches = drain(batch, data_tests=False)
-            post_batches += batches
+            # A live stream's publication brings up to date the slot published one batch
+            # before the current one (serving/publish.py): it replaces two batches' customers.
+            # Right after the catch-up that slot is behind by the catch-up's last publication
+            # (23,267 customers replaced after a 996-event batch, 1.36 s, 2026-12-05), so a
+            # first batch of the same size, untimed, leaves the slots as a live stream has them.
+            warm_up = self.small_batch(batch, seed=self.config.seed + 3)
+            batches = self.small_batch(batch, seed=self.config.seed + 2)
+            post_batches += warm_up + batches
             post["incremental"] = {
                 "new_events": sum(b["records"] for b in batches),
                 "microbatches": len(batches),
+                "warm_up_microbatches": len(warm_up),
                 "replayed_microbatches": sum(1 for b in batches if b.get("replayed")),
+                "customers_replaced": sum(b["customers_replaced"] for b in batches),
                 **{step: sum(b[step] for b in batches) for step in BATCH_STEPS},
                 "models_s": merge_models(batches),
             }
@@ -735,6 +740,17 @@ class Bench:
         load["landed_events_per_s"] = sum(n for s, n in landed if s < start + seconds) / seconds
         return {"produced_per_s": produced, "landed_per_s": landed}
 
+    def small_batch(self, batch, seed: int) -> list[dict]:
+        """`incremental_events` new events, then micro-batches until they are built and
+        published: their report lines."""
+        from customer360.generator.stream import stream
+
+        stream(
+            self.settings, rate=float(self.config.incremental_events), duration=1.0,
+            seed=seed, progress=None,
+        )  # fmt: skip
+        return drain(batch, data_tests=False)
+
     def targets(self) -> list[dict]:
         config = self.config
         load = self.result.get("load", {})
@@ -755,6 +771,7 @@ class Bench:
             target_row("publish after a micro-batch", incremental.get("publish_s"),
                        TARGET_PUBLISH_S, "s", lower_is_better=True,
                        at=f"{incremental.get('new_events')} new events, "
+                       f"{incremental.get('customers_replaced')} customers replaced, "
                        f"{config.customers} customers"),
             target_row("incremental / full refresh", ratio, TARGET_INCREMENTAL_OVER_FULL, "",
                        lower_is_better=True,
