@@ -128,12 +128,23 @@ def terminate_runs_in_flight(instance, timeout: float = 15.0) -> list[str]:
     Nothing a run wrote is left half-done: a micro-batch commits the rows it lands together
     with the source positions, a dbt model in one transaction, the serving copy by an atomic
     rename, so the next run resumes from what was committed.
+
+    A run not executing yet (queued, or its worker still starting) is marked canceled: a
+    worker that starts on a canceled run does not execute it (Dagster's own path for a run
+    force-terminated while it starts). Asked to terminate instead, a starting worker found the
+    run CANCELING, took itself for a duplicate, exited, and the run was marked FAILURE (`make
+    demo` stopped 7 s after the hourly prune_history run was launched, 2026-12-05).
     """
     from dagster import DagsterRunStatus
 
+    not_executing = (
+        DagsterRunStatus.QUEUED,
+        DagsterRunStatus.NOT_STARTED,
+        DagsterRunStatus.STARTING,
+    )
     runs = _runs_in_flight(instance)
     for run in runs:
-        if run.status in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED):
+        if run.status in not_executing:
             instance.report_run_canceled(run, message="c360 stopped Dagster")
         else:
             instance.run_launcher.terminate(run.run_id)
