@@ -10,7 +10,7 @@ import pytest
 
 from customer360.chaos.oracle import expected_marts, marts_rows, read_sources
 from customer360.generator.history import seed
-from customer360.pipeline import MicroBatch
+from customer360.pipeline import MicroBatch, microbatch
 from customer360.pipeline.microbatch import duckdb_threads
 from customer360.pipeline.probe import close_probers, probe_lag
 from customer360.pipeline.reconcile import reconcile
@@ -25,7 +25,7 @@ def batch(isolated_settings):
     close_probers()
 
 
-def test_microbatch_lands_builds_and_probe_sees_lag(isolated_settings, batch):
+def test_microbatch_lands_builds_and_probe_sees_lag(isolated_settings, batch, monkeypatch):
     settings = isolated_settings
     assert probe_lag(settings).never_published
     mongo_db(settings).users.insert_one({"id": 1, "first_name": "Ada", "email": "a@x.org"})
@@ -59,11 +59,18 @@ def test_microbatch_lands_builds_and_probe_sees_lag(isolated_settings, batch):
     assert "model.customer360.stg_weblogs" in second.models_built
     assert "model.customer360.stg_users" not in second.models_built
     assert not probe_lag(settings).anything_to_do
-    # Checkpointed after it was published: the next batch does not pay for DuckDB's automatic
-    # checkpoint of the log that batches left (microbatch.py, MicroBatch.checkpoint).
+    # The log is checkpointed after a batch is published once it passes CHECKPOINT_WAL_BYTES,
+    # so DuckDB's own checkpoint (at 16 MiB, inside a commit) never comes first
+    # (microbatch.py, MicroBatch.checkpoint_due): not after a small batch, then after the one
+    # that takes it past the threshold.
     wal = settings.warehouse.with_name(settings.warehouse.name + ".wal")
+    assert 0 < wal.stat().st_size < microbatch.CHECKPOINT_WAL_BYTES
+    assert second.checkpoint_seconds == 0 and empty.checkpoint_seconds == 0
+    monkeypatch.setattr(microbatch, "CHECKPOINT_WAL_BYTES", wal.stat().st_size + 1)
+    produce(settings, "weblogs", [json.dumps(weblog(3))])
+    third = batch.run()
+    assert third.success and third.checkpoint_seconds > 0, third.summary_lines()
     assert not wal.exists() or wal.stat().st_size == 0, wal.stat().st_size
-    assert second.checkpoint_seconds > 0 and empty.checkpoint_seconds == 0
 
     # The nightly reconciliation: a full rebuild from raw equals the incremental marts.
     report = reconcile(batch)
