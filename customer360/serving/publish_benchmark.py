@@ -26,6 +26,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from customer360.stopping import install_stop_handlers
+
 READER = textwrap.dedent(
     """
     import sys, time
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reader-interval", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/c360-publish-bench"))
     args = parser.parse_args(argv)
+    # SIGTERM or SIGHUP stop the run as Ctrl-C does: through the `finally` that stops the
+    # services and processes it started (else a `kill` leaves them running).
+    install_stop_handlers()
 
     from customer360.bench.cli import bench_settings, clear_outputs
     from customer360.config import load_settings

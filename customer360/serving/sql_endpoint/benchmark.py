@@ -38,6 +38,7 @@ from pathlib import Path
 import duckdb
 
 from customer360.config import Settings, load_settings
+from customer360.stopping import StopRequested, install_stop_handlers
 
 DASHBOARD_QUERIES = (
     "select * from customer_360 where customer_id = %s",
@@ -488,7 +489,14 @@ def main(argv: list[str] | None = None) -> int:
         clients.add_argument(name, type=kind, required=True)
     clients.set_defaults(func=run_clients)
     args = parser.parse_args(argv)
-    return args.func(args)
+    # SIGTERM or SIGHUP stop the run as Ctrl-C does: through the `finally` that stops the
+    # services and processes it started (else a `kill` leaves them running).
+    install_stop_handlers()
+    try:
+        return args.func(args)
+    except StopRequested as stop:
+        print(f"stopped ({stop}): its services and processes stopped", file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":
