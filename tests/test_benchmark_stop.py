@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from customer360.services.processes import process_alive
+from tests.process_helpers import processes_with_home
+
 pytestmark = pytest.mark.services
-
-
-def _processes_of_home(home: Path) -> list[int]:
-    """Processes started for the scratch home `home`: its C360_HOME in their environment."""
-    marker = f"C360_HOME={home}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_sigterm_stops_the_sql_benchmarks_services_and_processes(tmp_path):
@@ -58,9 +35,9 @@ def test_sigterm_stops_the_sql_benchmarks_services_and_processes(tmp_path):
         assert len(pids) == 2, "".join(lines)
         # the stream, then the SQL endpoint and the API, started with the scratch home
         deadline = time.monotonic() + 60
-        while len(_processes_of_home(home)) < 3 and time.monotonic() < deadline:
+        while len(processes_with_home(home)) < 3 and time.monotonic() < deadline:
             time.sleep(0.5)
-        started = _processes_of_home(home)
+        started = processes_with_home(home)
         assert len(started) >= 3, (started, "".join(lines))
         bench.send_signal(signal.SIGTERM)
         rest = bench.communicate(timeout=120)[0]
@@ -68,5 +45,5 @@ def test_sigterm_stops_the_sql_benchmarks_services_and_processes(tmp_path):
     finally:
         if bench.poll() is None:
             bench.kill()
-    left = [pid for pid in set(started + pids) if _alive(pid)]
+    left = [pid for pid in started | set(pids) if process_alive(pid)]
     assert not left, (left, "".join(lines) + rest)

@@ -29,6 +29,7 @@ from customer360.generator.event_mix import STREAM_MIX
 from customer360.services.processes import ManagedProcess, free_kafka_port, free_port
 from dagster_project.stream import STREAM_JOB
 from extractors import SOURCES
+from tests.process_helpers import processes_with_home
 from tests.profiles import assert_profile_matches_marts
 
 C360 = Path(sys.executable).with_name("c360")
@@ -115,19 +116,7 @@ class Up:
         """Live processes started for this `c360 up`, but not its services (Kafka, MongoDB):
         every child gets C360_HOME in its environment; the services are found by pid file."""
         services = {ManagedProcess(n, self.home / "run").pid() for n in ("kafka", "mongo")}
-        marker = f"C360_HOME={self.home}".encode()
-        found = set()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) in services:
-                continue
-            try:
-                environ = (entry / "environ").read_bytes()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if marker in environ.split(b"\0") and state != "Z":
-                found.add(int(entry.name))
-        return found
+        return processes_with_home(self.home) - services
 
     def clean_up(self) -> None:
         if self.process is not None and self.process.poll() is None:
