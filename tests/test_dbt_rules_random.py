@@ -98,7 +98,10 @@ class RandomWorld:
         fields: dict = {"email": variant(rng, rng.choice(ADDRESSES))}
         if rng.random() < 0.4:
             status = rng.choice(["granted", "withdrawn", "Granted ", "maybe"])
-            fields["consent"] = {"email": {"status": status, "at": self.when()}}
+            stated = {"status": status}
+            if rng.random() < 0.7:  # else stated without a time: since the change that set it
+                stated["at"] = self.when()
+            fields["consent"] = {"email": stated}
         number = self.customers.setdefault(customer_id, self.number())
         self.raw.user(operation, number, customer_id, **fields)
 

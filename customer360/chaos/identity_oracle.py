@@ -34,6 +34,10 @@ class UserChange:
     cluster_time: int
     batch_id: int
     is_delete: bool
+    # consent.email.status, trimmed and lower-cased, and the document's updated_at (customer
+    # consent: a status without `at` holds from the change that set it).
+    consent_status: str | None = None
+    updated_at: datetime | None = None
 
 
 def normalized_email(value: Any) -> str | None:
@@ -61,10 +65,39 @@ def user_change(
             return None
     if not isinstance(document, dict) or as_integer(document.get("id")) is None:
         return None  # rejected (mongo_rejection_reason)
+    from customer360.chaos.oracle import as_text, as_timestamp
+
+    consent = document.get("consent")
+    stated = consent.get("email") if isinstance(consent, dict) else None
+    status = as_text(stated.get("status")) if isinstance(stated, dict) else None
+    updated_at = document.get("updated_at")
+    if isinstance(updated_at, dict):  # relaxed extended JSON: {"$date": "...Z"}
+        updated_at = updated_at.get("$date")
     return UserChange(
         document_key, as_integer(document["id"]), normalized_email(document.get("email")),
         changed_at, cluster_time, batch_id, False,
+        status.strip().lower() if status is not None else None, as_timestamp(updated_at),
     )  # fmt: skip
+
+
+def consent_set_at(changes: list[UserChange]) -> dict[str, datetime | None]:
+    """Per document: when its current consent status was set (customer_consent's time of a
+    status stated without `at`): the updated_at (else MongoDB's change time) of the first of
+    its latest changes that all carry that status (stg_users.email_consent_stated_at)."""
+    by_document: dict[str, list[UserChange]] = defaultdict(list)
+    for change in changes:
+        if not change.is_delete:
+            by_document[change.document_key].append(change)
+    out = {}
+    for key, document_changes in by_document.items():
+        document_changes.sort(key=lambda c: (c.cluster_time, c.batch_id))
+        start = document_changes[-1]
+        for change in reversed(document_changes):
+            if change.consent_status != start.consent_status:
+                break
+            first = change
+        out[key] = first.updated_at or first.changed_at
+    return out
 
 
 def read_user_changes(con) -> list[UserChange]:

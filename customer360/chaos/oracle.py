@@ -26,6 +26,7 @@ from customer360.chaos.identity_oracle import (
     address_owner,
     address_periods,
     changes_from_documents,
+    consent_set_at,
     expected_identities,
     normalized_email,
     read_user_changes,
@@ -347,6 +348,10 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
     customers: set[int] = set()
     # Email consent statements per customer: (since, status, source); see customer_consent.yml.
     statements: dict[int, list[tuple]] = defaultdict(list)
+    changes = data.user_changes
+    if changes is None:
+        changes = changes_from_documents(data.documents["users"])
+    status_set_at = consent_set_at(changes)
     for user in data.documents["users"]:
         customer_id = as_integer(user.get("id"))
         if customer_id is not None:
@@ -354,7 +359,7 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             stated = (user.get("consent") or {}).get("email") or {}
             status = stated.get("status") if isinstance(stated, dict) else None
             if isinstance(status, str) and status.strip().lower() in ("granted", "withdrawn"):
-                since = as_timestamp(stated.get("at")) or as_timestamp(user.get("updated_at"))
+                since = as_timestamp(stated.get("at")) or status_set_at.get(str(user.get("_id")))
                 statements[customer_id].append((since, status.strip().lower(), "profile"))
 
     stats: dict[tuple[int, str], list] = defaultdict(lambda: [0, 0, Decimal(0)])
@@ -370,9 +375,6 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             activity[key] = at
 
     # Who held each address when (identity_oracle.py): guest sales match it at their time.
-    changes = data.user_changes
-    if changes is None:
-        changes = changes_from_documents(data.documents["users"])
     periods = address_periods(changes)
     guest_sales: list[tuple[int, str, datetime]] = []
 

@@ -23,7 +23,7 @@ import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -39,6 +39,7 @@ from customer360.pipeline.model_replay import (
     models_to_build,
 )
 from customer360.pipeline.publishing import CATCH_UP_PUBLISH_EVERY_S, PublishSchedule
+from customer360.serving.layout import reading_day
 from customer360.serving.publish import PublishResult, publish_serving_copy
 from extractors import SOURCES, BatchResult, Extractor
 
@@ -211,6 +212,21 @@ def caught_up(result: MicroBatchResult, max_records: int) -> bool:
     )
 
 
+def audience_day_behind(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether audience_changes last evaluated its audiences before the day dbt reads as today
+    (serving.layout.reading_day): the day number its post-hook records in the dbt watermarks
+    (days since 1970-01-01)."""
+    try:
+        row = con.execute(
+            "select max(batch_id) from intermediate.dbt_watermarks"
+            " where model = 'audience_changes' and source = 'audience_day'"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return False  # never built: sources_to_build builds everything anyway
+    today = (date.fromisoformat(reading_day(con)) - date(1970, 1, 1)).days
+    return row is not None and row[0] is not None and row[0] < today
+
+
 class MicroBatch:
     """A warm micro-batch runner for one warehouse; call `.run()` as often as you like."""
 
@@ -284,7 +300,13 @@ class MicroBatch:
         except duckdb.CatalogException:
             return list(SOURCES)  # never built: build everything, marts exist even when empty
         behind = {s for s in SOURCES if raw_max[s] is not None and raw_max[s] > seen.get(s, -1)}
-        return [s for s in SOURCES if s in behind or s in self._dbt_owed]
+        to_build = [s for s in SOURCES if s in behind or s in self._dbt_owed]
+        if not to_build and audience_day_behind(self.con):
+            # A new UTC day with nothing landed: audience_changes evaluates every customer again
+            # on its first build of the day (conditions relative to `today` move), so build it
+            # (with what it reads; nothing new, so cheap) rather than wait for data.
+            to_build = [SOURCES[0]]
+        return to_build
 
     def build_models(
         self, sources: list[str], data_tests: bool | None = None

@@ -28,12 +28,13 @@ customers as (
 ),
 
 {#- The profile's own statement: 'granted' or 'withdrawn' (any case, trimmed), at
-    `consent.email.at`, or when the document says it was last updated if that is missing. -#}
+    `consent.email.at`, or if that is missing when the document took that status (the
+    updated_at of the change that set it, not of later changes to other fields). -#}
 profile_consent as (
     select
         customers.customer_id,
         lower(trim(users.email_consent_status)) as email_consent,
-        coalesce(users.email_consent_at, users.updated_at) as email_consent_since,
+        coalesce(users.email_consent_at, users.email_consent_stated_at) as email_consent_since,
         'profile' as email_consent_source
     from customers
     inner join {{ ref('stg_users') }} as users on users.document_key = customers.document_key

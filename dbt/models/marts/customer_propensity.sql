@@ -27,8 +27,8 @@
     score = 1 / (1 + exp(-(intercept + sum of coefficient * standardized value))).
     Reasons: the features whose contribution (coefficient * standardized value) is positive,
     largest first, at most three, in words; a feature measuring an event the customer never had
-    (no order, no visit, no opened email, no created_at) is never a reason, though it counts in
-    the score.
+    (no order: recency, orders and spend; no visit, no opened email, no created_at) is never a
+    reason, though it counts in the score.
 
     Incremental: recomputes the customers touched by any source (as customer_360_base, whose
     row it reads), and every customer when the current model version is not the one their
@@ -144,11 +144,17 @@ explained as (
     from contributions
     union all
     select customer_id, 2, log_orders_contribution,
-        cast(total_orders as varchar) || case when total_orders = 1 then ' order' else ' orders' end
+        case
+            when total_orders = 0 then null
+            else cast(total_orders as varchar) || case when total_orders = 1 then ' order' else ' orders' end
+        end
     from contributions
     union all
     select customer_id, 3, log_spend_contribution,
-        'spent ' || cast(cast(round(total_amount_spent, 2) as decimal(18, 2)) as varchar) || ' in total'
+        case
+            when total_orders = 0 then null
+            else 'spent ' || cast(cast(round(total_amount_spent, 2) as decimal(18, 2)) as varchar) || ' in total'
+        end
     from contributions
     union all
     select customer_id, 4, log_tenure_days_contribution,

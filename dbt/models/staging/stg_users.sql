@@ -73,6 +73,43 @@ last_document as (
     ) = 1
 ),
 
+{#- When the document's current consent status was set, for a statement without `at`: the
+    updated_at (else MongoDB's change time) of the first change of the latest run of changes
+    carrying that status, so a later change of other fields (a move, a new address) does not
+    restate the consent. -#}
+consent_runs as (
+    select
+        document_key,
+        coalesce(updated_at, cluster_at) as changed_at,
+        sum(case when status_changed then 1 else 0 end) over (
+            partition by document_key
+            order by cluster_time, _batch_id, _document_hash
+            rows between unbounded preceding and current row
+        ) as run,
+        row_number() over (
+            partition by document_key
+            order by cluster_time desc, _batch_id desc, _document_hash desc
+        ) as newest
+    from (
+        select
+            *,
+            lower(trim(email_consent_status)) is distinct from lag(lower(trim(email_consent_status))) over (
+                partition by document_key order by cluster_time, _batch_id, _document_hash
+            ) as status_changed
+        from changes
+        where operation <> 'delete'
+    ) as documents
+),
+
+consent_stated as (
+    select consent_runs.document_key, min(consent_runs.changed_at) as email_consent_stated_at
+    from consent_runs
+    inner join consent_runs as latest
+        on latest.document_key = consent_runs.document_key and latest.newest = 1
+    where consent_runs.run = latest.run
+    group by consent_runs.document_key
+),
+
 history as (
     -- every customer the document ever had (all are recomputed when it changes), and the
     -- greatest landing batch reflected (the watermark)
@@ -100,6 +137,7 @@ select
     last_document.updated_at,
     last_document.email_consent_status,
     last_document.email_consent_at,
+    consent_stated.email_consent_stated_at,
     last_change.is_deleted,
     last_change.last_operation,
     last_change._cluster_time,
@@ -110,3 +148,4 @@ select
 from last_change
 inner join history on history.document_key = last_change.document_key
 left join last_document on last_document.document_key = last_change.document_key
+left join consent_stated on consent_stated.document_key = last_change.document_key
