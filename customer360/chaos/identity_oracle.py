@@ -21,6 +21,8 @@ from typing import Any
 IDENTITY_COLUMNS = ("customer_id", "identifier_type", "identifier", "first_seen_at", "last_seen_at")
 _NEVER = datetime.min
 _ALWAYS = datetime.max
+# What the `trimmed_text` macro trims: space, tab, line feed, vertical tab, form feed, return.
+WHITESPACE = " \t\n\v\f\r"
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def normalized_email(value: Any) -> str | None:
     text = as_text(value)
     if text is None:
         return None
-    return text.strip(" ").lower() or None
+    return text.strip(WHITESPACE).lower() or None
 
 
 def user_change(
@@ -128,11 +130,13 @@ class AddressPeriod:
     customer_id: int
     valid_from: datetime
     valid_to: datetime
+    backdated: bool = False  # a document's first address before its first change
 
 
 def address_periods(changes: list[UserChange]) -> dict[str, list[AddressPeriod]]:
     """Who held each address when: a document's address holds from the change that set it
-    until the document's next change; its first address also before (int_guest_order_owners)."""
+    until the document's next change; its first address also before (`backdated`), where it
+    counts only if no change had set the address for anyone (int_guest_order_owners)."""
     by_document: dict[str, list[UserChange]] = defaultdict(list)
     for change in changes:
         by_document[change.document_key].append(change)
@@ -142,12 +146,15 @@ def address_periods(changes: list[UserChange]) -> dict[str, list[AddressPeriod]]
         for index, change in enumerate(document_changes):
             if change.email_key is None or change.customer_id is None:
                 continue
-            valid_from = _NEVER if index == 0 else change.changed_at
             following = document_changes[index + 1] if index + 1 < len(document_changes) else None
             valid_to = _ALWAYS if following is None else following.changed_at
             periods[change.email_key].append(
-                AddressPeriod(change.customer_id, valid_from, valid_to)
+                AddressPeriod(change.customer_id, change.changed_at, valid_to)
             )
+            if index == 0:
+                periods[change.email_key].append(
+                    AddressPeriod(change.customer_id, _NEVER, change.changed_at, backdated=True)
+                )
     return periods
 
 
@@ -157,7 +164,11 @@ def address_owner(email: Any, at: datetime, periods: dict[str, list[AddressPerio
     key = normalized_email(email)
     if key is None:
         return None
-    holders = {p.customer_id for p in periods.get(key, ()) if p.valid_from <= at < p.valid_to}
+    covering = [p for p in periods.get(key, ()) if p.valid_from <= at < p.valid_to]
+    # Holders by a change first; a document's first address before it only if there are none.
+    holders = {p.customer_id for p in covering if not p.backdated} or {
+        p.customer_id for p in covering if p.backdated
+    }
     return next(iter(holders)) if len(holders) == 1 else None
 
 

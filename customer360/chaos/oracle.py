@@ -22,6 +22,7 @@ from pymongo import MongoClient
 from customer360.chaos.audience_oracle import AUDIENCE_COLUMNS, expected_members
 from customer360.chaos.identity_oracle import (
     IDENTITY_COLUMNS,
+    WHITESPACE,
     UserChange,
     address_owner,
     address_periods,
@@ -237,7 +238,9 @@ def kafka_record(source: str, value: bytes | None) -> dict[str, Any] | None:
     typed["clicked"] = record.get("email_clicked") is True
     typed["unsubscribed"] = record.get("unsubscribed") is True
     recipient = as_text(record.get("recipient_email"))
-    typed["recipient_email"] = recipient.strip(" ") or None if recipient is not None else None
+    typed["recipient_email"] = (
+        recipient.strip(WHITESPACE) or None if recipient is not None else None
+    )
     return typed
 
 

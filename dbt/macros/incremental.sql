@@ -48,8 +48,26 @@
         'marketing_emails': {'model': 'stg_marketing_emails', 'mark': '_emails_batch_id', 'ids': '_customer_ids', 'source_at': 'last_updated_at'},
         'device_events': {'model': 'int_device_events', 'mark': '_device_events_batch_id', 'ids': 'customer_id', 'source_at': 'event_at'},
         'anonymous_weblogs': {'model': 'int_anonymous_weblog_rollup', 'mark': '_anonymous_weblogs_batch_id', 'ids': '_customer_ids', 'source_at': 'last_at'},
-        'guest_orders': {'model': 'int_guest_order_owners', 'mark': '_guest_orders_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at'},
+        'guest_orders': {'model': 'int_guest_order_owners', 'mark': '_guest_orders_batch_id', 'ids': '_customer_ids', 'source_at': '_cluster_at',
+                         'parts': {'guest_orders_orders': '_orders_batch_id', 'guest_orders_users': '_users_batch_id'}},
     }) -}}
+{%- endmacro %}
+
+{#- The condition on a source's rows that are new since this model's watermark: `_batch_id` above
+    it, or, for a source whose rows mix the batch ids of several landing tables (`parts`: a guest
+    order's row is rewritten by an in-store change or by a users change, and its `_batch_id` is
+    the greater of the two), any part's batch id above that part's own watermark. Batch ids
+    increase per landing table only (sources land side by side: a users batch can be built after
+    an in-store batch with a higher id), so the greater of two tables' ids can be below a
+    watermark taken from the other table, and a row rewritten by that users batch would be
+    missed. -#}
+{% macro rows_since_watermark(name) -%}
+    {%- set s = customer360.customer_sources()[name] -%}
+    {%- if s.parts is defined -%}
+        ({% for part, column in s.parts.items() %}{% if not loop.first %} or {% endif %}{{ column }} > {{ customer360.model_watermark(part) }}{% endfor %})
+    {%- else -%}
+        _batch_id > {{ customer360.model_watermark(name) }}
+    {%- endif -%}
 {%- endmacro %}
 
 {#- The sources whose changes can change a customer's customer_360_base row: that model's
@@ -101,6 +119,13 @@
     {% if not loop.first %}union all{% endif %}
     select '{{ this.identifier }}', '{{ name }}', coalesce(max(_batch_id), -1)
     from {{ ref(sources[name].model) }}
+    {%- if sources[name].parts is defined %}
+    {%- for part, column in sources[name].parts.items() %}
+    union all
+    select '{{ this.identifier }}', '{{ part }}', coalesce(max({{ column }}), -1)
+    from {{ ref(sources[name].model) }}
+    {%- endfor %}
+    {%- endif %}
     {%- endfor %}
 {%- endmacro %}
 
@@ -114,7 +139,7 @@
         {% if not loop.first %}union all{% endif %}
         select {% if s.ids == '_customer_ids' %}{{ customer360.unnest_array('_customer_ids') }}{% else %}customer_id{% endif %} as customer_id
         from {{ ref(s.model) }}
-        where _batch_id > {{ customer360.model_watermark(name) }}
+        where {{ customer360.rows_since_watermark(name) }}
     {%- endfor %}
     ) as touched
     where customer_id is not null
@@ -125,7 +150,10 @@
     `with_source_times`, the greatest source time (`_<source>_source_at`). Deleted documents
     count (a delete is a change the mart reflects), and so does a document that moved to another
     customer, for every customer it belonged to (a guest sale: for every customer in its
-    `_customer_ids`, whoever holds it now): these maxima never go down. -#}
+    `_customer_ids`, whoever holds it now): these maxima never go down. A source with `parts`
+    also gets each part's greatest batch (`_<part>_batch_id`): its `_batch_id` mixes landing
+    tables, so only the parts rise in the order their batches are built (the serving copy finds
+    the customers to publish again by every mark, see customer360/serving/layout.py). -#}
 {% macro customer_batch_marks(source_names, customers_cte, with_source_times=false) -%}
     {%- set sources = customer360.customer_sources() -%}
     select
@@ -133,6 +161,9 @@
     {%- for name in source_names %}
         {%- set s = sources[name] %}
         , {{ name }}_marks.{{ s.mark }}
+        {%- for part in (s.parts or {}) %}
+        , {{ name }}_marks._{{ part }}_batch_id
+        {%- endfor %}
         {%- if with_source_times %}
         , {{ name }}_marks._{{ name }}_source_at
         {%- endif %}
@@ -144,16 +175,19 @@
         select
             customer_id,
             max(_batch_id) as {{ s.mark }},
+            {%- for part, column in (s.parts or {}).items() %}
+            max({{ column }}) as _{{ part }}_batch_id,
+            {%- endfor %}
             max({{ s.source_at }}) as _{{ name }}_source_at
         from (
-            select customer_id, _batch_id, {{ s.source_at }}
+            select customer_id, _batch_id, {% for column in (s.parts or {}).values() %}{{ column }}, {% endfor %}{{ s.source_at }}
             from {{ ref(s.model) }}
             where customer_id in (select customer_id from {{ customers_cte }})
             {%- if s.ids == '_customer_ids' %}
             -- a row that moved between customers counts for each of them, and so does one that
             -- now belongs to none of them (a guest sale gone to a user_id, unmatched, ambiguous)
             union all
-            select {{ customer360.unnest_array('_customer_ids') }} as customer_id, _batch_id, {{ s.source_at }}
+            select {{ customer360.unnest_array('_customer_ids') }} as customer_id, _batch_id, {% for column in (s.parts or {}).values() %}{{ column }}, {% endfor %}{{ s.source_at }}
             from {{ ref(s.model) }}
             where {{ customer360.array_length('_customer_ids') }} > 1 or customer_id is null
             {%- endif %}

@@ -16,7 +16,7 @@
         when {{ customer360.json_present('document', '$.user_id') }}
             and {{ customer360.json_integer('document', '$.user_id') }} is null then 'user_id is not an integer'
         when not {{ customer360.json_present('document', '$.user_id') }}
-            and nullif(trim({{ customer360.json_text('document', '$.customer_email') }}), '') is null
+            and nullif({{ customer360.trimmed_text(customer360.json_text('document', '$.customer_email')) }}, '') is null
             then 'neither user_id nor customer_email'
         when {{ customer360.json_timestamp('document', '$.date') }} is null then 'date is not a timestamp'
         when {{ customer360.json_order_items_invalid('document') }} then 'items are not valid line items'

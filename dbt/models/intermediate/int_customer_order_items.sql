@@ -34,7 +34,7 @@ touched as (
     union
     select 'Instore' as channel, order_id
     from {{ ref('int_guest_order_owners') }}
-    where _batch_id > {{ model_watermark('guest_orders') }}
+    where {{ rows_since_watermark('guest_orders') }}
 ),
 {% endif %}
 

@@ -93,19 +93,32 @@ document_changes as (
     )
 ),
 
-address_periods as (
+document_periods as (
     select
         customer_id,
         email_key,
-        case
-            when row_number() over document_order = 1 then '-infinity'::timestamp
-            else changed_at
-        end as valid_from,
-        coalesce(lead(changed_at) over document_order, 'infinity'::timestamp) as valid_to
+        changed_at as valid_from,
+        coalesce(lead(changed_at) over document_order, 'infinity'::timestamp) as valid_to,
+        row_number() over document_order = 1 as is_first
     from document_changes
     window document_order as (
         partition by document_key order by cluster_time, _batch_id, is_delete
     )
+),
+
+{#- Who held each address when: from each change until the document's next one, and a
+    document's first address also before its first change (`backdated`: the customer may have
+    had it before the history began, or bought as a guest before registering). A backdated
+    holder counts only where no change had set the address for anyone: a customer who
+    registers with an address another customer really held at the time of an order does not
+    take that order (or make it ambiguous). -#}
+address_periods as (
+    select customer_id, email_key, valid_from, valid_to, false as backdated
+    from document_periods
+    union all
+    select customer_id, email_key, '-infinity'::timestamp, valid_from, true
+    from document_periods
+    where is_first
 ),
 
 {#- Per address, the customer of every change of every document that ever held it (a document's
@@ -143,7 +156,9 @@ matches as (
         and address_periods.valid_from <= orders.ordered_at
         and orders.ordered_at < address_periods.valid_to
         and address_periods.customer_id is not null
-    group by orders.order_id
+    group by orders.order_id, address_periods.backdated
+    -- the holders set by a change, if any; else the backdated ones
+    qualify row_number() over (partition by orders.order_id order by address_periods.backdated) = 1
 ),
 
 final as (
@@ -162,7 +177,11 @@ final as (
         orders.is_deleted,
         coalesce(order_holders._customer_ids, []) as _customer_ids,
         orders._cluster_at,
-        greatest(orders._batch_id, coalesce(order_holders._users_batch_id, -1)) as _batch_id
+        greatest(orders._batch_id, coalesce(order_holders._users_batch_id, -1)) as _batch_id,
+        {#- The two landing tables' batch ids apart: downstream models find the rows rewritten
+            since they ran by each against its own watermark (rows_since_watermark). #}
+        orders._batch_id as _orders_batch_id,
+        coalesce(order_holders._users_batch_id, -1) as _users_batch_id
     from orders
     left join matches on matches.order_id = orders.order_id
     left join order_holders on order_holders.order_id = orders.order_id

@@ -221,7 +221,9 @@ final as (
         marks._weblogs_batch_id,
         marks._emails_batch_id,
         marks._anonymous_weblogs_batch_id,
-        marks._guest_orders_batch_id
+        marks._guest_orders_batch_id,
+        marks._guest_orders_orders_batch_id,
+        marks._guest_orders_users_batch_id
     from customers
     inner join marks on marks.customer_id = customers.customer_id
     left join order_totals on order_totals.customer_id = customers.customer_id

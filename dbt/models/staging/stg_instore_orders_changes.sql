@@ -20,7 +20,7 @@ typed as (
         -- ids
         document_key,
         {{ json_integer('document', '$.user_id') }} as customer_id,
-        nullif(trim({{ json_text('document', '$.customer_email') }}), '') as customer_email,
+        nullif({{ trimmed_text(json_text('document', '$.customer_email')) }}, '') as customer_email,
 
         -- strings
         operation,

@@ -25,7 +25,7 @@ typed as (
         -- ids
         trim({{ json_text('"value"', '$.email_id') }}) as email_id,
         {{ json_integer('"value"', '$.user_id') }} as customer_id,
-        nullif(trim({{ json_text('"value"', '$.recipient_email') }}), '') as recipient_email,
+        nullif({{ trimmed_text(json_text('"value"', '$.recipient_email')) }}, '') as recipient_email,
 
         -- strings
         {{ json_text('"value"', '$.campaign') }} as campaign,
