@@ -80,34 +80,36 @@ last_document as (
 consent_runs as (
     select
         document_key,
-        coalesce(updated_at, cluster_at) as changed_at,
-        sum(case when status_changed then 1 else 0 end) over (
-            partition by document_key
-            order by cluster_time, _batch_id, _document_hash
-            rows between unbounded preceding and current row
-        ) as run,
-        row_number() over (
-            partition by document_key
-            order by cluster_time desc, _batch_id desc, _document_hash desc
-        ) as newest
+        changed_at,
+        run,
+        max(run) over (partition by document_key) as latest_run
     from (
         select
-            *,
-            lower(trim(email_consent_status)) is distinct from lag(lower(trim(email_consent_status))) over (
-                partition by document_key order by cluster_time, _batch_id, _document_hash
-            ) as status_changed
-        from changes
-        where operation <> 'delete'
-    ) as documents
+            document_key,
+            coalesce(updated_at, cluster_at) as changed_at,
+            -- a run: consecutive changes carrying the same status (it only grows)
+            sum(case when status_changed then 1 else 0 end) over (
+                partition by document_key
+                order by cluster_time, _batch_id, _document_hash
+                rows between unbounded preceding and current row
+            ) as run
+        from (
+            select
+                *,
+                lower(trim(email_consent_status)) is distinct from lag(lower(trim(email_consent_status))) over (
+                    partition by document_key order by cluster_time, _batch_id, _document_hash
+                ) as status_changed
+            from changes
+            where operation <> 'delete'
+        ) as documents
+    ) as numbered
 ),
 
 consent_stated as (
-    select consent_runs.document_key, min(consent_runs.changed_at) as email_consent_stated_at
+    select document_key, min(changed_at) as email_consent_stated_at
     from consent_runs
-    inner join consent_runs as latest
-        on latest.document_key = consent_runs.document_key and latest.newest = 1
-    where consent_runs.run = latest.run
-    group by consent_runs.document_key
+    where run = latest_run
+    group by document_key
 ),
 
 history as (
