@@ -11,7 +11,8 @@ Round 1 (raw.now = D-10):
 - 6: consent withdrawn without `at` (updated_at D-10).
 Round 2 (raw.now = D-1): 1 moves to Lyon (the same document otherwise, consent untouched: still
 granted without `at`; updated_at becomes D-1). 6 grants consent without `at` at D-1 00:00
-(' Granted'), then moves to Nice at D-1 01:00 (consent untouched).
+(' Granted'), then moves to Nice at D-1 01:00 (consent untouched). 4's delivered order of 100
+is returned (' Returned ') and 4 orders 60 at D-2 (delivered).
 Built with `run` after each round in one warehouse and `run --full-refresh` in another.
 """
 
@@ -40,10 +41,12 @@ def naive(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=None)
 
 
-def online(raw: RawLanding, number: int, customer: int, when: dt.datetime, price, status):
+def online(
+    raw: RawLanding, number: int, customer: int, when: dt.datetime, price, status, op="insert"
+):
     raw.mongo(
         "online_orders",
-        "insert",
+        op,
         object_id(number),
         {
             "user_id": customer,
@@ -85,6 +88,8 @@ def round_two(raw: RawLanding) -> None:
     raw.user("update", 6, 6, consent={"email": {"status": " Granted"}})
     raw.tick(3600)
     raw.user("update", 6, 6, city="Nice", consent={"email": {"status": "granted"}})
+    online(raw, 41, 4, days_ago(3), 100, " Returned ", op="update")
+    online(raw, 44, 4, days_ago(2), 60, "delivered")
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +163,30 @@ def test_at_risk_high_value_uses_the_traits_meaning_of_the_last_90_days(built) -
         built["incremental"],
         "select audience from marts.customer_audiences where customer_id = 2",
     ) == [("at_risk_high_value",)]
+
+
+def test_the_traits_count_sales_only(built) -> None:
+    """Customer 4's online orders: 41 (100, delivered at D-3, returned in round 2), 42 (50,
+    cancelled), 43 (30, returned), 44 (60, delivered at D-2, round 2). Net spend is what the
+    retailer kept: the one sale, 44 -> lifetime_value 60, average 60.00, one sale in the last
+    30 days, 2 days since, first sale D-2 (41 no longer counts: first order date is not D-3),
+    R5 F1 M1 (60 < 100) -> New; lifecycle new (first sale 2 days ago); online; Outerwear.
+    The profile's order totals keep every order placed: 4 orders, 240 spent. The same after a
+    full refresh."""
+    (reading_day,) = query(built["incremental"], "select cast(timezone('UTC', now()) as date)")[0]
+    if reading_day != D.date():
+        pytest.skip("the UTC day changed since the fixture was built")
+    sql = (
+        "select lifetime_value, average_order_value, orders_last_30_days, days_since_last_order,"
+        " first_order_date, recency_score, frequency_score, monetary_score, rfm_segment,"
+        " lifecycle_stage, preferred_channel, preferred_category, total_orders,"
+        " total_amount_spent from marts.customer_360 where customer_id = 4"
+    )
+    expected = [
+        (60, 60, 1, 2, days_ago(2).date(), 5, 1, 1, "New", "new", "online", "Outerwear", 4, 240)
+    ]
+    assert query(built["incremental"], sql) == expected
+    assert query(built["full"], sql) == expected
 
 
 def test_no_history_has_no_order_or_spend_reason(built) -> None:

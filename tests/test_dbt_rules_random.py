@@ -9,7 +9,8 @@ logins and events tie, and late events and late logins arrive in later batches; 
 with other case and spaces, moved from customer to customer, and shared by two; guest sales
 matched, corrected, given a user_id and deleted; customers deleted and back in a new document;
 orders and events of customers who do not exist (yet); consent granted and withdrawn, and
-statuses that mean neither; unsubscribes.
+statuses that mean neither; unsubscribes; online orders cancelled, returned (in any case, with
+whitespace around) and changing status, so traits count sales only.
 
 Each batch lands in `raw` (RawLanding writes rows as the extractors would) and is built by
 `MicroBatch.build_models`, as the stream builds it: by dbt until two builds agree, then replayed
@@ -76,7 +77,8 @@ class RandomWorld:
         self.customers: dict[int, int] = {}  # customer id -> its users document's number
         self.deleted: set[int] = set()
         self.guest_sales: dict[int, str | None] = {}  # order number -> address (None: by id)
-        self.online_orders: list[int] = []
+        # number -> (customer_id, date, items), to change its status later
+        self.online_orders: dict[int, tuple] = {}
         self.next_customer = 1
         self.next_number = 1_000
         self.next_event = 1
@@ -167,12 +169,26 @@ class RandomWorld:
         rng = self.rng
         for _ in range(rng.randint(1, 2)):
             number = self.number()
-            self.online_orders.append(number)
-            customer_id = rng.randint(1, self.next_customer)
-            self.raw.order("Online", "insert", number, customer_id, self.when(), self.items())
+            order = (rng.randint(1, self.next_customer), self.when(), self.items())
+            self.online_orders[number] = order
+            self.raw.order("Online", "insert", number, *order, status=self.status())
+        if self.online_orders and rng.random() < 0.4:
+            # a status changes (delivered, then returned: no longer a sale, or back)
+            number = rng.choice(sorted(self.online_orders))
+            order = self.online_orders[number]
+            self.raw.order("Online", "update", number, *order, status=self.status())
         if self.online_orders and rng.random() < 0.3:
-            number = self.online_orders.pop(rng.randrange(len(self.online_orders)))
+            number = rng.choice(sorted(self.online_orders))
+            del self.online_orders[number]
             self.raw.order("Online", "delete", number)
+
+    def status(self) -> str | None:
+        """An online order's status: mostly a sale; cancelled or returned in any case and
+        with whitespace around (not sales); a status the list does not name; none."""
+        return self.rng.choice(
+            ["delivered", "delivered", "shipped", " Returned\t", "CANCELLED", "canceled",
+             "refunded", "partially_returned", None]
+        )  # fmt: skip
 
     # -- Kafka -----------------------------------------------------------------------------
     def weblogs(self) -> None:

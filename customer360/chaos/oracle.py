@@ -32,7 +32,13 @@ from customer360.chaos.identity_oracle import (
     normalized_email,
     read_user_changes,
 )
-from customer360.chaos.traits_oracle import TRAITS_COLUMNS, expected_traits, new_orders_index
+from customer360.chaos.traits_oracle import (
+    TRAITS_COLUMNS,
+    expected_traits,
+    is_sale,
+    new_orders_index,
+    not_sold_statuses,
+)
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
 
 # Each mart as compared: the columns that define it (watermark bookkeeping left out).
@@ -369,6 +375,7 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
     popular: dict[tuple[int, str], list] = {}
     activity: dict[tuple[int, str], datetime] = {}
     orders = new_orders_index()  # per customer, for customer_traits (traits_oracle.py)
+    not_sold = not_sold_statuses()
 
     def event(customer_id: int, name: str, at: datetime | None) -> None:
         if at is None:
@@ -396,14 +403,15 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
                     (customer_id, normalized_email(order["customer_email"]), ordered_at)
                 )
             categories = [item.get("category") for item in order["items"]]
-            orders[customer_id].add(
-                channel,
-                ordered_at,
-                [
-                    (as_text(category), price * quantity)
-                    for category, (_, price, quantity) in zip(categories, lines, strict=True)
-                ],
-            )
+            if is_sale(channel, order.get("status"), not_sold):
+                orders[customer_id].add(
+                    channel,
+                    ordered_at,
+                    [
+                        (as_text(category), price * quantity)
+                        for category, (_, price, quantity) in zip(categories, lines, strict=True)
+                    ],
+                )
             row = stats[(customer_id, channel)]
             row[0] += 1
             event(customer_id, f"{channel} Order", ordered_at)

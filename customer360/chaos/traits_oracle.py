@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from customer360.chaos.identity_oracle import WHITESPACE
 from customer360.serving.profile_traits import TRAIT_COLUMNS
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt" / "dbt_project.yml"
@@ -26,7 +27,8 @@ TRAITS_COLUMNS = ("customer_id", *TRAIT_COLUMNS)
 
 @dataclass
 class CustomerOrders:
-    """One customer's orders that count (not deleted, not rejected)."""
+    """One customer's sales: orders that count (not deleted, not rejected) and are sales
+    (`is_sale`: not cancelled or returned)."""
 
     # channel ('Online' / 'Instore') -> [orders, amount, latest order time]
     channels: dict[str, list] = field(default_factory=dict)
@@ -50,11 +52,28 @@ class CustomerOrders:
             line[2] = max(line[2], ordered_at)
 
 
+def project_vars() -> dict:
+    return yaml.safe_load(DBT_PROJECT.read_text())["vars"]
+
+
 def rfm_tables() -> tuple[list[dict], list[dict]]:
-    variables = yaml.safe_load(DBT_PROJECT.read_text())["vars"]
+    variables = project_vars()
     return variables["rfm_thresholds"], sorted(
         variables["rfm_segments"], key=lambda r: r["priority"]
     )
+
+
+def not_sold_statuses() -> frozenset[str]:
+    """The statuses that make an online order no sale (the var order_statuses_not_sold)."""
+    return frozenset(status.lower() for status in project_vars()["order_statuses_not_sold"])
+
+
+def is_sale(channel: str, status: object, not_sold: frozenset[str]) -> bool:
+    """Whether an order counts in the traits: every in-store order (the contract gives them no
+    status), and an online order unless its status, trimmed and lower-cased, is not sold."""
+    if channel != "Online" or not isinstance(status, str):
+        return True
+    return status.strip(WHITESPACE).lower() not in not_sold
 
 
 def expected_traits(

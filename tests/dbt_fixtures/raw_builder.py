@@ -131,9 +131,11 @@ class RawLanding:
         date: dt.datetime | None = None,
         items: list[tuple[str, str, Any, Any]] | None = None,
         customer_email: str | None = None,
+        status: str | None = "delivered",
     ) -> str:
         """items: (product_name, category, price, quantity). A guest (till) sale has
-        `customer_email` and no customer_id (the document then has no `user_id`)."""
+        `customer_email` and no customer_id (the document then has no `user_id`). `status`:
+        an online order's (None: the document has none)."""
         table = "online_orders" if channel == "Online" else "instore_orders"
         key = object_id(number)
         document = None
@@ -155,7 +157,8 @@ class RawLanding:
             }
             if channel == "Online":
                 document["delivery_address"] = {"city": "Lyon", "country": "France"}
-                document["status"] = "delivered"
+                if status is not None:
+                    document["status"] = status
             else:
                 document["store"] = {"store_id": "S1", "name": "Central", "city": "Paris"}
         self.mongo(table, operation, key, document)

@@ -41,21 +41,21 @@ touched as (
 {#- The touched orders (all of them on a full build). An online order changes only with its own
     row, so its batch id finds it without comparing order ids. -#}
 touched_orders as (
-    select order_id, channel, customer_id, ordered_at, is_deleted, items, 'user_id' as attributed_by
+    select order_id, channel, customer_id, ordered_at, is_sale, is_deleted, items, 'user_id' as attributed_by
     from {{ ref('stg_online_orders') }}
     where customer_id is not null
     {%- if is_incremental() %}
         and _batch_id > {{ model_watermark('online_orders') }}
     {%- endif %}
     union all
-    select order_id, channel, customer_id, ordered_at, is_deleted, items, 'user_id' as attributed_by
+    select order_id, channel, customer_id, ordered_at, is_sale, is_deleted, items, 'user_id' as attributed_by
     from {{ ref('stg_instore_orders') }}
     where customer_id is not null
     {%- if is_incremental() %}
         and order_id in (select order_id from touched where channel = 'Instore')
     {%- endif %}
     union all
-    select order_id, 'Instore' as channel, customer_id, ordered_at, is_deleted, items, 'email' as attributed_by
+    select order_id, 'Instore' as channel, customer_id, ordered_at, is_sale, is_deleted, items, 'email' as attributed_by
     from {{ ref('int_guest_order_owners') }}
     where attribution = 'email'
     {%- if is_incremental() %}
@@ -64,7 +64,7 @@ touched_orders as (
 ),
 
 final as (
-    {{ order_line_items('touched_orders', extra_columns=['attributed_by']) }}
+    {{ order_line_items('touched_orders', extra_columns=['attributed_by', 'is_sale']) }}
 )
 
 {{ select_with_tombstones('final', 'touched', key='channel, order_id') }}

@@ -75,6 +75,7 @@ orders as (
         {{ normalized_email('customer_email') }} as email_key,
         ordered_at,
         items,
+        is_sale,
         is_deleted,
         _cluster_at,
         _batch_id
@@ -174,6 +175,7 @@ final as (
         orders.email_key,
         orders.ordered_at,
         orders.items,
+        orders.is_sale,
         orders.is_deleted,
         coalesce(order_holders._customer_ids, []) as _customer_ids,
         orders._cluster_at,

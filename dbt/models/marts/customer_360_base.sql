@@ -35,15 +35,15 @@ customers as (
 ),
 
 orders as (
-    select customer_id, channel, ordered_at
+    select customer_id, channel, ordered_at, is_sale
     from {{ ref('stg_online_orders') }}
     where not is_deleted and customer_id in (select customer_id from customers)
     union all
-    select customer_id, channel, ordered_at
+    select customer_id, channel, ordered_at, is_sale
     from {{ ref('stg_instore_orders') }}
     where not is_deleted and customer_id in (select customer_id from customers)
     union all
-    select customer_id, 'Instore' as channel, ordered_at
+    select customer_id, 'Instore' as channel, ordered_at, is_sale
     from {{ ref('int_guest_order_owners') }}
     where attribution = 'email' and not is_deleted and customer_id in (select customer_id from customers)
 ),
@@ -54,7 +54,12 @@ order_totals as (
         sum(case when channel = 'Online' then 1 else 0 end) as online_orders,
         sum(case when channel = 'Instore' then 1 else 0 end) as instore_orders,
         max(case when channel = 'Online' then ordered_at end) as last_online_order_at,
-        max(case when channel = 'Instore' then ordered_at end) as last_instore_order_at
+        max(case when channel = 'Instore' then ordered_at end) as last_instore_order_at,
+        -- the same over sales only (stg_online_orders.is_sale), for customer_traits
+        sum(case when channel = 'Online' and is_sale then 1 else 0 end) as online_sales,
+        sum(case when channel = 'Instore' and is_sale then 1 else 0 end) as instore_sales,
+        max(case when channel = 'Online' and is_sale then ordered_at end) as last_online_sale_at,
+        max(case when channel = 'Instore' and is_sale then ordered_at end) as last_instore_sale_at
     from orders
     group by customer_id
 ),
@@ -66,7 +71,9 @@ line_item_totals as (
         sum(case when channel = 'Online' then 1 else 0 end) as online_items_purchased,
         sum(case when channel = 'Online' then amount else 0 end) as online_amount_spent,
         sum(case when channel = 'Instore' then 1 else 0 end) as instore_items_purchased,
-        sum(case when channel = 'Instore' then amount else 0 end) as instore_amount_spent
+        sum(case when channel = 'Instore' then amount else 0 end) as instore_amount_spent,
+        sum(case when channel = 'Online' and is_sale then amount else 0 end) as online_sales_amount,
+        sum(case when channel = 'Instore' and is_sale then amount else 0 end) as instore_sales_amount
     from {{ ref('int_customer_order_items') }}
     where not is_deleted and customer_id in (select customer_id from customers)
     group by customer_id
@@ -210,7 +217,14 @@ final as (
             marks._guest_orders_source_at
         ) as as_of,
 
-        -- what customer_traits derives on the day it is read
+        -- what customer_traits derives the traits from: sales (orders not cancelled or
+        -- returned) per channel, and on the day it is read, the sales' days
+        cast(coalesce(order_totals.online_sales, 0) as {{ dbt.type_bigint() }}) as _online_sales,
+        cast(coalesce(order_totals.instore_sales, 0) as {{ dbt.type_bigint() }}) as _instore_sales,
+        cast(coalesce(line_item_totals.online_sales_amount, 0) as {{ dbt.type_numeric() }}) as _online_sales_amount,
+        cast(coalesce(line_item_totals.instore_sales_amount, 0) as {{ dbt.type_numeric() }}) as _instore_sales_amount,
+        order_totals.last_online_sale_at as _last_online_sale_at,
+        order_totals.last_instore_sale_at as _last_instore_sale_at,
         order_day_lists._order_days,
         preferred_categories._preferred_category,
 

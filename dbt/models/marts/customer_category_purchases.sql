@@ -16,8 +16,9 @@
 /* depends_on: {{ ref('int_guest_order_owners') }} */
 
 {#- What each customer buys per product category (the category each order line carries, as
-    written): line items, amount and when last, over orders that are not deleted, both
-    channels, guest sales matched by email included (int_customer_order_items). customer_traits picks the preferred category from these rows. -#}
+    written): line items, amount and when last, over sales (orders not deleted, cancelled or
+    returned: stg_online_orders.is_sale), both channels, guest sales matched by email included
+    (int_customer_order_items). customer_traits picks the preferred category from these rows. -#}
 
 
 with
@@ -44,6 +45,7 @@ purchases as (
         max(ordered_at) as last_purchased_at
     from {{ ref('int_customer_order_items') }}
     where not is_deleted
+        and is_sale
         and category is not null
         and customer_id in (select customer_id from customers)
     group by customer_id, category

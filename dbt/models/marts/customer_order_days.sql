@@ -12,8 +12,8 @@
 {#- The touched customers are read from these too (incremental builds only). -#}
 /* depends_on: {{ ref('stg_users') }} */
 
-{#- How many orders (not deleted, both channels, guest sales matched by email included) each
-    customer placed on each day (UTC): the
+{#- How many sales (orders not deleted and not cancelled or returned: stg_online_orders.is_sale;
+    both channels, guest sales matched by email included) each customer made on each day (UTC): the
     stored facts behind the day-relative traits of customer_traits (orders in the last 30 / 90
     / 365 days, first and last order date), which that view derives on the day it is read.
     Dates, not "days ago", are stored, so a row stays true as time passes. -#}
@@ -37,16 +37,16 @@ customers as (
 orders as (
     select customer_id, ordered_at
     from {{ ref('stg_online_orders') }}
-    where not is_deleted and customer_id in (select customer_id from customers)
+    where not is_deleted and is_sale and customer_id in (select customer_id from customers)
     union all
     select customer_id, ordered_at
     from {{ ref('stg_instore_orders') }}
-    where not is_deleted and customer_id in (select customer_id from customers)
+    where not is_deleted and is_sale and customer_id in (select customer_id from customers)
     union all
     -- guest sales matched to the customer by email (identity stitching)
     select customer_id, ordered_at
     from {{ ref('int_guest_order_owners') }}
-    where attribution = 'email' and not is_deleted and customer_id in (select customer_id from customers)
+    where attribution = 'email' and not is_deleted and is_sale and customer_id in (select customer_id from customers)
 ),
 
 order_days as (

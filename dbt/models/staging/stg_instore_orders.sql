@@ -88,6 +88,8 @@ select
     last_document.store_city,
     last_document.items,
     last_document.ordered_at,
+    -- the contract's in-store orders carry no status: a till sale is a sale (customer_traits)
+    true as is_sale,
     last_change.is_deleted,
     last_change.last_operation,
     last_change._cluster_time,

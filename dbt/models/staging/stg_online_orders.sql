@@ -82,6 +82,14 @@ select
     last_document.customer_id,
     last_document.channel,
     last_document.status,
+    {#- A sale unless its status is one of var('order_statuses_not_sold'), trimmed, in any case
+        (a missing status too is a sale): what customer_traits counts. -#}
+    coalesce(
+        lower({{ trimmed_text('last_document.status') }}) not in (
+            {%- for status in var('order_statuses_not_sold') %}{{ sql_string(status | lower) }}{% if not loop.last %}, {% endif %}{% endfor -%}
+        ),
+        true
+    ) as is_sale,
     last_document.delivery_city,
     last_document.delivery_country,
     last_document.items,
