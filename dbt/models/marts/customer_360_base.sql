@@ -217,8 +217,8 @@ final as (
             marks._guest_orders_source_at
         ) as as_of,
 
-        -- what customer_traits derives the traits from: sales (orders not cancelled or
-        -- returned) per channel, and on the day it is read, the sales' days
+        -- what customer_traits derives the traits from, on the day it is read: the sales
+        -- (orders not cancelled or returned) per channel, their days, the preferred category
         cast(coalesce(order_totals.online_sales, 0) as {{ dbt.type_bigint() }}) as _online_sales,
         cast(coalesce(order_totals.instore_sales, 0) as {{ dbt.type_bigint() }}) as _instore_sales,
         cast(coalesce(line_item_totals.online_sales_amount, 0) as {{ dbt.type_numeric() }}) as _online_sales_amount,
