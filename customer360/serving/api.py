@@ -77,6 +77,20 @@ order by kind, purchases desc nulls last, last_at desc nulls last,
     case when kind >= 2 then name end desc nulls last, name nulls last, page nulls last
 """
 
+# A search's matches in customer_details, parameters (q, id or null, q, q, q): every customer
+# when q is empty, else the customer with that id and those whose name, email or any stitched
+# email (customer_identities: trimmed, lower-case) contains q, case-insensitively.
+SEARCH_CONDITION = """
+    ? = ''
+    or customer_id = ?
+    or contains(lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '')), lower(?))
+    or contains(lower(coalesce(email, '')), lower(?))
+    or customer_id in (
+        select customer_id from customer_identities
+        where identifier_type = 'email' and contains(identifier, lower(?))
+    )
+"""
+
 # Every identifier stitched to the customer (customer_identities): its id, email addresses and
 # browsers' anonymous ids, with when each was first and last seen.
 IDENTITIES_SQL = """
@@ -227,31 +241,33 @@ def create_app(settings: Settings) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> dict[str, Any]:
-        text = q.strip().lower()
-        as_id = int(text) if text.isdigit() and len(text) < 19 else None
+        # Lower-cased by DuckDB, as the marts lower-case the stitched emails (Python's lower()
+        # differs: 'İ' -> 'i̇', a final 'Σ' -> 'ς'). Only ASCII digits are an id: '²' and '٣'
+        # are digits to str.isdigit() too.
+        text = q.strip()
+        as_id = int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
+        params = [text, as_id, text, text, text]
         with reader.session() as (_, cur):
             cur.execute(
-                """
+                f"""
                 select customer_id, first_name, last_name, email, city, country,
                     count(*) over () as total
                 from customer_details
-                where ? = ''
-                    or customer_id = ?
-                    or contains(
-                        lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '')), ?
-                    )
-                    or contains(lower(coalesce(email, '')), ?)
-                    or customer_id in (
-                        select customer_id from customer_identities
-                        where identifier_type = 'email' and contains(identifier, ?)
-                    )
+                where {SEARCH_CONDITION}
                 order by customer_id = ? desc, customer_id
                 limit ? offset ?
                 """,
-                [text, as_id, text, text, text, as_id, limit, offset],
+                [*params, as_id, limit, offset],
             )
             items = _rows(cur)
-        total = items[0]["total"] if items else 0
+            if items:
+                total = items[0]["total"]
+            elif offset == 0:
+                total = 0
+            else:  # past the last page: the matches are still there
+                total = cur.execute(
+                    f"select count(*) from customer_details where {SEARCH_CONDITION}", params
+                ).fetchone()[0]
         for item in items:
             del item["total"]
         return {"q": q, "limit": limit, "offset": offset, "total": total, "items": items}
