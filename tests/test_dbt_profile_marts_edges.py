@@ -38,7 +38,7 @@ import duckdb
 import pytest
 
 from customer360.config import Settings
-from customer360.serving import publish_serving_copy
+from customer360.serving import audiences_api, publish_serving_copy
 from customer360.serving.server import BackgroundServer
 from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding
@@ -417,3 +417,21 @@ def test_token_missing_wrong_or_right_and_never_logged(served, caplog) -> None:
     assert "GET /api/customers/{customer_id} 401" in logged
     for secret in (TOKEN, "İnan", "²", "/api/customers/7"):
         assert secret not in logged
+
+
+def test_an_unexpected_failure_is_a_json_500_that_logs_no_value(served, monkeypatch, caplog):
+    """A profile whose assembly fails (here its audiences part raises with a value of the
+    request in its message) -> 500 with a JSON `detail`, like every other error; the log names
+    the route and the exception's type, not its message."""
+
+    def broken(cur, customer_id, row):
+        raise RuntimeError(f"could not read {row['email']}")
+
+    caplog.set_level(logging.INFO, logger="customer360.serving.api")
+    monkeypatch.setattr(audiences_api, "profile_parts", broken)
+    status, kind, body = get(f"{served}/api/customers/7")
+    assert (status, kind) == (500, "application/json")
+    assert "RuntimeError" in body["detail"] and "zoe" not in body["detail"].lower()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET /api/customers/{customer_id} failed: RuntimeError" in logged
+    assert "zoe" not in logged.lower()
