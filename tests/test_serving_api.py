@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
@@ -181,6 +182,28 @@ def test_token_required_when_set(synthetic_settings):
         # The dashboard page itself holds no personal data and loads without the token.
         with urllib.request.urlopen(f"{server.url}/", timeout=10) as page:
             assert b"Customer 360" in page.read()
+
+
+def test_a_token_with_non_ascii_characters_is_accepted_as_sent(synthetic_settings):
+    """C360_API_TOKEN 'pässwört-token': curl sends a header's non-ASCII characters as typed
+    (UTF-8), Python's http.client and a browser's fetch (the dashboard) as Latin-1: both -> 200
+    (only Latin-1 was accepted before); the token without its umlauts -> 401."""
+    settings = synthetic_settings.with_overrides(api_token="pässwört-token")
+    with BackgroundServer(settings, port=0) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        statuses = []
+        for sent in (
+            "pässwört-token".encode(),
+            "pässwört-token".encode("latin-1"),
+            b"passwort-token",
+        ):
+            connection = http.client.HTTPConnection(host, int(port), timeout=10)
+            connection.putrequest("GET", "/api/customers/7")
+            connection.putheader("Authorization", b"Bearer " + sent)
+            connection.endheaders()
+            statuses.append(connection.getresponse().status)
+            connection.close()
+    assert statuses == [200, 200, 401]
 
 
 def test_no_token_on_loopback_only(synthetic_settings):

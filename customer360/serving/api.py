@@ -214,14 +214,25 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.reader = reader
 
+    # The token as clients send it: curl sends its non-ASCII characters as typed (UTF-8 in a
+    # UTF-8 terminal), Python's http.client and a browser's fetch (the dashboard) as Latin-1. Starlette decodes a header as Latin-1,
+    # so its bytes as sent are credentials.encode("latin-1").
+    accepted = []
+    if settings.api_token is not None:
+        accepted.append(settings.api_token.encode())
+        try:
+            accepted.append(settings.api_token.encode("latin-1"))
+        except UnicodeEncodeError:
+            pass
+
     async def require_token(  # async: a plain def would cost a trip through the threadpool
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> None:
         if settings.api_token is None:
             return
-        if credentials is None or not secrets.compare_digest(
-            credentials.credentials.encode(), settings.api_token.encode()
-        ):
+        sent = b"" if credentials is None else credentials.credentials.encode("latin-1")
+        matches = [secrets.compare_digest(sent, token) for token in accepted]
+        if credentials is None or not any(matches):
             raise HTTPException(
                 status_code=401,
                 detail="a valid bearer token is required: Authorization: Bearer <C360_API_TOKEN>",
