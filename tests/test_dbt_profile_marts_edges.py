@@ -17,8 +17,11 @@ Weblogs of 5: three logins (l1, l2, l3) at T5 = D-3 12:00, errors 'Timeout' on c
 a.html at T5. Errors on cart.html for the audience checkout_errors_recent ("latest error in
 the last 7 days", i.e. on today or the 6 days before, on a cart or checkout page): 10, 11 and
 12 at D-1, 14 at D-7 00:00 (a day too old), 15 at D-6 00:00 (the oldest day that counts).
+Browser dev1: 21 logs in at T5 (event L-b), anonymous a0 at T5 (home.html) and a1 at T5 + 1 h
+(error 'Oops' on pay.html).
 Round 2 (raw.now = D-5): a fourth login l4 at T5, l1 again (a duplicate), and a cart error of
-13 at D-1. Round 3 (raw.now = D-2): o201 re-inserted; customer 11 deleted.
+13 at D-1; 22 logs in on browser dev1 at T5 (L-a). Round 3 (raw.now = D-2): o201 re-inserted;
+customer 11 deleted; 22 logs in on dev1 at T5 again (L-c).
 Built with `run` after each round in one warehouse and `run --full-refresh` in another.
 """
 
@@ -45,6 +48,7 @@ from tests.dbt_fixtures.raw_builder import RawLanding
 
 D = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 T5 = D - dt.timedelta(days=3) + dt.timedelta(hours=12)
+HOUR = dt.timedelta(hours=1)
 
 
 def days_ago(n: float) -> dt.datetime:
@@ -62,7 +66,7 @@ def round_one(raw: RawLanding) -> None:
         7: {"first_name": "Zoë", "last_name": "İnan", "email": "Zoe.Upper@Example.ORG"},
         8: {"dob": "2000-02-29"},
     }
-    for n in range(1, 16):
+    for n in (*range(1, 16), 21, 22):
         raw.user("snapshot", n, n, **special.get(n, {}))
     raw.order("Online", "insert", 101, 1, days_ago(10),
               [("Coat", "Outerwear", 10, 1), ("Hat", "Acc", 5, 2)])  # fmt: skip
@@ -84,6 +88,10 @@ def round_one(raw: RawLanding) -> None:
     for customer, when in ((10, days_ago(1)), (11, days_ago(1)), (12, days_ago(1)),
                            (14, days_ago(7)), (15, days_ago(6))):  # fmt: skip
         raw.weblog(f"cart-{customer}", customer, when, page="cart.html", error_message="Declined")
+    # A shared browser: 21 logs in at T5 (event L-b); anonymous events at T5 and T5 + 1 h.
+    raw.weblog("L-b", 21, T5, page="login_success.html", anonymous_id="dev1")
+    raw.weblog("a0", None, T5, page="home.html", anonymous_id="dev1")
+    raw.weblog("a1", None, T5 + HOUR, page="pay.html", error_message="Oops", anonymous_id="dev1")
 
 
 def round_two(raw: RawLanding) -> None:
@@ -97,12 +105,24 @@ def round_two(raw: RawLanding) -> None:
     raw.weblog("l4", 5, T5, page="login_success.html")
     raw.weblog("l1", 5, T5, page="login_success.html", partition=1)
     raw.weblog("cart-13", 13, days_ago(1), page="cart.html", error_message="Declined")
+    raw.weblog("L-a", 22, T5, page="login_success.html", anonymous_id="dev1")
 
 
 def round_three(raw: RawLanding) -> None:
     raw.now = days_ago(2)
     raw.order("Instore", "insert", 201, 2, days_ago(2), [("Belt", "Acc", 15, 1)])
     raw.user("delete", 11, 11)
+    raw.weblog("L-c", 22, T5, page="login_success.html", anonymous_id="dev1")
+
+
+SHARED_BROWSER_SQL = """
+select customer_id, 'activity' as part, event as what, last_at
+from marts.customer_activity where customer_id in (21, 22)
+union all
+select customer_id, 'error', error_message || ' on ' || page, last_at
+from marts.customer_recent_errors where customer_id in (21, 22)
+order by all
+"""
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +132,7 @@ def built(tmp_path_factory) -> dict:
     incremental.parent.mkdir()
     full.parent.mkdir()
     raw = RawLanding([incremental, full])
-    as_of_by_round = []
+    as_of_by_round, shared_browser = [], []
     for prepare in (round_one, round_two, round_three):
         prepare(raw)
         raw.land()
@@ -121,7 +141,16 @@ def built(tmp_path_factory) -> dict:
         as_of_by_round.append(
             dict(query(incremental, "select customer_id, as_of from marts.customer_360"))
         )
-    return {"incremental": incremental, "full": full, "tmp": tmp, "as_of": as_of_by_round}
+        shared_browser.append(
+            {path.parent.name: query(path, SHARED_BROWSER_SQL) for path in (incremental, full)}
+        )
+    return {
+        "incremental": incremental,
+        "full": full,
+        "tmp": tmp,
+        "as_of": as_of_by_round,
+        "shared_browser": shared_browser,
+    }
 
 
 def query(path: Path, sql: str) -> list[tuple]:
@@ -289,6 +318,35 @@ def test_checkout_errors_audience_at_its_window_boundary(built) -> None:
     assert both(built, sql) == [(10,), (12,), (13,), (15,)]
 
 
+def test_logins_at_the_same_instant_on_a_shared_browser(built) -> None:
+    """dev1: an anonymous event belongs to the latest login at or before it, logins at the same
+    instant ordered by event_id. Round 1: only L-b (21) -> a0 (T5) and a1 (T5 + 1 h) are 21's:
+    21's Website Login T5, Website Visit T5 + 1 h, error 'Oops on pay.html' T5 + 1 h. Round 2:
+    L-a (22) at T5 sorts before L-b -> nothing moves; 22 has its own login only (Login and
+    Visit T5). Round 3: L-c (22) at T5 sorts after L-b -> a0 and a1 move to 22: 21 keeps its
+    own login (Login and Visit T5), 22 gets Visit T5 + 1 h and the error. The same after a full
+    refresh each round; 21's as_of stays T5 + 1 h (a moved event still counts for it)."""
+    t5, later = naive(T5), naive(T5 + HOUR)
+    own_21 = [(21, "activity", "Website Login", t5)]
+    own_22 = [(22, "activity", "Website Login", t5), (22, "activity", "Website Visit", t5)]
+
+    def with_events(customer: int, visit: dt.datetime) -> list[tuple]:
+        return [
+            (customer, "activity", "Website Login", t5),
+            (customer, "activity", "Website Visit", visit),
+            (customer, "error", "Oops on pay.html", later),
+        ]
+
+    expected = [
+        with_events(21, later),
+        sorted(with_events(21, later) + own_22),
+        sorted([*own_21, (21, "activity", "Website Visit", t5)] + with_events(22, later)),
+    ]
+    for number, (rows, want) in enumerate(zip(built["shared_browser"], expected, strict=True)):
+        assert rows["inc"] == rows["full"] == want, f"round {number + 1}"
+    assert [r[21] for r in built["as_of"]] == [later] * 3
+
+
 # -- the profile API over a serving copy of these marts ---------------------------------------
 
 TOKEN = "edge-token-5b1e"
@@ -340,13 +398,15 @@ def test_search_finds_a_name_or_email_typed_as_stored_or_in_another_case(served)
 
 
 def test_search_pages_keep_the_total_and_a_stable_order(served) -> None:
-    """'example.com' is in the email of the 12 live customers but 7 (1-15 without 7, and without
-    9 and 11, deleted): pages of 5 at offsets 0, 5, 10 hold 1-6, 8, 10 | 12-15 | and nothing past
-    the end, each saying total 12, the number of matches, also past the last page."""
+    """'example.com' is in the email of the 14 live customers but 7 (1-15 and 21, 22; without 7,
+    and without 9 and 11, deleted): pages of 5 at offsets 0, 5, 10, 15 hold 1-6 | 8, 10, 12-14 |
+    15, 21, 22 | nothing past the end, each saying total 14, the number of matches, also past
+    the last page."""
     pages = [search(served, "example.com", limit=5, offset=o) for o in (0, 5, 10, 15)]
-    assert [p["total"] for p in pages] == [12, 12, 12, 12]
+    assert [p["total"] for p in pages] == [14, 14, 14, 14]
+    assert [len(p["items"]) for p in pages] == [5, 5, 4, 0]
     ids = [item["customer_id"] for p in pages for item in p["items"]]
-    assert ids == [1, 2, 3, 4, 5, 6, 8, 10, 12, 13, 14, 15]
+    assert ids == [1, 2, 3, 4, 5, 6, 8, 10, 12, 13, 14, 15, 21, 22]
     assert search(served, "nobody-has-this")["total"] == 0
 
 
