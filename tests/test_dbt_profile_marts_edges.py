@@ -3,8 +3,8 @@ D = today at 00:00 UTC. Each customer is one case; every expected value is worke
 docstring of the test that checks it.
 
 Round 1 (raw.now = D-10): users 1-15 (6 named 'Eleni ΠΑΠΑΔΟΠΟΥΛΟΣ', 7 'Zoë İnan' with the
-email 'Zoe.Upper@Example.ORG', 8 born on 2000-02-29, 9 deleted in round 2, 11 deleted in round
-3); orders:
+email 'Zoe.Upper@Example.ORG', 8 born on 2000-02-29, 15 "born" on 2099-01-01 (a typo), 9
+deleted in round 2, 11 deleted in round 3); orders:
 - o101 online, 1, D-10: Coat 10 x 1, Hat 5 x 2 (round 2 drops the Hat line).
 - o201 in store, 2, D-10: Scarf 20 x 1 (deleted in round 2, re-inserted in round 3 as Belt 15 x 1
   dated D-2); o202 in store, 2, D-10: Sock 3 x 1 (round 2: deleted, then re-inserted in the same
@@ -65,6 +65,7 @@ def round_one(raw: RawLanding) -> None:
         6: {"first_name": "Eleni", "last_name": "ΠΑΠΑΔΟΠΟΥΛΟΣ"},
         7: {"first_name": "Zoë", "last_name": "İnan", "email": "Zoe.Upper@Example.ORG"},
         8: {"dob": "2000-02-29"},
+        15: {"dob": "2099-01-01"},
     }
     for n in (*range(1, 16), 21, 22):
         raw.user("snapshot", n, n, **special.get(n, {}))
@@ -281,6 +282,27 @@ def test_age_of_a_customer_born_on_29_february(built) -> None:
     ]
 
 
+def test_a_date_of_birth_after_the_day_read_has_no_age(built) -> None:
+    """Customer 15's dob 2099-01-01 (a typo) is after the day read: no whole years have passed
+    since a birth that has not happened, so age is unknown (null), as for a dob that does not
+    parse, in customer_details and customer_360; and their data tests (age non_negative)
+    pass."""
+    for view in ("customer_details", "customer_360"):
+        assert both(built, f"select dob, age from marts.{view} where customer_id = 15") == [
+            (dt.date(2099, 1, 1), None)
+        ]
+    run_dbt(
+        built["incremental"],
+        "test",
+        "--select",
+        "customer_details",
+        "customer_360",
+        "--exclude",
+        "test_type:unit",
+        work_dir=built["tmp"] / "dbt-inc",
+    )
+
+
 def test_deleted_customers_have_no_rows(built) -> None:
     """Customer 9 (with an order) was deleted in round 2, customer 11 in round 3 -> in no mart."""
     for mart in ("details", "360", "purchase_stats", "popular_items", "activity", "recent_errors"):
@@ -495,3 +517,15 @@ def test_an_unexpected_failure_is_a_json_500_that_logs_no_value(served, monkeypa
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "GET /api/customers/{customer_id} failed: RuntimeError" in logged
     assert "zoe" not in logged.lower()
+
+
+def test_unit_tests_of_customer_details(built) -> None:
+    """The age rule's unit tests (customer_details.yml): birthdays, 29 February, a dob after the
+    day read."""
+    run_dbt(
+        built["full"],
+        "test",
+        "--select",
+        "customer_details,test_type:unit",
+        work_dir=built["tmp"] / "dbt-full",
+    )
