@@ -215,8 +215,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.reader = reader
 
     # The token as clients send it: curl sends its non-ASCII characters as typed (UTF-8 in a
-    # UTF-8 terminal), Python's http.client and a browser's fetch (the dashboard) as Latin-1. Starlette decodes a header as Latin-1,
-    # so its bytes as sent are credentials.encode("latin-1").
+    # UTF-8 terminal), Python's http.client and a browser's fetch (the dashboard) as Latin-1.
+    # Starlette decodes a header as Latin-1, so its bytes as sent are
+    # credentials.encode("latin-1").
     accepted = []
     if settings.api_token is not None:
         accepted.append(settings.api_token.encode())
