@@ -11,13 +11,15 @@ queued behind the stream run, which sees a writer waiting and ends after the bat
 the job runs in the writer's place; the sensor starts the stream again once it is done.
 """
 
+from collections.abc import Iterator
+
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
+    AssetObservation,
     AssetSelection,
     DefaultScheduleStatus,
-    Failure,
     MaterializeResult,
     MetadataValue,
     ScheduleDefinition,
@@ -54,16 +56,27 @@ TRAINING_INPUTS = [
     "website and email recency), fit as of 60 days before the latest order and validated on "
     "the 30 days after that (AUC, Brier, calibration by decile in the metadata), refit on the "
     "latest period and stored in ml.propensity_coefficients; then every customer is rescored "
-    "(marts.customer_propensity rebuilt with --full-refresh) and the serving copy published.",
+    "(marts.customer_propensity rebuilt with --full-refresh) and the serving copy published. "
+    "A warehouse with too little history to train on is skipped (no materialization; an "
+    "observation and the run's log say why).",
+    # Materialized only when a model was trained (a young warehouse has none to train).
+    output_required=False,
 )
 def propensity_model(
     context: AssetExecutionContext, pipeline: MicroBatchResource
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult]:
     batch = pipeline.microbatch()
     try:
         result = train_and_rescore(batch)
     except NotEnoughHistory as exc:
-        raise Failure(f"no model trained: {exc}") from exc
+        # A young or small warehouse (too few days of orders, or of buyers, to fit and validate
+        # on) cannot train one yet, and nothing is wrong: the run succeeds without a
+        # materialization, the customers keep the model they had (or none), and the asset's
+        # page says why.
+        reason = f"no model trained: {exc}"
+        context.log.warning(reason)
+        context.log_event(AssetObservation(asset_key=PROPENSITY_KEY, metadata={"skipped": reason}))
+        return
     model = result.model
     context.log.info(
         f"propensity model {model.model_version}: validation AUC {model.validation_auc:.3f}, "
@@ -79,7 +92,7 @@ def propensity_model(
             },
         )
     )
-    return MaterializeResult(
+    yield MaterializeResult(
         metadata={
             "model_version": model.model_version,
             "validation_auc": MetadataValue.float(model.validation_auc),

@@ -259,6 +259,30 @@ def test_dbt_score_equals_sklearn_predict_proba_on_hand_checked_customers(tmp_pa
         assert reasons == reasons_by_hand[customer], customer
 
 
+def test_too_little_history_skips_the_training_without_failing_the_run(tmp_path):
+    """20 days of orders cannot give a training period and a later one to validate on: the
+    nightly run succeeds (a young warehouse is not a fault to page anyone about every night),
+    the asset is not materialized, no model is stored, and an observation says why."""
+    settings = Settings(warehouse=tmp_path / "warehouse.duckdb", home=tmp_path / "home")
+    raw = RawLanding([settings.warehouse])
+    generated_history(raw, customers=40, days=20, seed=7)
+    raw.land()
+    run_dbt(settings.warehouse, "run", work_dir=tmp_path / "dbt")
+    try:
+        result = materialize(
+            [propensity_model], resources={"pipeline": pipeline_resource(settings)}
+        )
+    finally:
+        close_warm_microbatches()
+    assert result.success
+    assert result.get_asset_materialization_events() == []
+    (observation,) = result.get_asset_observation_events()
+    skipped = observation.asset_observation_data.asset_observation.metadata["skipped"]
+    assert skipped.value.startswith("no model trained: "), skipped
+    with duckdb.connect(str(settings.warehouse)) as con:
+        assert con.execute("select count(*) from ml.propensity_coefficients").fetchone() == (0,)
+
+
 def test_the_asset_graph_has_the_model_its_job_and_schedule(tmp_path):
     settings = Settings(warehouse=tmp_path / "warehouse.duckdb", home=tmp_path / "home")
     defs = build_definitions(settings)
