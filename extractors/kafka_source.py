@@ -64,6 +64,10 @@ def quarantine_reason(source: str, value: bytes | None) -> str | None:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc}"
+    except RecursionError:
+        # Python's parser gives up past ~1,000 levels of nesting (a 2 KB value can do it);
+        # raised, it failed the batch, and every batch after it, on the same record.
+        return "JSON nested too deeply to check (over ~1,000 levels)"
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
     missing = [f for f in REQUIRED_FIELDS[source] if record.get(f) is None]

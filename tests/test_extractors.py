@@ -301,6 +301,24 @@ def test_a_stream_that_cannot_resume_is_copied_again_and_vanished_documents_dele
     assert deletes == 10
 
 
+def test_a_kafka_record_nested_too_deeply_to_parse_is_quarantined(isolated_settings):
+    """Python's JSON parser raises RecursionError, not JSONDecodeError, past ~1,000 levels of
+    nesting: a 2 KB record failed its batch and every batch after it (nothing landed, the
+    records behind it neither). It is quarantined with its bytes and the reason instead."""
+    deep = json.dumps(weblog(1))[:-1] + ', "extra": ' + "[" * 1000 + "]" * 1000 + "}"
+    before, after = weblog(2), weblog(3)
+    produce(isolated_settings, "weblogs", [json.dumps(before), deep, json.dumps(after)], key=b"1")
+    with Extractor(isolated_settings) as extractor:
+        drain(extractor, ["weblogs"])
+    with read_only(isolated_settings) as con:
+        assert sorted(landed_event_ids(con)) == sorted([before["event_id"], after["event_id"]])
+        quarantined = con.execute('select "offset", "value", reason from raw.quarantine').fetchall()
+    assert len(quarantined) == 1
+    offset, value, reason = quarantined[0]
+    assert (offset, value) == (1, deep.encode())
+    assert "nested too deeply" in reason
+
+
 def test_a_locked_warehouse_fails_naming_the_holder(isolated_settings):
     isolated_settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
