@@ -204,7 +204,11 @@ class MongoSource:
         query = {}
         if position.snapshot_after_id is not None:
             after = json_util.loads(position.snapshot_after_id, json_options=CANONICAL_JSON_OPTIONS)
-            query = {"_id": {"$gt": after["_id"]}}
+            # An aggregation comparison, not `{"_id": {"$gt": after}}`: a query's `$gt` matches
+            # only values of the same BSON type, so after an integer `_id` it skipped every
+            # string, ObjectId or date `_id` that sorts after it. `$literal`: an `_id` such as
+            # "$x" or {"$k": 1} is a value, not a field path or an operator.
+            query = {"$expr": {"$gt": ["$_id", {"$literal": after["_id"]}]}}
         self._copy = self.collection.find(query, sort=[("_id", 1)], batch_size=COPY_BATCH)
         self._copy_after = where
         self._copy_taken = 0

@@ -301,6 +301,42 @@ def test_a_stream_that_cannot_resume_is_copied_again_and_vanished_documents_dele
     assert deletes == 10
 
 
+def test_a_copy_resumed_after_a_restart_lands_ids_of_every_bson_type(isolated_settings):
+    """The copy goes on after the last `_id` it landed. A query's `{"_id": {"$gt": last}}`
+    matches only `_id`s of the last one's BSON type (MongoDB's type bracketing, which SecantusDB
+    follows), so a copy stopped after the integer ids (they sort first: numbers, strings,
+    objects, ObjectIds, dates) and resumed by a restart landed 3 of these 12 documents and
+    never the rest; a re-snapshot so interrupted landed the rest as deletes."""
+    from extractors.mongo_source import document_key_text
+
+    users = mongo_db(isolated_settings).users
+    ids = [1, 2, 3, "a", "$b", {"k": 1}, {"k": 2}, datetime(2026, 1, 1)]
+    users.insert_many([{"_id": key, "id": n} for n, key in enumerate(ids)])
+    users.insert_many([{"id": 100 + n} for n in range(4)])  # ObjectId ids
+    expected = {document_key_text(d["_id"]): d["id"] for d in users.find()}
+
+    def landed() -> dict[str, int]:
+        with read_only(isolated_settings) as con:
+            return {k: doc["id"] for k, doc in current_state(con, "users").items()}
+
+    with Extractor(isolated_settings) as extractor:
+        extractor.extract("users", max_records=2)  # the copy stops after the ids 1 and 2
+    with Extractor(isolated_settings) as restarted:
+        drain(restarted, ["users"])
+    assert landed() == expected
+
+    # The same for a copy made again because the stream could not resume: nothing it did not
+    # reach may land as a delete.
+    with duckdb.connect(str(isolated_settings.warehouse)) as con:
+        con.execute('update raw._mongo_positions set resume_token = \'{"_data": "00"}\'')
+    with Extractor(isolated_settings) as extractor:
+        assert "re-snapshot" in extractor.extract("users").note
+        extractor.extract("users", max_records=2)
+    with Extractor(isolated_settings) as restarted:
+        drain(restarted, ["users"])
+    assert landed() == expected
+
+
 def test_a_kafka_record_nested_too_deeply_to_parse_is_quarantined(isolated_settings):
     """Python's JSON parser raises RecursionError, not JSONDecodeError, past ~1,000 levels of
     nesting: a 2 KB record failed its batch and every batch after it (nothing landed, the
