@@ -161,6 +161,10 @@ class KafkaSource:
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
                     "auto.offset.reset": "earliest",
+                    # "end of partition at offset N": the offsets before N that no record came
+                    # for are a transactional producer's commit/abort markers or aborted records,
+                    # which a consumer never receives (see _poll).
+                    "enable.partition.eof": True,
                     "fetch.wait.max.ms": 50,
                     "fetch.max.bytes": 16 * 1024 * 1024,
                     "max.partition.fetch.bytes": 4 * 1024 * 1024,
@@ -300,7 +304,7 @@ class KafkaSource:
             self._positions = None
             raise KafkaExtractError(f"reading {self.topic} from Kafka failed: {exc}") from exc
 
-        if polled.count == 0 and not retention_gaps:
+        if polled.count == 0 and not retention_gaps and polled.next_offsets == start:
             return BatchResult.nothing_landed(
                 self.name,
                 before,
@@ -360,6 +364,11 @@ class KafkaSource:
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
+                        # Move past what no record comes for: without it the position stayed on a
+                        # transaction's marker, and every batch waited its whole time for it.
+                        p = msg.partition()
+                        if p in next_offsets and msg.offset() > next_offsets[p]:
+                            next_offsets[p] = msg.offset()
                         continue
                     raise KafkaExtractError(f"reading {self.topic}: {error}")
                 p, offset = msg.partition(), msg.offset()

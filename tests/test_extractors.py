@@ -355,6 +355,54 @@ def test_a_kafka_record_nested_too_deeply_to_parse_is_quarantined(isolated_setti
     assert "nested too deeply" in reason
 
 
+def test_records_of_a_transactional_producer_land_and_the_position_passes_its_markers(
+    isolated_settings,
+):
+    """A transactional producer writes a commit or abort marker after its records, and an
+    aborted transaction's records stay in the log; a consumer receives neither, yet both take
+    offsets. The position stayed on the first of them: every later batch waited its whole
+    time for an offset that never came (the stream's batches 10 s each) and the lag never
+    reached 0. Here: 3 committed records (offsets 0-2), a marker (3), an aborted record (4), a
+    marker (5), then one more committed record (6) and its marker (7)."""
+    from confluent_kafka import Producer
+
+    topic = isolated_settings.topic("weblogs")
+    producer = Producer(
+        {
+            "bootstrap.servers": isolated_settings.kafka_bootstrap,
+            "transactional.id": f"{topic}-tx",
+        }
+    )
+    producer.init_transactions(30)
+    committed = [weblog(i) for i in range(3)]
+    producer.begin_transaction()
+    for record in committed:
+        producer.produce(topic, json.dumps(record), partition=0)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, json.dumps(weblog(9)), partition=0)
+    producer.flush(30)  # in the log, then aborted
+    producer.abort_transaction(30)
+    last = weblog(4)
+    producer.begin_transaction()
+    producer.produce(topic, json.dumps(last), partition=0)
+    producer.commit_transaction(30)
+
+    with Extractor(isolated_settings) as extractor:
+        landed = extractor.extract("weblogs", max_records=1000, max_seconds=5)
+        assert (landed.records, landed.remaining_lag) == (4, 0)
+        started = time.monotonic()
+        empty = extractor.extract("weblogs", max_records=1000, max_seconds=5)
+        assert not empty.landed_anything and empty.remaining_lag == 0
+        assert time.monotonic() - started < 2, "an empty batch does not wait for the markers"
+    with read_only(isolated_settings) as con:
+        assert sorted(landed_event_ids(con)) == sorted(r["event_id"] for r in [*committed, last])
+        stored = con.execute(
+            'select next_offset from raw._kafka_offsets where "partition" = 0'
+        ).fetchone()[0]
+    assert stored == 8
+
+
 def test_a_locked_warehouse_fails_naming_the_holder(isolated_settings):
     isolated_settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
