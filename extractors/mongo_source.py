@@ -122,6 +122,8 @@ class MongoSource:
         self.client = client
         self._stream = None
         self._stream_token: str | None = None  # the stored token the open stream started from
+        # A change read from the open stream but left for the next batch (see _stream_batch).
+        self._held_change: dict | None = None
         self._copy = None  # the open cursor of a copy in progress
         # (stream start, copy position) that cursor stands at, as stored in the warehouse
         self._copy_after: tuple | None = None
@@ -131,6 +133,7 @@ class MongoSource:
         _close_quietly(self._stream)
         self._stream = None
         self._stream_token = None
+        self._held_change = None  # a stream opened again at the stored token reads it again
         self._close_copy()
 
     # -- positions ------------------------------------------------------------------------
@@ -285,8 +288,13 @@ class MongoSource:
             rows = ChangeRows()
             ended_by = None
             caught_up = False
+            # The changes of one transaction share its cluster time, so within a batch nothing
+            # orders two changes of one document there (a delete and an insert of the same
+            # `_id` read as deleted). A batch ends before the second such change, and the next
+            # batch lands it: (cluster_time, batch_id) orders them, as landing_schema.py says.
+            landed_at_time: set[tuple[str, int]] = set()
             while len(rows) < max_records and time.monotonic() < deadline:
-                change = stream.try_next()
+                change, self._held_change = self._held_change or stream.try_next(), None
                 if change is None:
                     caught_up = True
                     break
@@ -296,12 +304,13 @@ class MongoSource:
                     break
                 if operation not in ("insert", "update", "replace", "delete"):
                     continue  # DDL events such as createIndexes carry no document
-                rows.add(
-                    operation,
-                    document_key_text(change["documentKey"]["_id"]),
-                    cluster_time_number(change["clusterTime"]),
-                    document_json(change.get("fullDocument")),
-                )
+                key = document_key_text(change["documentKey"]["_id"])
+                cluster_time = cluster_time_number(change["clusterTime"])
+                if (key, cluster_time) in landed_at_time:
+                    self._held_change = change
+                    break
+                landed_at_time.add((key, cluster_time))
+                rows.add(operation, key, cluster_time, document_json(change.get("fullDocument")))
                 token_after = stream.resume_token
             if not rows and ended_by is None:
                 return BatchResult.nothing_landed(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
+from pymongo import MongoClient
 
 from customer360.services.processes import free_port
 from extractors import Extractor
@@ -401,6 +402,41 @@ def test_records_of_a_transactional_producer_land_and_the_position_passes_its_ma
             'select next_offset from raw._kafka_offsets where "partition" = 0'
         ).fetchone()[0]
     assert stored == 8
+
+
+def test_changes_of_one_document_in_one_transaction_land_in_their_order(isolated_settings):
+    """Every change of a transaction has the transaction's cluster time. Landed in one batch,
+    a delete and a new insert of the same `_id` had the same (cluster_time, batch_id), the
+    landing contract's order, and staging's tie-break (a delete after a document at the same
+    position) read the live document as deleted. Each batch now ends before a second change
+    of a document at one cluster time, so the batch ids order them."""
+    client = MongoClient(isolated_settings.mongo_uri)
+    users = client[isolated_settings.mongo_db].users
+    users.insert_many([{"id": i, "first_name": f"n{i}"} for i in range(3)])
+    with Extractor(isolated_settings) as extractor:
+        drain(extractor, ["users"])
+        again = users.find_one({"id": 1})
+        with client.start_session() as session, session.start_transaction():
+            users.delete_one({"_id": again["_id"]}, session=session)
+            users.insert_one({**again, "first_name": "again"}, session=session)
+            users.update_one({"id": 2}, {"$set": {"first_name": "x"}}, session=session)
+            users.update_one({"id": 2}, {"$set": {"first_name": "y"}}, session=session)
+            users.delete_one({"id": 0}, session=session)
+        drain(extractor, ["users"])
+    client.close()
+    with read_only(isolated_settings) as con:
+        tied = con.execute(
+            "select count(*) from (select document_key from raw.users"
+            " group by document_key, cluster_time, batch_id having count(*) > 1)"
+        ).fetchone()[0]
+        assert tied == 0, "two changes of a document at one position: no order between them"
+        history = con.execute(
+            "select operation, document->>'first_name' from raw.users where document_key = ?"
+            " order by cluster_time, batch_id",
+            [str(again["_id"])],
+        ).fetchall()
+        assert history == [("snapshot", "n1"), ("delete", None), ("insert", "again")]
+        assert current_state(con, "users") == mongo_state(isolated_settings, "users")
 
 
 def test_a_locked_warehouse_fails_naming_the_holder(isolated_settings):
