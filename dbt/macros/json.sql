@@ -35,7 +35,9 @@
 {%- endmacro %}
 
 {#- A UTC timestamp from an ISO-8601 string (any offset, converted to UTC) or from Mongo relaxed
-    extended JSON: {"$date": "...Z"} or {"$date": {"$numberLong": "<ms since epoch>"}}. -#}
+    extended JSON: {"$date": "...Z"} or {"$date": {"$numberLong": "<ms since epoch>"}}. Milliseconds
+    beyond a timestamp's range read as null (epoch_ms raises on them: one such record failed
+    every build). -#}
 {% macro json_timestamp(column, path) -%}
     {{ return(adapter.dispatch('json_timestamp', 'customer360')(column, path)) }}
 {%- endmacro %}
@@ -46,19 +48,21 @@
         when json_type({{ column }}, '{{ path }}.$date') = 'VARCHAR'
             then {{ customer360.parse_utc_timestamp("json_extract_string(" ~ column ~ ", '" ~ path ~ ".$date')") }}
         when json_type({{ column }}, '{{ path }}.$date') in ('BIGINT', 'UBIGINT')
-            then try_cast(epoch_ms(try_cast(json_extract_string({{ column }}, '{{ path }}.$date') as bigint)) as timestamp)
+            then try_cast(try(epoch_ms(try_cast(json_extract_string({{ column }}, '{{ path }}.$date') as bigint))) as timestamp)
         when json_type({{ column }}, '{{ path }}.$date.$numberLong') = 'VARCHAR'
-            then try_cast(epoch_ms(try_cast(json_extract_string({{ column }}, '{{ path }}.$date.$numberLong') as bigint)) as timestamp)
+            then try_cast(try(epoch_ms(try_cast(json_extract_string({{ column }}, '{{ path }}.$date.$numberLong') as bigint))) as timestamp)
     end
 {%- endmacro %}
 
 {#- ISO-8601 text to a UTC timestamp without time zone; text without an offset is taken as UTC
-    (the profile sets TimeZone=UTC); unparseable text is null. -#}
+    (the profile sets TimeZone=UTC); unparseable text is null, and so are 'infinity' and
+    '-infinity', which the cast accepts (an order dated '-infinity' made customer_traits fail). -#}
 {% macro parse_utc_timestamp(text_expression) -%}
     {{ return(adapter.dispatch('parse_utc_timestamp', 'customer360')(text_expression)) }}
 {%- endmacro %}
 {% macro default__parse_utc_timestamp(text_expression) -%}
-    timezone('UTC', try_cast({{ text_expression }} as timestamptz))
+    {%- set parsed -%} timezone('UTC', try_cast({{ text_expression }} as timestamptz)) {%- endset -%}
+    case when isfinite({{ parsed }}) then {{ parsed }} end
 {%- endmacro %}
 
 {#- A date from 'YYYY-MM-DD' text; anything else is null. -#}
