@@ -61,6 +61,10 @@ class Extractor:
                         serverSelectionTimeoutMS=MONGO_TIMEOUT_MS,
                         connectTimeoutMS=MONGO_TIMEOUT_MS,
                         socketTimeoutMS=MONGO_SOCKET_TIMEOUT_MS,
+                        # A date outside years 1-9999 (BSON's reach ±292 million years) as
+                        # DatetimeMS, landed as {"$date": {"$numberLong": ...}}: decoded as a
+                        # datetime it raised InvalidBSON and the collection stopped landing.
+                        datetime_conversion="DATETIME_AUTO",
                     )
                     stop_signals_end_exit_quietly()
                 self._sources[name] = MongoSource(self._mongo, self.settings.mongo_db, name)
