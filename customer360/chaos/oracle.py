@@ -206,7 +206,7 @@ def kafka_record(source: str, value: bytes | None) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(value.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deeply: quarantined
         return None
     if not isinstance(record, dict):
         return None
