@@ -63,9 +63,9 @@ ITEMS = (("Scarf", "Accessories", 20), ("Hat", "Accessories", 10), ("Coat", "Out
 
 
 def variant(rng: random.Random, address: str) -> str:
-    """The same address as a person might type it: other case, spaces around."""
+    """The same address as a person might type it: other case, whitespace around."""
     typed = rng.choice([address, address.upper(), address.title(), address.capitalize()])
-    return rng.choice(["", " ", "  "]) + typed + rng.choice(["", " "])
+    return rng.choice(["", " ", "  ", "\t"]) + typed + rng.choice(["", " ", "\n"])
 
 
 class RandomWorld:
@@ -88,8 +88,13 @@ class RandomWorld:
         return self.next_number
 
     def event_id(self, prefix: str) -> str:
+        """A new event id, sometimes with whitespace around (trimmed, it is the same id)."""
         self.next_event += 1
-        return f"{prefix}{self.next_event}"
+        return (
+            self.rng.choice(["", "", "", " \t"])
+            + f"{prefix}{self.next_event}"
+            + (self.rng.choice(["", "", "\n"]))
+        )
 
     def when(self) -> dt.datetime:
         return self.rng.choice(INSTANTS)
@@ -99,7 +104,7 @@ class RandomWorld:
         rng = self.rng
         fields: dict = {"email": variant(rng, rng.choice(ADDRESSES))}
         if rng.random() < 0.4:
-            status = rng.choice(["granted", "withdrawn", "Granted ", "maybe"])
+            status = rng.choice(["granted", "withdrawn", "Granted ", "\twithdrawn\r\n", "maybe"])
             stated = {"status": status}
             if rng.random() < 0.7:  # else stated without a time: since the change that set it
                 stated["at"] = self.when()
@@ -194,9 +199,10 @@ class RandomWorld:
     def weblogs(self) -> None:
         rng = self.rng
         for _ in range(rng.randint(4, 10)):
-            device = rng.choice(DEVICES)
+            device = rng.choice(DEVICES) + rng.choice(["", "", "", " ", "\r\n"])
             roll = rng.random()
-            error = rng.choice([None, None, "Timeout", "Payment failed"])
+            # the same message with whitespace around is the same error
+            error = rng.choice([None, None, "Timeout", "Payment failed", "Timeout\n", "\t"])
             page = rng.choice(PAGES)
             if roll < 0.3:  # a login on the device
                 customer_id = rng.randint(1, self.next_customer)

@@ -78,7 +78,7 @@ def user_change(
     return UserChange(
         document_key, as_integer(document["id"]), normalized_email(document.get("email")),
         changed_at, cluster_time, batch_id, False,
-        status.strip().lower() if status is not None else None, as_timestamp(updated_at),
+        status.strip(WHITESPACE).lower() if status is not None else None, as_timestamp(updated_at),
     )  # fmt: skip
 
 

@@ -171,8 +171,8 @@ def as_integer(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if -(2**63) <= value < 2**63 else None
-    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
-        return int(value.strip())
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip(WHITESPACE)):
+        return int(value.strip(WHITESPACE))
     return None
 
 
@@ -212,26 +212,26 @@ def kafka_record(source: str, value: bytes | None) -> dict[str, Any] | None:
         return None
     id_field = "event_id" if source == "weblogs" else "email_id"
     record_id = as_text(record.get(id_field))
-    if record_id is None or not record_id.strip():
+    if record_id is None or not record_id.strip(WHITESPACE):
         return None
     customer_id = as_integer(record.get("user_id"))
     date = as_timestamp(record.get("date"))
     anonymous_id = None
     if source == "weblogs":
         # identity stitching: an anonymous visitor's event has an anonymous_id and no user_id
-        anonymous_id = (as_text(record.get("anonymous_id")) or "").strip() or None
+        anonymous_id = (as_text(record.get("anonymous_id")) or "").strip(WHITESPACE) or None
         if record.get("user_id") is None and anonymous_id is not None:
             customer_id = ANONYMOUS
     if customer_id is None or date is None:
         return None
     if customer_id is ANONYMOUS:
         customer_id = None
-    typed = {"id": record_id.strip(), "customer_id": customer_id, "date": date}
+    typed = {"id": record_id.strip(WHITESPACE), "customer_id": customer_id, "date": date}
     if source == "weblogs":
         typed["anonymous_id"] = anonymous_id
         error = as_text(record.get("error_message"))
         typed["page"] = as_text(record.get("page"))
-        typed["error_message"] = error.strip() or None if error is not None else None
+        typed["error_message"] = error.strip(WHITESPACE) or None if error is not None else None
         return typed
     if record.get("updated_at") is not None:
         updated_at = as_timestamp(record["updated_at"])
@@ -310,7 +310,7 @@ def guest_sale_owner(order: dict[str, Any], addresses: dict[str, set[int]]) -> i
     By current addresses only; `expected_marts` matches, as dbt does, the address held at the
     time of the sale (identity_oracle.address_owner), which differs once a customer changes
     address after a guest sale by it."""
-    address = (as_text(order.get("customer_email")) or "").strip().lower()
+    address = (as_text(order.get("customer_email")) or "").strip(WHITESPACE).lower()
     holders = addresses.get(address, set()) if address else set()
     return next(iter(holders)) if len(holders) == 1 else None
 
@@ -367,9 +367,10 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             customers.add(customer_id)
             stated = (user.get("consent") or {}).get("email") or {}
             status = stated.get("status") if isinstance(stated, dict) else None
-            if isinstance(status, str) and status.strip().lower() in ("granted", "withdrawn"):
+            status = status.strip(WHITESPACE).lower() if isinstance(status, str) else None
+            if status in ("granted", "withdrawn"):
                 since = as_timestamp(stated.get("at")) or status_set_at.get(str(user.get("_id")))
-                statements[customer_id].append((since, status.strip().lower(), "profile"))
+                statements[customer_id].append((since, status, "profile"))
 
     stats: dict[tuple[int, str], list] = defaultdict(lambda: [0, 0, Decimal(0)])
     popular: dict[tuple[int, str], list] = {}

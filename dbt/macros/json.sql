@@ -19,8 +19,8 @@
         when json_type({{ column }}, '{{ path }}') in ('BIGINT', 'UBIGINT')
             then try_cast(json_extract_string({{ column }}, '{{ path }}') as bigint)
         when json_type({{ column }}, '{{ path }}') = 'VARCHAR'
-            and regexp_full_match(trim(json_extract_string({{ column }}, '{{ path }}')), '-?[0-9]+')
-            then try_cast(trim(json_extract_string({{ column }}, '{{ path }}')) as bigint)
+            and regexp_full_match({{ customer360.trimmed_text("json_extract_string(" ~ column ~ ", '" ~ path ~ "')") }}, '-?[0-9]+')
+            then try_cast({{ customer360.trimmed_text("json_extract_string(" ~ column ~ ", '" ~ path ~ "')") }} as bigint)
     end
 {%- endmacro %}
 

@@ -33,9 +33,9 @@
         when not json_valid("value") then 'value is not JSON'
         when coalesce(json_type("value"), '') <> 'OBJECT' then 'value is not a JSON object'
     {%- if source_name == 'weblogs' %}
-        when nullif(trim({{ customer360.json_text('"value"', '$.event_id') }}), '') is null then 'event_id is missing'
+        when nullif({{ customer360.trimmed_text(customer360.json_text('"value"', '$.event_id')) }}, '') is null then 'event_id is missing'
     {%- else %}
-        when nullif(trim({{ customer360.json_text('"value"', '$.email_id') }}), '') is null then 'email_id is missing'
+        when nullif({{ customer360.trimmed_text(customer360.json_text('"value"', '$.email_id')) }}, '') is null then 'email_id is missing'
     {%- endif %}
     {%- if source_name == 'weblogs' %}
         {#- An anonymous visitor's event carries `anonymous_id` (the browser's cookie) and no
@@ -43,7 +43,7 @@
         when {{ customer360.json_present('"value"', '$.user_id') }}
             and {{ customer360.json_integer('"value"', '$.user_id') }} is null then 'user_id is not an integer'
         when not {{ customer360.json_present('"value"', '$.user_id') }}
-            and nullif(trim({{ customer360.json_text('"value"', '$.anonymous_id') }}), '') is null
+            and nullif({{ customer360.trimmed_text(customer360.json_text('"value"', '$.anonymous_id')) }}, '') is null
             then 'neither user_id nor anonymous_id'
     {%- else %}
         when {{ customer360.json_integer('"value"', '$.user_id') }} is null then 'user_id is not an integer'

@@ -33,12 +33,12 @@ customers as (
 profile_consent as (
     select
         customers.customer_id,
-        lower(trim(users.email_consent_status)) as email_consent,
+        lower({{ trimmed_text('users.email_consent_status') }}) as email_consent,
         coalesce(users.email_consent_at, users.email_consent_stated_at) as email_consent_since,
         'profile' as email_consent_source
     from customers
     inner join {{ ref('stg_users') }} as users on users.document_key = customers.document_key
-    where lower(trim(users.email_consent_status)) in ('granted', 'withdrawn')
+    where lower({{ trimmed_text('users.email_consent_status') }}) in ('granted', 'withdrawn')
 ),
 
 unsubscribes as (

@@ -23,7 +23,7 @@ with source as (
 typed as (
     select
         -- ids
-        trim({{ json_text('"value"', '$.email_id') }}) as email_id,
+        {{ trimmed_text(json_text('"value"', '$.email_id')) }} as email_id,
         {{ json_integer('"value"', '$.user_id') }} as customer_id,
         nullif({{ trimmed_text(json_text('"value"', '$.recipient_email')) }}, '') as recipient_email,
 

@@ -96,7 +96,7 @@ consent_runs as (
         from (
             select
                 *,
-                lower(trim(email_consent_status)) is distinct from lag(lower(trim(email_consent_status))) over (
+                lower({{ trimmed_text('email_consent_status') }}) is distinct from lag(lower({{ trimmed_text('email_consent_status') }})) over (
                     partition by document_key order by cluster_time, _batch_id, _document_hash
                 ) as status_changed
             from changes

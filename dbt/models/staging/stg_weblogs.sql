@@ -17,15 +17,15 @@ with source as (
 typed as (
     select
         -- ids
-        trim({{ json_text('"value"', '$.event_id') }}) as event_id,
+        {{ trimmed_text(json_text('"value"', '$.event_id')) }} as event_id,
         {{ json_integer('"value"', '$.user_id') }} as customer_id,
-        nullif(trim({{ json_text('"value"', '$.anonymous_id') }}), '') as anonymous_id,
+        nullif({{ trimmed_text(json_text('"value"', '$.anonymous_id')) }}, '') as anonymous_id,
         {{ json_text('"value"', '$.session_id') }} as session_id,
 
         -- strings
         {{ json_text('"value"', '$.page') }} as page,
         {{ json_text('"value"', '$.action') }} as action,
-        nullif(trim({{ json_text('"value"', '$.error_message') }}), '') as error_message,
+        nullif({{ trimmed_text(json_text('"value"', '$.error_message')) }}, '') as error_message,
 
         -- timestamps
         {{ json_timestamp('"value"', '$.date') }} as event_at,
