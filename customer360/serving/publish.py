@@ -337,6 +337,10 @@ class _Publisher:
                     self.con.execute(f"detach {alias}")
             if tmp.with_name(tmp.name + ".wal").exists():
                 raise ServingPublishError(f"{tmp} still has a write-ahead log; not publishing it")
+            # The old file's log goes with it: a writer killed while it updated this slot in
+            # place leaves one, and beside the new file it is another database's (DuckDB then
+            # refuses to attach the slot, and _link refused to serve it, batch after batch).
+            slot.with_name(slot.name + ".wal").unlink(missing_ok=True)
             os.replace(tmp, slot)
         finally:
             for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):

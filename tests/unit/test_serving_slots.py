@@ -141,6 +141,35 @@ def test_held_slots_are_skipped_without_waiting(warehouse):
             con.close()
 
 
+def test_a_write_ahead_log_left_beside_a_slot_does_not_stop_publishing(warehouse, tmp_path):
+    """A writer killed while it updated a slot in place leaves the slot's write-ahead log; once
+    that slot is given a new file (it was held when the next publication came), the log is
+    another database's: DuckDB refuses to attach the slot ("WAL does not match database
+    file"), and every publication that gave the slot a new file failed ("still has a
+    write-ahead log"), batch after batch (the chaos soak, 2026-12-06). Here every slot but the
+    current one starts with another database's log beside it: every publication goes
+    through, the copies equal a full one, and no slot in use keeps such a log."""
+    settings, reference = warehouse
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("create table t as select 1 as x")
+    subprocess.run(  # commits, then dies before any checkpoint: its log stays
+        [sys.executable, "-c", "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]);"
+         " c.execute(\"set checkpoint_threshold = '10GB'\");"
+         " c.execute('insert into t values (2)'); os._exit(0)", str(other)],
+        check=True,
+    )  # fmt: skip
+    wal = other.with_name(other.name + ".wal").read_bytes()
+    current = settings.serving_path.stat().st_ino
+    for slot in slot_paths(settings.serving_path):
+        if not slot.exists() or slot.stat().st_ino != current:
+            slot.with_name(slot.name + ".wal").write_bytes(wal)
+    for batch in range(2, 7):
+        publish_both(settings, reference, batch, changed=[batch], deleted=20 + batch, new=3000)
+    slots = [s for s in slot_paths(settings.serving_path) if s.exists()]
+    assert [s.name for s in slots if s.with_name(s.name + ".wal").exists()] == []
+
+
 def test_views_are_dbt_sql_re_pointed_at_the_serving_tables(tmp_path: Path):
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         build_synthetic_warehouse(con, 5)
