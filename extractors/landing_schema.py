@@ -12,7 +12,9 @@ Mongo tables (`users`, `online_orders`, `instore_orders`):
   the greatest (cluster_time, batch_id).
 - `cluster_at`: the seconds part of `cluster_time` as a UTC timestamp, for freshness.
 - `document`: the full document as relaxed extended JSON (dates as {"$date": "...Z"}, ObjectIds
-  as {"$oid": "..."}), null for a delete.
+  as {"$oid": "..."}), null for a delete, and for an update whose document was deleted before
+  the stream looked it up (`updateLookup` finds none; the delete follows, and staging skips the
+  update).
 
 Kafka tables (`weblogs`, `marketing_emails`): `topic`, `partition`, `offset`, `key`,
 `timestamp` (the record's Kafka timestamp, UTC) and `value` (the message text). Records that are

@@ -1,11 +1,13 @@
 {#- Why a landed record cannot be typed, or null when it can. Staging keeps only records whose
     reason is null; `stg_landing_batches` / `stg_rejected_records` list the others, so a bad
     record is visible and never breaks the build. Delete events carry no document and are
-    always valid. -#}
+    always valid; so is an update without one (`mongo_update_of_deleted_document`), which
+    staging skips (`mongo_change_is_staged`). -#}
 
 {% macro mongo_rejection_reason(source_name) -%}
     case
         when operation = 'delete' then null
+        when {{ customer360.mongo_update_of_deleted_document() }} then null
         when document is null then 'document is missing'
         when not json_valid(document) then 'document is not JSON'
         when coalesce(json_type(document), '') <> 'OBJECT' then 'document is not a JSON object'
@@ -26,6 +28,21 @@
         when {{ customer360.json_order_items_invalid('document') }} then 'items are not valid line items'
     {%- endif %}
     end
+{%- endmacro %}
+
+{#- An update whose document was deleted before the change stream looked it up: the stream
+    reads an update's document when it reaches the change (`updateLookup`), and MongoDB gives
+    none once the document is gone (an update and a delete in quick succession). The delete
+    follows in the stream, so the change carries no state and is no error. -#}
+{% macro mongo_update_of_deleted_document() -%}
+    (operation = 'update' and document is null)
+{%- endmacro %}
+
+{#- Whether staging takes in a landed Mongo change: typed (no rejection reason) and carrying a
+    document's state or its delete. -#}
+{% macro mongo_change_is_staged(source_name) -%}
+    ({{ customer360.mongo_rejection_reason(source_name) }} is null
+     and not {{ customer360.mongo_update_of_deleted_document() }})
 {%- endmacro %}
 
 {% macro kafka_rejection_reason(source_name) -%}

@@ -42,7 +42,7 @@ typed as (
         -- a cheap deterministic tie-breaker between changes at the same position
         hash(document) as _document_hash
     from source
-    where {{ mongo_rejection_reason('instore_orders') }} is null
+    where {{ mongo_change_is_staged('instore_orders') }}
 )
 
 select * from typed

@@ -35,7 +35,7 @@ typed as (
         cluster_time,
         batch_id as _batch_id
     from source
-    where {{ mongo_rejection_reason('users') }} is null
+    where {{ mongo_change_is_staged('users') }}
 )
 
 select * from typed

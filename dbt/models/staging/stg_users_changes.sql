@@ -46,7 +46,7 @@ typed as (
         -- a cheap deterministic tie-breaker between changes at the same position
         hash(document) as _document_hash
     from source
-    where {{ mongo_rejection_reason('users') }} is null
+    where {{ mongo_change_is_staged('users') }}
 )
 
 select * from typed
