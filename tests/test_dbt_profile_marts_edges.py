@@ -442,12 +442,14 @@ def test_search_by_a_digit_that_is_not_an_ascii_digit_is_no_error(served) -> Non
 
 def test_profile_of_unknown_deleted_or_malformed_ids(served) -> None:
     """Customers 9 and 11 were deleted, 99 never existed -> 404 naming the id; an id that is not
-    a non-negative integer -> 422 naming the field; all JSON."""
+    a non-negative integer written in digits 0-9 -> 422 naming the field (`+7`, `7 `, `7_0` and
+    `7.0` are no customer 7 or 70, as int() and pydantic would read them); all JSON."""
     for customer in ("9", "11", "99"):
         status, kind, body = get(f"{served}/api/customers/{customer}")
         assert (status, kind) == (404, "application/json"), customer
         assert body["detail"] == f"no customer with id {customer}"
-    for bad in ("%C3%A9", "%F0%9F%98%80", "-1", "1e3", "abc", "9223372036854775808"):
+    bad_ids = ("%C3%A9", "%F0%9F%98%80", "-1", "1e3", "abc", "9223372036854775808", "%D9%A3")
+    for bad in (*bad_ids, "%2B7", "7%20", "%207", "7_0", "7.0"):
         status, kind, body = get(f"{served}/api/customers/{bad}")
         assert (status, kind) == (422, "application/json"), bad
         assert body["detail"][0]["loc"] == ["path", "customer_id"]

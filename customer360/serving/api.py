@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 import traceback
@@ -25,6 +26,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from pydantic import BeforeValidator
 
 from customer360.config import Settings
 from customer360.serving import audiences_api
@@ -37,6 +39,25 @@ log = logging.getLogger(__name__)
 MAX_QUERY_LENGTH = 100
 MAX_PAGE_SIZE = 100
 MAX_CUSTOMER_ID = 2**63 - 1
+CUSTOMER_ID_TEXT = re.compile(r"[0-9]{1,19}")
+
+
+def customer_id_from_text(text: str) -> int | None:
+    """The customer id a text names, or None: ASCII digits only, at most MAX_CUSTOMER_ID. Not
+    int()'s or pydantic's reading, which also take a sign, spaces, `_` and `7.0` (so `+7`,
+    `7%20` and `7_0` named customers 7 and 70), and digits of other scripts ('٣')."""
+    if not CUSTOMER_ID_TEXT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= MAX_CUSTOMER_ID else None
+
+
+def _path_customer_id(value: Any) -> Any:
+    if isinstance(value, str) and customer_id_from_text(value) is None:
+        raise ValueError(f"a customer id is 1 to 19 digits 0-9, at most {MAX_CUSTOMER_ID}")
+    return value
+
+
 DETAILS_COLUMNS = (
     "customer_id",
     "first_name",
@@ -279,10 +300,9 @@ def create_app(settings: Settings) -> FastAPI:
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> dict[str, Any]:
         # Lower-cased by DuckDB, as the marts lower-case the stitched emails (Python's lower()
-        # differs: 'İ' -> 'i̇', a final 'Σ' -> 'ς'). Only ASCII digits are an id: '²' and '٣'
-        # are digits to str.isdigit() too.
+        # differs: 'İ' -> 'i̇', a final 'Σ' -> 'ς').
         text = q.strip()
-        as_id = int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
+        as_id = customer_id_from_text(text)
         params = [text, as_id, text, text, text]
         with reader.session() as (_, cur):
             cur.execute(
@@ -316,7 +336,9 @@ def create_app(settings: Settings) -> FastAPI:
         responses={404: {"description": "No such customer (never existed or deleted)"}},
     )
     def customer_profile(
-        customer_id: Annotated[int, Path(ge=0, le=MAX_CUSTOMER_ID)],
+        customer_id: Annotated[
+            int, BeforeValidator(_path_customer_id), Path(ge=0, le=MAX_CUSTOMER_ID)
+        ],
     ) -> Response:
         # Point queries on one pooled cursor of the latest copy (see reader.py).
         with reader.session() as (copy, cur):
