@@ -10,7 +10,7 @@ from customer360 import demo
 from customer360.audiences import cli as audiences_cli
 from customer360.bench import cli as bench_cli
 from customer360.chaos import cli as chaos_cli
-from customer360.config import load_settings
+from customer360.config import ConfigError, load_settings
 from customer360.generator import cli as generator_cli
 from customer360.pipeline import cli as pipeline_cli
 from customer360.services import cli as services_cli
@@ -61,9 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"c360: {error}", file=sys.stderr)
+        return 2
     install_stop_handlers()
     try:
-        return int(args.func(args, load_settings()) or 0)
+        return int(args.func(args, settings) or 0)
     except StopRequested as stop:
         return stop.exit_code
     except KeyboardInterrupt:

@@ -21,6 +21,10 @@ KAFKA_PARTITIONS = 3
 MONGO_COLLECTIONS = ("users", "online_orders", "instore_orders")
 
 
+class ConfigError(ValueError):
+    """A C360_* variable holds a value no command can use; the message names it and says why."""
+
+
 @dataclass(frozen=True)
 class Settings:
     mongo_uri: str = "mongodb://127.0.0.1:27017"
@@ -128,7 +132,26 @@ _OPTIONAL_VARIABLES = (
 )
 
 
+def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {text!r}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    return _whole_number(env, name, default, 1, 65535)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings the environment gives; `ConfigError` names the first variable that is wrong,
+    so a command stops at once instead of failing later where the value is used."""
     env = os.environ if env is None else env
     defaults = Settings()
     jars = env.get("C360_KAFKA_JARS")
@@ -146,10 +169,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         serving_db=Path(serving_db) if serving_db else None,
         api_token=env.get("C360_API_TOKEN") or None,
         serve_host=env.get("C360_SERVE_HOST", defaults.serve_host),
-        serve_port=int(env.get("C360_SERVE_PORT", defaults.serve_port)),
-        sensor_interval_s=int(env.get("C360_SENSOR_INTERVAL_S", defaults.sensor_interval_s)),
+        serve_port=_port(env, "C360_SERVE_PORT", defaults.serve_port),
+        sensor_interval_s=_whole_number(
+            env, "C360_SENSOR_INTERVAL_S", defaults.sensor_interval_s, 1, 86_400
+        ),
         sql_host=env.get("C360_SQL_HOST", defaults.sql_host),
-        sql_port=int(env.get("C360_SQL_PORT", defaults.sql_port)),
+        sql_port=_port(env, "C360_SQL_PORT", defaults.sql_port),
         sql_user=env.get("C360_SQL_USER", defaults.sql_user),
         sql_password=env.get("C360_SQL_PASSWORD") or None,
         sql_tls_cert=Path(sql_tls_cert) if sql_tls_cert else None,

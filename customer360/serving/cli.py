@@ -82,7 +82,7 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m customer360.serving`, the same as `c360 serve`."""
-    from customer360.config import load_settings
+    from customer360.config import ConfigError, load_settings
 
     parser = argparse.ArgumentParser(prog="python -m customer360.serving")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -91,4 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = parser.parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args, load_settings())
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"python -m customer360.serving: {error}", file=sys.stderr)
+        return 2
+    return args.func(args, settings)

@@ -1,11 +1,16 @@
-"""Settings: every path absolute whatever the user sets, and a child process gets them back."""
+"""Settings: every path absolute whatever the user sets, a child process gets them back, and a
+value no command can use stops every command at once, naming its variable."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from customer360.config import Settings, load_settings
+import pytest
+
+from customer360.cli import main
+from customer360.config import ConfigError, Settings, load_settings
 
 
 def test_relative_paths_become_absolute_against_the_working_directory(tmp_path, monkeypatch):
@@ -48,3 +53,34 @@ def test_a_child_process_environment_gives_back_the_same_settings(tmp_path, monk
     assert all(Path(env[v]).is_absolute() for v in ("C360_HOME", "C360_WAREHOUSE"))
     # A parent's value of an optional variable does not leak into a child whose settings lack it.
     assert "C360_SERVING_DB" not in env
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("C360_SERVE_PORT", "abc"),
+        ("C360_SERVE_PORT", ""),
+        ("C360_SQL_PORT", "70000"),
+        ("C360_SQL_PORT", "0"),
+        ("C360_SENSOR_INTERVAL_S", "5s"),
+        ("C360_SENSOR_INTERVAL_S", "-1"),
+    ],
+)
+def test_a_number_no_command_can_use_is_refused_naming_its_variable(name, value):
+    with pytest.raises(ConfigError, match=rf"^{name} must be .*, not {re.escape(repr(value))}$"):
+        load_settings({name: value})
+
+
+def test_the_bounds_themselves_are_accepted():
+    settings = load_settings(
+        {"C360_SERVE_PORT": "1", "C360_SQL_PORT": "65535", "C360_SENSOR_INTERVAL_S": "1"}
+    )
+    assert (settings.serve_port, settings.sql_port, settings.sensor_interval_s) == (1, 65535, 1)
+
+
+def test_c360_says_which_variable_is_wrong_in_one_line_instead_of_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("C360_SERVE_PORT", "80a0")
+    assert main(["services", "status"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "c360: C360_SERVE_PORT must be a whole number from 1 to 65535, not '80a0'\n"
