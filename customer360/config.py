@@ -158,6 +158,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     serving_db = env.get("C360_SERVING_DB")
     sql_tls_cert = env.get("C360_SQL_TLS_CERT")
     sql_tls_key = env.get("C360_SQL_TLS_KEY")
+    if bool(sql_tls_cert) != bool(sql_tls_key):
+        # One without the other would serve without TLS, silently.
+        raise ConfigError(
+            "C360_SQL_TLS_CERT and C360_SQL_TLS_KEY go together: set both (TLS) or neither"
+        )
     return Settings(
         mongo_uri=env.get("C360_MONGO_URI", defaults.mongo_uri),
         mongo_db=env.get("C360_MONGO_DB", defaults.mongo_db),

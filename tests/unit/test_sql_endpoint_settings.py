@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from customer360.config import Settings, load_settings
+import pytest
+
+from customer360.config import ConfigError, Settings, load_settings
 from customer360.serving.sql_endpoint.catalog import parameter_count, rewrite, split_statements
 
 
@@ -33,6 +35,13 @@ def test_sql_settings_round_trip_and_hide_the_password(tmp_path, monkeypatch):
     assert "C360_SQL_PASSWORD" not in Settings().environment({"C360_SQL_PASSWORD": "x"})
     assert load_settings({}).sql_port == 5433 and load_settings({}).sql_password is None
     assert Settings(sql_tls_key=Path("k")).sql_tls_key == tmp_path / "k"
+
+
+@pytest.mark.parametrize("given", ["C360_SQL_TLS_CERT", "C360_SQL_TLS_KEY"])
+def test_a_tls_certificate_without_its_key_or_a_key_without_its_certificate_is_refused(given):
+    # The endpoint offers TLS only with both: one alone used to serve in the clear, silently.
+    with pytest.raises(ConfigError, match="C360_SQL_TLS_CERT and C360_SQL_TLS_KEY go together"):
+        load_settings({given: "tls/server.pem"})
 
 
 def test_rewrite_points_catalogue_queries_at_the_endpoints_catalogue():
