@@ -44,6 +44,24 @@ def test_a_tls_certificate_without_its_key_or_a_key_without_its_certificate_is_r
         load_settings({given: "tls/server.pem"})
 
 
+@pytest.mark.parametrize("written", [False, True], ids=["missing", "not-pem"])
+def test_tls_files_that_cannot_be_loaded_are_named_not_taken_for_a_busy_port(
+    tmp_path, capsys, written
+):
+    from customer360.cli import build_parser
+
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    if written:
+        cert.write_text("not a certificate\n")
+        key.write_text("not a key\n")
+    settings = Settings(warehouse=tmp_path / "w.duckdb", sql_tls_cert=cert, sql_tls_key=key)
+    args = build_parser().parse_args(["sql", "--port", "0"])
+    assert args.func(args, settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"c360 sql: cannot load the TLS certificate {cert} and key {key} ")
+    assert "another endpoint" not in err and len(err.splitlines()) == 1
+
+
 def test_rewrite_points_catalogue_queries_at_the_endpoints_catalogue():
     oids = {"pg_class": 1259, "customer_360": 16384}
     sql = (

@@ -10,11 +10,11 @@ from customer360.serving.priority import add_nice_argument, lower_priority
 
 
 def _sql_command(args: argparse.Namespace, settings: Settings) -> int:
-    from customer360.serving.sql_endpoint.server import SqlEndpoint, UnsafeSqlBind
+    from customer360.serving.sql_endpoint.server import SqlEndpoint, SqlTlsUnusable, UnsafeSqlBind
 
     try:
         endpoint = SqlEndpoint(settings, args.host, args.port)
-    except UnsafeSqlBind as exc:
+    except (UnsafeSqlBind, SqlTlsUnusable) as exc:
         print(f"c360 sql: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

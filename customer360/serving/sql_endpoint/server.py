@@ -64,6 +64,10 @@ class UnsafeSqlBind(ValueError):
     """Binding a non-loopback address without a password would expose personal data."""
 
 
+class SqlTlsUnusable(ValueError):
+    """The files C360_SQL_TLS_CERT and C360_SQL_TLS_KEY name cannot be loaded."""
+
+
 def check_sql_bind(settings: Settings, host: str) -> None:
     if not is_loopback(host) and not settings.sql_password:
         raise UnsafeSqlBind(
@@ -786,7 +790,13 @@ class SqlEndpoint:
         self.tls: ssl.SSLContext | None = None
         if settings.sql_tls_cert and settings.sql_tls_key:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.tls.load_cert_chain(settings.sql_tls_cert, settings.sql_tls_key)
+            try:
+                self.tls.load_cert_chain(settings.sql_tls_cert, settings.sql_tls_key)
+            except OSError as exc:  # ssl.SSLError too: an OSError the port's handler must not see
+                raise SqlTlsUnusable(
+                    f"cannot load the TLS certificate {settings.sql_tls_cert} and key "
+                    f"{settings.sql_tls_key} (C360_SQL_TLS_CERT, C360_SQL_TLS_KEY): {exc}"
+                ) from exc
         self.reader = EndpointReader(settings.serving_path)
         self.sessions: dict[int, Session] = {}
         self.pids = itertools.count(1000 + secrets.randbelow(100000))
