@@ -10,6 +10,7 @@ import sys
 from pymongo import MongoClient
 
 from customer360.config import Settings
+from customer360.generator.cli import positive_int
 from customer360.services import ServiceError, services_up
 from customer360.services.processes import ManagedProcess
 from customer360.stopping import stop_signals_deferred
@@ -33,11 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--customers",
-        type=int,
+        type=positive_int,
         default=10_000,
         help="customers to seed when the database is empty (default 10000)",
     )
-    parser.add_argument("--days", type=int, default=365, help="days of history to seed")
+    parser.add_argument(
+        "--days", type=positive_int, default=365, help="days of history to seed (default 365)"
+    )
     parser.add_argument(
         "--rate",
         type=float,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import UTC, datetime
 
@@ -29,10 +30,24 @@ def _now(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1, not {text!r}")
+    return value
+
+
+def positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # nan and inf too: the stream's pacing turns the rate into a count of events.
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number of events/s, not {text!r}")
     return value
 
 
@@ -104,13 +119,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     seed_parser.add_argument(
         "--customers",
-        type=_positive_int,
+        type=positive_int,
         required=True,
         default=argparse.SUPPRESS,
         help="number of customers to create",
     )
     seed_parser.add_argument(
-        "--days", type=_positive_int, default=365, help="days of history before --now"
+        "--days", type=positive_int, default=365, help="days of history before --now"
     )
     seed_parser.add_argument("--seed", type=int, default=42, help="random seed")
     seed_parser.add_argument(
@@ -155,7 +170,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     stream_parser.add_argument(
-        "--rate", type=float, default=100.0, help="events per second (tested 10-5,000)"
+        "--rate", type=positive_rate, default=100.0, help="events per second (tested 10-5,000)"
     )
     stream_parser.add_argument(
         "--duration", type=float, default=None, help="seconds to run (None: until Ctrl-C)"
