@@ -7,7 +7,9 @@ from urllib.parse import urlsplit
 
 def kafka_host_port(bootstrap: str) -> tuple[str, int]:
     first = bootstrap.split(",")[0].strip()
-    host, _, port = first.rpartition(":")
+    host, colon, port = first.rpartition(":")
+    if not colon:  # a host alone: librdkafka connects to its port 9092, and so do we
+        return first or "127.0.0.1", 9092
     return host or "127.0.0.1", int(port or 9092)
 
 
