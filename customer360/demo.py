@@ -12,7 +12,7 @@ from pymongo import MongoClient
 from customer360.config import Settings
 from customer360.generator.cli import positive_int
 from customer360.services import ServiceError, services_up
-from customer360.services.processes import ManagedProcess
+from customer360.services.processes import ManagedProcess, refuse_port_in_use
 from customer360.stopping import stop_signals_deferred
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_up)
 
 
+def refuse_ports_in_use(settings: Settings, ui_port: int) -> None:
+    """Before anything starts: the ports of the dashboard, the SQL endpoint and Dagster's UI are
+    free, or held by the server a previous `c360 up` left running (reused)."""
+    for name, what, host, port, advice in (
+        ("serve", "the dashboard", settings.serve_host, settings.serve_port, "C360_SERVE_PORT"),
+        ("sql", "the SQL endpoint", settings.sql_host, settings.sql_port, "C360_SQL_PORT"),
+        (None, "Dagster's UI", "127.0.0.1", ui_port, "--ui-port"),
+    ):
+        if name is None or ManagedProcess(name, settings.home / "run").pid() is None:
+            refuse_port_in_use(host, port, what, f"Stop it, or set {advice} to a free port.")
+
+
 def run_up(args, settings: Settings) -> int:
+    try:
+        refuse_ports_in_use(settings, args.ui_port)
+    except ServiceError as exc:
+        print(f"c360 up: {exc}", file=sys.stderr)
+        return 1
     try:
         for state in services_up(settings):
             print(state.line(), flush=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 from customer360.config import Settings
+from customer360.services.processes import ServiceError, refuse_port_in_use
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +71,11 @@ def _run_once(args, settings: Settings) -> int:
 
 
 def _dagster(args, settings: Settings) -> int:
+    try:
+        refuse_port_in_use(args.host, args.port, "Dagster's UI", "Stop it, or pass --port.")
+    except ServiceError as exc:
+        print(f"c360 dagster: {exc}", file=sys.stderr)
+        return 1
     from customer360.pipeline.dagster_home import (
         cancel_runs_left_in_flight,
         dagster_home,

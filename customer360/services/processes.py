@@ -185,6 +185,16 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def refuse_port_in_use(host: str, port: int, what: str, advice: str) -> None:
+    """Fail before starting `what` when another process listens where it must: a server whose
+    port is taken exits at once, into a log, while the address printed shows the other one."""
+    if port_in_use(host, port):
+        raise ServiceError(
+            f"Port {host}:{port} is in use by another process, so {what} cannot listen there. "
+            f"{advice}"
+        )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
