@@ -120,7 +120,7 @@ def clear_outputs(out: Path) -> None:
 def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     from customer360.bench.report import plot, table_lines, write_json
     from customer360.bench.run import BenchConfig
-    from customer360.services import services_down, services_up
+    from customer360.services import ServiceError, services_down, services_up
 
     args.out.mkdir(parents=True, exist_ok=True)
     clear_outputs(args.out)
@@ -139,14 +139,18 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
         target_p50_s=args.target_p50,
         target_p95_s=args.target_p95,
     )
-    if own:
-        print(f"services: starting Kafka and MongoDB under {bench.home} ...", flush=True)
-        for state in services_up(bench):
-            print(state.line(), flush=True)
     try:
+        if own:
+            print(f"services: starting Kafka and MongoDB under {bench.home} ...", flush=True)
+            try:
+                for state in services_up(bench):
+                    print(state.line(), flush=True)
+            except ServiceError as exc:
+                print(f"c360 bench: the services could not start: {exc}", file=sys.stderr)
+                return 1
         result = run_and_report(bench, config)
     finally:
-        if own:
+        if own:  # also the one of the two that started when the other could not
             services_down(bench)
     if result is None:
         return 1
