@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from customer360.config import Settings
 from customer360.services.launcher import (
@@ -30,9 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     down.set_defaults(func=_down)
     status = actions.add_parser("status", help="say what runs where")
     status.set_defaults(func=_status)
-    logs = actions.add_parser("logs", help="print the end of a service's log")
+    logs = actions.add_parser(
+        "logs", help="print the end of a service's log ($C360_HOME/run/<service>.log)"
+    )
     logs.add_argument("service", choices=["kafka", "mongo"])
-    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines to print (default 50)")
     logs.set_defaults(func=_logs)
 
 
@@ -63,5 +66,13 @@ def _status(args, settings: Settings) -> int:
 
 
 def _logs(args, settings: Settings) -> int:
-    print(ManagedProcess(args.service, settings.home / "run").log_tail(args.lines))
+    process = ManagedProcess(args.service, settings.home / "run")
+    if not process.log_file.exists():
+        print(
+            f"c360 services logs: no {args.service} log at {process.log_file}: `c360 services up` "
+            "with this C360_HOME writes it",
+            file=sys.stderr,
+        )
+        return 1
+    print(process.log_tail(args.lines))
     return 0
