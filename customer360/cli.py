@@ -18,6 +18,7 @@ from customer360.serving import cli as serving_cli
 from customer360.serving.sql_endpoint import cli as sql_endpoint_cli
 from customer360.stopping import StopRequested, install_stop_handlers
 from extractors import cli as extractors_cli
+from extractors.warehouse import WarehouseLockedError
 
 # Each area's `register(subparsers)`, in the order `c360 --help` lists them. Dagster and dbt are
 # imported by the commands that run them, not here, so `c360 --help` stays quick.
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     install_stop_handlers()
     try:
         return int(args.func(args, settings) or 0)
+    except WarehouseLockedError as error:
+        # Another writer holds the warehouse: the message names it and says what to stop.
+        print(f"c360 {args.command}: {error}", file=sys.stderr)
+        return 1
     except StopRequested as stop:
         return stop.exit_code
     except KeyboardInterrupt:
