@@ -132,21 +132,32 @@ _OPTIONAL_VARIABLES = (
 )
 
 
-def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _whole_number(text: str, low: int, high: int) -> int:
+    value = int(text)
+    if not low <= value <= high:
+        raise ValueError(f"{value} is not from {low} to {high}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port, as every C360_*_PORT variable and every --port option takes it."""
+    return _whole_number(text, 1, 65535)
+
+
+def _setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     text = env.get(name)
     if text is None:
         return default
     try:
-        value = int(text)
+        return _whole_number(text, low, high)
     except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {text!r}")
-    return value
+        raise ConfigError(
+            f"{name} must be a whole number from {low} to {high}, not {text!r}"
+        ) from None
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    return _whole_number(env, name, default, 1, 65535)
+    return _setting(env, name, default, 1, 65535)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -175,7 +186,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_token=env.get("C360_API_TOKEN") or None,
         serve_host=env.get("C360_SERVE_HOST", defaults.serve_host),
         serve_port=_port(env, "C360_SERVE_PORT", defaults.serve_port),
-        sensor_interval_s=_whole_number(
+        sensor_interval_s=_setting(
             env, "C360_SENSOR_INTERVAL_S", defaults.sensor_interval_s, 1, 86_400
         ),
         sql_host=env.get("C360_SQL_HOST", defaults.sql_host),

@@ -9,7 +9,7 @@ import sys
 
 from pymongo import MongoClient
 
-from customer360.config import Settings
+from customer360.config import Settings, port_number
 from customer360.generator.cli import positive_int
 from customer360.services import ServiceError, services_up
 from customer360.services.processes import ManagedProcess, refuse_port_in_use
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="events per second of the live stream (default 20; 0: no stream)",
     )
     parser.add_argument(
-        "--ui-port", type=int, default=3000, help="port of the Dagster UI (default 3000)"
+        "--ui-port", type=port_number, default=3000, help="port of the Dagster UI (default 3000)"
     )
     parser.set_defaults(func=run_up)
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from customer360.config import Settings
+from customer360.config import Settings, port_number
 from customer360.services.processes import ServiceError, refuse_port_in_use
 
 
@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "SIGHUP terminates that run through Dagster (it ends CANCELED), then stops the webserver, "
         "the daemon and their code servers.",
     )
-    dagster.add_argument("--port", type=int, default=3000, help="web UI port (default 3000)")
+    dagster.add_argument(
+        "--port", type=port_number, default=3000, help="web UI port (default 3000)"
+    )
     dagster.add_argument("--host", default="127.0.0.1", help="web UI host (default 127.0.0.1)")
     dagster.set_defaults(func=_dagster)
 

@@ -7,7 +7,7 @@ import ipaddress
 import logging
 import sys
 
-from customer360.config import Settings
+from customer360.config import Settings, port_number
 from customer360.serving.priority import add_nice_argument, lower_priority
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
         "told otherwise; another address needs C360_API_TOKEN.",
     )
     parser.add_argument("--host", help="address to bind (default C360_SERVE_HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default C360_SERVE_PORT or 8360)")
+    parser.add_argument("--port", type=port_number, help="port (default C360_SERVE_PORT or 8360)")
     add_nice_argument(parser)
     parser.set_defaults(func=_serve_command)
 

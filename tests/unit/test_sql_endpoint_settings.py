@@ -49,13 +49,14 @@ def test_tls_files_that_cannot_be_loaded_are_named_not_taken_for_a_busy_port(
     tmp_path, capsys, written
 ):
     from customer360.cli import build_parser
+    from customer360.services.processes import free_port
 
     cert, key = tmp_path / "server.crt", tmp_path / "server.key"
     if written:
         cert.write_text("not a certificate\n")
         key.write_text("not a key\n")
     settings = Settings(warehouse=tmp_path / "w.duckdb", sql_tls_cert=cert, sql_tls_key=key)
-    args = build_parser().parse_args(["sql", "--port", "0"])
+    args = build_parser().parse_args(["sql", "--port", str(free_port())])
     assert args.func(args, settings) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"c360 sql: cannot load the TLS certificate {cert} and key {key} ")

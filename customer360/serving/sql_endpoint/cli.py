@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from customer360.config import Settings
+from customer360.config import Settings, port_number
 from customer360.serving.priority import add_nice_argument, lower_priority
 
 
@@ -42,6 +42,6 @@ def register(subparsers) -> None:
         "C360_SQL_TLS_KEY.",
     )
     parser.add_argument("--host", help="address to bind (default C360_SQL_HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default C360_SQL_PORT or 5433)")
+    parser.add_argument("--port", type=port_number, help="port (default C360_SQL_PORT or 5433)")
     add_nice_argument(parser)
     parser.set_defaults(func=_sql_command)
