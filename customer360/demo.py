@@ -11,7 +11,8 @@ from pymongo import MongoClient
 
 from customer360.config import Settings, port_number
 from customer360.generator.cli import positive_int
-from customer360.services import ServiceError, services_up
+from customer360.services import ServiceError, services_status, services_up
+from customer360.services.launcher import ServiceState
 from customer360.services.processes import ManagedProcess, refuse_port_in_use
 from customer360.stopping import stop_signals_deferred
 
@@ -50,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ui-port", type=port_number, default=3000, help="port of the Dagster UI (default 3000)"
     )
+    parser.add_argument(
+        "--external-services",
+        action="store_true",
+        help="use the Kafka and MongoDB already answering at C360_KAFKA_BOOTSTRAP and "
+        "C360_MONGO_URI (docker compose, a cluster) instead of starting the local ones",
+    )
     parser.set_defaults(func=run_up)
 
 
@@ -72,11 +79,14 @@ def run_up(args, settings: Settings) -> int:
         print(f"c360 up: {exc}", file=sys.stderr)
         return 1
     try:
-        for state in services_up(settings):
-            print(state.line(), flush=True)
+        # The local launcher refuses ports another process holds, so it cannot be asked to
+        # start what docker compose (or anyone) already runs there.
+        states = external_services(settings) if args.external_services else services_up(settings)
     except ServiceError as exc:
         print(f"c360 up: the services could not start: {exc}", file=sys.stderr)
         return 1
+    for state in states:
+        print(state.line(), flush=True)
     with contextlib.ExitStack() as started:
         # Whatever ends this block (Ctrl-C, SIGTERM, an error), what it started is stopped, in
         # the reverse order; the services stay up (`c360 services down`).
@@ -121,6 +131,17 @@ def run_up(args, settings: Settings) -> int:
 
         # Dagster's webserver and daemon with the micro-batch sensor on, until stopped.
         return _dagster(argparse.Namespace(port=args.ui_port, host="127.0.0.1"), settings)
+
+
+def external_services(settings: Settings) -> list[ServiceState]:
+    states = services_status(settings)
+    silent = [f"{state.name} at {state.address}" for state in states if not state.answering]
+    if silent:
+        raise ServiceError(
+            f"{' and '.join(silent)} did not answer (--external-services): start them "
+            "(docker compose up -d), or leave the option out to start the local ones"
+        )
+    return states
 
 
 def _stop_background(settings: Settings) -> None:
