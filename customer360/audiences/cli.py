@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from customer360.config import Settings
 
 
 def _publish_command(args: argparse.Namespace, settings: Settings) -> int:
+    from confluent_kafka import KafkaException
+
     from customer360.audiences.publisher import run
 
-    sent = run(
-        settings,
-        source=args.source,
-        once=args.once,
-        interval_s=args.interval,
-        pause_before_commit=args.pause_before_commit,
-    )
+    try:
+        sent = run(
+            settings,
+            source=args.source,
+            once=args.once,
+            interval_s=args.interval,
+            pause_before_commit=args.pause_before_commit,
+        )
+    except (KafkaException, RuntimeError) as exc:
+        # What `run` gives up on (Kafka away with --once, two histories on one topic): its
+        # message says what to do.
+        print(f"c360 audiences publish: {exc}", file=sys.stderr)
+        return 1
     if args.once:
         print(f"audience_changes: {sent} published")
     return 0
