@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from customer360.config import Settings
 
@@ -42,6 +43,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _chaos(args, settings: Settings) -> int:
     from customer360.chaos.soak import ChaosConfig, run_chaos
+    from customer360.services import services_status
+
+    # Checked first: the soak restarts the services as its faults, and found them missing or
+    # not its own only at the first restart, minutes into the run.
+    unusable = [
+        f"{state.name} at {state.address} {_why_unusable(state)}"
+        for state in services_status(settings)
+        if _why_unusable(state)
+    ]
+    if unusable:
+        print(
+            f"c360 chaos: it restarts the Kafka and MongoDB that `c360 services up` started for "
+            f"C360_HOME={settings.home}, and {' and '.join(unusable)}: run `c360 services up` "
+            "with this C360_HOME (and ports of its own) first",
+            file=sys.stderr,
+        )
+        return 1
 
     config = ChaosConfig(
         duration_s=args.duration,
@@ -56,3 +74,9 @@ def _chaos(args, settings: Settings) -> int:
     for line in report.lines():
         print(line, flush=True)
     return 0 if report.ok else 1
+
+
+def _why_unusable(state) -> str | None:
+    if state.pid is None:
+        return "answers but is not ours" if state.answering else "is stopped"
+    return None if state.answering else "does not answer"
