@@ -160,6 +160,15 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return _setting(env, name, default, 1, 65535)
 
 
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    text = env.get(name, default)
+    if not text.strip():
+        # Set from an unset variable (`C360_HOME=$DIR`), not chosen: an empty path is the
+        # working directory (the warehouse a directory, the home the checkout itself).
+        raise ConfigError(f"{name} is set but empty: unset it for its default ({default})")
+    return text
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """The settings the environment gives; `ConfigError` names the first variable that is wrong,
     so a command stops at once instead of failing later where the value is used."""
@@ -175,23 +184,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "C360_SQL_TLS_CERT and C360_SQL_TLS_KEY go together: set both (TLS) or neither"
         )
     return Settings(
-        mongo_uri=env.get("C360_MONGO_URI", defaults.mongo_uri),
-        mongo_db=env.get("C360_MONGO_DB", defaults.mongo_db),
-        kafka_bootstrap=env.get("C360_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
-        warehouse=Path(env.get("C360_WAREHOUSE", str(defaults.warehouse))),
-        home=Path(env.get("C360_HOME", str(defaults.home))),
+        mongo_uri=_text(env, "C360_MONGO_URI", defaults.mongo_uri),
+        mongo_db=_text(env, "C360_MONGO_DB", defaults.mongo_db),
+        kafka_bootstrap=_text(env, "C360_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
+        warehouse=Path(_text(env, "C360_WAREHOUSE", str(Settings.warehouse))),
+        home=Path(_text(env, "C360_HOME", str(Settings.home))),
         kafka_jars=Path(jars) if jars else None,
         kafka_topic_prefix=env.get("C360_KAFKA_TOPIC_PREFIX", defaults.kafka_topic_prefix),
         serving_db=Path(serving_db) if serving_db else None,
         api_token=env.get("C360_API_TOKEN") or None,
-        serve_host=env.get("C360_SERVE_HOST", defaults.serve_host),
+        serve_host=_text(env, "C360_SERVE_HOST", defaults.serve_host),
         serve_port=_port(env, "C360_SERVE_PORT", defaults.serve_port),
         sensor_interval_s=_setting(
             env, "C360_SENSOR_INTERVAL_S", defaults.sensor_interval_s, 1, 86_400
         ),
-        sql_host=env.get("C360_SQL_HOST", defaults.sql_host),
+        sql_host=_text(env, "C360_SQL_HOST", defaults.sql_host),
         sql_port=_port(env, "C360_SQL_PORT", defaults.sql_port),
-        sql_user=env.get("C360_SQL_USER", defaults.sql_user),
+        sql_user=_text(env, "C360_SQL_USER", defaults.sql_user),
         sql_password=env.get("C360_SQL_PASSWORD") or None,
         sql_tls_cert=Path(sql_tls_cert) if sql_tls_cert else None,
         sql_tls_key=Path(sql_tls_key) if sql_tls_key else None,

@@ -84,3 +84,24 @@ def test_c360_says_which_variable_is_wrong_in_one_line_instead_of_a_traceback(mo
     out, err = capsys.readouterr()
     assert out == ""
     assert err == "c360: C360_SERVE_PORT must be a whole number from 1 to 65535, not '80a0'\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [
+        ("C360_HOME", ".c360"),
+        ("C360_WAREHOUSE", "data/warehouse.duckdb"),
+        ("C360_MONGO_URI", "mongodb://127.0.0.1:27017"),
+        ("C360_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        ("C360_SQL_HOST", "127.0.0.1"),
+    ],
+)
+def test_a_variable_set_but_empty_is_refused_rather_than_taken_for_the_working_directory(
+    name, default, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        load_settings({name: " "})
+    assert str(refused.value) == f"{name} is set but empty: unset it for its default ({default})"
+    # The prefix may be empty (no prefix), and the environment handed to a child says so.
+    assert load_settings({"C360_KAFKA_TOPIC_PREFIX": ""}).kafka_topic_prefix == ""
