@@ -25,10 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the demo: services up, seed if empty, keep a stream flowing, run the pipeline",
         description="Start the local Kafka and MongoDB (`c360 services up`), seed them with "
         "--customers customers if the users collection is empty, start `c360 stream` in the "
-        "background at --rate events/s, start the dashboard and profile API (`c360 serve`) and "
-        "the SQL endpoint for BI tools (`c360 sql`), then run the pipeline and its UI "
-        "(Dagster). Ctrl-C, SIGTERM or SIGHUP stops what it started (the stream, the "
-        "dashboard, the SQL endpoint, Dagster's pipeline run, webserver, daemon and code "
+        "background at --rate events/s, start the dashboard and profile API (`c360 serve`), "
+        "the SQL endpoint for BI tools (`c360 sql`) and the audience publisher (`c360 "
+        "audiences publish`), then run the pipeline and its UI (Dagster). Their logs: "
+        "$C360_HOME/run/{stream,serve,sql,audiences}.log and $C360_HOME/logs/dagster-*.log. "
+        "Ctrl-C, SIGTERM or SIGHUP stops what it started (the stream, the dashboard, the SQL "
+        "endpoint, the audience publisher, Dagster's pipeline run, webserver, daemon and code "
         "servers) and says what it stopped; the services stay up for "
         "the next `c360 up`, `c360 services down` stops them. Relative paths in C360_HOME and "
         "C360_WAREHOUSE are taken against the current directory.",

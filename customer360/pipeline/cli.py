@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run one micro-batch now: extract, build the dbt models it feeds, publish",
         description="One micro-batch in this process, the code path Dagster's micro-batch job "
         "runs: a bounded extract of every source, `dbt build` of the models downstream of the "
-        "sources with new batches (in-process), then the positions published for the sensor. "
-        "Do not run it while `c360 up` is running: one writer at a time.",
+        "sources with new batches (in-process), then the serving copy (C360_SERVING_DB) and "
+        "the positions published. It writes C360_WAREHOUSE: do not run it while `c360 up` is "
+        "running, one writer at a time.",
     )
     once.add_argument("--json", action="store_true", help="print the result as JSON")
     once.set_defaults(func=_run_once)
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "committed dagster.yaml copied there). The micro-batch sensor is on by default: it "
         "starts the long-running microbatch_stream run, the live pipeline. Ctrl-C, SIGTERM or "
         "SIGHUP terminates that run through Dagster (it ends CANCELED), then stops the webserver, "
-        "the daemon and their code servers.",
+        "the daemon and their code servers. Their logs: $C360_HOME/logs/dagster-*.log.",
     )
     dagster.add_argument(
         "--port", type=port_number, default=3000, help="web UI port (default 3000)"

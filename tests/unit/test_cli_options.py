@@ -58,3 +58,19 @@ def test_the_defaults_and_good_values_still_parse():
     assert parser.parse_args(["up", "--rate", "0"]).rate == 0  # no stream, as documented
     assert parser.parse_args(["serve", "--port", "65535"]).port == 65535
     assert parser.parse_args(["dagster"]).port == 3000
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        ("up", ["$C360_HOME/run/{stream,serve,sql,audiences}.log", "audience publisher"]),
+        ("dagster", ["$C360_HOME/logs/dagster-*.log"]),
+        ("run-once", ["C360_SERVING_DB", "C360_WAREHOUSE"]),
+    ],
+)
+def test_a_commands_help_names_the_files_it_writes_and_what_it_starts(command, named, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # help is wrapped to the terminal
+    for words in named:
+        assert words in text, words
