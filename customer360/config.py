@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from customer360.addresses import kafka_host_port, mongo_host_port, redact_uri
+
 KAFKA_TOPICS = ("weblogs", "marketing_emails")
 KAFKA_PARTITIONS = 3
 MONGO_COLLECTIONS = ("users", "online_orders", "instore_orders")
@@ -169,6 +171,19 @@ def _text(env: Mapping[str, str], name: str, default: str) -> str:
     return text
 
 
+def _address(env: Mapping[str, str], name: str, default: str, host_port, shown=str) -> str:
+    """A Kafka bootstrap or Mongo URI whose first host has a usable port (`localhost:abc`
+    raised a ValueError wherever the services were started or checked)."""
+    text = _text(env, name, default)
+    try:
+        port_number(str(host_port(text)[1]))
+    except ValueError:
+        raise ConfigError(
+            f"{name} names no usable port (a whole number from 1 to 65535): {shown(text)!r}"
+        ) from None
+    return text
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """The settings the environment gives; `ConfigError` names the first variable that is wrong,
     so a command stops at once instead of failing later where the value is used."""
@@ -184,9 +199,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "C360_SQL_TLS_CERT and C360_SQL_TLS_KEY go together: set both (TLS) or neither"
         )
     return Settings(
-        mongo_uri=_text(env, "C360_MONGO_URI", defaults.mongo_uri),
+        mongo_uri=_address(
+            env, "C360_MONGO_URI", defaults.mongo_uri, mongo_host_port, shown=redact_uri
+        ),
         mongo_db=_text(env, "C360_MONGO_DB", defaults.mongo_db),
-        kafka_bootstrap=_text(env, "C360_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap),
+        kafka_bootstrap=_address(
+            env, "C360_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap, kafka_host_port
+        ),
         warehouse=Path(_text(env, "C360_WAREHOUSE", str(Settings.warehouse))),
         home=Path(_text(env, "C360_HOME", str(Settings.home))),
         kafka_jars=Path(jars) if jars else None,

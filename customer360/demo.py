@@ -9,8 +9,8 @@ import sys
 
 from pymongo import MongoClient
 
+from customer360.argument_types import positive_int
 from customer360.config import Settings, port_number
-from customer360.generator.cli import positive_int
 from customer360.services import ServiceError, services_status, services_up
 from customer360.services.launcher import ServiceState
 from customer360.services.processes import ManagedProcess, refuse_port_in_use

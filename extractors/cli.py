@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 
+from customer360.argument_types import seconds
 from customer360.config import Settings
 from extractors.runner import DEFAULT_MAX_RECORDS, DEFAULT_MAX_SECONDS, SOURCES, Extractor
 
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--interval",
-        type=float,
+        type=seconds,
         default=1.0,
         help="seconds between rounds with --follow (default 1)",
     )

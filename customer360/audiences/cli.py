@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from customer360.argument_types import seconds
 from customer360.config import Settings
 
 
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
     )
     publish.add_argument("--once", action="store_true", help="publish what is pending, then exit")
     publish.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between rounds when idle (default 1)"
+        "--interval", type=seconds, default=1.0, help="seconds between rounds when idle (default 1)"
     )
     publish.add_argument(
         "--source",

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from datetime import UTC, datetime
 
+from customer360.argument_types import positive_int, positive_rate, positive_seconds
 from customer360.config import Settings
 from customer360.generator import records
 from customer360.generator.bad_records import BAD_KINDS
@@ -28,27 +28,6 @@ def _now(text: str) -> datetime:
             f"--now wants an ISO-8601 time such as 2026-11-27T18:00:00+00:00, not {text!r}"
         ) from error
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1, not {text!r}")
-    return value
-
-
-def positive_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    # nan and inf too: the stream's pacing turns the rate into a count of events.
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive number of events/s, not {text!r}")
-    return value
 
 
 def _share(text: str) -> float:
@@ -198,7 +177,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-identity writes every weblog and order with its user_id",
     )
     stream_parser.add_argument(
-        "--progress-every", type=float, default=5.0, help="seconds between progress lines"
+        "--progress-every",
+        type=positive_seconds,
+        default=5.0,
+        help="seconds between progress lines",
     )
     stream_parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     stream_parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

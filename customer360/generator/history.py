@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 import pymongo
 from pymongo import MongoClient
 
+from customer360.addresses import redact_uri
 from customer360.config import Settings
 from customer360.generator import catalog, records
 from customer360.generator.outputs import KafkaOutput, MongoBulkWriter, to_json
 from customer360.generator.records import CampaignSend, Weighted
 from customer360.kafka_topics import ensure_topics
-from customer360.services.addresses import redact_uri
 
 DAY_MS = 86_400_000
 # Online shopping peaks at lunch and in the evening (UTC hours).

@@ -27,13 +27,13 @@ import pymongo
 from confluent_kafka import KafkaError, Message
 from pymongo import MongoClient
 
+from customer360.addresses import redact_uri
 from customer360.config import Settings
 from customer360.generator.event_mix import BAD, STREAM_MIX, SmoothWeightedRoundRobin
 from customer360.generator.history import create_indexes
 from customer360.generator.live_events import LiveEvents
 from customer360.generator.outputs import KafkaOutput
 from customer360.kafka_topics import ensure_topics
-from customer360.services.addresses import redact_uri
 
 
 @dataclass

@@ -10,9 +10,9 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
+from customer360.addresses import kafka_host_port
 from customer360.config import KAFKA_PARTITIONS, Settings
 from customer360.kafka_topics import ensure_topics
-from customer360.services.addresses import kafka_host_port
 from customer360.services.processes import LocalServer, ManagedProcess, ServiceError, port_in_use
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from customer360.addresses import redact_uri
 from customer360.config import Settings
-from customer360.services.addresses import redact_uri
 from customer360.services.kafka import KafkaService
 from customer360.services.mongo import MongoService
 from customer360.services.processes import ServiceError

@@ -10,8 +10,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from customer360.addresses import mongo_host_port, redact_uri
 from customer360.config import Settings
-from customer360.services.addresses import mongo_host_port, redact_uri
 from customer360.services.processes import LocalServer, ManagedProcess, ServiceError
 
 START_TIMEOUT_S = 60.0

@@ -18,6 +18,10 @@ from customer360.cli import build_parser
         (["up", "--days", "0"], "--days"),
         (["up", "--customers", "-1"], "--customers"),
         (["seed", "--customers", "ten"], "--customers"),
+        (["stream", "--progress-every", "0"], "--progress-every"),
+        (["extract", "--follow", "--interval", "-1"], "--interval"),
+        (["extract", "--follow", "--interval", "inf"], "--interval"),
+        (["audiences", "publish", "--interval", "-0.5"], "--interval"),
     ],
 )
 def test_a_value_the_command_cannot_use_is_refused_naming_the_option(argv, option, capsys):
@@ -25,7 +29,8 @@ def test_a_value_the_command_cannot_use_is_refused_naming_the_option(argv, optio
         build_parser().parse_args(argv)
     assert exit_.value.code == 2
     last = capsys.readouterr().err.splitlines()[-1]
-    assert last.startswith(f"c360 {argv[0]}: error: argument {option}: must be "), last
+    command = " ".join(argv[: 2 if argv[0] == "audiences" else 1])
+    assert last.startswith(f"c360 {command}: error: argument {option}: must be "), last
     assert last.endswith(f"not {argv[-1]!r}"), last
 
 
@@ -58,6 +63,9 @@ def test_the_defaults_and_good_values_still_parse():
     assert parser.parse_args(["up", "--rate", "0"]).rate == 0  # no stream, as documented
     assert parser.parse_args(["serve", "--port", "65535"]).port == 65535
     assert parser.parse_args(["dagster"]).port == 3000
+    assert parser.parse_args(["extract", "--follow", "--interval", "0"]).interval == 0
+    assert parser.parse_args(["audiences", "publish"]).interval == 1.0
+    assert parser.parse_args(["stream", "--progress-every", "0.5"]).progress_every == 0.5
 
 
 @pytest.mark.parametrize(

@@ -105,3 +105,33 @@ def test_a_variable_set_but_empty_is_refused_rather_than_taken_for_the_working_d
     assert str(refused.value) == f"{name} is set but empty: unset it for its default ({default})"
     # The prefix may be empty (no prefix), and the environment handed to a child says so.
     assert load_settings({"C360_KAFKA_TOPIC_PREFIX": ""}).kafka_topic_prefix == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("C360_KAFKA_BOOTSTRAP", "localhost:abc", "localhost:abc"),
+        ("C360_KAFKA_BOOTSTRAP", "broker:0,other:9093", "broker:0,other:9093"),
+        ("C360_MONGO_URI", "mongodb://db:99999", "mongodb://db:99999"),
+        # the password is not repeated in the error
+        ("C360_MONGO_URI", "mongodb://u:secret@db:27O17/", "mongodb://u:***@db:27O17/"),
+    ],
+)
+def test_an_address_without_a_usable_port_is_refused_naming_its_variable(name, value, shown):
+    # `localhost:abc` was a ValueError traceback from wherever the services were started.
+    with pytest.raises(ConfigError) as refused:
+        load_settings({name: value})
+    assert str(refused.value) == (
+        f"{name} names no usable port (a whole number from 1 to 65535): {shown!r}"
+    )
+
+
+def test_addresses_without_a_port_or_with_several_hosts_are_accepted():
+    settings = load_settings(
+        {
+            "C360_KAFKA_BOOTSTRAP": "localhost",
+            "C360_MONGO_URI": "mongodb://u:p@db1:27117,db2:27118/?replicaSet=rs0",
+        }
+    )
+    assert settings.kafka_bootstrap == "localhost"
+    assert load_settings({"C360_MONGO_URI": "mongodb+srv://cluster.example.com/db"}).mongo_uri

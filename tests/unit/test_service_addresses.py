@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from customer360.addresses import kafka_host_port, mongo_host_port
 from customer360.config import Settings
-from customer360.services.addresses import kafka_host_port, mongo_host_port
 from customer360.services.kafka import KafkaService
 
 
