@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from customer360.config import Settings, port_number
-from customer360.services.processes import ServiceError, refuse_port_in_use
+from customer360.services.processes import ServiceError, log_tail, refuse_port_in_use
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,7 +91,11 @@ def _dagster(args, settings: Settings) -> int:
     from customer360.stopping import stop_signals_deferred
 
     logs = settings.home / "logs"
-    processes = start_dagster(settings, port=args.port, host=args.host)
+    try:
+        processes = start_dagster(settings, port=args.port, host=args.host)
+    except ServiceError as exc:
+        print(f"c360 dagster: {exc}", file=sys.stderr)
+        return 1
     instance = None
     try:
         # Opened now, so that stopping does not wait for Dagster's import and storage.
@@ -102,8 +106,14 @@ def _dagster(args, settings: Settings) -> int:
         print("Ctrl-C (or SIGTERM) stops everything started here.", flush=True)
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
-        failed = [Path(p.args[0]).name for p in processes if p.poll() is not None]
-        print(f"{', '.join(failed)} exited; stopping. See {logs}/", flush=True)
+        for exited in (p for p in processes if p.poll() is not None):
+            name = Path(exited.args[0]).name
+            # Why it stopped is at the end of its log; the user should not have to go and look.
+            print(
+                f"{name} exited with code {exited.returncode}; stopping. The end of "
+                f"{logs / f'{name}.log'}:\n{log_tail(logs / f'{name}.log') or '(empty)'}",
+                flush=True,
+            )
         return 1
     finally:
         with stop_signals_deferred():

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from customer360.config import Settings
-from customer360.services.processes import stop_process_groups
+from customer360.services.processes import ServiceError, log_tail, stop_process_groups
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER_YAML = REPO / "dagster.yaml"
@@ -52,14 +52,20 @@ def start_dagster(
     if not (Path(env["DAGSTER_HOME"]) / "history" / "runs.db").exists():
         # Two processes creating a new instance's SQLite tables at once can fail ("table
         # secondary_indexes already exists"), leaving the webserver broken: create them first.
-        with open(log_dir / "dagster-instance-migrate.log", "ab") as log:
-            subprocess.run(
+        migrate_log = log_dir / "dagster-instance-migrate.log"
+        with open(migrate_log, "ab") as log:
+            migrated = subprocess.run(
                 [str(bin_dir / "dagster"), "instance", "migrate"],
                 env=env,
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                check=True,
+            )
+        if migrated.returncode != 0:
+            raise ServiceError(
+                f"`dagster instance migrate` failed (exit {migrated.returncode}) creating "
+                f"Dagster's storage in {env['DAGSTER_HOME']}; its output, the end of "
+                f"{migrate_log}:\n{log_tail(migrate_log) or '(empty)'}"
             )
     commands = {
         "dagster-webserver": [

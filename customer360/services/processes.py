@@ -19,6 +19,14 @@ class ServiceError(RuntimeError):
     """A local service could not be started or stopped; the message says what to do."""
 
 
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a process's log ("" when it has none), to show why it stopped."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     name: str
@@ -86,10 +94,7 @@ class ManagedProcess:
         return True
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_file, lines)
 
 
 class LocalServer:
