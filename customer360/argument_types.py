@@ -8,11 +8,16 @@ import argparse
 import math
 
 
-def _number(text: str) -> float:
+def _number(text: str, accepted, wanted: str) -> float:
+    """`text` as a finite number that `accepted` takes (nan takes no comparison), or argparse's
+    error saying what is `wanted`."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        return math.nan
+        value = math.nan
+    if not (accepted(value) and value < math.inf):
+        raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -26,24 +31,15 @@ def positive_int(text: str) -> int:
 
 
 def positive_rate(text: str) -> float:
-    value = _number(text)
-    # nan and inf too: the stream's pacing turns the rate into a count of events.
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive number of events/s, not {text!r}")
-    return value
+    # The stream's pacing turns the rate into a count of events: 0, nan and inf cannot be one.
+    return _number(text, lambda value: value > 0, "a positive number of events/s")
 
 
 def seconds(text: str) -> float:
     """A wait between rounds: 0 (none) or more; a negative one failed at the first sleep."""
-    value = _number(text)
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text!r}")
-    return value
+    return _number(text, lambda value: value >= 0, "a number of seconds, 0 or more")
 
 
 def positive_seconds(text: str) -> float:
     """A period: above 0 (0 printed a progress line every 50 ms)."""
-    value = _number(text)
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
-    return value
+    return _number(text, lambda value: value > 0, "a number of seconds above 0")
