@@ -134,6 +134,10 @@ _OPTIONAL_VARIABLES = (
 )
 
 
+# The TCP ports every C360_*_PORT variable, every --port option and the port of an address take.
+PORTS = (1, 65535)
+
+
 def _whole_number(text: str, low: int, high: int) -> int:
     value = int(text)
     if not low <= value <= high:
@@ -143,7 +147,7 @@ def _whole_number(text: str, low: int, high: int) -> int:
 
 def port_number(text: str) -> int:
     """A TCP port, as every C360_*_PORT variable and every --port option takes it."""
-    return _whole_number(text, 1, 65535)
+    return _whole_number(text, *PORTS)
 
 
 def _setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -159,7 +163,7 @@ def _setting(env: Mapping[str, str], name: str, default: int, low: int, high: in
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    return _setting(env, name, default, 1, 65535)
+    return _setting(env, name, default, *PORTS)
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -176,11 +180,14 @@ def _address(env: Mapping[str, str], name: str, default: str, host_port, shown=s
     raised a ValueError wherever the services were started or checked)."""
     text = _text(env, name, default)
     try:
-        port_number(str(host_port(text)[1]))
-    except ValueError:
+        usable = PORTS[0] <= host_port(text)[1] <= PORTS[1]
+    except ValueError:  # a port that is no whole number
+        usable = False
+    if not usable:
         raise ConfigError(
-            f"{name} names no usable port (a whole number from 1 to 65535): {shown(text)!r}"
-        ) from None
+            f"{name} names no usable port (a whole number from {PORTS[0]} to {PORTS[1]}): "
+            f"{shown(text)!r}"
+        )
     return text
 
 
@@ -206,6 +213,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_bootstrap=_address(
             env, "C360_KAFKA_BOOTSTRAP", defaults.kafka_bootstrap, kafka_host_port
         ),
+        # The class's defaults, as written (relative): an instance's are made absolute.
         warehouse=Path(_text(env, "C360_WAREHOUSE", str(Settings.warehouse))),
         home=Path(_text(env, "C360_HOME", str(Settings.home))),
         kafka_jars=Path(jars) if jars else None,

@@ -48,9 +48,9 @@ def _chaos(args, settings: Settings) -> int:
     # Checked first: the soak restarts the services as its faults, and found them missing or
     # not its own only at the first restart, minutes into the run.
     unusable = [
-        f"{state.name} at {state.address} {_why_unusable(state)}"
+        f"{state.name} at {state.address} {why}"
         for state in services_status(settings)
-        if _why_unusable(state)
+        if (why := _why_unusable(state))
     ]
     if unusable:
         print(
