@@ -8,6 +8,7 @@ import logging
 import sys
 
 from customer360.config import Settings, port_number
+from customer360.services.processes import ServiceError, refuse_port_in_use
 from customer360.serving.priority import add_nice_argument, lower_priority
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ def serve(
     host = host or settings.serve_host
     port = settings.serve_port if port is None else port
     check_bind(settings, host)
+    # uvicorn alone says only "address already in use", after the app is built.
+    refuse_port_in_use(
+        host, port, "the profile API", "Stop it, or set C360_SERVE_PORT (or --port) to a free port."
+    )
     log.info(
         "serving %s on http://%s:%d/ (API docs at /docs)%s",
         settings.serving_path,
@@ -63,6 +68,9 @@ def _serve_command(args: argparse.Namespace, settings: Settings) -> int:
     except UnsafeBind as exc:
         print(f"c360 serve: {exc}", file=sys.stderr)
         return 2
+    except ServiceError as exc:
+        print(f"c360 serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -72,3 +72,14 @@ def test_dagster_names_its_taken_port(tmp_path, capsys, taken_port):
         f"c360 dagster: Port 127.0.0.1:{taken_port} is in use by another process, so Dagster's "
         "UI cannot listen there. Stop it, or pass --port.\n"
     )
+
+
+def test_serve_alone_names_the_taken_port_and_what_to_set(tmp_path, capsys, taken_port):
+    # uvicorn said only "[Errno 98] address already in use", after building the app.
+    settings = Settings(home=tmp_path, serve_port=taken_port)
+    args = build_parser().parse_args(["serve"])
+    assert args.func(args, settings) == 1
+    assert capsys.readouterr().err == (
+        f"c360 serve: Port 127.0.0.1:{taken_port} is in use by another process, so the profile "
+        "API cannot listen there. Stop it, or set C360_SERVE_PORT (or --port) to a free port.\n"
+    )
