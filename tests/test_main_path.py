@@ -216,6 +216,11 @@ def run_then_stop(up: Up, stop_signal: int) -> None:
         # The history lands first; the stream changes every source after it.
         assert len(landed(up, source)) >= 2, f"{source}: nothing landed after the history"
 
+    # The terminal said how the pipeline went, not only the Dagster UI (pipeline/progress.py).
+    printed = up.output.read_text(errors="replace")
+    assert re.search(r"pipeline: micro-batch process \d+ started", printed), up.say()
+    assert "pipeline: the first micro-batch ended after" in printed, up.say()
+
     found = up.api("/api/customers?limit=50")["items"]
     assert found
     profiles = [up.api(f"/api/customers/{c['customer_id']}") for c in found]

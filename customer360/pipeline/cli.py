@@ -88,6 +88,8 @@ def _dagster(args, settings: Settings) -> int:
         stopping_marker,
         terminate_runs_in_flight,
     )
+    from customer360.pipeline.heartbeat import read_beat
+    from customer360.pipeline.progress import PipelineProgress
     from customer360.stopping import stop_signals_deferred
 
     logs = settings.home / "logs"
@@ -104,7 +106,10 @@ def _dagster(args, settings: Settings) -> int:
         print(f"DAGSTER_HOME    {dagster_home(settings)}", flush=True)
         print(f"process logs    {logs}/dagster-*.log", flush=True)
         print("Ctrl-C (or SIGTERM) stops everything started here.", flush=True)
+        progress = PipelineProgress(lambda: read_beat(settings))
         while all(p.poll() is None for p in processes):
+            for line in progress.lines():
+                print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
             time.sleep(0.5)
         for exited in (p for p in processes if p.poll() is not None):
             name = Path(exited.args[0]).name

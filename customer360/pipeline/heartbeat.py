@@ -2,7 +2,8 @@
 
 A thread of the micro-batch process rewrites a small JSON file next to the warehouse every
 `BEAT_S` seconds, whatever the batches are doing (a long first build included): its pid, the
-Dagster run it serves, when it beat and how many batches it finished. The supervisor (Dagster's
+Dagster run it serves, when it started and beat, how many batches it finished and how many records
+they landed. The supervisor (Dagster's
 `microbatch_sensor`) reads it without touching the warehouse: a pid that no longer exists, or a
 beat older than `STALE_AFTER_S`, means the process is dead or frozen and its run will never end.
 """
@@ -34,6 +35,8 @@ class Beat:
     at: float  # epoch seconds of the last beat
     batches: int = 0
     last_batch_at: float | None = None
+    started_at: float | None = None
+    records: int = 0  # landed by its batches
 
     def why_gone(self, now: float, stale_after_s: float = STALE_AFTER_S) -> str | None:
         """Why the process that beat is taken for dead, or None while it looks alive."""
@@ -53,18 +56,20 @@ def read_beat(settings: Settings) -> Beat | None:
 
 class Heartbeat:
     """`with Heartbeat(settings, run_id) as beat:` beats until the block ends; call
-    `beat.batch_done()` after every micro-batch."""
+    `beat.batch_done(records)` after every micro-batch."""
 
     def __init__(self, settings: Settings, run_id: str):
         self.path = heartbeat_path(settings)
-        self.beat = Beat(pid=os.getpid(), run_id=run_id, at=time.time())
+        now = time.time()
+        self.beat = Beat(pid=os.getpid(), run_id=run_id, at=now, started_at=now)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="c360-heartbeat", daemon=True)
 
-    def batch_done(self) -> None:
+    def batch_done(self, records: int = 0) -> None:
         with self._lock:
             self.beat.batches += 1
+            self.beat.records += records
             self.beat.last_batch_at = time.time()
             first = self.beat.batches == 1
         if first:

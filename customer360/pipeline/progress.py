@@ -1,0 +1,89 @@
+"""What `c360 dagster` and `c360 up` print of the live pipeline, from its heartbeat.
+
+The Dagster UI shows every batch, but the terminal that started the pipeline showed nothing
+after its addresses while the first micro-batch landed and built the whole history (minutes
+for a large one): a user could not tell a long first build from a stuck pipeline, nor see that
+the stream's process had died and been started again. The heartbeat (heartbeat.py) says what
+is needed without touching the warehouse or Dagster's storage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from customer360.pipeline.heartbeat import Beat
+
+# How often a line says how the batches go, once the first is done.
+REPORT_EVERY_S = 60.0
+
+
+class PipelineProgress:
+    """Call `lines()` every second or so; print what it returns."""
+
+    def __init__(
+        self,
+        read: Callable[[], Beat | None],
+        clock: Callable[[], float] = time.time,
+        report_every_s: float = REPORT_EVERY_S,
+    ):
+        self._read = read
+        self._clock = clock
+        self._report_every_s = report_every_s
+        self._run_id: str | None = None
+        self._gone_said = False
+        # What the last line counted: (when, batches, records).
+        self._reported: tuple[float, int, int] | None = None
+        self._first_waiting_said = 0.0
+
+    def lines(self) -> list[str]:
+        beat, now = self._read(), self._clock()
+        if beat is None:
+            return []
+        gone = beat.why_gone(now)
+        if beat.run_id != self._run_id:
+            if gone is not None:
+                return []  # a process of before this start, or one that died unseen
+            self._run_id, self._gone_said, self._reported = beat.run_id, False, None
+            self._first_waiting_said = now
+            return [
+                f"pipeline: micro-batch process {beat.pid} started (Dagster run "
+                f"{beat.run_id[:8]}); its first batch lands and builds all that is new, the "
+                "whole history on a first start"
+            ]
+        if gone is not None:
+            if self._gone_said:
+                return []
+            self._gone_said = True
+            return [
+                f"pipeline: the micro-batch process is not running ({gone}); the sensor "
+                "starts another (the Dagster UI says why it ended)"
+            ]
+        if self._reported is None:
+            return self._first_batch(beat, now)
+        at, batches, records = self._reported
+        if now - at < self._report_every_s:
+            return []
+        self._reported = (now, beat.batches, beat.records)
+        if beat.batches == batches:
+            return [f"pipeline: no micro-batch finished in the last {now - at:.0f} s"]
+        return [
+            f"pipeline: {beat.batches - batches} micro-batches in the last {now - at:.0f} s, "
+            f"{beat.records - records:,} records landed; the latest ended "
+            f"{now - (beat.last_batch_at or now):.1f} s ago"
+        ]
+
+    def _first_batch(self, beat: Beat, now: float) -> list[str]:
+        started = beat.started_at or now
+        if beat.batches == 0:
+            if now - self._first_waiting_said < self._report_every_s:
+                return []
+            self._first_waiting_said = now
+            return [f"pipeline: the first micro-batch has run for {now - started:.0f} s"]
+        self._reported = (now, beat.batches, beat.records)
+        took = (beat.last_batch_at or now) - started
+        return [
+            f"pipeline: the first micro-batch ended after {took:.1f} s, {beat.records:,} "
+            "records landed; the dashboard shows them. From now on a line every "
+            f"{self._report_every_s:.0f} s; every batch is in the Dagster UI"
+        ]
