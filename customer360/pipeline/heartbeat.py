@@ -2,10 +2,11 @@
 
 A thread of the micro-batch process rewrites a small JSON file next to the warehouse every
 `BEAT_S` seconds, whatever the batches are doing (a long first build included): its pid, the
-Dagster run it serves, when it started and beat, how many batches it finished and how many records
-they landed. The supervisor (Dagster's
-`microbatch_sensor`) reads it without touching the warehouse: a pid that no longer exists, or a
-beat older than `STALE_AFTER_S`, means the process is dead or frozen and its run will never end.
+Dagster run it serves, when it started and beat, how many batches it finished and the records
+they landed. The supervisor (Dagster's `microbatch_sensor`) reads it without touching the
+warehouse: a pid that no longer exists, or a beat older than `STALE_AFTER_S`, means the process
+is dead or frozen and its run will never end. `c360 up` prints from it how the batches go
+(progress.py).
 """
 
 from __future__ import annotations
