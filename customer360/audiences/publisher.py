@@ -36,9 +36,9 @@ from pathlib import Path
 
 import duckdb
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from customer360.config import KAFKA_PARTITIONS, Settings
+from customer360.config import Settings
+from customer360.kafka_topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -61,33 +61,7 @@ def topic_name(settings: Settings) -> str:
 
 def ensure_topic(settings: Settings, timeout_s: float = 15.0) -> None:
     """Create the topic if it is missing (the source topics' partition count, kept forever)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    name = topic_name(settings)
-    try:
-        if name in admin.list_topics(timeout=timeout_s).topics:
-            return
-    except KafkaException as error:
-        raise RuntimeError(
-            f"Kafka at {settings.kafka_bootstrap} did not answer within {timeout_s:.0f} s; "
-            f"is it running? `c360 services status` ({error})"
-        ) from error
-    future = admin.create_topics(
-        [
-            NewTopic(
-                name,
-                num_partitions=KAFKA_PARTITIONS,
-                replication_factor=-1,
-                config={"retention.ms": "-1", "retention.bytes": "-1"},
-            )
-        ],
-        operation_timeout=timeout_s,
-        request_timeout=timeout_s,
-    )[name]
-    try:
-        future.result(timeout=timeout_s)
-    except KafkaException as error:
-        if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise
+    ensure_topics(settings, timeout_s, names=[topic_name(settings)])
 
 
 class AudiencePublisher:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from customer360.addresses import kafka_host_port
 from customer360.config import KAFKA_PARTITIONS, Settings
-from customer360.kafka_topics import ensure_topics
+from customer360.kafka_topics import admin_client, ensure_topics
 from customer360.services.processes import LocalServer, ManagedProcess, ServiceError, port_in_use
 
 log = logging.getLogger(__name__)
@@ -224,16 +224,11 @@ class KafkaService(LocalServer):
         return True
 
     def ready(self) -> bool:
-        from confluent_kafka.admin import AdminClient
-
-        # A closed port is the common "not yet" case; don't let librdkafka log refusals for it.
+        # A closed port is the common "not yet" case: no client is made for it.
         if not port_in_use(self.host, self.port):
             return False
         try:
-            admin = AdminClient(
-                {"bootstrap.servers": self.settings.kafka_bootstrap, "log_level": 2}
-            )
-            metadata = admin.list_topics(timeout=2)
+            metadata = admin_client(self.settings).list_topics(timeout=2)
             return bool(metadata.brokers)
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False
