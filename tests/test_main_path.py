@@ -219,7 +219,7 @@ def run_then_stop(up: Up, stop_signal: int) -> None:
     # The terminal said how the pipeline went, not only the Dagster UI (pipeline/progress.py).
     printed = up.output.read_text(errors="replace")
     assert re.search(r"pipeline: micro-batch process \d+ started", printed), up.say()
-    assert "pipeline: the first micro-batch ended after" in printed, up.say()
+    assert "pipeline: all landed is served after" in printed, up.say()
 
     found = up.api("/api/customers?limit=50")["items"]
     assert found

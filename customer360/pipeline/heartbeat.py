@@ -38,6 +38,9 @@ class Beat:
     last_batch_at: float | None = None
     started_at: float | None = None
     records: int = 0  # landed by its batches
+    # The end of the last batch after which the serving copy held all it landed (not one whose
+    # publication waited for a backlog to drain).
+    served_at: float | None = None
 
     def why_gone(self, now: float, stale_after_s: float = STALE_AFTER_S) -> str | None:
         """Why the process that beat is taken for dead, or None while it looks alive."""
@@ -57,7 +60,7 @@ def read_beat(settings: Settings) -> Beat | None:
 
 class Heartbeat:
     """`with Heartbeat(settings, run_id) as beat:` beats until the block ends; call
-    `beat.batch_done(records)` after every micro-batch."""
+    `beat.batch_done(records, served)` after every micro-batch."""
 
     def __init__(self, settings: Settings, run_id: str):
         self.path = heartbeat_path(settings)
@@ -67,11 +70,13 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="c360-heartbeat", daemon=True)
 
-    def batch_done(self, records: int = 0) -> None:
+    def batch_done(self, records: int = 0, served: bool = False) -> None:
         with self._lock:
             self.beat.batches += 1
             self.beat.records += records
             self.beat.last_batch_at = time.time()
+            if served:
+                self.beat.served_at = self.beat.last_batch_at
             first = self.beat.batches == 1
         if first:
             # Written now, not at the next beat: a run whose process dies right after its first

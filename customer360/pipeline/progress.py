@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from customer360.pipeline.heartbeat import Beat
+from customer360.pipeline.publishing import CATCH_UP_PUBLISH_EVERY_S
 
 # How often a line says how the batches go, once the first is done.
 REPORT_EVERY_S = 60.0
@@ -34,7 +35,7 @@ class PipelineProgress:
         self._gone_said = False
         # What the last line counted: (when, batches, records).
         self._reported: tuple[float, int, int] | None = None
-        self._first_waiting_said = 0.0
+        self._waiting_said = 0.0
 
     def lines(self) -> list[str]:
         beat, now = self._read(), self._clock()
@@ -45,10 +46,10 @@ class PipelineProgress:
             if gone is not None:
                 return []  # a process of before this start, or one that died unseen
             self._run_id, self._gone_said, self._reported = beat.run_id, False, None
-            self._first_waiting_said = now
+            self._waiting_said = now
             return [
                 f"pipeline: micro-batch process {beat.pid} started (Dagster run "
-                f"{beat.run_id[:8]}); its first batch lands and builds all that is new, the "
+                f"{beat.run_id[:8]}); its first batches land and build all that is new, the "
                 "whole history on a first start"
             ]
         if gone is not None:
@@ -60,7 +61,7 @@ class PipelineProgress:
                 "starts another (the Dagster UI says why it ended)"
             ]
         if self._reported is None:
-            return self._first_batch(beat, now)
+            return self._until_served(beat, now)
         at, batches, records = self._reported
         if now - at < self._report_every_s:
             return []
@@ -68,22 +69,34 @@ class PipelineProgress:
         if beat.batches == batches:
             return [f"pipeline: no micro-batch finished in the last {now - at:.0f} s"]
         return [
-            f"pipeline: {beat.batches - batches} micro-batches in the last {now - at:.0f} s, "
+            f"pipeline: {_batches(beat.batches - batches)} in the last {now - at:.0f} s, "
             f"{beat.records - records:,} records landed; the latest ended "
             f"{now - (beat.last_batch_at or now):.1f} s ago"
         ]
 
-    def _first_batch(self, beat: Beat, now: float) -> list[str]:
+    def _until_served(self, beat: Beat, now: float) -> list[str]:
+        """Until the first batch after which the serving copy holds all that was landed."""
         started = beat.started_at or now
-        if beat.batches == 0:
-            if now - self._first_waiting_said < self._report_every_s:
+        if beat.served_at is None:
+            if now - self._waiting_said < self._report_every_s:
                 return []
-            self._first_waiting_said = now
-            return [f"pipeline: the first micro-batch has run for {now - started:.0f} s"]
+            self._waiting_said = now
+            if beat.batches == 0:
+                return [f"pipeline: the first micro-batch has run for {now - started:.0f} s"]
+            return [
+                f"pipeline: {_batches(beat.batches)}, {beat.records:,} records landed in "
+                f"{now - started:.0f} s; not all served yet: a backlog drains (the dashboard "
+                f"is updated every {CATCH_UP_PUBLISH_EVERY_S:.0f} s meanwhile), or batches "
+                "fail (the Dagster UI says why)"
+            ]
         self._reported = (now, beat.batches, beat.records)
-        took = (beat.last_batch_at or now) - started
         return [
-            f"pipeline: the first micro-batch ended after {took:.1f} s, {beat.records:,} "
-            "records landed; the dashboard shows them. From now on a line every "
-            f"{self._report_every_s:.0f} s; every batch is in the Dagster UI"
+            f"pipeline: all landed is served after {beat.served_at - started:.1f} s, "
+            f"{beat.records:,} records in {_batches(beat.batches)}; the dashboard shows "
+            f"them. From now on a line every {self._report_every_s:.0f} s; every batch is in "
+            "the Dagster UI"
         ]
+
+
+def _batches(count: int) -> str:
+    return f"{count} micro-batch" + ("" if count == 1 else "es")
