@@ -15,7 +15,7 @@ from collections.abc import Callable
 from customer360.pipeline.heartbeat import Beat
 from customer360.pipeline.publishing import CATCH_UP_PUBLISH_EVERY_S
 
-# How often a line says how the batches go, once the first is done.
+# How often a line says how the batches go (while a backlog drains, and once all is served).
 REPORT_EVERY_S = 60.0
 
 
