@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "committed dagster.yaml copied there). The micro-batch sensor is on by default: it "
         "starts the long-running microbatch_stream run, the live pipeline. Ctrl-C, SIGTERM or "
         "SIGHUP terminates that run through Dagster (it ends CANCELED), then stops the webserver, "
-        "the daemon and their code servers. Their logs: $C360_HOME/logs/dagster-*.log.",
+        "the daemon and their code servers. Their logs: $C360_HOME/logs/dagster-*.log. Prints "
+        "how the micro-batches go (from the stream process's heartbeat): when its process "
+        "starts, when all that was landed is served, then a line a minute.",
     )
     dagster.add_argument(
         "--port", type=port_number, default=3000, help="web UI port (default 3000)"
