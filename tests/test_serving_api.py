@@ -241,6 +241,8 @@ def test_missing_serving_copy_is_a_clear_503(tmp_path):
     with BackgroundServer(settings, port=0) as server:
         status, body = get(f"{server.url}/api/customers/1")
     assert status == 503 and "c360 run-once" in body["detail"]
+    # While `c360 up` loads the history, the answer points at what it prints, not at itself.
+    assert "`c360 up` prints when" in body["detail"]
 
 
 def test_age_in_the_serving_copy_is_computed_on_the_day_it_is_read(synthetic_settings):

@@ -58,8 +58,9 @@ def publication_identity(path: Path) -> tuple[int, int, int]:
         st = os.stat(path)
     except FileNotFoundError as exc:
         raise ServingNotPublished(
-            f"no serving database at {path} yet: run a micro-batch "
-            "(`c360 run-once` or `c360 up`) so the pipeline publishes one"
+            f"no serving database at {path} yet: the pipeline publishes it once it has built "
+            "what it landed (`c360 up` prints when: 'all landed is served'); without `c360 up`, "
+            "run a micro-batch: `c360 run-once`"
         ) from exc
     return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
