@@ -17,6 +17,9 @@ from customer360.pipeline.publishing import CATCH_UP_PUBLISH_EVERY_S
 
 # How often a line says how the batches go (while a backlog drains, and once all is served).
 REPORT_EVERY_S = 60.0
+# Without a micro-batch process this long after the start, the sensor is likely off: Dagster's
+# daemon and code server start in ~10-60 s here, and the sensor starts the stream at its tick.
+NO_PROCESS_AFTER_S = 180.0
 
 
 class PipelineProgress:
@@ -27,10 +30,13 @@ class PipelineProgress:
         read: Callable[[], Beat | None],
         clock: Callable[[], float] = time.time,
         report_every_s: float = REPORT_EVERY_S,
+        no_process_after_s: float = NO_PROCESS_AFTER_S,
     ):
         self._read = read
         self._clock = clock
         self._report_every_s = report_every_s
+        self._started = clock()
+        self._no_process_by = self._started + no_process_after_s
         self._run_id: str | None = None
         self._gone_said = False
         # What the last line counted: (when, batches, records).
@@ -39,12 +45,18 @@ class PipelineProgress:
 
     def lines(self) -> list[str]:
         beat, now = self._read(), self._clock()
-        if beat is None:
-            return []
-        gone = beat.why_gone(now)
+        gone = None if beat is None else beat.why_gone(now)
+        if beat is None or (beat.run_id != self._run_id and gone is not None):
+            # None yet, or a process of before this start (or one that died unseen).
+            if self._run_id is not None or now < self._no_process_by:
+                return []
+            self._no_process_by = float("inf")
+            return [
+                f"pipeline: no micro-batch process after {now - self._started:.0f} s; "
+                "microbatch_sensor starts it: is the sensor on in the Dagster UI (Automation)? "
+                "Else dagster-daemon.log (process logs, above) says why not"
+            ]
         if beat.run_id != self._run_id:
-            if gone is not None:
-                return []  # a process of before this start, or one that died unseen
             self._run_id, self._gone_said, self._reported = beat.run_id, False, None
             self._waiting_said = now
             return [

@@ -131,3 +131,22 @@ def test_the_heartbeat_of_an_earlier_start_is_not_taken_for_this_ones():
     progress = PipelineProgress(beats, clock=clock)
     assert progress.lines() == []
     assert progress.lines() == []
+
+
+def test_no_micro_batch_process_after_a_while_is_said_once():
+    clock = Clock()
+    beats = Beats(clock)
+    beats.write(pid=DEAD_PID, at=clock.now - 3600, batches=500)  # an earlier start's
+    progress = PipelineProgress(beats, clock=clock, no_process_after_s=180)
+    clock.now = 1179.0
+    assert progress.lines() == []
+    clock.now = 1181.0
+    assert progress.lines() == [
+        "pipeline: no micro-batch process after 181 s; microbatch_sensor starts it: is the "
+        "sensor on in the Dagster UI (Automation)? Else dagster-daemon.log (process logs, "
+        "above) says why not"
+    ]
+    clock.now = 1400.0
+    assert progress.lines() == []
+    beats.write(run_id="9876543210fedcba", started_at=1400.0)
+    assert progress.lines()[0].startswith("pipeline: micro-batch process")
