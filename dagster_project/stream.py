@@ -340,7 +340,7 @@ def batches_until_a_writer_waits(
                 return waiting
         # The data tests run beside the batches (DataTests), not in every build.
         result = batch.run(data_tests=False)
-        heartbeat.batch_done(result.records, served=result.success and not result.publish_deferred)
+        heartbeat.batch_done(result.records, served=result.served)
         reporter.report(batch_events(batch, result, context.run_id))
         if result.records or not result.success:
             context.log.info("\n".join(result.summary_lines()))

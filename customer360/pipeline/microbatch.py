@@ -123,6 +123,12 @@ class MicroBatchResult:
     def success(self) -> bool:
         return not self.extract_errors and (self.dbt is None or self.dbt.success)
 
+    @property
+    def served(self) -> bool:
+        """Whether the serving copy holds all this batch landed (not so while a backlog drains
+        and its publication waits, nor after a failure)."""
+        return self.success and not self.publish_deferred
+
     def raise_on_failure(self) -> None:
         problems = [f"extract {s}: {e}" for s, e in self.extract_errors.items()]
         if self.dbt is not None and not self.dbt.success:
