@@ -58,9 +58,9 @@ MAX_SECONDS = 10.0
 WATERMARK_RELATION = "staging.stg_landing_batches"
 # The write-ahead log a batch checkpoints once it is past (see MicroBatch.checkpoint_due), well
 # before DuckDB's own checkpoint at 16 MiB would, inside a batch's commit. A live batch at
-# 100,000 customers logs ~0.8 MiB for ~1,000 records before the richer profile, ~2 MiB for
-# ~1,200-1,600 since (2026-12-06): one batch in two to five checkpoints. 8 MiB instead saved
-# nothing (each checkpoint took longer: replayed batches alternated, README Performance).
+# 100,000 customers logged ~0.8 MiB for 1,000 events (2026-12-05), ~2 MiB for the 1,200-1,600
+# records of `c360 bench`'s batches (2026-12-06): one batch in two to five checkpoints. 8 MiB
+# saved nothing (each checkpoint took longer: replayed batches alternated, README Performance).
 CHECKPOINT_WAL_BYTES = 4 * 2**20
 
 
