@@ -1,4 +1,5 @@
-"""Entry point for `dagster dev` / workspace.yaml: the definitions for the configured Settings."""
+"""Entry point for `dagster dev` / workspace.yaml and the code server `c360 up` starts: the
+definitions for the configured Settings."""
 
 from customer360.config import load_settings
 from dagster_project.build import build_definitions

@@ -179,13 +179,12 @@ class Bench:
                 ],
             )
         elif self.config.mode == "dagster":
-            from customer360.pipeline.dagster_home import start_dagster
+            from customer360.pipeline.dagster_home import process_name, start_dagster
 
             self.dagster_started_at = time.time()
             processes = start_dagster(self.settings, port=free_port(), log_dir=self.logs)
-            for name, process in zip(
-                ("dagster-webserver", "dagster-daemon"), processes, strict=True
-            ):
+            for process in processes:
+                name = process_name(process)
                 self.processes[name] = process
                 self.memory.track(name, process.pid)
                 self.cpu.track(name, process.pid)

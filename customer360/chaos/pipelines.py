@@ -7,10 +7,11 @@ message of each failed one (`batch_runs`, judged by `customer360/chaos/runs.py`)
 
 - `LoopPipeline`: `python -m customer360.chaos.loop` (a warm `MicroBatch` back to back); the
   fault SIGKILLs that process mid-batch and starts another.
-- `DagsterPipeline`: dagster-webserver and dagster-daemon on workspace.yaml with a DAGSTER_HOME of
-  the run's own (the committed dagster.yaml: Dagster's default run launcher). The sensor keeps
+- `DagsterPipeline`: Dagster's code server, dagster-webserver and dagster-daemon as `c360 up`
+  starts them (`start_code_server`), with a DAGSTER_HOME of the run's own (the committed
+  dagster.yaml: Dagster's default run launcher). The sensor keeps
   one long-running `microbatch_stream` run going, doing micro-batches back to back in a run
-  worker process (a child of the daemon's code server) whose pid, run id and batch count are
+  worker process (a child of the code server) whose pid, run id and batch count are
   in the heartbeat file (`customer360/pipeline/heartbeat.py`). Two kills: `microbatch_kill`
   SIGKILLs that worker while a batch is in flight (the run is failed, by Dagster's code server
   or by the sensor from the heartbeat, and the sensor starts a new stream run);
@@ -160,9 +161,10 @@ class LoopPipeline:
 class DagsterPipeline:
     kill_kinds = ("microbatch_kill", "daemon_kill")
     description = (
-        "Dagster as `c360 up` runs it (webserver + daemon; the sensor keeps one microbatch_stream "
-        "run going in a run worker of its own); microbatch_kill = SIGKILL of the stream run's "
-        "worker (the heartbeat's pid) mid-batch, daemon_kill = SIGKILL of the dagster-daemon"
+        "Dagster as `c360 up` runs it (code server, webserver, daemon; the sensor keeps one "
+        "microbatch_stream run going in a run worker of its own); microbatch_kill = SIGKILL of "
+        "the stream run's worker (the heartbeat's pid) mid-batch, daemon_kill = SIGKILL of the "
+        "dagster-daemon"
     )
 
     def __init__(self, settings: Settings, work: Path):
@@ -172,6 +174,8 @@ class DagsterPipeline:
         self.work = work
         self.home = prepare_dagster_home(settings)
         self.env = settings.environment() | {"DAGSTER_HOME": str(self.home)}
+        self.code_server: subprocess.Popen | None = None
+        self.workspace: Path | None = None  # naming the code server (start_code_server)
         self.webserver: subprocess.Popen | None = None
         self.daemon: subprocess.Popen | None = None
         self.daemons: list[subprocess.Popen] = []  # every daemon started (their sessions)
@@ -202,16 +206,14 @@ class DagsterPipeline:
             )
 
     def _start_daemon(self) -> None:
-        from customer360.pipeline.dagster_home import WORKSPACE_YAML
-
         bin_dir = Path(sys.executable).parent
         self.daemon = self._spawn(
-            "dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE_YAML)]
+            "dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(self.workspace)]
         )
         self.daemons.append(self.daemon)
 
     def start(self) -> None:
-        from customer360.pipeline.dagster_home import WORKSPACE_YAML
+        from customer360.pipeline.dagster_home import start_code_server
         from customer360.services.processes import free_port
 
         # Create the instance's storage (SQLite schemas) here first: the webserver, the daemon
@@ -219,11 +221,12 @@ class DagsterPipeline:
         instance = self.instance
         _ = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
         instance.get_runs(limit=1)
+        self.code_server, self.workspace = start_code_server(self.env, self.work)
         bin_dir = Path(sys.executable).parent
         self.port = free_port()
         self.webserver = self._spawn(
             "dagster-webserver",
-            [str(bin_dir / "dagster-webserver"), "-w", str(WORKSPACE_YAML), "-h", "127.0.0.1",
+            [str(bin_dir / "dagster-webserver"), "-w", str(self.workspace), "-h", "127.0.0.1",
              "-p", str(self.port)],
         )  # fmt: skip
         self._start_daemon()
@@ -524,9 +527,9 @@ class DagsterPipeline:
 
     def stop(self, timeout: float = 60) -> None:
         """Stop as `c360 up` stops on Ctrl-C: terminate the runs in flight through Dagster while
-        the daemon's code server can still interrupt them (the stream's run ends CANCELED),
-        SIGTERM the webserver's and every daemon's process group (a killed daemon's code server
-        lingers until its runs end), then mark canceled what is left in flight. Runs that did
+        the code server can still interrupt them (the stream's run ends CANCELED), SIGTERM the
+        webserver's, every daemon's and the code server's process group (with the runs it
+        launched), then mark canceled what is left in flight. Runs that did
         not end when asked are listed in `stuck`."""
         from customer360.pipeline.dagster_home import (
             cancel_runs_left_in_flight,
@@ -542,7 +545,9 @@ class DagsterPipeline:
                 lines = [f"terminating the runs in flight failed: {type(exc).__name__}: {exc}"]
             self.stop_lines += lines
             self.stuck += [line for line in lines if "did not end" in line or "failed" in line]
-        stop_process_groups([p for p in (self.webserver, *self.daemons) if p is not None], timeout)
+        stop_process_groups(
+            [p for p in (self.webserver, *self.daemons, self.code_server) if p is not None], timeout
+        )
         if first:
             left = cancel_runs_left_in_flight(self.instance)
             self.stop_lines += left

@@ -92,7 +92,7 @@ def explaining_fault(run: BatchRun, faults: Iterable[Fault]) -> Fault | None:
     Nothing else explains a failure, so the rule errs towards "unexplained": not a serving
     kill, a bad-record burst or customer churn (the pipeline must take those in its stride);
     not a SIGKILL of the dagster-daemon: it executes no run (runs execute in run workers of
-    their own, children of a code server that outlives the daemon until its runs end), so a
+    their own, children of the code server, which the daemon's death leaves running), so a
     stream run must outlive it, and one that does not is a finding; not a kill of another
     process, nor a kill for a run that was not orphaned (a restarted process must start clean);
     not a restart for an orphaned run (a restart kills no process), nor for a run that began

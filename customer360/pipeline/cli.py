@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from customer360.config import Settings, port_number
 from customer360.services.processes import ServiceError, log_tail, refuse_port_in_use
@@ -85,6 +84,7 @@ def _dagster(args, settings: Settings) -> int:
         cancel_runs_left_in_flight,
         dagster_home,
         open_instance,
+        process_name,
         start_dagster,
         stop_dagster,
         stopping_marker,
@@ -114,7 +114,7 @@ def _dagster(args, settings: Settings) -> int:
                 print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
             time.sleep(0.5)
         for exited in (p for p in processes if p.poll() is not None):
-            name = Path(exited.args[0]).name
+            name = process_name(exited)
             # Why it stopped is at the end of its log; the user should not have to go and look.
             print(
                 f"{name} exited with code {exited.returncode}; stopping. The end of "

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from customer360.config import Settings
-from customer360.services.processes import ServiceError, log_tail, stop_process_groups
+from customer360.services.processes import (
+    ServiceError,
+    free_port,
+    log_tail,
+    stop_process_groups,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER_YAML = REPO / "dagster.yaml"
+# For `dagster dev`; c360 runs the definitions in a code server of its own (start_code_server).
 WORKSPACE_YAML = REPO / "workspace.yaml"
+DEFINITIONS_MODULE = "dagster_project.definitions"
+# The name workspace.yaml's entry gets (its module's), so that runs, schedules and the UI's
+# history stay with one code location whichever way the definitions are served.
+CODE_LOCATION = DEFINITIONS_MODULE
+# Importing Dagster and the definitions takes ~10-20 s of a busy 2-core machine.
+CODE_SERVER_STARTUP_S = 180.0
 
 
 def dagster_home(settings: Settings) -> Path:
@@ -40,10 +53,76 @@ def dagster_env(settings: Settings) -> dict[str, str]:
     return settings.environment() | {"DAGSTER_HOME": str(prepare_dagster_home(settings))}
 
 
+def start_code_server(env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, Path]:
+    """Start `dagster code-server start` on the definitions, wait until it serves them, and
+    write a workspace naming it (`$DAGSTER_HOME/workspace.yaml`); returns the process (in a
+    session of its own: the runs it launches are its children) and the workspace.
+
+    Given workspace.yaml's `python_module` entry, the daemon instead starts a code server of
+    its own and replaces it every 60 s (Dagster's RELOAD_WORKSPACE_INTERVAL, not configurable;
+    Dagster issue #32677), each one importing Dagster and the definitions again: ~9 s of CPU a
+    minute taken from the micro-batches. A code server the workspace names by `grpc_server` is
+    asked for its definitions instead, and loads them once."""
+    port = free_port()
+    log_path = log_dir / "dagster-code-server.log"
+    command = [
+        str(Path(sys.executable).parent / "dagster"), "code-server", "start",
+        "-m", DEFINITIONS_MODULE, "-d", str(REPO), "--location-name", CODE_LOCATION,
+        "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    try:
+        _wait_until_listening(process, port, log_path)
+    except BaseException:
+        stop_process_groups([process])
+        raise
+    workspace = Path(env["DAGSTER_HOME"]) / "workspace.yaml"
+    workspace.write_text(
+        "# Written by c360 (customer360/pipeline/dagster_home.py) for the code server it"
+        " started.\n"
+        "load_from:\n"
+        "  - grpc_server:\n"
+        "      host: 127.0.0.1\n"
+        f"      port: {port}\n"
+        f"      location_name: {CODE_LOCATION}\n"
+    )
+    return process, workspace
+
+
+def _wait_until_listening(process: subprocess.Popen, port: int, log_path: Path) -> None:
+    """The code server's proxy listens once it has loaded the definitions (or failed to: the
+    UI then shows the load error, as for any code location)."""
+    deadline = time.monotonic() + CODE_SERVER_STARTUP_S
+    while True:
+        if process.poll() is not None:
+            raise ServiceError(
+                f"Dagster's code server exited (code {process.returncode}) loading "
+                f"{DEFINITIONS_MODULE}; the end of {log_path}:\n"
+                f"{log_tail(log_path) or '(empty)'}"
+            )
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"Dagster's code server did not serve {DEFINITIONS_MODULE} within "
+                f"{CODE_SERVER_STARTUP_S:.0f} s; the end of {log_path}:\n"
+                f"{log_tail(log_path) or '(empty)'}"
+            )
+        time.sleep(0.25)
+
+
 def start_dagster(
     settings: Settings, port: int = 3000, host: str = "127.0.0.1", log_dir: Path | None = None
 ) -> list[subprocess.Popen]:
-    """Start dagster-webserver and dagster-daemon on workspace.yaml; the caller stops them."""
+    """Start Dagster's code server, then dagster-webserver and dagster-daemon on a workspace
+    naming it (start_code_server); the caller stops them (stop_dagster)."""
     env = dagster_env(settings)
     stopping_marker(settings).unlink(missing_ok=True)
     bin_dir = Path(sys.executable).parent
@@ -67,12 +146,13 @@ def start_dagster(
                 f"Dagster's storage in {env['DAGSTER_HOME']}; its output, the end of "
                 f"{migrate_log}:\n{log_tail(migrate_log) or '(empty)'}"
             )
+    code_server, workspace = start_code_server(env, log_dir)
     commands = {
         "dagster-webserver": [
             str(bin_dir / "dagster-webserver"),
-            "-w", str(WORKSPACE_YAML), "-h", host, "-p", str(port),
+            "-w", str(workspace), "-h", host, "-p", str(port),
         ],
-        "dagster-daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE_YAML)],
+        "dagster-daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
     }  # fmt: skip
     processes: list[subprocess.Popen] = []
     try:
@@ -88,21 +168,29 @@ def start_dagster(
                     start_new_session=True,
                 )  # fmt: skip
             )
-    except BaseException:  # a stop signal between the two starts: leave nothing behind
-        stop_process_groups(processes)
+    except BaseException:  # a stop signal between the starts: leave nothing behind
+        stop_process_groups([*processes, code_server])
         raise
-    return processes
+    # The code server last: stopped with the others, the runs it launched with it.
+    return [*processes, code_server]
+
+
+def process_name(process: subprocess.Popen) -> str:
+    """What start_dagster's processes are called, in messages and their logs' names."""
+    if list(process.args[1:3]) == ["code-server", "start"]:
+        return "dagster-code-server"
+    return Path(process.args[0]).name
 
 
 def stop_dagster(processes: list[subprocess.Popen], timeout: float = 20.0) -> list[str]:
-    """SIGTERM each process (its own session: its children, the code servers, too), then
-    SIGKILL stragglers. Returns a line per process saying how it ended."""
+    """SIGTERM each process (its own session: its children, the runs the code server
+    launched, too), then SIGKILL stragglers. Returns a line per process saying how it ended."""
     running = {p.pid for p in processes if p.poll() is None}
     stop_process_groups(processes, timeout)
     return [
-        f"stopped {Path(p.args[0]).name} (pid {p.pid})"
+        f"stopped {process_name(p)} (pid {p.pid})"
         if p.pid in running
-        else f"{Path(p.args[0]).name} (pid {p.pid}) had already exited with code {p.returncode}"
+        else f"{process_name(p)} (pid {p.pid}) had already exited with code {p.returncode}"
         for p in processes
     ]
 

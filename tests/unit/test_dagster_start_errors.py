@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import pytest
@@ -39,3 +40,20 @@ def test_c360_dagster_reports_it_in_one_line_and_starts_nothing(tmp_path, monkey
     args = pipeline_cli.argparse.Namespace(port=1, host="127.0.0.1")
     assert pipeline_cli._dagster(args, settings) == 1
     assert capsys.readouterr().err == "c360 dagster: `dagster instance migrate` failed (exit 3)\n"
+
+
+def test_a_code_server_that_cannot_start_says_why(tmp_path, monkeypatch):
+    # Started before the webserver and daemon (dagster_home.start_code_server): one that exits
+    # (here, its port taken by another process) stops the start with the end of its log.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(dagster_home, "free_port", lambda: taken.getsockname()[1])
+        env = Settings(home=tmp_path / "home", warehouse=tmp_path / "w.duckdb").environment()
+        env["DAGSTER_HOME"] = str(tmp_path / "dagster")
+        (tmp_path / "dagster").mkdir()
+        with pytest.raises(ServiceError) as failed:
+            dagster_home.start_code_server(env, tmp_path)
+    message = str(failed.value)
+    assert message.startswith("Dagster's code server exited (code "), message
+    assert "dagster-code-server.log:\n" in message and "(empty)" not in message, message
+    assert not (tmp_path / "dagster" / "workspace.yaml").exists()
