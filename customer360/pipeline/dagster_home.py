@@ -54,9 +54,10 @@ def dagster_env(settings: Settings) -> dict[str, str]:
 
 
 def start_code_server(env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, Path]:
-    """Start `dagster code-server start` on the definitions, wait until it serves them, and
-    write a workspace naming it (`$DAGSTER_HOME/workspace.yaml`); returns the process (in a
-    session of its own: the runs it launches are its children) and the workspace.
+    """Start `dagster code-server start` on the definitions, wait until it listens (it has
+    loaded them, or failed to: _wait_until_listening), and write a workspace naming it
+    (`$DAGSTER_HOME/workspace.yaml`); returns the process (in a session of its own: the runs it
+    launches are its children) and the workspace.
 
     Given workspace.yaml's `python_module` entry, the daemon instead starts a code server of
     its own and replaces it every 60 s (Dagster's RELOAD_WORKSPACE_INTERVAL, not configurable;
