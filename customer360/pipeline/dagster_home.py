@@ -19,11 +19,10 @@ from customer360.services.processes import (
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER_YAML = REPO / "dagster.yaml"
-# For `dagster dev`; c360 runs the definitions in a code server of its own (start_code_server).
-WORKSPACE_YAML = REPO / "workspace.yaml"
 DEFINITIONS_MODULE = "dagster_project.definitions"
-# The name workspace.yaml's entry gets (its module's), so that runs, schedules and the UI's
-# history stay with one code location whichever way the definitions are served.
+# The name the committed workspace.yaml's entry gets (its module's; that file is for `dagster
+# dev`), so that runs, schedules and the UI's history stay with one code location whichever
+# way the definitions are served.
 CODE_LOCATION = DEFINITIONS_MODULE
 # Importing Dagster and the definitions takes ~10-20 s of a busy 2-core machine.
 CODE_SERVER_STARTUP_S = 180.0
