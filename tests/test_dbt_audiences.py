@@ -2,8 +2,8 @@
 
 Dates are relative to today (UTC), since the shipped audiences are relative to `today`. D = today
 at 00:00 UTC. Round 1:
-- 1 Ann: consent granted at D-10; in-store orders of 200 and 150 at D-100 (350 spent, last
-  order 100 days ago) -> at_risk_high_value (>= 300, no order for 90 days, email consent
+- 1 Ann: consent granted at D-10; in-store orders of 200 and 150 at D-100 (lifetime value 350,
+  last sale 100 days ago) -> at_risk_high_value (>= 300, no sale for 90 days, email consent
   granted). Not lapsed_instore_buyers (not 180 days).
 - 2 Bob: the same orders, no consent in his document -> unknown -> in no email audience.
 - 3 Cat: consent granted at D-10, then unsubscribes from an email at D-1 -> withdrawn since
@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
+from dbt.cli.main import dbtRunner
 
 from customer360.config import Settings
 from customer360.serving.publish import publish_serving_copy
 from customer360.serving.server import BackgroundServer
-from tests.dbt_fixtures.dbt_invoke import run_dbt
+from tests.dbt_fixtures.dbt_invoke import DBT_DIR, run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding
 
 D = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -319,3 +322,120 @@ def test_api_serves_consent_and_audiences(built) -> None:
         assert sum(p["entered"] for p in history["points"]) == 2  # Eve, and customer 3
         assert get(f"{server.url}/api/audiences/nope/members")[0] == 404
         assert get(f"{server.url}/api/audiences/Bad-Name/members")[0] == 422
+
+
+def test_spend_and_recency_count_sales_only(tmp_path) -> None:
+    """at_risk_high_value and lapsed_instore_buyers read the traits (lifetime_value,
+    days_since_last_order: sales only), not every order placed. All with email consent:
+    - 6 Fay: an online order of 300 at D-100, refunded -> lifetime value 0, no sale: in no
+      audience (total_amount_spent, which keeps it, is 300);
+    - 7 Gus: an online sale of 300 at D-100 and an online order of 20 at D-5, cancelled -> his
+      last sale is 100 days old: at_risk_high_value;
+    - 8 Hal: an in-store order of 20 at D-200 and an online order at D-10, returned ->
+      lapsed_instore_buyers;
+    - 9 Ivy: the same, the online order delivered -> bought 10 days ago: not lapsed.
+    Built incrementally (two batches) and by a full refresh: the same members."""
+    incremental, full = (
+        tmp_path / "inc" / "warehouse.duckdb",
+        tmp_path / "full" / "warehouse.duckdb",
+    )
+    incremental.parent.mkdir()
+    full.parent.mkdir()
+    raw = RawLanding([incremental, full])
+    raw.now = days_ago(0.5)
+    for customer, name in ((6, "Fay"), (7, "Gus"), (8, "Hal"), (9, "Ivy")):
+        raw.user(
+            "snapshot",
+            customer,
+            customer,
+            first_name=name,
+            consent=consent("granted", days_ago(400)),
+        )
+    raw.order(
+        "Online", "insert", 61, 6, days_ago(100), [("Coat", "Outerwear", 300, 1)], status="refunded"
+    )
+    raw.order("Online", "insert", 71, 7, days_ago(100), [("Coat", "Outerwear", 300, 1)])
+    raw.land()
+    run_dbt(incremental, *RUN, work_dir=tmp_path / "dbt-inc")
+    raw.order(
+        "Online", "insert", 72, 7, days_ago(5), [("Hat", "Accessories", 20, 1)], status="cancelled"
+    )
+    for customer, status in ((8, "returned"), (9, "delivered")):
+        raw.order(
+            "Instore",
+            "insert",
+            customer * 10 + 1,
+            customer,
+            days_ago(200),
+            [("Scarf", "Accessories", 20, 1)],
+        )
+        raw.order(
+            "Online",
+            "insert",
+            customer * 10 + 2,
+            customer,
+            days_ago(10),
+            [("Hat", "Accessories", 30, 1)],
+            status=status,
+        )
+    raw.land()
+    run_dbt(incremental, *RUN, work_dir=tmp_path / "dbt-inc")
+    run_dbt(full, "run", "--full-refresh", work_dir=tmp_path / "dbt-full")
+    with duckdb.connect(str(incremental)) as con:
+        fay = con.execute(
+            "select total_amount_spent, lifetime_value from marts.customer_360"
+            " where customer_id = 6"
+        ).fetchone()
+    assert fay == (300, 0)
+    expected = {("at_risk_high_value", 7), ("lapsed_instore_buyers", 8)}
+    assert members(incremental) == members(full) == eligible(incremental) == expected
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "cast(last_website_visit_at as date) > cast(localtimestamp as date) - 30",
+        "random() < 0.5",
+        "age(last_website_visit_at) < interval 30 days",
+        "last_website_visit_at > transaction_timestamp() - interval 1 day",
+    ],
+)
+def test_a_condition_reading_the_clock_or_random_fails_the_build(tmp_path, condition) -> None:
+    """A condition with a clock or random function of its own could give a full refresh other
+    members than the incremental history: the build fails, naming the audience and the call."""
+    project = tmp_path / "dbt"
+    shutil.copytree(DBT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    definitions = project / "models" / "marts" / "audience_definitions.yml"
+    text = definitions.read_text()
+    anchor = "        audiences:\n"
+    assert anchor in text
+    definitions.write_text(
+        text.replace(
+            anchor,
+            anchor + "          - name: clocked\n            description: x\n"
+            "            channel: none\n            condition: " + json.dumps(condition) + "\n",
+        )
+    )
+    previous = os.environ.get("C360_WAREHOUSE")
+    os.environ["C360_WAREHOUSE"] = str(tmp_path / "warehouse.duckdb")
+    try:
+        result = dbtRunner().invoke(
+            [
+                "compile",
+                "--select",
+                "int_audience_eligibility",
+                "--project-dir",
+                str(project),
+                "--profiles-dir",
+                str(project),
+                "--quiet",
+            ]
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("C360_WAREHOUSE", None)
+        else:
+            os.environ["C360_WAREHOUSE"] = previous
+    assert not result.success
+    message = str(result.exception)
+    assert "audience clocked" in message and "no clock or random function" in message, message

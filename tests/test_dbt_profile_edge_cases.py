@@ -149,8 +149,8 @@ def test_consent_without_a_time_holds_from_the_change_that_set_it(built) -> None
 def test_at_risk_high_value_uses_the_traits_meaning_of_the_last_90_days(built) -> None:
     """Customer 2: 300 spent, consent granted, last order 90 days ago. The traits say no order
     in the last 90 days (days ago < 90: orders_last_90_days 0, days_since_last_order 90,
-    lifecycle 'at risk'), so at_risk_high_value ("spent 300 or more ... have not ordered in
-    the last 90 days") holds customer 2."""
+    lifecycle 'at risk'), so at_risk_high_value (lifetime value 300 or more, nothing bought in
+    the last 90 days: days_since_last_order >= 90) holds customer 2."""
     (reading_day,) = query(built["incremental"], "select cast(timezone('UTC', now()) as date)")[0]
     if reading_day != D.date():
         pytest.skip("the UTC day changed since the fixture was built: no longer 90 days ago")

@@ -3,8 +3,8 @@
     (an empty list while dbt parses). Each is checked here, so a bad definition fails the build
     naming it: `name` (lower case letters, digits, _), `description`, `condition` (a SQL
     boolean over the columns of marts.customer_360 and `today`, the UTC date of the
-    evaluation; no clock function of its own, or a full refresh could disagree with the
-    incremental membership), `channel` (email: only customers with granted email consent;
+    evaluation; no clock or random function of its own, or a full refresh could disagree with
+    the incremental membership), `channel` (email: only customers with granted email consent;
     none: no consent needed). -#}
 {% macro audience_definitions() -%}
     {%- if not execute -%}
@@ -26,9 +26,11 @@
             {{ exceptions.raise_compiler_error("audience " ~ name ~ ": channel must be email or none (audience_definitions.yml)") }}
         {%- endif -%}
         {%- set condition = audience.get('condition', '') | string -%}
-        {%- if not condition.strip() or ';' in condition
-            or modules.re.search('(?i)\\b(now|current_date|current_timestamp|today|get_current_timestamp)\\s*\\(|\\bcurrent_(date|timestamp)\\b', condition) -%}
-            {{ exceptions.raise_compiler_error("audience " ~ name ~ ": condition must be one SQL boolean over customer_360's columns and `today`, with no clock function of its own (audience_definitions.yml)") }}
+        {%- set reads_a_clock = modules.re.search(
+            '(?i)\\b(' ~ (nondeterministic_functions() | join('|')) ~ ')\\s*\\(|\\b(' ~ (clock_keywords() | join('|')) ~ ')\\b',
+            condition) -%}
+        {%- if not condition.strip() or ';' in condition or reads_a_clock -%}
+            {{ exceptions.raise_compiler_error("audience " ~ name ~ ": condition must be one SQL boolean over customer_360's columns and `today`, with no clock or random function of its own (" ~ (reads_a_clock.group(0) if reads_a_clock else "empty or several statements") ~ "; audience_definitions.yml)") }}
         {%- endif -%}
     {%- endfor -%}
     {{- return(audiences) -}}
@@ -39,4 +41,24 @@
 {% macro audience_definitions_version() -%}
     {%- set text = tojson(customer360.audience_definitions()) -%}
     {{- return(local_md5(text)[:12] | int(base=16)) -}}
+{%- endmacro %}
+
+{#- DuckDB functions whose value depends on when or how often they are called, not only on their
+    arguments: the time of the evaluation (now(), ...; age() with one argument is the age at the
+    current time, so age() is refused, date_diff(..., today) says the same), random values, and
+    sequences or session state. A condition calling one could give a full refresh other members
+    than the incremental history. -#}
+{% macro nondeterministic_functions() -%}
+    {{- return([
+        'now', 'today', 'current_date', 'current_time', 'current_timestamp', 'current_localtime',
+        'current_localtimestamp', 'localtime', 'localtimestamp', 'get_current_time',
+        'get_current_timestamp', 'transaction_timestamp', 'statement_timestamp', 'age',
+        'random', 'setseed', 'uuid', 'gen_random_uuid', 'uuidv4', 'uuidv7', 'nextval', 'currval',
+        'current_setting', 'getvariable', 'current_query', 'current_transaction_id', 'txid_current',
+    ]) -}}
+{%- endmacro %}
+
+{#- The SQL keywords that read the clock without parentheses. -#}
+{% macro clock_keywords() -%}
+    {{- return(['current_date', 'current_time', 'current_timestamp', 'localtime', 'localtimestamp']) -}}
 {%- endmacro %}

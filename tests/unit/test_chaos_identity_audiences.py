@@ -81,17 +81,24 @@ def test_audiences_are_the_reviewed_conditions_with_consent_for_email():
     today = date(2026, 3, 1)
     long_ago = datetime(2025, 9, 1)
     profiles = [
-        # at_risk_high_value (email): spent 300+, no order for 90 days; only 1 consents
+        # at_risk_high_value (email): sales worth 300+, none for 90 days; only 1 consents
         profile(1, total_orders=3, total_amount_spent=Decimal("450.00"),
-                last_online_order_at=long_ago, email_consent="granted"),
+                last_online_order_at=long_ago, lifetime_value=Decimal("450.00"),
+                days_since_last_order=181, email_consent="granted"),
         profile(2, total_orders=3, total_amount_spent=Decimal("450.00"),
-                last_online_order_at=long_ago, email_consent="withdrawn"),
+                last_online_order_at=long_ago, lifetime_value=Decimal("450.00"),
+                days_since_last_order=181, email_consent="withdrawn"),
+        # 450 placed, but refunded: no sale, in no audience
+        profile(8, total_orders=1, total_amount_spent=Decimal("450.00"),
+                last_online_order_at=long_ago, lifetime_value=Decimal("0"),
+                email_consent="granted"),
         # browsed_never_bought (email): a visit in the last 30 days, no order
         profile(3, last_website_visit_at=datetime(2026, 2, 20), email_consent="granted"),
         profile(4, last_website_visit_at=datetime(2026, 1, 1), email_consent="granted"),
         # lapsed_instore_buyers (no consent needed): in store, nothing for 180 days
         profile(5, total_orders=1, instore_orders=1, last_instore_order_at=long_ago,
-                total_amount_spent=Decimal("20")),
+                total_amount_spent=Decimal("20"), lifetime_value=Decimal("20"),
+                days_since_last_order=181),
         # checkout_errors_recent: the latest error on the checkout in the last 7 days
         profile(6, latest_error_at=datetime(2026, 2, 27), latest_error_page="checkout.html"),
         profile(7, latest_error_at=datetime(2026, 2, 27), latest_error_page="product/x.html"),
@@ -106,7 +113,7 @@ def test_audiences_are_the_reviewed_conditions_with_consent_for_email():
         ("checkout_errors_recent", 6),
     }
     custom = [{"name": "big", "channel": "none", "condition": "total_amount_spent >= 400"}]
-    assert expected_members(profiles, today, custom) == {("big", 1), ("big", 2)}
+    assert expected_members(profiles, today, custom) == {("big", 1), ("big", 2), ("big", 8)}
 
 
 def _weblog(offset: int, event_id: str, page: str, minutes: int, user_id=None, device=None):
