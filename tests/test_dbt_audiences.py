@@ -324,6 +324,43 @@ def test_api_serves_consent_and_audiences(built) -> None:
         assert get(f"{server.url}/api/audiences/Bad-Name/members")[0] == 422
 
 
+def test_an_unsubscribe_after_consent_granted_anew_withdraws_it(tmp_path) -> None:
+    """Every unsubscribe record is a statement, not only an email's first. Customer 1: consent
+    granted 2026-06-01 09:00; email m1 sent 10:00, unsubscribed 11:00 (batch 1); consent
+    granted again 06-02 09:00 (batch 2); m1's unsubscribe link followed again 06-03 10:00
+    (batch 3) -> withdrawn since 06-03 10:00 (unsubscribe), incrementally (m1's stored row
+    merged with the new record) and by a full refresh."""
+    incremental, full = (
+        tmp_path / "inc" / "warehouse.duckdb",
+        tmp_path / "full" / "warehouse.duckdb",
+    )
+    incremental.parent.mkdir()
+    full.parent.mkdir()
+    raw = RawLanding([incremental, full])
+    at = lambda text: dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)  # noqa: E731
+    raw.now = at("2026-06-01T08:00:00")
+    raw.user("snapshot", 1, 1, consent=consent("granted", at("2026-06-01T09:00:00")))
+    raw.email("m1", 1, at("2026-06-01T10:00:00"), updated_at=at("2026-06-01T11:00:00"),
+              unsubscribed=True)  # fmt: skip
+    raw.land()
+    run_dbt(incremental, *RUN, work_dir=tmp_path / "dbt-inc")
+    raw.now = at("2026-06-02T09:00:00")
+    raw.user("update", 1, 1, consent=consent("granted", at("2026-06-02T09:00:00")))
+    raw.land()
+    run_dbt(incremental, *RUN, work_dir=tmp_path / "dbt-inc")
+    assert consents(incremental) == [
+        (1, "granted", at("2026-06-02T09:00:00").replace(tzinfo=None), "profile")
+    ]
+    raw.now = at("2026-06-03T10:00:00")
+    raw.email("m1", 1, at("2026-06-01T10:00:00"), updated_at=at("2026-06-03T10:00:00"),
+              unsubscribed=True)  # fmt: skip
+    raw.land()
+    run_dbt(incremental, *RUN, work_dir=tmp_path / "dbt-inc")
+    run_dbt(full, "run", "--full-refresh", work_dir=tmp_path / "dbt-full")
+    expected = [(1, "withdrawn", at("2026-06-03T10:00:00").replace(tzinfo=None), "unsubscribe")]
+    assert consents(incremental) == consents(full) == expected
+
+
 def test_spend_and_recency_count_sales_only(tmp_path) -> None:
     """at_risk_high_value and lapsed_instore_buyers read the traits (lifetime_value,
     days_since_last_order: sales only), not every order placed. All with email consent:

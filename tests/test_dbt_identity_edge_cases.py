@@ -273,6 +273,61 @@ def test_a_new_customer_with_a_recycled_address_does_not_take_past_matches(
     assert_same_relations(inc, full)
 
 
+def test_a_later_registration_does_not_take_or_blur_sales_from_before_another_held_it(
+    tmp_path: Path,
+) -> None:
+    """Guest sales older than the users snapshot (06-01 08:00) go to the snapshot's holder of
+    their address (a document's first address also holds before it). Ann (ann@) changes to
+    ann.new@ on 06-05; on 06-10 Fay registers with ann@ and Gus with ben@, which Ben still
+    holds. A registration's address holds before it only back to when another customer last
+    held it by a change: Fay's from 06-05 (Ann's change) to 06-10, Gus's not at all (Ben holds
+    ben@ since 06-01 and still does). So:
+    - 901 (ann@, 05-15, 12.00): Ann's (before this rule, Ann's and Fay's: ambiguous);
+    - 902 (ben@, 05-15, 7.00): Ben's (was ambiguous with Gus);
+    - 903 (ann@, 06-03, 5.00): Ann's (she held it then);
+    - 904 (ann@, 06-07, 9.00): Fay's (nobody held it; she bought as a guest, then registered);
+    - 905 (ben@, 06-11, 3.00): ambiguous (Ben and Gus both hold ben@ since 06-10).
+    Ann 2 orders 17.00, Ben 1 order 7.00, Fay 1 order 9.00, Gus none; 1 ambiguous order."""
+    raw, inc, full = landing(tmp_path)
+    snapshot_users(raw)
+    for number, email, day, price in (
+        (901, "ann@example.com", "2026-05-15", 12),
+        (902, "ben@example.com", "2026-05-15", 7),
+        (903, "ann@example.com", "2026-06-03", 5),
+    ):
+        raw.order("Instore", "insert", number, None, t("12:00", day), [("Scarf", "A", price, 1)],
+                  customer_email=email)  # fmt: skip
+    raw.land()
+    build(inc, tmp_path)
+    raw.now = utc("2026-06-05T08:00:00")
+    raw.user("update", 1, 1, first_name="Ann", email="ann.new@example.com")
+    raw.land()
+    build(inc, tmp_path)
+    raw.now = utc("2026-06-10T08:00:00")
+    raw.user("insert", 6, 6, first_name="Fay", email="ann@example.com")
+    raw.user("insert", 7, 7, first_name="Gus", email="ben@example.com")
+    raw.order("Instore", "insert", 904, None, t("12:00", "2026-06-07"), [("Hat", "A", 9, 1)],
+              customer_email="ann@example.com")  # fmt: skip
+    raw.order("Instore", "insert", 905, None, t("12:00", "2026-06-11"), [("Hat", "A", 3, 1)],
+              customer_email="ben@example.com")  # fmt: skip
+    raw.land()
+    build(inc, tmp_path)
+    full_refresh(full, tmp_path)
+    for warehouse in (inc, full):
+        owners = {o: (c, a) for o, c, a in guest_owner(warehouse)}
+        assert owners == {
+            object_id(901): (1, "email"),
+            object_id(902): (2, "email"),
+            object_id(903): (1, "email"),
+            object_id(904): (6, "email"),
+            object_id(905): (None, "ambiguous_email"),
+        }, owners
+        stats = {c: (n, amount) for c, n, amount in instore_stats(warehouse)}
+        assert stats[1] == (2, Decimal("17.00")) and stats[2] == (1, Decimal("7.00")), stats
+        assert stats[6] == (1, Decimal("9.00")) and stats[7][0] == 0, stats
+    assert_same_relations(inc, full)
+
+
 def test_a_users_batch_with_a_lower_id_landing_after_an_order_batch(tmp_path: Path) -> None:
     """Batch ids come from one sequence; sources land side by side, so one source's ids
     increase in commit order but a users batch can commit (and be built) after an in-store

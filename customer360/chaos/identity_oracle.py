@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -135,8 +135,9 @@ class AddressPeriod:
 
 def address_periods(changes: list[UserChange]) -> dict[str, list[AddressPeriod]]:
     """Who held each address when: a document's address holds from the change that set it
-    until the document's next change; its first address also before (`backdated`), where it
-    counts only if no change had set the address for anyone (int_guest_order_owners)."""
+    until the document's next change; its first address also before (`backdated`), back to the
+    end of the latest period in which another customer held it by a change that began before,
+    and counts only where no change had set the address for anyone (int_guest_order_owners)."""
     by_document: dict[str, list[UserChange]] = defaultdict(list)
     for change in changes:
         by_document[change.document_key].append(change)
@@ -155,7 +156,25 @@ def address_periods(changes: list[UserChange]) -> dict[str, list[AddressPeriod]]
                 periods[change.email_key].append(
                     AddressPeriod(change.customer_id, _NEVER, change.changed_at, backdated=True)
                 )
-    return periods
+    return {key: _backdated_after_others(held) for key, held in periods.items()}
+
+
+def _backdated_after_others(held: list[AddressPeriod]) -> list[AddressPeriod]:
+    """An address's periods, each backdated one starting where the last period of another
+    customer's that began before it ended (never later than its own end)."""
+    out = []
+    for period in held:
+        if period.backdated:
+            ends = [
+                min(other.valid_to, period.valid_to)
+                for other in held
+                if not other.backdated
+                and other.customer_id != period.customer_id
+                and other.valid_from < period.valid_to
+            ]
+            period = replace(period, valid_from=max(ends, default=_NEVER))
+        out.append(period)
+    return out
 
 
 def address_owner(email: Any, at: datetime, periods: dict[str, list[AddressPeriod]]) -> int | None:

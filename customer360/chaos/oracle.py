@@ -459,26 +459,28 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
             continue
         email = emails.setdefault(
             record["id"], {"customer_id": record["customer_id"], "sent": record["date"],
-                           "opened": None, "clicked": None, "unsubscribed": None,
-                           "recipient": None},
+                           "opened": None, "clicked": None, "recipient": None,
+                           "unsubscribes": []},
         )  # fmt: skip
         email["customer_id"] = min(email["customer_id"], record["customer_id"])
         email["sent"] = min(email["sent"], record["date"])
         if record["recipient_email"] is not None:  # stg_marketing_emails: the least address
             email["recipient"] = min(email["recipient"] or record["recipient_email"],
                                      record["recipient_email"])  # fmt: skip
-        for flag in ("opened", "clicked", "unsubscribed"):
+        for flag in ("opened", "clicked"):
             if record[flag] and (email[flag] is None or record["updated_at"] < email[flag]):
                 email[flag] = record["updated_at"]
+        if record["unsubscribed"]:
+            email["unsubscribes"].append(record["updated_at"])
     for email in emails.values():
         if email["customer_id"] in customers:
             event(email["customer_id"], "Email Sent", email["sent"])
             event(email["customer_id"], "Email Opened", email["opened"])
             event(email["customer_id"], "Email Clicked", email["clicked"])
-            if email["unsubscribed"] is not None:
-                statements[email["customer_id"]].append(
-                    (email["unsubscribed"], "withdrawn", "unsubscribe")
-                )
+            # Every unsubscribe record is a statement (the link followed again after a grant).
+            statements[email["customer_id"]].extend(
+                (at, "withdrawn", "unsubscribe") for at in email["unsubscribes"]
+            )
 
     # The latest statement; one without a time is the oldest; a withdrawal wins a tie.
     consent = {}

@@ -109,17 +109,30 @@ document_periods as (
 
 {#- Who held each address when: from each change until the document's next one, and a
     document's first address also before its first change (`backdated`: the customer may have
-    had it before the history began, or bought as a guest before registering). A backdated
-    holder counts only where no change had set the address for anyone: a customer who
-    registers with an address another customer really held at the time of an order does not
-    take that order (or make it ambiguous). -#}
+    had it before the history began, or bought as a guest before registering), back to when
+    another customer last held that address by a change (the end of the latest such period
+    that began before it; else from always). So a customer who registers with an address
+    another customer held before does not take the orders made while, or before, the other
+    held it, nor make them ambiguous. A backdated holder counts only where no change had set
+    the address for anyone (matches). -#}
 address_periods as (
     select customer_id, email_key, valid_from, valid_to, false as backdated
     from document_periods
     union all
-    select customer_id, email_key, '-infinity'::timestamp, valid_from, true
-    from document_periods
-    where is_first
+    select
+        first_periods.customer_id,
+        first_periods.email_key,
+        coalesce((
+            select max(least(others.valid_to, first_periods.valid_from))
+            from document_periods as others
+            where others.email_key = first_periods.email_key
+                and others.customer_id <> first_periods.customer_id
+                and others.valid_from < first_periods.valid_from
+        ), '-infinity'::timestamp) as valid_from,
+        first_periods.valid_from as valid_to,
+        true as backdated
+    from document_periods as first_periods
+    where first_periods.is_first
 ),
 
 {#- Per address, the customer of every change of every document that ever held it (a document's

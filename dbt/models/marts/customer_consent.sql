@@ -45,10 +45,10 @@ unsubscribes as (
     select
         customer_id,
         'withdrawn' as email_consent,
-        max(unsubscribed_at) as email_consent_since,
+        max(last_unsubscribed_at) as email_consent_since,
         'unsubscribe' as email_consent_source
     from {{ ref('stg_marketing_emails') }}
-    where unsubscribed_at is not null
+    where last_unsubscribed_at is not null
         and customer_id in (select customer_id from customers)
     group by customer_id
 ),

@@ -10,7 +10,8 @@
 
 {#- One row per email_id, merging all its records (which may arrive out of order): send time,
     first open, first click and unsubscribe (earliest `updated_at` of a record with that flag
-    true). Every
+    true), and the latest unsubscribe (a recipient may follow the link again after granting
+    consent anew: each is a statement, customer_consent). Every
     column is a min/max/union over the records, so merging the previous row with new records
     gives what a full build over all records gives. -#}
 
@@ -58,6 +59,7 @@ new_emails as (
         min(case when is_opened then updated_at end) as first_opened_at,
         min(case when is_clicked then updated_at end) as first_clicked_at,
         min(case when is_unsubscribed then updated_at end) as unsubscribed_at,
+        max(case when is_unsubscribed then updated_at end) as last_unsubscribed_at,
         max(updated_at) as last_updated_at,
         count(*) as records,
         max(_batch_id) as _batch_id
@@ -77,6 +79,7 @@ emails as (
         min(first_opened_at) as first_opened_at,
         min(first_clicked_at) as first_clicked_at,
         min(unsubscribed_at) as unsubscribed_at,
+        max(last_unsubscribed_at) as last_unsubscribed_at,
         max(last_updated_at) as last_updated_at,
         cast(sum(records) as {{ dbt.type_bigint() }}) as records,
         max(_batch_id) as _batch_id
@@ -85,7 +88,7 @@ emails as (
         union all
         select
             email_id, customer_id, _customer_ids, campaign, recipient_email, sent_at, first_opened_at,
-            first_clicked_at, unsubscribed_at, last_updated_at, records, _batch_id
+            first_clicked_at, unsubscribed_at, last_unsubscribed_at, last_updated_at, records, _batch_id
         from {{ rows_with_keys(this, 'email_id', 'select email_id from new_emails', key_hash='_email_hash') }} as stored
     ) as records_so_far
     group by email_id
