@@ -442,13 +442,14 @@ def test_search_by_a_digit_that_is_not_an_ascii_digit_is_no_error(served) -> Non
 
 def test_profile_of_unknown_deleted_or_malformed_ids(served) -> None:
     """Customers 9 and 11 were deleted, 99 never existed -> 404 naming the id; an id that is not
-    a non-negative integer written in digits 0-9 -> 422 naming the field (`+7`, `7 `, `7_0` and
-    `7.0` are no customer 7 or 70, as int() and pydantic would read them); all JSON."""
-    for customer in ("9", "11", "99"):
+    an integer written in digits 0-9 after an optional `-` -> 422 naming the field (`+7`, `7 `,
+    `7_0` and `7.0` are no customer 7 or 70, as int() and pydantic would read them); all JSON.
+    `-1` is an id (staging reads user_id "-1" as customer -1): 404."""
+    for customer in ("9", "11", "99", "-1"):
         status, kind, body = get(f"{served}/api/customers/{customer}")
         assert (status, kind) == (404, "application/json"), customer
         assert body["detail"] == f"no customer with id {customer}"
-    bad_ids = ("%C3%A9", "%F0%9F%98%80", "-1", "1e3", "abc", "9223372036854775808", "%D9%A3")
+    bad_ids = ("%C3%A9", "%F0%9F%98%80", "--1", "1e3", "abc", "9223372036854775808", "%D9%A3")
     for bad in (*bad_ids, "%2B7", "7%20", "%207", "7_0", "7.0"):
         status, kind, body = get(f"{served}/api/customers/{bad}")
         assert (status, kind) == (422, "application/json"), bad
@@ -531,3 +532,22 @@ def test_unit_tests_of_customer_details(built) -> None:
         "customer_details,test_type:unit",
         work_dir=built["tmp"] / "dbt-full",
     )
+
+
+def test_a_customer_with_a_negative_id_has_a_profile(tmp_path: Path) -> None:
+    """Staging reads user_id -5 (or "-5") as customer -5 (macro json_integer), so the marts hold
+    customer -5: search lists it and its profile answers, as for any customer."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    raw = RawLanding([warehouse])
+    raw.user("snapshot", 1, -5)
+    raw.order("Online", "insert", 11, "-5", items=[("Coat", "Outerwear", 10, 1)])
+    raw.land()
+    run_dbt(warehouse, "run", work_dir=tmp_path)
+    settings = Settings(warehouse=warehouse, api_token=TOKEN)
+    with duckdb.connect(str(warehouse)) as con:
+        publish_serving_copy(con, settings, force=True)
+    with BackgroundServer(settings, port=0) as server:
+        status, _, body = get(f"{server.url}/api/customers?q=-5")
+        assert status == 200 and [i["customer_id"] for i in body["items"]] == [-5]
+        status, _, profile = get(f"{server.url}/api/customers/-5")
+        assert status == 200 and profile["totals"]["total_orders"] == 1, profile

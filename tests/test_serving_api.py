@@ -137,7 +137,8 @@ def test_profile_search_404_bad_input_and_deleted_customer(isolated_settings, ca
             assert get(f"{server.url}/api/customers/999")[0] == 404
             status, body = get(f"{server.url}/api/customers/abc")
             assert status == 422 and body["detail"][0]["loc"] == ["path", "customer_id"]
-            assert get(f"{server.url}/api/customers/-1")[0] == 422
+            assert get(f"{server.url}/api/customers/-1")[0] == 404  # an id, no such customer
+            assert get(f"{server.url}/api/customers/--1")[0] == 422
             assert get(f"{server.url}/api/customers/{2**64}")[0] == 422
             status, body = get(f"{server.url}/api/customers?q={'x' * 101}")
             assert status == 422 and body["detail"][0]["type"] == "string_too_long"

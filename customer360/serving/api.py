@@ -38,23 +38,29 @@ log = logging.getLogger(__name__)
 
 MAX_QUERY_LENGTH = 100
 MAX_PAGE_SIZE = 100
+# A customer id is what staging reads as one (dbt macro json_integer: `-?[0-9]+`, a BIGINT), so
+# every customer the marts hold has a profile.
+MIN_CUSTOMER_ID = -(2**63)
 MAX_CUSTOMER_ID = 2**63 - 1
-CUSTOMER_ID_TEXT = re.compile(r"[0-9]{1,19}")
+CUSTOMER_ID_TEXT = re.compile(r"-?[0-9]{1,19}")
 
 
 def customer_id_from_text(text: str) -> int | None:
-    """The customer id a text names, or None: ASCII digits only, at most MAX_CUSTOMER_ID. Not
-    int()'s or pydantic's reading, which also take a sign, spaces, `_` and `7.0` (so `+7`,
-    `7%20` and `7_0` named customers 7 and 70), and digits of other scripts ('٣')."""
+    """The customer id a text names, or None: ASCII digits, after an optional `-`, within a
+    BIGINT. Not int()'s or pydantic's reading, which also take `+`, spaces, `_` and `7.0` (so
+    `+7`, `7%20` and `7_0` named customers 7 and 70), and digits of other scripts ('٣')."""
     if not CUSTOMER_ID_TEXT.fullmatch(text):
         return None
     value = int(text)
-    return value if value <= MAX_CUSTOMER_ID else None
+    return value if MIN_CUSTOMER_ID <= value <= MAX_CUSTOMER_ID else None
 
 
 def _path_customer_id(value: Any) -> Any:
     if isinstance(value, str) and customer_id_from_text(value) is None:
-        raise ValueError(f"a customer id is 1 to 19 digits 0-9, at most {MAX_CUSTOMER_ID}")
+        raise ValueError(
+            "a customer id is an optional - and 1 to 19 digits 0-9, from"
+            f" {MIN_CUSTOMER_ID} to {MAX_CUSTOMER_ID}"
+        )
     return value
 
 
@@ -337,7 +343,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     def customer_profile(
         customer_id: Annotated[
-            int, BeforeValidator(_path_customer_id), Path(ge=0, le=MAX_CUSTOMER_ID)
+            int, BeforeValidator(_path_customer_id), Path(ge=MIN_CUSTOMER_ID, le=MAX_CUSTOMER_ID)
         ],
     ) -> Response:
         # Point queries on one pooled cursor of the latest copy (see reader.py).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from customer360.serving.api import MAX_CUSTOMER_ID, customer_id_from_text
+from customer360.serving.api import MAX_CUSTOMER_ID, MIN_CUSTOMER_ID, customer_id_from_text
 
 
 @pytest.mark.parametrize(
@@ -18,7 +18,12 @@ from customer360.serving.api import MAX_CUSTOMER_ID, customer_id_from_text
         ("1" * 20, None),
         ("", None),
         ("+7", None),
-        ("-7", None),
+        ("-7", -7),  # staging reads "-7" as a customer id: its profile must be reachable
+        (str(MIN_CUSTOMER_ID), MIN_CUSTOMER_ID),
+        (str(MIN_CUSTOMER_ID - 1), None),
+        ("-", None),
+        ("--7", None),
+        ("- 7", None),
         (" 7", None),
         ("7 ", None),
         ("7\n", None),
@@ -31,5 +36,7 @@ from customer360.serving.api import MAX_CUSTOMER_ID, customer_id_from_text
         ("７", None),  # a fullwidth 7: int() reads it as 7
     ],
 )
-def test_a_customer_id_is_ascii_digits_only(text: str, expected: int | None) -> None:
+def test_a_customer_id_is_ascii_digits_after_an_optional_minus(
+    text: str, expected: int | None
+) -> None:
     assert customer_id_from_text(text) == expected

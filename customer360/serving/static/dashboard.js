@@ -261,7 +261,7 @@ $("token-save").addEventListener("click", () => {
   $("token-panel").hidden = true;
   refresh();
 });
-const fromHash = /customer=(\d+)/.exec(location.hash);
+const fromHash = /customer=(-?\d+)/.exec(location.hash);
 if (fromHash) currentId = fromHash[1];
 refresh();
 setInterval(refresh, REFRESH_MS);
