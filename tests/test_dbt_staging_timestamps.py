@@ -15,10 +15,12 @@ customer_360 and customer_traits views read for both customers.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from customer360.chaos.oracle import as_timestamp
 from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding, object_id
 
@@ -74,3 +76,45 @@ def _cluster_time(con: duckdb.DuckDBPyConnection, document_key: str) -> int:
     return con.execute(
         "select cluster_time from raw.online_orders where document_key = ?", [document_key]
     ).fetchone()[0]
+
+
+# Each names 2026-05-01 10:00 UTC (macro parse_utc_timestamp lists the forms read).
+ISO_FORMS = {
+    "extended": "2026-05-01T10:00:00Z",
+    "lower-case t and z (RFC 3339)": "2026-05-01t10:00:00z",
+    "space separator, offset": "2026-05-01 12:00:00+02:00",
+    "offset without colon": "2026-05-01T12:00:00+0200",
+    "comma before the fraction": "2026-05-01T10:00:00,0Z",
+    "basic format": "20260501T100000Z",
+    "basic format, comma, offset": "20260501T120000,0+0200",
+    "no offset, newline after": "2026-05-01T10:00:00\n",
+    "no offset, tab after": "2026-05-01T10:00:00\t",
+    "tab before": "\t2026-05-01T10:00:00",
+}
+NOT_TIMESTAMPS = ("May 1st", "2026-05-01T10:00:00ZZ", "infinity", "")
+
+
+def test_iso_8601_forms_are_read_as_one_instant_by_staging_and_the_oracle(tmp_path: Path) -> None:
+    """Every form of ISO-8601 / RFC 3339 the macro documents types to the same UTC instant, in
+    staging and in the chaos oracle's independent reading; text in no such form is rejected
+    ('date is not a timestamp') by both."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    raw = RawLanding([warehouse])
+    raw.user("snapshot", 1, 1)
+    for name, date in ISO_FORMS.items():
+        raw.kafka("weblogs", {"event_id": name, "user_id": 1, "date": date, "page": "p.html"})
+    for number, date in enumerate(NOT_TIMESTAMPS):
+        raw.kafka("weblogs", {"event_id": f"bad-{number}", "user_id": 1, "date": date})
+    raw.land()
+    run_dbt(warehouse, "run", work_dir=tmp_path)
+    expected = datetime(2026, 5, 1, 10, 0)
+    with duckdb.connect(str(warehouse)) as con:
+        typed = dict(con.execute("select event_id, event_at from staging.stg_weblogs").fetchall())
+        rejected = con.execute(
+            "select count(*) from staging.stg_rejected_records"
+            " where source = 'weblogs' and reason = 'date is not a timestamp'"
+        ).fetchone()[0]
+    assert typed == dict.fromkeys(ISO_FORMS, expected)
+    assert rejected == len(NOT_TIMESTAMPS)
+    assert {name: as_timestamp(date) for name, date in ISO_FORMS.items()} == typed
+    assert [as_timestamp(date) for date in NOT_TIMESTAMPS] == [None] * len(NOT_TIMESTAMPS)

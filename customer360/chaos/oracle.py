@@ -177,12 +177,14 @@ def as_integer(value: Any) -> int | None:
 
 
 def as_timestamp(value: Any) -> datetime | None:
-    """`json_timestamp`: ISO text (any offset) or a BSON date, as naive UTC."""
+    """`json_timestamp`: ISO text (any offset; `t`, `z`, the basic format and a `,` before
+    the fraction too, whitespace around it ignored: parse_utc_timestamp) or a BSON date, as
+    naive UTC."""
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.strip())
+            moment = datetime.fromisoformat(value.strip(WHITESPACE).upper())
         except ValueError:
             return None
     else:

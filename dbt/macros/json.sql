@@ -34,7 +34,8 @@
     end
 {%- endmacro %}
 
-{#- A UTC timestamp from an ISO-8601 string (any offset, converted to UTC) or from Mongo relaxed
+{#- A UTC timestamp from an ISO-8601 string (any offset, converted to UTC: parse_utc_timestamp
+    says which forms) or from Mongo relaxed
     extended JSON: {"$date": "...Z"} or {"$date": {"$numberLong": "<ms since epoch>"}}. Milliseconds
     beyond a timestamp's range read as null (epoch_ms raises on them: one such record failed
     every build). -#}
@@ -54,14 +55,33 @@
     end
 {%- endmacro %}
 
-{#- ISO-8601 text to a UTC timestamp without time zone; text without an offset is taken as UTC
-    (the profile sets TimeZone=UTC); unparseable text is null, and so are 'infinity' and
-    '-infinity', which the cast accepts (an order dated '-infinity' made customer_traits fail). -#}
+{#- ISO-8601 / RFC 3339 text to a UTC timestamp without time zone: a calendar date, alone or
+    with a time after `T`, `t` or a space, in the extended (2026-05-01T10:00:00) or the basic
+    (20260501T100000) format, a fraction after `.` or `,`, an offset `Z`, `z`, ±hh, ±hhmm or
+    ±hh:mm, or none (taken as UTC: the profile sets TimeZone=UTC), whitespace around it
+    ignored. Week and ordinal dates are not read. Unparseable text is null, and so are
+    'infinity' and '-infinity', which the cast accepts (an order dated '-infinity' made
+    customer_traits fail). DuckDB's cast reads the common form; the others are rewritten to it
+    first, only where it failed (COALESCE evaluates its second argument for those rows only). -#}
 {% macro parse_utc_timestamp(text_expression) -%}
     {{ return(adapter.dispatch('parse_utc_timestamp', 'customer360')(text_expression)) }}
 {%- endmacro %}
 {% macro default__parse_utc_timestamp(text_expression) -%}
-    {%- set parsed -%} timezone('UTC', try_cast({{ text_expression }} as timestamptz)) {%- endset -%}
+    {%- set rewritten -%}
+        regexp_replace(
+            regexp_replace(
+                regexp_replace(
+                    upper({{ customer360.trimmed_text(text_expression) }}),
+                    '^([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})', '\1-\2-\3T\4:\5:\6'
+                ),
+                '^([0-9]{4})([0-9]{2})([0-9]{2})$', '\1-\2-\3'
+            ),
+            '^([^,]*[0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9])', '\1.\2'
+        )
+    {%- endset -%}
+    {%- set parsed -%}
+        timezone('UTC', coalesce(try_cast({{ text_expression }} as timestamptz), try_cast({{ rewritten }} as timestamptz)))
+    {%- endset -%}
     case when isfinite({{ parsed }}) then {{ parsed }} end
 {%- endmacro %}
 
