@@ -11,7 +11,7 @@ import pytest
 from customer360.chaos.oracle import expected_marts, marts_rows, read_sources
 from customer360.generator.history import seed
 from customer360.pipeline import MicroBatch, microbatch
-from customer360.pipeline.microbatch import duckdb_threads
+from customer360.pipeline.microbatch import DISABLED_OPTIMIZERS, duckdb_threads
 from customer360.pipeline.probe import close_probers, probe_lag
 from customer360.pipeline.reconcile import reconcile
 from extractors import SOURCES
@@ -119,6 +119,8 @@ def test_a_backlog_lands_the_next_batch_beside_the_build(isolated_settings):
         (all_cores,) = duckdb.connect().execute("select current_setting('threads')").fetchone()
         share = duckdb_threads(int(all_cores), backlog=False)
         assert threads == [int(all_cores)] * 2 + [share] * 2
+        (disabled,) = batch.con.execute("select current_setting('disabled_optimizers')").fetchone()
+        assert disabled == DISABLED_OPTIMIZERS
 
         con = batch.con
         assert con.execute("select count(*) from staging.stg_weblogs").fetchone()[0] == 250
