@@ -324,19 +324,24 @@ def test_api_serves_consent_and_audiences(built) -> None:
         assert get(f"{server.url}/api/audiences/Bad-Name/members")[0] == 422
 
 
-def test_an_unsubscribe_after_consent_granted_anew_withdraws_it(tmp_path) -> None:
-    """Every unsubscribe record is a statement, not only an email's first. Customer 1: consent
-    granted 2026-06-01 09:00; email m1 sent 10:00, unsubscribed 11:00 (batch 1); consent
-    granted again 06-02 09:00 (batch 2); m1's unsubscribe link followed again 06-03 10:00
-    (batch 3) -> withdrawn since 06-03 10:00 (unsubscribe), incrementally (m1's stored row
-    merged with the new record) and by a full refresh."""
+def landing(tmp_path: Path) -> tuple[RawLanding, Path, Path]:
+    """Raw landing into two warehouses: one built incrementally, one by full refreshes."""
     incremental, full = (
         tmp_path / "inc" / "warehouse.duckdb",
         tmp_path / "full" / "warehouse.duckdb",
     )
     incremental.parent.mkdir()
     full.parent.mkdir()
-    raw = RawLanding([incremental, full])
+    return RawLanding([incremental, full]), incremental, full
+
+
+def test_an_unsubscribe_after_consent_granted_anew_withdraws_it(tmp_path) -> None:
+    """Every unsubscribe record is a statement, not only an email's first. Customer 1: consent
+    granted 2026-06-01 09:00; email m1 sent 10:00, unsubscribed 11:00 (batch 1); consent
+    granted again 06-02 09:00 (batch 2); m1's unsubscribe link followed again 06-03 10:00
+    (batch 3) -> withdrawn since 06-03 10:00 (unsubscribe), incrementally (m1's stored row
+    merged with the new record) and by a full refresh."""
+    raw, incremental, full = landing(tmp_path)
     at = lambda text: dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)  # noqa: E731
     raw.now = at("2026-06-01T08:00:00")
     raw.user("snapshot", 1, 1, consent=consent("granted", at("2026-06-01T09:00:00")))
@@ -372,13 +377,7 @@ def test_spend_and_recency_count_sales_only(tmp_path) -> None:
       lapsed_instore_buyers;
     - 9 Ivy: the same, the online order delivered -> bought 10 days ago: not lapsed.
     Built incrementally (two batches) and by a full refresh: the same members."""
-    incremental, full = (
-        tmp_path / "inc" / "warehouse.duckdb",
-        tmp_path / "full" / "warehouse.duckdb",
-    )
-    incremental.parent.mkdir()
-    full.parent.mkdir()
-    raw = RawLanding([incremental, full])
+    raw, incremental, full = landing(tmp_path)
     raw.now = days_ago(0.5)
     for customer, name in ((6, "Fay"), (7, "Gus"), (8, "Hal"), (9, "Ivy")):
         raw.user(
