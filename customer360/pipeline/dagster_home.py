@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,9 @@ from customer360.services.processes import (
     ServiceError,
     free_port,
     log_tail,
+    port_in_use,
     stop_process_groups,
+    wait_until,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,26 +97,22 @@ def start_code_server(env: dict[str, str], log_dir: Path) -> tuple[subprocess.Po
 def _wait_until_listening(process: subprocess.Popen, port: int, log_path: Path) -> None:
     """The code server's proxy listens once it has loaded the definitions (or failed to: the
     UI then shows the load error, as for any code location)."""
-    deadline = time.monotonic() + CODE_SERVER_STARTUP_S
-    while True:
+
+    def listening_or_exited() -> bool:
         if process.poll() is not None:
             raise ServiceError(
                 f"Dagster's code server exited (code {process.returncode}) loading "
                 f"{DEFINITIONS_MODULE}; the end of {log_path}:\n"
                 f"{log_tail(log_path) or '(empty)'}"
             )
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise ServiceError(
-                f"Dagster's code server did not serve {DEFINITIONS_MODULE} within "
-                f"{CODE_SERVER_STARTUP_S:.0f} s; the end of {log_path}:\n"
-                f"{log_tail(log_path) or '(empty)'}"
-            )
-        time.sleep(0.25)
+        return port_in_use("127.0.0.1", port)
+
+    if not wait_until(listening_or_exited, CODE_SERVER_STARTUP_S, interval=0.25):
+        raise ServiceError(
+            f"Dagster's code server did not serve {DEFINITIONS_MODULE} within "
+            f"{CODE_SERVER_STARTUP_S:.0f} s; the end of {log_path}:\n"
+            f"{log_tail(log_path) or '(empty)'}"
+        )
 
 
 def start_dagster(

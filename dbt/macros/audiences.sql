@@ -13,6 +13,7 @@
     {%- set node = graph.nodes.get('model.customer360.audience_definitions') -%}
     {%- set audiences = (node.config.meta or {}).get('audiences', []) if node else [] -%}
     {%- set seen = [] -%}
+    {%- set clock_or_random = '(?i)\\b(' ~ (nondeterministic_functions() | join('|')) ~ ')\\s*\\(|\\b(' ~ (clock_keywords() | join('|')) ~ ')\\b' -%}
     {%- for audience in audiences -%}
         {%- set name = audience.get('name', '') -%}
         {%- if not modules.re.fullmatch('[a-z][a-z0-9_]{0,62}', name) -%}
@@ -26,9 +27,7 @@
             {{ exceptions.raise_compiler_error("audience " ~ name ~ ": channel must be email or none (audience_definitions.yml)") }}
         {%- endif -%}
         {%- set condition = audience.get('condition', '') | string -%}
-        {%- set reads_a_clock = modules.re.search(
-            '(?i)\\b(' ~ (nondeterministic_functions() | join('|')) ~ ')\\s*\\(|\\b(' ~ (clock_keywords() | join('|')) ~ ')\\b',
-            condition) -%}
+        {%- set reads_a_clock = modules.re.search(clock_or_random, condition) -%}
         {%- if not condition.strip() or ';' in condition or reads_a_clock -%}
             {{ exceptions.raise_compiler_error("audience " ~ name ~ ": condition must be one SQL boolean over customer_360's columns and `today`, with no clock or random function of its own (" ~ (reads_a_clock.group(0) if reads_a_clock else "empty or several statements") ~ "; audience_definitions.yml)") }}
         {%- endif -%}
