@@ -12,9 +12,11 @@ from customer360.config import Settings
 
 
 def drain(batch, max_runs: int = 500, data_tests: bool | None = None) -> list[dict]:
-    """Micro-batches until one lands nothing with no lag left; their report lines.
-    `data_tests` as in `MicroBatch.run` (None: when due; the timed phases pass False: the
-    stream runs its data tests beside the batches, not in them)."""
+    """Micro-batches until one succeeds, lands nothing and has no lag left; their report lines.
+    A batch that failed is never the end: a source whose extract failed has no lag to tell, so
+    the others' lag of 0 says nothing of it. `data_tests` as in `MicroBatch.run` (None: when due;
+    the timed phases pass False: the stream runs its data tests beside the batches, not in
+    them)."""
     from customer360.bench.loop import batch_record
 
     done = []
@@ -27,7 +29,7 @@ def drain(batch, max_runs: int = 500, data_tests: bool | None = None) -> list[di
             time.sleep(1)
         if result.records or result.dbt is not None:
             done.append(batch_record(result, started, time.time()))
-        if not result.records and result.remaining_lag in (0, None):
+        if result.success and not result.records and result.remaining_lag in (0, None):
             return done
     raise RuntimeError(f"the micro-batches did not catch up within {max_runs} runs")
 
