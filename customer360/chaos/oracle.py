@@ -73,6 +73,9 @@ MART_KEYS = {
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 CENT = Decimal("0.01")
 MICRO = Decimal("0.000001")
+# The largest amount a line item may have, in millionths (DECIMAL(28, 6), the price's type):
+# staging rejects an order with a larger one.
+LARGEST_AMOUNT_MICROS = 10**28 - 1
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,10 @@ def order_lines(document: dict[str, Any]) -> list[tuple[str | None, Decimal, int
             return None
         if price < 0 or quantity <= 0 or abs(price) >= 1e22 or quantity >= 2**63:
             return None
-        lines.append((item.get("product_name"), Decimal(repr(price)).quantize(MICRO), quantity))
+        exact_price = Decimal(repr(price)).quantize(MICRO)
+        if int(exact_price.scaleb(6)) * quantity > LARGEST_AMOUNT_MICROS:
+            return None  # an amount (price x quantity) that does not fit the price's type
+        lines.append((item.get("product_name"), exact_price, quantity))
     return lines
 
 

@@ -106,7 +106,16 @@
 {%- endmacro %}
 
 {#- True when `items` is not an array, or an item has a price that is not a non-negative
-    number or a quantity that is not a positive integer (or either does not fit its type). -#}
+    number or a quantity that is not a positive integer (or either does not fit its type), or
+    an amount (price x quantity) of 10^22 or more, which does not fit the price's type (the
+    marts' totals, decimal(38, 6), then hold 10^10 such amounts a customer: no valid order can
+    overflow a sum). -#}
+{#- The largest amount a line item may have, in millionths: that of DECIMAL(28, 6), the price's
+    type. -#}
+{% macro largest_amount_micros() -%}
+    cast('9999999999999999999999999999' as hugeint)
+{%- endmacro %}
+
 {% macro json_order_items_invalid(column) -%}
     {{ return(adapter.dispatch('json_order_items_invalid', 'customer360')(column)) }}
 {%- endmacro %}
@@ -120,10 +129,14 @@
                 or try_cast(json_extract_string(item, '$.price') as double) < 0
                 or try_cast(json_extract_string(item, '$.quantity') as bigint) <= 0
         )), false)
-        -- a number that does not fit the typed column (e.g. a price of 1e30)
+        -- a number that does not fit the typed column (e.g. a price of 1e30), or an amount
+        -- (price x quantity) that does not fit the price's type: exactly, in whole millionths
+        -- (the largest price's millionths times the largest quantity would overflow any type;
+        -- a price of 0 divides by 1: no quantity exceeds 10^28)
         or coalesce(list_bool_or(list_transform(
             {{ customer360.json_order_items(column) }},
             lambda item: item.price is null or item.quantity is null
+                or item.quantity > {{ customer360.largest_amount_micros() }} // greatest(1, cast(item.price * 1000000 as hugeint))
         )), false)
     )
 {%- endmacro %}

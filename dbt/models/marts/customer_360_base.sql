@@ -174,10 +174,10 @@ final as (
         -- orders, items and amount per channel and in total
         cast(coalesce(order_totals.online_orders, 0) as {{ dbt.type_bigint() }}) as online_orders,
         cast(coalesce(line_item_totals.online_items_purchased, 0) as {{ dbt.type_bigint() }}) as online_items_purchased,
-        cast(coalesce(line_item_totals.online_amount_spent, 0) as {{ dbt.type_numeric() }}) as online_amount_spent,
+        cast(coalesce(line_item_totals.online_amount_spent, 0) as {{ money_type() }}) as online_amount_spent,
         cast(coalesce(order_totals.instore_orders, 0) as {{ dbt.type_bigint() }}) as instore_orders,
         cast(coalesce(line_item_totals.instore_items_purchased, 0) as {{ dbt.type_bigint() }}) as instore_items_purchased,
-        cast(coalesce(line_item_totals.instore_amount_spent, 0) as {{ dbt.type_numeric() }}) as instore_amount_spent,
+        cast(coalesce(line_item_totals.instore_amount_spent, 0) as {{ money_type() }}) as instore_amount_spent,
         cast(coalesce(order_totals.online_orders, 0) + coalesce(order_totals.instore_orders, 0) as {{ dbt.type_bigint() }}) as total_orders,
         cast(
             coalesce(line_item_totals.online_items_purchased, 0) + coalesce(line_item_totals.instore_items_purchased, 0)
@@ -185,7 +185,7 @@ final as (
         ) as total_items_purchased,
         cast(
             coalesce(line_item_totals.online_amount_spent, 0) + coalesce(line_item_totals.instore_amount_spent, 0)
-            as {{ dbt.type_numeric() }}
+            as {{ money_type() }}
         ) as total_amount_spent,
 
         -- favourite product
@@ -221,8 +221,8 @@ final as (
         -- (orders not cancelled or returned) per channel, their days, the preferred category
         cast(coalesce(order_totals.online_sales, 0) as {{ dbt.type_bigint() }}) as _online_sales,
         cast(coalesce(order_totals.instore_sales, 0) as {{ dbt.type_bigint() }}) as _instore_sales,
-        cast(coalesce(line_item_totals.online_sales_amount, 0) as {{ dbt.type_numeric() }}) as _online_sales_amount,
-        cast(coalesce(line_item_totals.instore_sales_amount, 0) as {{ dbt.type_numeric() }}) as _instore_sales_amount,
+        cast(coalesce(line_item_totals.online_sales_amount, 0) as {{ money_type() }}) as _online_sales_amount,
+        cast(coalesce(line_item_totals.instore_sales_amount, 0) as {{ money_type() }}) as _instore_sales_amount,
         order_totals.last_online_sale_at as _last_online_sale_at,
         order_totals.last_instore_sale_at as _last_instore_sale_at,
         order_day_lists._order_days,

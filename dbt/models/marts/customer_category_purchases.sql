@@ -41,7 +41,7 @@ purchases as (
         customer_id,
         category,
         cast(count(*) as {{ dbt.type_bigint() }}) as line_items,
-        cast(sum(amount) as {{ dbt.type_numeric() }}) as amount_spent,
+        cast(sum(amount) as {{ money_type() }}) as amount_spent,
         max(ordered_at) as last_purchased_at
     from {{ ref('int_customer_order_items') }}
     where not is_deleted

@@ -82,7 +82,7 @@ facts as (
         base.customer_id,
         greatest(base.last_online_order_at, base.last_instore_order_at) as last_order_at,
         base.total_orders,
-        cast(base.total_amount_spent as double) as total_amount_spent,
+        base.total_amount_spent,
         customers.created_at,
         base.last_website_visit_at,
         base.last_email_opened_at
@@ -114,7 +114,7 @@ feature_values as (
         *,
         least(365.0, greatest(0.0, coalesce(order_days, 365.0))) as days_since_last_order,
         ln(1 + total_orders) as log_orders,
-        ln(1 + greatest(0.0, total_amount_spent)) as log_spend,
+        ln(1 + greatest(0.0, cast(total_amount_spent as double))) as log_spend,
         ln(1 + greatest(0.0, coalesce(tenure_days, 0.0))) as log_tenure_days,
         least(365.0, greatest(0.0, coalesce(visit_days, 365.0))) as days_since_last_visit,
         least(365.0, greatest(0.0, coalesce(email_open_days, 365.0))) as days_since_last_email_open
@@ -133,13 +133,15 @@ contributions as materialized (
     from feature_values
 ),
 
-{#- One row per customer and feature, with the feature in words, to rank the reasons. -#}
+{#- One row per customer and feature, with the feature in words, to rank the reasons. The words
+    give the days as they are at the model's reference time, not the feature's capped 365 (an
+    order 515 days before it reads "last order 515 days ago"). -#}
 explained as (
     select customer_id, 1 as feature_order, days_since_last_order_contribution as contribution,
         case
             when last_order_at is null then null
-            when days_since_last_order < 1 then 'ordered within the last day'
-            else 'last order ' || cast(floor(days_since_last_order) as integer) || case when floor(days_since_last_order) = 1 then ' day ago' else ' days ago' end
+            when greatest(0.0, order_days) < 1 then 'ordered within the last day'
+            else 'last order ' || cast(floor(greatest(0.0, order_days)) as integer) || case when floor(greatest(0.0, order_days)) = 1 then ' day ago' else ' days ago' end
         end as reason
     from contributions
     union all
@@ -153,7 +155,7 @@ explained as (
     select customer_id, 3, log_spend_contribution,
         case
             when total_orders = 0 then null
-            else 'spent ' || cast(cast(round(total_amount_spent, 2) as decimal(18, 2)) as varchar) || ' in total'
+            else 'spent ' || cast(cast(round(total_amount_spent, 2) as decimal(38, 2)) as varchar) || ' in total'  -- exact, not the feature's double
         end
     from contributions
     union all
@@ -167,16 +169,16 @@ explained as (
     select customer_id, 5, days_since_last_visit_contribution,
         case
             when last_website_visit_at is null then null
-            when days_since_last_visit < 1 then 'visited the website within the last day'
-            else 'visited the website ' || cast(floor(days_since_last_visit) as integer) || case when floor(days_since_last_visit) = 1 then ' day ago' else ' days ago' end
+            when greatest(0.0, visit_days) < 1 then 'visited the website within the last day'
+            else 'visited the website ' || cast(floor(greatest(0.0, visit_days)) as integer) || case when floor(greatest(0.0, visit_days)) = 1 then ' day ago' else ' days ago' end
         end
     from contributions
     union all
     select customer_id, 6, days_since_last_email_open_contribution,
         case
             when last_email_opened_at is null then null
-            when days_since_last_email_open < 1 then 'opened an email within the last day'
-            else 'opened an email ' || cast(floor(days_since_last_email_open) as integer) || case when floor(days_since_last_email_open) = 1 then ' day ago' else ' days ago' end
+            when greatest(0.0, email_open_days) < 1 then 'opened an email within the last day'
+            else 'opened an email ' || cast(floor(greatest(0.0, email_open_days)) as integer) || case when floor(greatest(0.0, email_open_days)) = 1 then ' day ago' else ' days ago' end
         end
     from contributions
 ),
