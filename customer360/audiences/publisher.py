@@ -47,6 +47,23 @@ TOPIC = "audience_changes"
 BATCH = 5_000
 # How far back from a partition's end the position is looked for first (then 4x further).
 LOOKBACK = 200
+# How often a lasting gap in the serving copy's sequence is logged again.
+GAP_REPORT_EVERY_S = 60.0
+
+
+class SequenceGap(RuntimeError):
+    """The serving copy lacks the change that follows the topic's position."""
+
+
+def following_on(rows: list[tuple], last_sequence: int) -> list[tuple]:
+    """The leading `rows` (sorted by sequence, first column) that continue `last_sequence`
+    one by one: none if the first does not, and up to a gap if one is further on."""
+    following = []
+    for row in rows:
+        if row[0] != last_sequence + 1 + len(following):
+            break
+        following.append(row)
+    return following
 
 
 @dataclass
@@ -158,17 +175,21 @@ class AudiencePublisher:
             con.close()
 
     def publish_round(self, before_commit: Callable[[], None] | None = None) -> RoundResult:
-        """Publish the pending changes in one transaction (at most BATCH)."""
-        rows = self.pending()
+        """Publish the pending changes in one transaction (at most BATCH): those that follow on
+        from the topic's position without a gap. Raises SequenceGap when the copy lacks the
+        next one (nothing is skipped: the topic's sequence is its position)."""
+        pending = self.pending()
+        rows = following_on(pending, self.last_sequence)
+        if pending and not rows:
+            raise SequenceGap(
+                f"{self.source} has no audience change {self.last_sequence + 1} (its next is "
+                f"{pending[0][0]}), the topic {self.topic} ends at {self.last_sequence}: waiting "
+                "for a publication of the serving copy that has it. If none ever does, the copy "
+                "and the topic hold two histories (a new warehouse?): publish to a new topic "
+                "(C360_KAFKA_TOPIC_PREFIX)"
+            )
         if not rows:
             return RoundResult(0, self.last_sequence)
-        if rows[0][0] != self.last_sequence + 1:
-            raise RuntimeError(
-                f"{self.source} has audience changes from {rows[0][0]} but the topic "
-                f"{self.topic} ends at {self.last_sequence}: the warehouse's history was "
-                "started again (a new warehouse?); publish it to a new topic "
-                "(C360_KAFKA_TOPIC_PREFIX) rather than mixing two histories"
-            )
         self.producer.begin_transaction()
         for sequence, audience, customer_id, change, changed_at in rows:
             value = {
@@ -216,13 +237,25 @@ def run(
 
     publisher: AudiencePublisher | None = None
     sent = 0
+    gap_reported_at: float | None = None
     try:
         while True:
             try:
                 publisher = publisher or AudiencePublisher(settings, source)
                 result = publisher.publish_round(pause)
+            except SequenceGap as exc:
+                if once:
+                    raise
+                if (
+                    gap_reported_at is None
+                    or time.monotonic() - gap_reported_at >= GAP_REPORT_EVERY_S
+                ):
+                    log.warning("audience_changes: %s", exc)
+                    gap_reported_at = time.monotonic()
+                time.sleep(interval_s)
+                continue
             except (KafkaException, RuntimeError) as exc:
-                if once or "history was started again" in str(exc):
+                if once:
                     raise
                 # Kafka away (a restart): start again, as a new publisher would (its open
                 # transaction aborted, the position read back from the topic).

@@ -415,7 +415,9 @@ class _Publisher:
             rows = dict(state.rows)
             self._replace_rows(alias, keys, rows)
             # Customers the marts no longer have (deleted): looked for only when the counts say
-            # the copy has some.
+            # the copy has some. Their rows are replaced too, not only deleted: a mart may keep a
+            # deleted customer's rows (audience_changes keeps every entry and exit, which the
+            # audience publisher reads from this copy, in sequence).
             marts_customers = con.execute(f"select count(*) from {layout.change_log}").fetchone()[0]
             extra = rows[CHANGE_LOG] - marts_customers
             if extra:
@@ -430,7 +432,7 @@ class _Publisher:
                         f"the serving copy has {extra} customers more than the marts but "
                         f"{deleted} the marts do not have; publish with force=True"
                     )
-                self._replace_rows(alias, keys, rows, insert=False)
+                self._replace_rows(alias, keys, rows)
                 replaced += deleted
             new_marks = [
                 max(int(state.marks[m]), -1 if h is None else int(h))
@@ -447,23 +449,21 @@ class _Publisher:
         self.result.customers_replaced = replaced
         return True
 
-    def _replace_rows(
-        self, alias: str, keys: str, rows: dict[str, int], insert: bool = True
-    ) -> None:
-        """Delete the rows of the customers in `keys` from every table of the slot and, with
-        `insert`, insert their rows from the marts (sorted by customer); `rows` (the slot's rows
-        per table) follows the counts DuckDB returns for each statement, so the slot's tables
-        are not counted again."""
+    def _replace_rows(self, alias: str, keys: str, rows: dict[str, int]) -> None:
+        """Delete the rows of the customers in `keys` from every table of the slot and insert
+        their rows from the marts (sorted by customer); `rows` (the slot's rows per table)
+        follows the counts DuckDB returns for each statement, so the slot's tables are not
+        counted again."""
         con = self.con
         in_keys = f"select {KEY} from {keys}"
         literals = ""
-        if insert and self.layout.literal_keys:
+        if self.layout.literal_keys:
             literals = ", ".join(_literal(r[0]) for r in con.execute(in_keys).fetchall())
         for table in self.layout.tables:
             target = f"{alias}.main.{quote(table.name)}"
             deleted = con.execute(f"delete from {target} where {KEY} in ({in_keys})").fetchone()
             rows[table.name] -= deleted[0]
-            if insert and (literals or not table.literal_keys):
+            if literals or not table.literal_keys:
                 inserted = con.execute(
                     f"insert into {target} {table.select_sql(in_keys, literals)} order by {KEY}"
                 ).fetchone()
