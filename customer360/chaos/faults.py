@@ -29,6 +29,11 @@ from customer360.generator.records import truncate_to_millis
 ONE_MB = 1_000_000 - 2_000  # under the broker's and the producer's default message limits
 
 
+class FaultNotInjected(Exception):
+    """A fault that could not happen (no process alive to kill): it is not injected, and the
+    soak tries it again later (soak.inject_on_schedule)."""
+
+
 @dataclass
 class BatchEvent:
     event: str
