@@ -14,8 +14,9 @@ whitespace around) and changing status, so traits count sales only.
 
 Each batch lands in `raw` (RawLanding writes rows as the extractors would) and is built by
 `MicroBatch.build_models`, as the stream builds it: by dbt until two builds agree, then replayed
-on two connections. After each, every mart the oracle knows (customer_360_base, purchase stats,
-popular items, activity, recent errors, traits, consent, identities, audiences) must equal what
+on two connections. After each, every mart the oracle knows (customer_details, customer_360 but
+as_of, purchase stats, popular items, activity, recent errors, traits, consent, identities,
+audiences) must equal what
 the oracle (customer360/chaos/oracle.py: the rules in plain Python, reading nothing dbt built)
 computes from what Kafka and MongoDB would hold, read back from the landing: every Kafka record,
 each document's latest change, and the users' changes the identity rules need. So must the

@@ -113,17 +113,32 @@ def never_visible(probes: list[Probe], customers_present: set[int]) -> tuple[int
     return len(missing) - gone, gone
 
 
+def lateness_s(probe: Probe, customers_present: set[int], polled_until: float) -> float | None:
+    """What a probe counts as in the freshness percentiles: its freshness; for one never
+    visible whose customer still exists, its age when polling stopped (`polled_until`, the end
+    of the drain): it was at least that late, so a lost probe weighs on p50 and p95 instead of
+    leaving them (the targets are missed anyway: Bench.targets); None for one whose customer
+    was deleted (no profile to show it in: not a lateness)."""
+    if probe.freshness_s is not None:
+        return probe.freshness_s
+    if probe.customer_id not in customers_present:
+        return None
+    return polled_until - probe.produced_at
+
+
 @dataclass
 class Prober:
-    """Produces a probe every `interval_s` and polls the read path every `poll_s`."""
+    """Produces a probe every `interval_s` and polls the read path every `poll_s` for every
+    probe not yet visible, however old, until the drain ends (`polled_until`): a probe held
+    up for minutes is late, not gone, and is seen when it appears."""
 
     settings: Settings
     read_path: object
     customer_ids: list[int]
     interval_s: float = 1.0
     poll_s: float = 0.1
-    give_up_s: float = 120.0
     probes: list[Probe] = field(default_factory=list)
+    polled_until: float | None = None  # when polling stopped (time.time())
 
     def __post_init__(self):
         self._stop_producing = threading.Event()
@@ -183,13 +198,8 @@ class Prober:
             self._producer.flush(30)
 
     def pending(self) -> list[Probe]:
-        now = time.time()
         with self._lock:
-            return [
-                p
-                for p in self.probes
-                if p.visible_at is None and now - p.produced_at < self.give_up_s
-            ]
+            return [p for p in self.probes if p.visible_at is None]
 
     def _poll_loop(self) -> None:
         while not self._stop_polling.is_set():
@@ -231,3 +241,4 @@ class Prober:
             time.sleep(0.2)
         self._stop_polling.set()
         self._threads[1].join(30)
+        self.polled_until = time.time()

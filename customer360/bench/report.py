@@ -144,6 +144,8 @@ def table_lines(result: dict) -> list[str]:
             state = "not measured"
         elif t["met"]:
             state = "met"
+        elif t.get("never_visible"):
+            state = f"MISSED ({t['never_visible']} probes never visible)"
         else:
             state = f"MISSED (x{t['by']:.2f} of target)"
         lines.append(

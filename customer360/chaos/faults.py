@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,14 @@ from pymongo import MongoClient
 
 from customer360.config import Settings
 from customer360.generator import bad_records
+from customer360.generator.records import truncate_to_millis
 
 ONE_MB = 1_000_000 - 2_000  # under the broker's and the producer's default message limits
+
+
+class FaultNotInjected(Exception):
+    """A fault that could not happen (no process alive to kill): it is not injected, and the
+    soak tries it again later (soak.inject_on_schedule)."""
 
 
 @dataclass
@@ -293,7 +300,13 @@ def churn_customers(
             if user is None:
                 continue
             if changed % 2 == 0:
-                users.update_one({"_id": user["_id"]}, {"$set": {"last_name": "Chaos"}})
+                # updated_at too, as a profile change sets it: a second churn of the customer
+                # then still changes the document (a no-op update makes no change event, and
+                # check_raw wants one per logged write).
+                now = truncate_to_millis(datetime.now(UTC))
+                users.update_one(
+                    {"_id": user["_id"]}, {"$set": {"last_name": "Chaos", "updated_at": now}}
+                )
                 op = "update"
             else:
                 users.delete_one({"_id": user["_id"]})

@@ -3,16 +3,17 @@
 Independent of dbt and SQL: it reads every message of the two topics and the current documents
 of the three collections, applies the contract of dbt/models/marts/*.yml and the rejection rules
 of dbt/macros/rejections.sql, and returns each mart as a set of rows comparable with the
-warehouse's (`marts_rows`).
+warehouse's (`marts_rows`, which reads each mart as a multiset: a row the warehouse holds twice
+is counted twice, so verify.compare_marts sees it).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -41,6 +42,28 @@ from customer360.chaos.traits_oracle import (
 )
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
 
+# customer_details: the customer's users document and `age` on the day it is read.
+DETAILS_COLUMNS = (
+    "customer_id", "first_name", "last_name", "email", "gender", "dob", "age", "city", "country",
+)  # fmt: skip
+# customer_360: every column but `as_of`. as_of is the greatest MongoDB change time (cluster
+# time) of the customer's users document and orders, deleted orders and orders since moved to
+# another customer included; MongoDB's current documents carry no change time and keep nothing
+# of a deleted order or of an order's earlier owner, so the sources cannot give it exactly, and
+# reading those times from raw would make the oracle repeat what it checks.
+CUSTOMER_360_COLUMNS = (
+    *DETAILS_COLUMNS,
+    "online_orders", "online_items_purchased", "online_amount_spent",
+    "instore_orders", "instore_items_purchased", "instore_amount_spent",
+    "total_orders", "total_items_purchased", "total_amount_spent",
+    "favourite_product", "favourite_product_purchases",
+    "last_instore_order_at", "last_online_order_at", "last_email_sent_at",
+    "last_email_opened_at", "last_email_clicked_at", "last_website_visit_at",
+    "last_website_login_at",
+    "latest_error_message", "latest_error_page", "latest_error_at",
+    *TRAITS_COLUMNS[1:],
+    "email_consent", "email_consent_since",
+)  # fmt: skip
 # Each mart as compared: the columns that define it (watermark bookkeeping left out).
 MART_COLUMNS = {
     "customer_purchase_stats": (
@@ -50,7 +73,8 @@ MART_COLUMNS = {
     "customer_popular_items": ("customer_id", "product_name", "purchases", "last_purchased_at"),
     "customer_activity": ("customer_id", "event", "last_at"),
     "customer_recent_errors": ("customer_id", "error_message", "page", "last_at", "occurrences"),
-    "customers": ("customer_id",),
+    "customer_details": DETAILS_COLUMNS,
+    "customer_360": CUSTOMER_360_COLUMNS,
     "customer_traits": TRAITS_COLUMNS,
     "customer_consent": (
         "customer_id", "email_consent", "email_consent_since", "email_consent_source",
@@ -64,13 +88,16 @@ MART_KEYS = {
     "customer_popular_items": 2,  # customer_id, product_name
     "customer_activity": 2,  # customer_id, event
     "customer_recent_errors": 3,  # customer_id, error_message, page
-    "customers": 1,
+    "customer_details": 1,
+    "customer_360": 1,
     "customer_traits": 1,
     "customer_consent": 1,
     "customer_identities": 3,  # customer_id, identifier_type, identifier
     "customer_audiences": 2,  # audience, customer_id
 }
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
+# `json_date`'s format, %Y-%m-%d: one to four digit year, one or two digit month and day.
+_DATE_TEXT = re.compile(r"([0-9]{1,4})-([0-9]{1,2})-([0-9]{1,2})")
 CENT = Decimal("0.01")
 MICRO = Decimal("0.000001")
 # The largest amount a line item may have, in millionths (DECIMAL(28, 6), the price's type):
@@ -195,6 +222,29 @@ def as_timestamp(value: Any) -> datetime | None:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
+
+
+def as_date(value: Any) -> date | None:
+    """`json_date`: text that is a calendar date as %Y-%m-%d (whitespace around it ignored);
+    anything else (a BSON date, a time after the date, 30 February) is no date."""
+    if not isinstance(value, str):
+        return None
+    match = _DATE_TEXT.fullmatch(value.strip())
+    if match is None:
+        return None
+    try:
+        return date(*(int(part) for part in match.groups()))
+    except ValueError:
+        return None
+
+
+def age_in_years(dob: date | None, today: date) -> int | None:
+    """Whole years from `dob` to `today` (the README's `age`): one less while this year's
+    birthday is still to come, so a 29 February birthday comes on 1 March in other years; none
+    for a dob after `today`."""
+    if dob is None or dob > today:
+        return None
+    return today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))
 
 
 def as_text(value: Any) -> str | None:
@@ -503,7 +553,8 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
         else:
             consent[customer_id] = (customer_id, "unknown", None, None)
 
-    traits = expected_traits(customers, orders, datetime.now(UTC).date())
+    today = datetime.now(UTC).date()  # the reading day of the views (age, traits, audiences)
+    traits = expected_traits(customers, orders, today)
     users = {as_integer(u.get("id")): u for u in data.documents["users"]}
     recipients = [
         (e["customer_id"], normalized_email(e["recipient"]), e["sent"])
@@ -513,7 +564,9 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
         {c: users[c] for c in customers}, changes, guest_sales, recipients, logins,
         stitched_events,
     )  # fmt: skip
-    profiles = expected_profiles(users, customers, stats, activity, errors, traits, consent)
+    profiles = expected_profiles(
+        users, customers, stats, activity, errors, traits, consent, popular, today
+    )
     return {
         "customer_purchase_stats": {
             (
@@ -531,23 +584,27 @@ def expected_marts(data: SourceData) -> dict[str, set[tuple]]:
         "customer_recent_errors": {
             (c, message, page, at, n) for (c, message, page), (at, n) in errors.items()
         },
-        "customers": {(c,) for c in customers},
+        "customer_details": {tuple(p[c] for c in DETAILS_COLUMNS) for p in profiles},
+        "customer_360": {tuple(p.get(c) for c in CUSTOMER_360_COLUMNS) for p in profiles},
         "customer_traits": traits,
         "customer_consent": set(consent.values()),
         "customer_identities": identities,
-        "customer_audiences": expected_members(profiles, datetime.now(UTC).date()),
+        "customer_audiences": expected_members(profiles, today),
     }
 
 
-def expected_profiles(users, customers, stats, activity, errors, traits, consent) -> list[dict]:
-    """customer_360's rows as the oracle expects them (the columns audience conditions read:
-    audience_oracle.PROFILE_COLUMNS), from the pieces `expected_marts` computed."""
+def expected_profiles(
+    users, customers, stats, activity, errors, traits, consent, popular, today: date
+) -> list[dict]:
+    """customer_360's rows as the oracle expects them on the reading day `today` (every column
+    but as_of: CUSTOMER_360_COLUMNS), from the pieces `expected_marts` computed."""
     latest_errors: dict[int, tuple] = {}
     for (customer_id, message, page), (at, count) in errors.items():
         # Latest first, then most events, then message and page A-Z (customer_360_base).
         rank = (-at.timestamp(), -count, message, page is None, page or "")
         if customer_id not in latest_errors or rank < latest_errors[customer_id][0]:
             latest_errors[customer_id] = (rank, message, page, at)
+    favourites = favourite_products(popular)
     traits_by_customer = {row[0]: row for row in traits}
     profiles = []
     for customer_id in customers:
@@ -556,8 +613,9 @@ def expected_profiles(users, customers, stats, activity, errors, traits, consent
         instore = stats.get((customer_id, "Instore"), [0, 0, Decimal(0)])
         profile = {
             "customer_id": customer_id,
-            **{f: as_text(user.get(f)) for f in ("first_name", "last_name", "email", "gender",
-                                                  "dob")},
+            **{f: as_text(user.get(f)) for f in ("first_name", "last_name", "email", "gender")},
+            "dob": as_date(user.get("dob")),
+            "age": age_in_years(as_date(user.get("dob")), today),
             "city": as_text((user.get("address") or {}).get("city"))
             if isinstance(user.get("address"), dict) else None,
             "country": as_text((user.get("address") or {}).get("country"))
@@ -578,6 +636,10 @@ def expected_profiles(users, customers, stats, activity, errors, traits, consent
             ("last_website_login_at", "Website Login"),
         ):  # fmt: skip
             profile[column] = activity.get((customer_id, event))
+        if customer_id in favourites:
+            profile["favourite_product"], profile["favourite_product_purchases"] = favourites[
+                customer_id
+            ]
         if customer_id in latest_errors:
             _, message, page, at = latest_errors[customer_id]
             profile.update(latest_error_message=message, latest_error_page=page,
@@ -589,13 +651,25 @@ def expected_profiles(users, customers, stats, activity, errors, traits, consent
     return profiles
 
 
-def marts_rows(con, schema: str = "marts.") -> dict[str, set[tuple]]:
-    """The same sets read from the warehouse (or, with `schema=""`, a serving copy) on `con`."""
+def favourite_products(popular: dict[tuple[int, str], list]) -> dict[int, tuple[str, int]]:
+    """Each customer's favourite product and its purchases, from customer_popular_items' rows
+    ((customer, product) -> [purchases, last purchased at]): most purchases, then latest
+    last_purchased_at, then product name A-Z (dbt/README.md)."""
+    best: dict[int, tuple] = {}
+    for (customer_id, product), (purchases, last_at) in popular.items():
+        rank = (-purchases, -last_at.timestamp(), product)
+        if customer_id not in best or rank < best[customer_id][0]:
+            best[customer_id] = (rank, product, purchases)
+    return {customer_id: (product, n) for customer_id, (_, product, n) in best.items()}
+
+
+def marts_rows(con, schema: str = "marts.") -> dict[str, Counter]:
+    """The marts read from the warehouse (or, with `schema=""`, a serving copy) on `con`, each
+    as a multiset of rows: a copy of a row counts, where a set would hide it."""
     out = {}
     for mart, columns in MART_COLUMNS.items():
-        relation = f"{schema}customer_360_base" if mart == "customers" else f"{schema}{mart}"
-        rows = con.execute(f"select {', '.join(columns)} from {relation}").fetchall()
-        out[mart] = {_normalize(row) for row in rows}
+        rows = con.execute(f"select {', '.join(columns)} from {schema}{mart}").fetchall()
+        out[mart] = Counter(_normalize(row) for row in rows)
     return out
 
 

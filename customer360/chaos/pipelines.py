@@ -300,7 +300,8 @@ class DagsterPipeline:
         return beat, logged[-1]
 
     def kill(self, kind: str, rng: random.Random) -> tuple[float, float, str, str]:
-        """Inject a process kill; returns (at, back_at, detail, the process killed)."""
+        """Inject a process kill; returns (at, back_at, detail, the process killed). Raises
+        FaultNotInjected when there was nothing to kill."""
         if kind == "microbatch_kill":
             return self._kill_worker(rng)
         if kind == "daemon_kill":
@@ -329,15 +330,18 @@ class DagsterPipeline:
         if mid is None:
             live = self._live_stream()
             if live is None:
-                at = time.time()
-                return at, at, "no stream run alive to kill for 120 s", ""
+                raise f.FaultNotInjected("no stream run alive to kill for 120 s")
+            # A live run that logged no batch in flight for 120 s (a quiet stream): killed
+            # anyway, and its detail says so ("no batch seen in flight").
             mid = (live[0], None)
         beat, last = mid
         at = time.time()
         try:
             os.kill(beat.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        except ProcessLookupError as gone:
+            raise f.FaultNotInjected(
+                f"stream run {beat.run_id[:8]}'s worker, pid {beat.pid}, ended before the SIGKILL"
+            ) from gone
         # Its parent, the code server, reaps it within a second.
         deadline = time.monotonic() + 30
         while process_alive(beat.pid) and time.monotonic() < deadline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import random
@@ -38,6 +39,10 @@ COMMON_FAULT_KINDS = (
 )
 FAULT_KINDS = FAULT_KINDS_BY_MODE["loop"] + COMMON_FAULT_KINDS  # loop mode's, as before
 MAX_STREAM_CRASHES = 10
+# A fault that could not happen (FaultNotInjected) is tried again this long after, unless that
+# is past this share of the stream's duration (the faults' schedule ends at 85 %: `_schedule`).
+RETRY_AFTER_S = 15.0
+LAST_RETRY_SHARE = 0.95
 FIRST_BATCH_TIMEOUT_S = 600
 
 
@@ -91,7 +96,10 @@ class ChaosReport:
     seconds: float = 0.0
     events: int = 0
     stream_summary: str = ""
-    faults: list[FaultRecord] = field(default_factory=list)
+    faults: list[FaultRecord] = field(default_factory=list)  # the faults that happened
+    planned: Counter = field(default_factory=Counter)  # kind -> faults scheduled
+    # Attempts at a fault that could not happen (nothing to kill), each tried again later.
+    not_injected: list[FaultRecord] = field(default_factory=list)
     findings: Findings = field(default_factory=Findings)
     # Every finished micro-batch run: succeeded, failed by an injected fault, failed unexplained.
     batch_runs: RunTally = field(default_factory=RunTally)
@@ -105,10 +113,20 @@ class ChaosReport:
         return fault_kinds(self.config.mode)
 
     @property
+    def never_injected(self) -> list[str]:
+        """The planned kinds of fault none of whose attempts happened: the soak did not test
+        what it was meant to."""
+        injected = Counter(x.kind for x in self.faults)
+        return [kind for kind in self.planned if not injected[kind]]
+
+    @property
     def ok(self) -> bool:
         unrecovered = [x for x in self.faults if x.recovered_at is None]
         failed = self.batch_runs.unexplained
-        return self.findings.ok and not unrecovered and self.drained and not failed
+        return (
+            self.findings.ok and not unrecovered and self.drained and not failed
+            and not self.never_injected
+        )  # fmt: skip
 
     @property
     def origin(self) -> float:
@@ -136,6 +154,21 @@ class ChaosReport:
             )
         return out
 
+    def not_injected_lines(self) -> list[str]:
+        """Each attempt at a fault that could not happen, and each planned kind never
+        injected (what makes the soak fail)."""
+        out = [
+            f"  not injected at +{x.at - self.origin:.1f} s: {x.kind}: {x.detail}"
+            for x in self.not_injected
+        ]
+        for kind in self.never_injected:
+            tried = sum(1 for x in self.not_injected if x.kind == kind)
+            out.append(
+                f"NEVER INJECTED: {kind} ({self.planned[kind]} planned, {tried} attempts could "
+                "not happen): the soak did not test it"
+            )
+        return out
+
     def result(self) -> dict:
         """The report as JSON-ready data (written to the run's folder as result.json)."""
         runs = self.batch_runs
@@ -148,6 +181,8 @@ class ChaosReport:
             "run": self.run, "seed": self.seed, "ok": self.ok, "config": asdict(self.config),
             "seconds": self.seconds, "events": self.events, "drained": self.drained,
             "faults": [asdict(x) | {"recovery_s": x.recovery_s} for x in self.faults],
+            "planned": dict(self.planned), "never_injected": self.never_injected,
+            "not_injected": [asdict(x) for x in self.not_injected],
             "runs": {
                 "succeeded": runs.succeeded,
                 "failed_by_injected_faults": len(runs.by_faults),
@@ -169,6 +204,7 @@ class ChaosReport:
             f"events: {self.events}",
             "faults injected: " + ", ".join(f"{k} {by_kind.get(k, 0)}" for k in self.kinds),
         ]
+        out += self.not_injected_lines()
         stale = [x.max_staleness_s for x in self.faults if x.max_staleness_s is not None]
         out.append(f"max freshness seen during faults: {max(stale):.1f} s" if stale else
                    "max freshness seen during faults: n/a")  # fmt: skip
@@ -214,6 +250,40 @@ def _schedule(config: ChaosConfig, kinds: list[str], rng: random.Random) -> list
     rng.shuffle(plan)
     moments = sorted(rng.uniform(0.1, 0.85) * config.duration_s for _ in plan)
     return list(zip(moments, plan, strict=True))
+
+
+def inject_on_schedule(
+    schedule: list[tuple[float, str]], inject, report: ChaosReport, started: float,
+    duration_s: float, progress, stream_failed=lambda: None, clock=time,
+) -> None:  # fmt: skip
+    """Inject each fault of `schedule` ((seconds after `started`, kind)) at its moment into
+    `report.faults`. One that could not happen (inject raises FaultNotInjected: no stream run
+    alive to kill) is not counted as injected: the attempt goes to `report.not_injected` and
+    the fault is tried again RETRY_AFTER_S later while the stream runs, so that a kind planned
+    is tested (or the report says it never was)."""
+    plan = list(schedule)
+    heapq.heapify(plan)
+    report.planned.update(kind for _, kind in plan)
+    while plan:
+        moment, kind = heapq.heappop(plan)
+        wait = started + moment - clock.time()
+        if wait > 0:
+            clock.sleep(wait)
+        stream_failed()
+        try:
+            record = inject(kind)
+        except f.FaultNotInjected as why:
+            now = clock.time()
+            report.not_injected.append(FaultRecord(kind, now, now, str(why)))
+            retry = now - started + RETRY_AFTER_S
+            if retry <= duration_s * LAST_RETRY_SHARE:
+                heapq.heappush(plan, (retry, kind))
+                progress(f"fault {kind} not injected ({why}); trying again at +{retry:.0f} s")
+            else:
+                progress(f"fault {kind} not injected ({why}); no time left to try again")
+            continue
+        report.faults.append(record)
+        progress(f"fault {len(report.faults)}: {kind} {record.detail}")
 
 
 def run_settings(settings: Settings, run: str, work: Path) -> Settings:
@@ -364,16 +434,15 @@ def run_chaos(
                 detail = f"{changed} customers changed"
             return FaultRecord(kind, at, time.time(), detail)
 
+        def stream_failed() -> None:
+            if "error" in summary:
+                raise RuntimeError(f"the stream failed: {summary['error']}")
+
         try:
-            for moment, kind in _schedule(config, kinds, rng):
-                wait = stream_started + moment - time.time()
-                if wait > 0:
-                    time.sleep(wait)
-                if "error" in summary:
-                    raise RuntimeError(f"the stream failed: {summary['error']}")
-                record = inject(kind)
-                report.faults.append(record)
-                progress(f"fault {len(report.faults)}: {kind} {record.detail}")
+            inject_on_schedule(
+                _schedule(config, kinds, rng), inject, report, stream_started,
+                config.duration_s, progress, stream_failed,
+            )  # fmt: skip
             remaining = stream_started + config.duration_s - time.time()
             if remaining > 0:
                 time.sleep(remaining)

@@ -82,3 +82,18 @@ def test_an_interrupted_bench_stops_its_probes_without_waiting_for_kafka(tmp_pat
     prober.abandon()
     assert not any(thread.is_alive() for thread in prober._threads)
     prober.abandon()  # again, as the bench's `finally` may: nothing left to do
+
+
+def test_a_probe_is_polled_however_old_until_the_drain_ends(tmp_path: Path) -> None:
+    """A probe held up for minutes (a stall) is late, not gone: it stays polled, and is seen
+    when it appears."""
+    from customer360.bench.probes import Prober
+
+    dead = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9")
+    prober = Prober(dead, NeverVisible(), customer_ids=[1])
+    old = Probe("old", 1, time.time() - 600)
+    prober.probes = [old, probe(2, 0.5)]
+    try:
+        assert prober.pending() == [old]
+    finally:
+        prober.abandon()

@@ -61,3 +61,44 @@ def test_a_rate_meets_the_freshness_goal_only_with_both_percentiles(tmp_path: Pa
 def test_a_missing_figure_is_not_measured(tmp_path: Path) -> None:
     bench = bench_with(tmp_path, load={}, post_load={})
     assert all(t["met"] is None for t in bench.targets())
+
+
+def test_probes_never_visible_weigh_on_the_percentiles_and_miss_the_targets(
+    tmp_path: Path,
+) -> None:
+    """A probe a second, seen after 0.8 s, but 2 of the 500/s step's never (a stall; their
+    customers still exist): few enough that p50 and p95 alone would meet the goal, yet that
+    step's rate is not within the target, nor is either freshness target met; each lost probe
+    counts with its age when polling stopped."""
+    from types import SimpleNamespace
+
+    from customer360.bench.probes import Probe
+
+    bench = bench_with(tmp_path, load={}, post_load={}, rate=None, ramp=(250.0, 500.0))
+    bench.read_batches = lambda: []
+    bench.customers_present = lambda ids: set(ids)
+    start = 1000.0
+    probes = [Probe(f"m{i}", 1 + i % 100, start + 6 + i, visible_at=start + 6.8 + i)
+              for i in range(200)]  # fmt: skip
+    lost = probes[150:152]
+    for probe in lost:
+        probe.visible_at = None
+    steps = [
+        {"rate": 250.0, "start": start, "end": start + 100},
+        {"rate": 500.0, "start": start + 100, "end": start + 205},
+    ]
+    prober = SimpleNamespace(probes=probes, polled_until=start + 400)
+    load = bench.summarise_load(prober, steps, start, start + 205)
+    bench.result["load"] = load
+    assert load["probes_never_visible"] == 2
+    assert load["freshness_s"]["count"] == 200
+    assert load["freshness_s"]["max"] == start + 400 - lost[0].produced_at  # age at the drain
+    assert [s["probes_never_visible"] for s in steps] == [0, 2]
+    assert bench.config.freshness_met(steps[1]["freshness_s"])  # the percentiles alone
+    assert bench.result["max_rate_within_target"] == 250.0
+    targets = {t["name"]: t for t in bench.targets()}
+    assert targets["p50 freshness"]["value"] < 1.0 and targets["p95 freshness"]["value"] < 2.0
+    assert targets["p50 freshness"]["met"] is False
+    assert targets["p95 freshness"]["met"] is False
+    bench.result["targets"] = bench.targets()
+    assert "MISSED (2 probes never visible)" in "\n".join(table_lines(bench.result))
