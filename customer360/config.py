@@ -175,6 +175,18 @@ def _text(env: Mapping[str, str], name: str, default: str) -> str:
     return text
 
 
+def _bearer_token(env: Mapping[str, str], name: str) -> str | None:
+    """A token clients send in an `Authorization: Bearer` header (None when unset or empty).
+    HTTP drops whitespace around a header's value, so a token with some there could never
+    match: every request would be refused."""
+    text = env.get(name) or None
+    if text is not None and text != text.strip():
+        raise ConfigError(
+            f"{name} begins or ends with whitespace, which no HTTP client can send: remove it"
+        )
+    return text
+
+
 def _address(env: Mapping[str, str], name: str, default: str, host_port, shown=str) -> str:
     """A Kafka bootstrap or Mongo URI whose first host has a usable port (`localhost:abc`
     raised a ValueError wherever the services were started or checked)."""
@@ -219,7 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_jars=Path(jars) if jars else None,
         kafka_topic_prefix=env.get("C360_KAFKA_TOPIC_PREFIX", defaults.kafka_topic_prefix),
         serving_db=Path(serving_db) if serving_db else None,
-        api_token=env.get("C360_API_TOKEN") or None,
+        api_token=_bearer_token(env, "C360_API_TOKEN"),
         serve_host=_text(env, "C360_SERVE_HOST", defaults.serve_host),
         serve_port=_port(env, "C360_SERVE_PORT", defaults.serve_port),
         sensor_interval_s=_setting(

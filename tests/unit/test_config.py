@@ -135,3 +135,14 @@ def test_addresses_without_a_port_or_with_several_hosts_are_accepted():
     )
     assert settings.kafka_bootstrap == "localhost"
     assert load_settings({"C360_MONGO_URI": "mongodb+srv://cluster.example.com/db"}).mongo_uri
+
+
+@pytest.mark.parametrize("token", [" spaced ", "trailing\t", "\nleading"])
+def test_an_api_token_no_http_client_can_send_is_refused(token):
+    with pytest.raises(ConfigError, match=r"^C360_API_TOKEN begins or ends with whitespace"):
+        load_settings({"C360_API_TOKEN": token})
+
+
+def test_an_api_token_with_inner_spaces_and_any_script_is_kept():
+    assert load_settings({"C360_API_TOKEN": "two words ü"}).api_token == "two words ü"
+    assert load_settings({"C360_API_TOKEN": ""}).api_token is None
