@@ -317,7 +317,12 @@ def test_the_asset_graph_has_the_model_its_job_and_schedule(tmp_path):
     view = AssetKey(["staging", "stg_propensity_coefficients"])
     assert graph.get(view).parent_keys == {PROPENSITY_KEY}
     assert view in graph.get(AssetKey(["marts", "customer_propensity"])).parent_keys
-    assert AssetKey(["staging", "stg_online_orders"]) in graph.get(PROPENSITY_KEY).parent_keys
+    training_inputs = graph.get(PROPENSITY_KEY).parent_keys
+    assert AssetKey(["staging", "stg_online_orders"]) in training_inputs
+    # identity stitching: guest sales matched by email, anonymous visits stitched by a login
+    assert AssetKey(["intermediate", "int_guest_order_owners"]) in training_inputs
+    assert AssetKey(["intermediate", "int_customer_order_items"]) in training_inputs
+    assert AssetKey(["intermediate", "int_device_events"]) in training_inputs
     job = defs.resolve_job_def(PROPENSITY_JOB)
     assert job.tags.get("c360/writer") == "warehouse"
     schedule = defs.resolve_schedule_def("propensity_training_schedule")
