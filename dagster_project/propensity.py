@@ -35,13 +35,17 @@ from dagster_project.resources import MicroBatchResource
 
 PROPENSITY_KEY = AssetKey(["ml", "propensity_model"])
 PROPENSITY_JOB = "propensity_training"
-# What training reads (customer360/propensity/features.py).
+# What training reads (customer360/propensity/features.py): customer_360_base's sources of the
+# features, identity stitching included (guest sales matched by email and their line items,
+# the device events anonymous visits are stitched from).
 TRAINING_INPUTS = [
     AssetKey(["intermediate", "int_customers"]),
     AssetKey(["staging", "stg_online_orders"]),
     AssetKey(["staging", "stg_instore_orders"]),
-    AssetKey(["staging", "stg_order_items"]),
+    AssetKey(["intermediate", "int_guest_order_owners"]),
+    AssetKey(["intermediate", "int_customer_order_items"]),
     AssetKey(["staging", "stg_weblogs"]),
+    AssetKey(["intermediate", "int_device_events"]),
     AssetKey(["staging", "stg_marketing_emails"]),
 ]
 

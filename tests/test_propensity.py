@@ -169,13 +169,19 @@ def test_the_profile_api_shows_the_score_and_its_reasons(trained):
 
 
 def hand_checked_warehouse(path: Path) -> None:
-    """Three customers, every fact as of REFERENCE (2026-05-31 00:00) worked out by hand:
+    """Four customers, every fact as of REFERENCE (2026-05-31 00:00) worked out by hand:
 
     customer 1: created 2026-01-01 (150 days); one order 2026-05-21 (10 days ago) of 100.00;
         last visit 2026-05-30 (1 day); an email opened 2026-05-25 (6 days).
     customer 2: created 2026-05-01 (30 days); nothing else (recencies 365, 0 orders, 0 spent).
     customer 3: created 2025-06-05 (360 days); three orders, the last 2026-03-02 (90 days ago),
         of 100.00 each (300.00); last visit 2026-05-01 (30 days); no email opened.
+    customer 4 (identity stitching): created 2026-03-02 (90 days); one order, a guest till sale
+        2026-05-26 (5 days ago) of 80.00 matched by email; on a browser, an anonymous event
+        2026-05-12, a login 2026-05-20, an anonymous event 2026-05-28: last visit 3 days ago
+        (stitched, after the login); no email opened. As of 2026-05-15 (GUEST_CUTOFF) it has no
+        order yet (the guest sale is its label) and no visit: its browser's only event then was
+        stitched to it by the later login, which training must not know of.
     """
     raw = RawLanding([path])
     raw.user("snapshot", 1, 1, created_at=utc("2026-01-01T00:00:00"))
@@ -186,6 +192,15 @@ def hand_checked_warehouse(path: Path) -> None:
     raw.order("Instore", "snapshot", 31, 3, utc("2026-01-01T00:00:00"), item)
     raw.order("Online", "snapshot", 32, 3, utc("2026-02-01T00:00:00"), item)
     raw.order("Instore", "snapshot", 33, 3, utc("2026-03-02T00:00:00"), item)
+    raw.user("snapshot", 4, 4, created_at=utc("2026-03-02T00:00:00"), email="dee@example.com")
+    guest_item = [("Red Shirt", "Tops", 40, 2)]
+    raw.order(
+        "Instore", "snapshot", 41, None, utc("2026-05-26T00:00:00"), guest_item, " Dee@Example.com"
+    )
+    raw.weblog("a4-1", None, utc("2026-05-12T00:00:00"), anonymous_id="browser-4")
+    login = "login_success.html"
+    raw.weblog("l4", 4, utc("2026-05-20T00:00:00"), page=login, anonymous_id="browser-4")
+    raw.weblog("a4-2", None, utc("2026-05-28T00:00:00"), anonymous_id="browser-4")
     raw.weblog("w1", 1, utc("2026-05-30T00:00:00"))
     raw.weblog("w3", 3, utc("2026-05-01T00:00:00"))
     raw.email("e1", 1, utc("2026-05-25T00:00:00"))
@@ -201,12 +216,17 @@ HAND_FACTS = {
     1: Facts(1, 10.0, 1, 100.0, 150.0, 1.0, 6.0),
     2: Facts(2, None, 0, 0.0, 30.0, None, None),
     3: Facts(3, 90.0, 3, 300.0, 360.0, 30.0, None),
+    4: Facts(4, 5.0, 1, 80.0, 90.0, 3.0, None),
 }
 HAND_FEATURES = {
     1: [10.0, math.log(2), math.log(101), math.log(151), 1.0, 6.0],
     2: [365.0, 0.0, 0.0, math.log(31), 365.0, 365.0],
     3: [90.0, math.log(4), math.log(301), math.log(361), 30.0, 365.0],
+    4: [5.0, math.log(2), math.log(81), math.log(91), 3.0, 365.0],
 }
+# Customer 4 as of GUEST_CUTOFF (tenure 74 days), and its guest sale 11 days later as the label.
+GUEST_CUTOFF = dt.datetime(2026, 5, 15)
+CUSTOMER_4_AT_GUEST_CUTOFF = Facts(4, None, 0, 0.0, 74.0, None, None, ordered_next=True)
 
 
 def test_dbt_score_equals_sklearn_predict_proba_on_hand_checked_customers(tmp_path):
@@ -219,6 +239,8 @@ def test_dbt_score_equals_sklearn_predict_proba_on_hand_checked_customers(tmp_pa
         assert {f.customer_id: f for f in facts_at(con, REFERENCE)} == {
             n: dataclasses.replace(facts, ordered_next=False) for n, facts in HAND_FACTS.items()
         }
+        facts_before = {f.customer_id: f for f in facts_at(con, GUEST_CUTOFF)}
+        assert facts_before[4] == CUSTOMER_4_AT_GUEST_CUTOFF
     store_model(warehouse, "20260531T000000")
     run_dbt(warehouse, "run", "--select", "customer_propensity", work_dir=tmp_path / "dbt")
 
@@ -237,7 +259,7 @@ def test_dbt_score_equals_sklearn_predict_proba_on_hand_checked_customers(tmp_pa
             " reason_1, reason_2, reason_3, model_version, scored_as_of"
             " from marts.customer_propensity order by customer_id"
         ).fetchall()
-    assert [row[0] for row in rows] == [1, 2, 3]
+    assert [row[0] for row in rows] == [1, 2, 3, 4]
     for customer, score, *values in rows:
         features, reasons, version, as_of = values[:6], values[6:9], values[9], values[10]
         assert features == pytest.approx(HAND_FEATURES[customer], abs=1e-12), customer
@@ -255,6 +277,9 @@ def test_dbt_score_equals_sklearn_predict_proba_on_hand_checked_customers(tmp_pa
             # 3: orders 0.8*(1.386-0.7)/0.6 = 0.915, visit -0.6*(30-150)/120 = 0.6,
             #    spend 0.3*(5.707-2.5)/2 = 0.481, order recency 0.27
             3: ["3 orders", "visited the website 30 days ago", "spent 300.00 in total"],
+            # 4: order recency -0.9*(5-120)/100 = 1.035, visit -0.6*(3-150)/120 = 0.735,
+            #    spend 0.3*(4.394-2.5)/2 = 0.284, tenure -0.2*(4.511-5) = 0.098, orders < 0
+            4: ["last order 5 days ago", "visited the website 3 days ago", "spent 80.00 in total"],
         }
         assert reasons == reasons_by_hand[customer], customer
 
@@ -292,7 +317,12 @@ def test_the_asset_graph_has_the_model_its_job_and_schedule(tmp_path):
     view = AssetKey(["staging", "stg_propensity_coefficients"])
     assert graph.get(view).parent_keys == {PROPENSITY_KEY}
     assert view in graph.get(AssetKey(["marts", "customer_propensity"])).parent_keys
-    assert AssetKey(["staging", "stg_online_orders"]) in graph.get(PROPENSITY_KEY).parent_keys
+    training_inputs = graph.get(PROPENSITY_KEY).parent_keys
+    assert AssetKey(["staging", "stg_online_orders"]) in training_inputs
+    # identity stitching: guest sales matched by email, anonymous visits stitched by a login
+    assert AssetKey(["intermediate", "int_guest_order_owners"]) in training_inputs
+    assert AssetKey(["intermediate", "int_customer_order_items"]) in training_inputs
+    assert AssetKey(["intermediate", "int_device_events"]) in training_inputs
     job = defs.resolve_job_def(PROPENSITY_JOB)
     assert job.tags.get("c360/writer") == "warehouse"
     schedule = defs.resolve_schedule_def("propensity_training_schedule")

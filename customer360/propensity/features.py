@@ -2,11 +2,16 @@
 
 The features the model scores with are computed in dbt (`dbt/models/marts/customer_propensity.sql`,
 from customer_360_base at the model's reference time); training needs the same features as of
-past cutoffs, with a label (an order in the 30 days after), so the facts are read from staging
-here with every row after the cutoff left out, and turned into features by `feature_row`,
+past cutoffs, with a label (an order in the 30 days after). So the facts are read here from the
+models customer_360_base reads them from, identity stitching included (guest till sales matched
+to a customer by email, anonymous website events stitched to a customer by a login on the same
+browser), with every row after the cutoff left out, and turned into features by `feature_row`,
 which follows the dbt model's `feature_values` step expression for expression.
 `tests/test_propensity.py` checks that the two agree: the features computed here at a model's
 reference time equal the dbt model's, and sklearn's probability equals its score.
+
+As of a cutoff, an attribution counts only if it was known then (see FACTS_SQL): a feature must
+not carry what happened after the cutoff, which is what the label measures.
 """
 
 from __future__ import annotations
@@ -68,9 +73,73 @@ def _days(column: str) -> str:
     return f"date_diff('second', {column}::timestamp, $cutoff::timestamp) / 86400.0"
 
 
+# The anonymous events at or before $cutoff with the customer stitching gives them as of then:
+# int_anonymous_weblog_rollup's full build (latest_login_before, first_login, attributed) on
+# int_device_events up to the cutoff. An event belongs to the customer of the latest login on
+# its browser at or before it, else to the first customer to log in on it by the cutoff, else
+# to nobody yet; logins at the same instant are ordered by event_id.
+STITCHED_EVENTS_SQL = """
+device_events as (
+    select * from intermediate.int_device_events where event_at <= $cutoff
+),
+logins as (
+    select anonymous_id, customer_id, event_at as logged_in_at, event_id
+    from device_events where kind = 'login'
+),
+anonymous_events as (
+    select anonymous_id, event_id, event_at from device_events where kind = 'anonymous'
+),
+latest_login_before as (
+    select anonymous_events.event_id, logins.customer_id
+    from anonymous_events
+    inner join logins
+        on logins.anonymous_id = anonymous_events.anonymous_id
+        and logins.logged_in_at <= anonymous_events.event_at
+    qualify row_number() over (
+        partition by anonymous_events.event_id
+        order by logins.logged_in_at desc, logins.event_id desc
+    ) = 1
+),
+first_login as (
+    select anonymous_id, customer_id
+    from logins
+    qualify row_number() over (
+        partition by anonymous_id order by logged_in_at asc, event_id asc
+    ) = 1
+),
+stitched_events as (
+    select
+        coalesce(latest_login_before.customer_id, first_login.customer_id) as customer_id,
+        anonymous_events.event_at
+    from anonymous_events
+    left join latest_login_before on latest_login_before.event_id = anonymous_events.event_id
+    left join first_login on first_login.anonymous_id = anonymous_events.anonymous_id
+    where coalesce(latest_login_before.customer_id, first_login.customer_id) is not null
+)"""
+
 # Every customer who existed at $cutoff (created_at at or before it, or unknown), with their
 # facts from the rows at or before it, and the label from the orders in the horizon after it.
 # At most $limit customers, a fixed pseudo-random sample (by a hash of the id) when more.
+#
+# The facts are customer_360_base's, from the same models:
+# - orders: those with a user_id (staging) and the guest till sales int_guest_order_owners
+#   matched by email; spend: their line items (int_customer_order_items). A guest sale's
+#   attribution needs no re-evaluation as of the cutoff: an address held by a users change
+#   matches only orders made after that change, and a customer's first address also holds before
+#   it ("a guest sale before the customer registered"), but a customer registered after the
+#   cutoff is no example at that cutoff (`customers`), and a holder who appears later neither
+#   takes nor makes ambiguous an order already matched (dbt/README.md, "Identity stitching").
+#   (Known limit: an order is read in its current state, as before: an address corrected or a
+#   deletion after the cutoff counts as if it were known then.)
+# - visits: the customer's logged-in events (stg_weblogs, as int_weblog_rollup) and the anonymous
+#   events stitched to them (int_anonymous_weblog_rollup's rule). That rule does depend on later
+#   data: an event before any login on its browser goes to the first customer who logs in with it,
+#   whenever that is. A login after the cutoff would put visits before it on the profile of a
+#   customer who came back after it, a glimpse of the label; so the rule is evaluated here on the
+#   device events up to the cutoff (`stitched_events`), which is what the dbt model's full build
+#   gives on the events landed by then (the rollup keeps counts and last times per browser, not
+#   the events, so it cannot be cut at a past time). Scoring reads the model at the reference
+#   time, when every event counted is at or before it: the same rule on the same events.
 FACTS_SQL = f"""
 with
 customers as (
@@ -82,6 +151,9 @@ orders as (
     select customer_id, ordered_at from staging.stg_online_orders where not is_deleted
     union all
     select customer_id, ordered_at from staging.stg_instore_orders where not is_deleted
+    union all
+    select customer_id, ordered_at from intermediate.int_guest_order_owners
+    where attribution = 'email' and not is_deleted
 ),
 past_orders as (
     select customer_id, max(ordered_at) as last_order_at, count(*) as total_orders
@@ -93,13 +165,20 @@ ordered_next as (
 ),
 spend as (
     select customer_id, sum(amount) as total_amount_spent
-    from staging.stg_order_items
+    from intermediate.int_customer_order_items
     where not is_deleted and ordered_at <= $cutoff
     group by customer_id
 ),
+{STITCHED_EVENTS_SQL},
 visits as (
     select customer_id, max(event_at) as last_visit_at
-    from staging.stg_weblogs where event_at <= $cutoff group by customer_id
+    from (
+        select customer_id, event_at from staging.stg_weblogs
+        where customer_id is not null and event_at <= $cutoff
+        union all
+        select customer_id, event_at from stitched_events
+    ) as events
+    group by customer_id
 ),
 email_opens as (
     select customer_id, max(first_opened_at) as last_email_opened_at

@@ -183,15 +183,30 @@ def reliability_table(labels: list[bool], predicted: list[float]) -> list[Reliab
 
 
 def model_version_for(con: duckdb.DuckDBPyConnection, trained_at: datetime) -> str:
-    """'YYYYMMDDTHHMMSS' of the training time, greater than every stored version."""
+    """'YYYYMMDDTHHMMSS' of the training time, or, when that does not sort after the latest
+    stored version (a second model in the same second, or a clock behind the one that trained
+    the latest), the latest's next numbered version: dbt scores with the greatest version, so a
+    new model must sort after every stored one."""
     version = trained_at.strftime("%Y%m%dT%H%M%S")
     latest = con.execute(f"select max(model_version) from {COEFFICIENTS}").fetchone()[0]
-    n = 1
-    candidate = version
-    while latest is not None and candidate <= latest:
-        n += 1
-        candidate = f"{version}-{n:03d}"
-    return candidate
+    if latest is None or version > latest:
+        return version
+    return version_after(latest)
+
+
+def version_after(latest: str) -> str:
+    """A version that sorts after `latest` (as strings, as dbt's max() compares them): its time
+    with the next number ('T' -> 'T-002', 'T-002' -> 'T-003'), or, when that number no longer
+    sorts after it ('T-999' -> 'T-1000' sorts before), `latest` with '-002' appended (a string
+    sorts after its own prefix)."""
+    base, dash, number = latest.partition("-")
+    if not dash:
+        return f"{latest}-002"
+    if number.isdigit():
+        candidate = f"{base}-{int(number) + 1:03d}"
+        if candidate > latest:
+            return candidate
+    return f"{latest}-002"
 
 
 def train(
