@@ -198,6 +198,9 @@ def model_seconds_line(model_seconds: dict[str, float]) -> str:
     return f"{MODEL_SECONDS_PREFIX:<17} " + ", ".join(f"{m} {s * 1000:.0f}" for m, s in slowest)
 
 
+# How often an idle micro-batch looks whether the dbt project was edited (project_changed).
+PROJECT_CHECK_EVERY_S = 1.0
+
 # How often a micro-batch also runs the dbt data tests (the others build models only).
 DATA_TESTS_EVERY_S = 60.0
 
@@ -264,6 +267,7 @@ class MicroBatch:
         self._data_tests_ran_at: float | None = None
         # The parsed manifest whose views this process has (re)built; see build_models.
         self._views_built_for: object | None = None
+        self._project_checked_at = float("-inf")  # see project_changed
         self.extractor = Extractor(settings)
         # The warehouse's write-ahead log, resolved as the warehouse was opened (see
         # checkpoint_due).
@@ -321,12 +325,30 @@ class MicroBatch:
             return list(SOURCES)  # never built: build everything, marts exist even when empty
         behind = {s for s in SOURCES if raw_max[s] is not None and raw_max[s] > seen.get(s, -1)}
         to_build = [s for s in SOURCES if s in behind or s in self._dbt_owed]
+        if not to_build and self.project_changed():
+            # The dbt project was edited while this process runs (a model, the audience
+            # definitions): build it all once, so the edit shows without waiting for data
+            # (audience_changes evaluates every customer again after a definitions change).
+            to_build = list(SOURCES)
         if not to_build and audience_day_behind(self.con):
             # A new UTC day with nothing landed: audience_changes evaluates every customer again
             # on its first build of the day (conditions relative to `today` move), so build it
             # (with what it reads; nothing new, so cheap) rather than wait for data.
             to_build = [SOURCES[0]]
         return to_build
+
+    def project_changed(self) -> bool:
+        """Whether the dbt project's files changed since this process last built it with dbt
+        (DbtInvoker parses it again then); False before its first build. Looked at once every
+        PROJECT_CHECK_EVERY_S at most (it reads the modification time of every project file,
+        ~3 ms, and an idle stream asks every 0.1 s)."""
+        if self._views_built_for is None:
+            return False
+        now = time.monotonic()
+        if now - self._project_checked_at < PROJECT_CHECK_EVERY_S:
+            return False
+        self._project_checked_at = now
+        return self._views_built_for is not self.dbt.manifest()
 
     def build_models(
         self, sources: list[str], data_tests: bool | None = None
