@@ -475,3 +475,66 @@ def test_a_condition_reading_the_clock_or_random_fails_the_build(tmp_path, condi
     assert not result.success
     message = str(result.exception)
     assert "audience clocked" in message and "no clock or random function" in message, message
+
+
+def lapsed_buyer(raw: RawLanding, customer: int) -> None:
+    """A customer whose only order is in store, 200 days ago: in lapsed_instore_buyers."""
+    raw.user("snapshot", customer, customer)
+    raw.order("Instore", "insert", 100 + customer, customer, days_ago(200), [("S", "A", 20, 1)])
+
+
+def build_and_publish(raw: RawLanding, warehouse: Path, settings: Settings, work: Path) -> None:
+    raw.land()
+    run_dbt(warehouse, *RUN, work_dir=work)
+    with duckdb.connect(str(warehouse)) as con:
+        publish_serving_copy(con, settings, force=True)
+
+
+def members_page(url: str, after: str | None) -> tuple[list[int], str | None]:
+    query = "limit=2" + ("" if after is None else f"&after={after}")
+    status, page = get(f"{url}/api/audiences/lapsed_instore_buyers/members?{query}")
+    assert status == 200, page
+    return [m["customer_id"] for m in page["items"]], page["next"]
+
+
+def test_members_followed_by_cursor_while_publications_happen(tmp_path) -> None:
+    """Members are paged newest first by their entry's sequence; each page's `next`, passed
+    as `after`, continues strictly after the page's last member, whatever was published
+    between two pages. Build 1: customers 1-8 enter lapsed_instore_buyers (sequences 1-8:
+    8, 7, ..., 1). Page 1: [8, 7]. Build 2: 9 enters; 8 (returned) and 5 (not yet) are deleted
+    and exit; 7 (returned) buys in store today and exits. Page 2: [6, 4] (offset 2 gives [4, 3]
+    of 9, 6, 4, 3, 2, 1: 6 skipped). Build 3: 7's order is deleted, so 7 enters again (a new,
+    greater sequence), and 10 enters. Page 3: [3, 2] (offset 4 gives [4, 3] again), page 4: [1]
+    and no `next`. So no member is returned twice (not 7), none present throughout (1-4, 6) is
+    skipped, and members entering meanwhile come before the cursor, not on a later page."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    raw = RawLanding([warehouse])
+    settings = Settings(warehouse=warehouse, serving_db=tmp_path / "serving" / "serving.duckdb")
+    raw.now = days_ago(0.5)
+    for customer in range(1, 9):
+        lapsed_buyer(raw, customer)
+    build_and_publish(raw, warehouse, settings, tmp_path / "dbt")
+    with BackgroundServer(settings, port=0) as server:
+        pages = [members_page(server.url, None)]
+
+        raw.now = days_ago(0.4)
+        lapsed_buyer(raw, 9)
+        raw.user("delete", 8, 8)
+        raw.user("delete", 5, 5)
+        raw.order("Instore", "insert", 207, 7, days_ago(0.45), [("S", "A", 20, 1)])
+        build_and_publish(raw, warehouse, settings, tmp_path / "dbt")
+        pages.append(members_page(server.url, pages[-1][1]))
+
+        raw.now = days_ago(0.3)
+        raw.order("Instore", "delete", 207, 7)
+        lapsed_buyer(raw, 10)
+        build_and_publish(raw, warehouse, settings, tmp_path / "dbt")
+        while pages[-1][1] is not None:
+            pages.append(members_page(server.url, pages[-1][1]))
+
+        assert [ids for ids, _ in pages] == [[8, 7], [6, 4], [3, 2], [1]]
+        # Read again from the start: the members now, 7 among the newest.
+        fresh = [members_page(server.url, None)]
+        while fresh[-1][1] is not None:
+            fresh.append(members_page(server.url, fresh[-1][1]))
+        assert [i for ids, _ in fresh for i in ids] == [10, 7, 9, 6, 4, 3, 2, 1]

@@ -438,7 +438,7 @@ def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
                         "select m.customer_id, c.first_name, c.last_name, m.entered_at"
                         " from customer_audiences m join customer_360 c using (customer_id)"
                         " where m.audience = 'checkout_errors_recent'"
-                        " order by m.entered_at desc, m.customer_id limit 10"
+                        " order by m.entered_sequence desc limit 10"  # newest entry first
                     ).fetchall()
                 ]
             assert row["email"] == new_email and model_version == version
