@@ -35,6 +35,7 @@ from dbt.cli.main import dbtRunner
 from customer360.config import Settings
 from customer360.serving.publish import publish_serving_copy
 from customer360.serving.server import BackgroundServer
+from tests.dbt_fixtures.audience_history import append_minutely_entries
 from tests.dbt_fixtures.dbt_invoke import DBT_DIR, run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding
 
@@ -322,6 +323,30 @@ def test_api_serves_consent_and_audiences(built) -> None:
         assert sum(p["entered"] for p in history["points"]) == 2  # Eve, and customer 3
         assert get(f"{server.url}/api/audiences/nope/members")[0] == 404
         assert get(f"{server.url}/api/audiences/Bad-Name/members")[0] == 422
+
+
+def test_history_cut_to_its_last_minutes_says_where_it_starts(built) -> None:
+    """lapsed_instore_buyers' history (a copy of the warehouse): Eve and customer 3 enter in
+    round 1 and exit in round 2, then 600 customers enter, one a minute (appended): 601 or 602
+    minutes with changes, more than the 500 served. The last 500 points hold sizes 101 to 600,
+    `truncated` is true and `size_before` is 100, the size before the first point (a chart
+    starting from 0 there draws a jump that never happened). at_risk_high_value's whole history
+    (Ann, then Bob): not truncated, `size_before` 0."""
+    warehouse = built["tmp"] / "history" / "warehouse.duckdb"
+    warehouse.parent.mkdir()
+    shutil.copy(built["incremental"], warehouse)
+    append_minutely_entries(warehouse, "lapsed_instore_buyers", 600, first_customer=1001)
+    settings = Settings(warehouse=warehouse, serving_db=warehouse.parent / "serving.duckdb")
+    with duckdb.connect(str(warehouse)) as con:
+        publish_serving_copy(con, settings, force=True)
+    with BackgroundServer(settings, port=0) as server:
+        status, cut = get(f"{server.url}/api/audiences/lapsed_instore_buyers/history")
+        status_whole, whole = get(f"{server.url}/api/audiences/at_risk_high_value/history")
+    assert status == 200 and cut["size"] == 600
+    assert [p["size"] for p in cut["points"]] == list(range(101, 601))
+    assert (cut["truncated"], cut["size_before"]) == (True, 100)
+    assert status_whole == 200 and [p["size"] for p in whole["points"]][-1] == 2
+    assert (whole["truncated"], whole["size_before"]) == (False, 0)
 
 
 def landing(tmp_path: Path) -> tuple[RawLanding, Path, Path]:

@@ -30,7 +30,9 @@ order by name
 """
 
 # The audience's size after each change, as steps: one point per UTC minute with changes (the
-# size at the end of that minute), the last HISTORY_POINTS minutes with changes.
+# size at the end of that minute), the last HISTORY_POINTS minutes with changes (one more row
+# is read to know whether earlier minutes were cut). `size` is summed over the whole history
+# before the limit applies, so it is exact on a cut history too.
 HISTORY_POINTS = 500
 HISTORY_SQL = """
 with steps as (
@@ -106,6 +108,15 @@ def _members_page(
     for row in page:
         del row["entered_sequence"]  # the cursor's business, not the member's
     return page, next_cursor
+
+
+def _size_before(points: list[dict[str, Any]]) -> int:
+    """The size before the first point: its size less its own minute's change. 0 when the
+    history is whole (nothing came before its first change) or empty."""
+    if not points:
+        return 0
+    first = points[0]
+    return first["size"] - first["entered"] + first["exited"]
 
 
 def profile_parts(cur: duckdb.DuckDBPyConnection, customer_id: int, row: dict) -> dict:
@@ -202,11 +213,23 @@ def register(app: FastAPI, reader: ServingReader, dependencies: list) -> None:
         "/api/audiences/{name}/history",
         dependencies=dependencies,
         summary="An audience's size over time, from its entries and exits",
+        description=(
+            f"`points`: one per UTC minute with changes, oldest first (`entered`, `exited`, and"
+            f" `size` at the end of the minute), the last {HISTORY_POINTS} such minutes."
+            " `truncated` says earlier minutes were left out; `size_before` is the size just"
+            " before the first point (0 when the history is whole), where a chart starts."
+        ),
         responses={404: {"description": "No such audience"}},
     )
     def audience_history(name: Annotated[str, Path(pattern=NAME_PATTERN)]) -> dict[str, Any]:
         with reader.session() as (_, cur):
             audience = known(cur, name)
-            points = _rows(cur.execute(HISTORY_SQL, [name, HISTORY_POINTS]))
-        points.reverse()
-        return {"name": name, "size": audience["size"], "points": points}
+            rows = _rows(cur.execute(HISTORY_SQL, [name, HISTORY_POINTS + 1]))
+        points = rows[:HISTORY_POINTS][::-1]
+        return {
+            "name": name,
+            "size": audience["size"],
+            "truncated": len(rows) > HISTORY_POINTS,
+            "size_before": _size_before(points),
+            "points": points,
+        }
