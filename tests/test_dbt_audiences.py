@@ -35,6 +35,7 @@ from dbt.cli.main import dbtRunner
 from customer360.config import Settings
 from customer360.serving.publish import publish_serving_copy
 from customer360.serving.server import BackgroundServer
+from tests.dbt_fixtures.audience_history import append_minutely_entries
 from tests.dbt_fixtures.dbt_invoke import DBT_DIR, run_dbt
 from tests.dbt_fixtures.raw_builder import RawLanding
 
@@ -324,6 +325,30 @@ def test_api_serves_consent_and_audiences(built) -> None:
         assert get(f"{server.url}/api/audiences/Bad-Name/members")[0] == 422
 
 
+def test_history_cut_to_its_last_minutes_says_where_it_starts(built) -> None:
+    """lapsed_instore_buyers' history (a copy of the warehouse): Eve and customer 3 enter in
+    round 1 and exit in round 2, then 600 customers enter, one a minute (appended): 601 or 602
+    minutes with changes, more than the 500 served. The last 500 points hold sizes 101 to 600,
+    `truncated` is true and `size_before` is 100, the size before the first point (a chart
+    starting from 0 there draws a jump that never happened). at_risk_high_value's whole history
+    (Ann, then Bob): not truncated, `size_before` 0."""
+    warehouse = built["tmp"] / "history" / "warehouse.duckdb"
+    warehouse.parent.mkdir()
+    shutil.copy(built["incremental"], warehouse)
+    append_minutely_entries(warehouse, "lapsed_instore_buyers", 600, first_customer=1001)
+    settings = Settings(warehouse=warehouse, serving_db=warehouse.parent / "serving.duckdb")
+    with duckdb.connect(str(warehouse)) as con:
+        publish_serving_copy(con, settings, force=True)
+    with BackgroundServer(settings, port=0) as server:
+        status, cut = get(f"{server.url}/api/audiences/lapsed_instore_buyers/history")
+        status_whole, whole = get(f"{server.url}/api/audiences/at_risk_high_value/history")
+    assert status == 200 and cut["size"] == 600
+    assert [p["size"] for p in cut["points"]] == list(range(101, 601))
+    assert (cut["truncated"], cut["size_before"]) == (True, 100)
+    assert status_whole == 200 and [p["size"] for p in whole["points"]][-1] == 2
+    assert (whole["truncated"], whole["size_before"]) == (False, 0)
+
+
 def landing(tmp_path: Path) -> tuple[RawLanding, Path, Path]:
     """Raw landing into two warehouses: one built incrementally, one by full refreshes."""
     incremental, full = (
@@ -475,3 +500,66 @@ def test_a_condition_reading_the_clock_or_random_fails_the_build(tmp_path, condi
     assert not result.success
     message = str(result.exception)
     assert "audience clocked" in message and "no clock or random function" in message, message
+
+
+def lapsed_buyer(raw: RawLanding, customer: int) -> None:
+    """A customer whose only order is in store, 200 days ago: in lapsed_instore_buyers."""
+    raw.user("snapshot", customer, customer)
+    raw.order("Instore", "insert", 100 + customer, customer, days_ago(200), [("S", "A", 20, 1)])
+
+
+def build_and_publish(raw: RawLanding, warehouse: Path, settings: Settings, work: Path) -> None:
+    raw.land()
+    run_dbt(warehouse, *RUN, work_dir=work)
+    with duckdb.connect(str(warehouse)) as con:
+        publish_serving_copy(con, settings, force=True)
+
+
+def members_page(url: str, after: str | None) -> tuple[list[int], str | None]:
+    query = "limit=2" + ("" if after is None else f"&after={after}")
+    status, page = get(f"{url}/api/audiences/lapsed_instore_buyers/members?{query}")
+    assert status == 200, page
+    return [m["customer_id"] for m in page["items"]], page["next"]
+
+
+def test_members_followed_by_cursor_while_publications_happen(tmp_path) -> None:
+    """Members are paged newest first by their entry's sequence; each page's `next`, passed
+    as `after`, continues strictly after the page's last member, whatever was published
+    between two pages. Build 1: customers 1-8 enter lapsed_instore_buyers (sequences 1-8:
+    8, 7, ..., 1). Page 1: [8, 7]. Build 2: 9 enters; 8 (returned) and 5 (not yet) are deleted
+    and exit; 7 (returned) buys in store today and exits. Page 2: [6, 4] (offset 2 gives [4, 3]
+    of 9, 6, 4, 3, 2, 1: 6 skipped). Build 3: 7's order is deleted, so 7 enters again (a new,
+    greater sequence), and 10 enters. Page 3: [3, 2] (offset 4 gives [4, 3] again), page 4: [1]
+    and no `next`. So no member is returned twice (not 7), none present throughout (1-4, 6) is
+    skipped, and members entering meanwhile come before the cursor, not on a later page."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    raw = RawLanding([warehouse])
+    settings = Settings(warehouse=warehouse, serving_db=tmp_path / "serving" / "serving.duckdb")
+    raw.now = days_ago(0.5)
+    for customer in range(1, 9):
+        lapsed_buyer(raw, customer)
+    build_and_publish(raw, warehouse, settings, tmp_path / "dbt")
+    with BackgroundServer(settings, port=0) as server:
+        pages = [members_page(server.url, None)]
+
+        raw.now = days_ago(0.4)
+        lapsed_buyer(raw, 9)
+        raw.user("delete", 8, 8)
+        raw.user("delete", 5, 5)
+        raw.order("Instore", "insert", 207, 7, days_ago(0.45), [("S", "A", 20, 1)])
+        build_and_publish(raw, warehouse, settings, tmp_path / "dbt")
+        pages.append(members_page(server.url, pages[-1][1]))
+
+        raw.now = days_ago(0.3)
+        raw.order("Instore", "delete", 207, 7)
+        lapsed_buyer(raw, 10)
+        build_and_publish(raw, warehouse, settings, tmp_path / "dbt")
+        while pages[-1][1] is not None:
+            pages.append(members_page(server.url, pages[-1][1]))
+
+        assert [ids for ids, _ in pages] == [[8, 7], [6, 4], [3, 2], [1]]
+        # Read again from the start: the members now, 7 among the newest.
+        fresh = [members_page(server.url, None)]
+        while fresh[-1][1] is not None:
+            fresh.append(members_page(server.url, fresh[-1][1]))
+        assert [i for ids, _ in fresh for i in ids] == [10, 7, 9, 6, 4, 3, 2, 1]

@@ -456,26 +456,35 @@ def test_profile_of_unknown_deleted_or_malformed_ids(served) -> None:
         assert body["detail"][0]["loc"] == ["path", "customer_id"]
 
 
-def test_audience_members_paged_newest_first_then_by_id(served) -> None:
-    """checkout_errors_recent's members: 10, 12, 15 entered in round 1's build, 13 in round 2's
-    (later), 11 entered and exited (deleted) -> newest first, then by id: 13 | 10, 12, 15.
-    Pages of 2: [13, 10], [12, 15], [] at offset 4; total 4 on each."""
+def test_audience_members_paged_newest_first_by_entry(served) -> None:
+    """checkout_errors_recent's members: 10, 12, 15 entered in round 1's build (sequences in
+    customer order), 13 in round 2's (later), 11 entered and exited (deleted) -> newest entry
+    first: 13 | 15, 12, 10. Pages of 2 by cursor: [13, 15] then [12, 10] and no `next`; by
+    offset the same, and [] at offset 4; total 4 on each."""
     url = f"{served}/api/audiences/checkout_errors_recent/members"
+    first = get(f"{url}?limit=2")[2]
+    second = get(f"{url}?limit=2&after={first['next']}")[2]
+    assert [[m["customer_id"] for m in p["items"]] for p in (first, second)] == [[13, 15], [12, 10]]
+    assert second["next"] is None and second["after"] == first["next"]
     pages = [get(f"{url}?limit=2&offset={offset}")[2] for offset in (0, 2, 4)]
-    assert [[m["customer_id"] for m in p["items"]] for p in pages] == [[13, 10], [12, 15], []]
-    assert [p["total"] for p in pages] == [4, 4, 4]
+    assert [[m["customer_id"] for m in p["items"]] for p in pages] == [[13, 15], [12, 10], []]
+    assert [p["total"] for p in (first, second, *pages)] == [4, 4, 4, 4, 4]
     status, _, audiences = get(f"{served}/api/audiences")
     sizes = {a["name"]: a["size"] for a in audiences["items"]}
     assert status == 200 and sizes["checkout_errors_recent"] == 4
 
 
 def test_audience_members_bad_paging_and_unknown_audience(served) -> None:
-    """limit 0, -1, 101 or 'ten', offset -1 -> 422 naming the field; an unknown or malformed
-    audience name -> 404 / 422; all JSON."""
+    """limit 0, -1, 101 or 'ten', offset -1, a cursor that is not 1 to 18 digits 0-9 (empty,
+    negative, signed, decimal, text, 19 digits), or a cursor with an offset -> 422 naming the
+    field; an unknown or malformed audience name -> 404 / 422; all JSON."""
     url = f"{served}/api/audiences/checkout_errors_recent/members"
     for query_string, field in (
         ("limit=0", "limit"), ("limit=-1", "limit"), ("limit=101", "limit"),
         ("limit=ten", "limit"), ("offset=-1", "offset"), ("offset=x", "offset"),
+        ("after=", "after"), ("after=-1", "after"), ("after=%2B7", "after"),
+        ("after=7.0", "after"), ("after=abc", "after"), ("after=%D9%A3", "after"),
+        ("after=1234567890123456789", "after"), ("after=7&offset=0", "offset"),
     ):  # fmt: skip
         status, kind, body = get(f"{url}?{query_string}")
         assert (status, kind) == (422, "application/json"), query_string

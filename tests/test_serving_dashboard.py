@@ -9,7 +9,9 @@ an email change for that customer are landed, and one micro-batch builds and pub
 page shows, without a reload, the error, the audience it puts the customer in, the new email
 beside the former one, and the model's score with its reasons; the former email still finds the
 customer through the search box; the audiences panel shows each audience's size, the picked
-one's size over time and its members. Leaves a screenshot in docs/dashboard.png.
+one's size over time and its members. Leaves a screenshot in docs/dashboard.png. A second
+test, without Mongo or Kafka, charts an audience whose history the API cut to its latest
+minutes: the chart starts at the size before them, not at 0.
 
 Chromium comes from Debian's `chromium` package (`make test` installs it when missing).
 """
@@ -24,19 +26,23 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from websockets.sync.client import connect
 
+from customer360.config import Settings
 from customer360.generator.history import seed
 from customer360.pipeline import MicroBatch
 from customer360.propensity.model import store
 from customer360.serving import publish_serving_copy
 from customer360.serving.server import BackgroundServer
+from tests.dbt_fixtures.audience_history import append_minutely_entries
+from tests.dbt_fixtures.dbt_invoke import run_dbt
 from tests.dbt_fixtures.propensity_model import hand_trained_model
+from tests.dbt_fixtures.raw_builder import RawLanding
 from tests.extractor_helpers import mongo_db, produce, weblog
 
 REPO = Path(__file__).resolve().parents[1]
@@ -438,7 +444,7 @@ def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
                         "select m.customer_id, c.first_name, c.last_name, m.entered_at"
                         " from customer_audiences m join customer_360 c using (customer_id)"
                         " where m.audience = 'checkout_errors_recent'"
-                        " order by m.entered_at desc, m.customer_id limit 10"
+                        " order by m.entered_sequence desc limit 10"  # newest entry first
                     ).fetchall()
                 ]
             assert row["email"] == new_email and model_version == version
@@ -489,3 +495,47 @@ def test_dashboard_search_numbers_and_live_error(isolated_settings, browser):
             shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
             SCREENSHOT.parent.mkdir(exist_ok=True)
             SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+
+
+# The chart's path as numbers, and the y of its axis labels "0" and the maximum (drawn 4 below
+# the y of their value): where the path starts, on the chart's own scale.
+CHART_GEOMETRY = """(() => {
+  const svg = document.querySelector('#audience-chart svg');
+  const labels = [...svg.querySelectorAll('text')]
+    .map((t) => [t.textContent, +t.getAttribute('y')]);
+  const start = svg.querySelector('path').getAttribute('d').split(' ').slice(1, 3).map(Number);
+  return {start, zero: labels[1][1] - 4, max: +labels[0][0], top: labels[0][1] - 4};
+})()"""
+
+
+def test_a_cut_size_history_starts_at_the_size_before_it(tmp_path, browser):
+    """An audience with more minutes of changes than the API serves (a lapsed in-store buyer
+    built by dbt, then 600 entries appended one a minute): the chart starts at the size before
+    the first point served (`size_before`), not at 0, which drew a jump that never happened."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    raw = RawLanding([warehouse])
+    raw.now = datetime.now(UTC) - timedelta(hours=12)
+    raw.user("snapshot", 1, 1)
+    raw.order("Instore", "insert", 1, 1, raw.now - timedelta(days=200), [("S", "A", 20, 1)])
+    raw.land()
+    run_dbt(warehouse, "run", work_dir=tmp_path / "dbt")
+    append_minutely_entries(warehouse, "lapsed_instore_buyers", 600, first_customer=1001)
+    settings = Settings(warehouse=warehouse, serving_db=tmp_path / "serving" / "serving.duckdb")
+    with duckdb.connect(str(warehouse)) as con:
+        publish_serving_copy(con, settings, force=True)
+    with BackgroundServer(settings, port=0) as server:
+        with urllib.request.urlopen(
+            f"{server.url}/api/audiences/lapsed_instore_buyers/history"
+        ) as r:
+            history = json.loads(r.read())
+        assert history["truncated"] and history["size_before"] > 0, history["size_before"]
+        browser.call("Page.navigate", url=f"{server.url}/")
+        row = '#audiences tr[data-name="lapsed_instore_buyers"]'
+        browser.wait_for(f"!!document.querySelector('{row}')", what="the audiences panel")
+        browser.evaluate(f"document.querySelector('{row}').click(); true")
+        browser.wait_for("!!document.querySelector('#audience-chart svg path')", what="the chart")
+        chart = browser.evaluate(CHART_GEOMETRY)
+    size_before, sizes = history["size_before"], [p["size"] for p in history["points"]]
+    assert chart["max"] == max(sizes)
+    expected = chart["zero"] + (chart["top"] - chart["zero"]) * size_before / chart["max"]
+    assert chart["start"][1] == pytest.approx(expected), chart

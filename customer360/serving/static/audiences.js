@@ -17,7 +17,9 @@ window.renderAudiences = function (p) {
     [el("li", { class: "muted" }, "In no audience")]);
 };
 
-function sizeChart(points) {
+// The size as steps from `before` (the size before the first point: 0 for a whole history,
+// more when the API cut it to its latest minutes) through each point's size.
+function sizeChart(points, before) {
   const ns = "http://www.w3.org/2000/svg";
   const width = 560, height = 140, pad = 28;
   const svg = document.createElementNS(ns, "svg");
@@ -27,11 +29,11 @@ function sizeChart(points) {
   if (!points.length) return svg;
   const times = points.map((q) => Date.parse(q.at));
   const t0 = Math.min(...times), t1 = Math.max(...times, t0 + 60000);
-  const max = Math.max(1, ...points.map((q) => q.size));
+  const max = Math.max(1, before, ...points.map((q) => q.size));
   const x = (t) => pad + (width - 2 * pad) * (t - t0) / (t1 - t0);
   const y = (v) => height - pad + 6 - (height - 2 * pad) * v / max;
-  let d = `M ${x(times[0])} ${y(0)}`;
-  points.forEach((q, i) => { d += ` L ${x(times[i])} ${y(i ? points[i - 1].size : 0)} L ${x(times[i])} ${y(q.size)}`; });
+  let d = `M ${x(times[0])} ${y(before)}`;
+  points.forEach((q, i) => { d += ` L ${x(times[i])} ${y(i ? points[i - 1].size : before)} L ${x(times[i])} ${y(q.size)}`; });
   d += ` L ${width - pad} ${y(points[points.length - 1].size)}`;
   const path = document.createElementNS(ns, "path");
   path.setAttribute("d", d); path.setAttribute("fill", "none");
@@ -55,7 +57,7 @@ async function showAudience(name) {
   ]);
   $("audience-title").textContent =
     `${name}: ${history.size} ${history.size === 1 ? "member" : "members"}`;
-  $("audience-chart").replaceChildren(sizeChart(history.points));
+  $("audience-chart").replaceChildren(sizeChart(history.points, history.size_before));
   fill("audience-members", members.items.length ? members.items.map((m) => {
     const row = el("tr", { "data-id": m.customer_id }, el("td", {}, "#" + m.customer_id),
       el("td", {}, [m.first_name, m.last_name].filter(Boolean).join(" ")),
