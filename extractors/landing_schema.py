@@ -87,15 +87,20 @@ create table if not exists raw._batches (
     position_after varchar
 );
 
--- Kafka positions: the next offset to read per partition, committed with the rows.
+-- Kafka positions: the next offset to read per partition, committed with the rows, and the id
+-- of the topic they are offsets in (a topic recreated under its name has a new one; null: not
+-- known, stored before the column existed: the current topic's id is adopted).
 create table if not exists raw._kafka_offsets (
     topic varchar not null,
     "partition" integer not null,
     next_offset bigint not null,
     batch_id bigint not null,
     updated_at timestamp not null,
+    topic_id varchar,
     primary key (topic, "partition")
 );
+-- A warehouse created before topic ids were kept gains the column (null in its rows).
+alter table raw._kafka_offsets add column if not exists topic_id varchar;
 
 -- Mongo positions: the change stream resume token per collection, committed with the rows.
 -- While the initial copy runs (`snapshot_done` false) the copy goes on, batch by batch in `_id`
