@@ -18,7 +18,11 @@ Mongo tables (`users`, `online_orders`, `instore_orders`):
 
 Kafka tables (`weblogs`, `marketing_emails`): `topic`, `partition`, `offset`, `key`,
 `timestamp` (the record's Kafka timestamp, UTC) and `value` (the message text). Records that are
-not a JSON object or lack a required field go to `raw.quarantine` instead, with the reason.
+not a JSON object or lack a required field go to `raw.quarantine` instead, with the reason; so
+do positions the extractor could not read on from (a quarantine row with the partition and
+offset, no value): offsets deleted by retention, a stored offset beyond the partition's end, the
+offsets of a topic recreated under its name. (topic, partition, offset) is not unique across
+batches: those restart at the low watermark, and a record read again lands again.
 
 Optional fields read by dbt (absent in older records, which mean what they always did): a users
 document's `consent.email.status` ('granted' | 'withdrawn') and `consent.email.at` (email
