@@ -5,12 +5,18 @@ stored in the warehouse; the rows, the quarantined records and the next offsets 
 DuckDB transaction. A crash before the commit lands nothing and moves nothing, so the next batch
 reads the same records again; a crash after it finds the new offsets. Kafka's own committed
 offsets are written afterwards only so that lag shows in Kafka tooling.
+
+The offsets are stored with the topic's id (Kafka 2.8+): a topic deleted and created again under
+the same name has new records at the old offsets, and only its id tells. A position that cannot
+be read on from (deleted by retention, beyond the partition's end, or the old topic's) is
+recorded in raw.quarantine with the reason, and reading goes on from the low watermark.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -18,7 +24,15 @@ from datetime import datetime
 
 import duckdb
 import pyarrow as pa
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from customer360.config import Settings
 from extractors.batch import BatchResult
@@ -46,10 +60,61 @@ BROKER_TIMEOUT_S = 10.0
 # librdkafka's consumer close can block for good while the broker is down (an offset commit in
 # flight: confluent-kafka-python #1667); a close taking longer is left to finish on its own.
 CLOSE_TIMEOUT_S = 5.0
+# The id Kafka gives when it has none (a broker before 2.8): as good as no id.
+NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"
 
 
 class KafkaExtractError(RuntimeError):
     """Kafka could not be read; nothing of the batch was landed."""
+
+
+class NotStrictJson(ValueError):
+    """Text Python's JSON parser accepts but DuckDB's (staging's) reads differently or not."""
+
+
+def _reject_constant(name: str) -> None:
+    # DuckDB reads NaN and Infinity as numbers, Python as floats, other readers not at all: not
+    # JSON (RFC 8259), so a record carrying one is quarantined rather than left to each reader.
+    raise NotStrictJson(f"{name} is not a JSON value")
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    # Python keeps a repeated key's last value, DuckDB its first: the extractor's check and
+    # staging would read different records (an event_id present for one, missing for the other).
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _value in pairs if key in seen or seen.add(key))
+        raise NotStrictJson(f"key {repeated!r} appears more than once in an object")
+    return record
+
+
+# ~1.5 us a record more than json.loads (the hook runs in Python for every object).
+_STRICT_JSON = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicate_keys, parse_constant=_reject_constant
+)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(parsed: object) -> bool:
+    """Whether a string (key or value) in `parsed` holds half a surrogate pair: Python decodes a
+    lone `\\ud800` escape into one, DuckDB calls the whole text malformed JSON and its JSON
+    functions raise in staging. A loop, not recursion: the parser accepts ~1,000 levels of
+    nesting, more than a recursive walk could."""
+    pending = [parsed]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def quarantine_reason(source: str, value: bytes | None) -> str | None:
@@ -61,13 +126,16 @@ def quarantine_reason(source: str, value: bytes | None) -> str | None:
     except UnicodeDecodeError as exc:
         return f"value is not UTF-8 text: {exc}"
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
+        record = _STRICT_JSON.decode(text)
+    except (json.JSONDecodeError, NotStrictJson) as exc:
         return f"invalid JSON: {exc}"
     except RecursionError:
         # Python's parser gives up past ~1,000 levels of nesting (a 2 KB value can do it);
         # raised, it failed the batch, and every batch after it, on the same record.
         return "JSON nested too deeply to check (over ~1,000 levels)"
+    # Only a \u escape can make a lone surrogate: the text search skips the walk for the others.
+    if "\\u" in text and _has_lone_surrogate(record):
+        return "invalid JSON: a \\u escape is half of a UTF-16 surrogate pair (DuckDB rejects it)"
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
     missing = [f for f in REQUIRED_FIELDS[source] if record.get(f) is None]
@@ -81,21 +149,63 @@ def quarantine_reason(source: str, value: bytes | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class LostPosition:
+    """A stored position reading cannot go on from, and why: logged as an error and written to
+    raw.quarantine (offset `stored`, no key or value), since nothing is dropped without a row."""
+
+    partition: int
+    stored: int
+    reason: str
+
+
 def _start_offsets(
     stored: dict[int, int], marks: dict[int, tuple[int, int]]
-) -> tuple[dict[int, int], list[tuple[int, int, int]]]:
+) -> tuple[dict[int, int], list[LostPosition]]:
     """Where to read each partition from: the stored offset, or the low watermark for a new
-    partition; and the (partition, stored, low) gaps where retention deleted records never
-    landed (reading resumes at the low watermark)."""
+    partition; and the stored positions that cannot be read on from, where reading restarts at
+    the low watermark: records retention deleted before they were landed, or an offset beyond
+    the partition's end (the topic recreated, or a broker that lost records it had acknowledged:
+    the offsets will be used again by other records)."""
     start: dict[int, int] = {}
-    retention_gaps = []
-    for p, (low, _high) in marks.items():
+    lost = []
+    for p, (low, high) in marks.items():
         position = stored.get(p, low)
         if position < low:
-            retention_gaps.append((p, position, low))
+            reason = (
+                f"offsets {position}..{low - 1} deleted by Kafka retention before they were landed"
+            )
+            lost.append(LostPosition(p, position, reason))
+            position = low
+        elif position > high:
+            reason = (
+                f"stored offset {position} beyond the end {high}: topic recreated or truncated; "
+                f"reading again from {low}"
+            )
+            lost.append(LostPosition(p, position, reason))
             position = low
         start[p] = position
-    return start, retention_gaps
+    return start, lost
+
+
+def _restart_recreated_topic(
+    stored: dict[int, int],
+    marks: dict[int, tuple[int, int]],
+    stored_id: str,
+    topic_id: str,
+) -> tuple[dict[int, int], list[LostPosition]]:
+    """Every partition of a topic recreated under the same name read from its low watermark: the
+    stored offsets were the old topic's, whose records from there on (if any) are gone with it."""
+    start = {p: low for p, (low, _high) in marks.items()}
+    lost = []
+    for p, position in sorted(stored.items()):
+        again = f"reading again from {start[p]}" if p in start else "no such partition now"
+        reason = (
+            f"topic recreated (id {stored_id} is now {topic_id}): stored offset {position} "
+            f"was the old topic's; {again}"
+        )
+        lost.append(LostPosition(p, position, reason))
+    return start, lost
 
 
 @dataclass
@@ -104,6 +214,10 @@ class PolledRecords:
     next offset of each partition."""
 
     next_offsets: dict[int, int]
+    # The id of the topic the records were read from, stored with the offsets (None: unknown).
+    topic_id: str | None = None
+    # A recreated topic's batch: the old topic's partitions go (the new one may have fewer).
+    forget_stored_offsets: bool = False
     rows: dict[str, list] = field(
         default_factory=lambda: {
             k: [] for k in ("partition", "offset", "key", "timestamp", "value")
@@ -145,7 +259,11 @@ class KafkaSource:
         self.topic = settings.topic(name)
         self.settings = settings
         self._consumer: Consumer | None = None
+        self._admin: AdminClient | None = None
         self._partitions: list[int] = []
+        # The topic's id as of the last metadata refresh (None: missing, or the broker has none).
+        self._topic_id: str | None = None
+        self._warned_topic_missing = False
         self._partitions_checked = 0.0
         self._watermarks_verified = 0.0
         # Where the consumer will read next, per partition; None when it must seek first.
@@ -175,7 +293,15 @@ class KafkaSource:
             )
         return self._consumer
 
+    def _admin_(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient(
+                {"bootstrap.servers": self.settings.kafka_bootstrap, "log_level": 3}
+            )
+        return self._admin
+
     def close(self) -> None:
+        self._admin = None
         consumer, self._consumer = self._consumer, None
         self._positions = None
         if consumer is None:
@@ -199,14 +325,11 @@ class KafkaSource:
             try:
                 metadata = self._consumer_().list_topics(self.topic, timeout=BROKER_TIMEOUT_S)
             except Exception as exc:
-                raise KafkaExtractError(
-                    f"Kafka at {self.settings.kafka_bootstrap} did not answer a metadata request "
-                    f"for {self.topic} within {BROKER_TIMEOUT_S:.0f} s ({exc}); is it running? "
-                    "`c360 services status`"
-                ) from exc
+                raise self._unanswered("a metadata request", exc) from exc
             topic = metadata.topics.get(self.topic)
             if topic is None or topic.error is not None:
                 self._partitions = []
+                self._topic_id = None
             else:
                 found = sorted(topic.partitions)
                 new = set(found) - set(self._partitions)
@@ -214,10 +337,61 @@ class KafkaSource:
                     log.info("%s: new partitions %s picked up", self.topic, sorted(new))
                     self._positions = None
                 self._partitions = found
+                self._refresh_topic_id()
             self._partitions_checked = now
         return self._partitions
 
-    def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+    def _refresh_topic_id(self) -> None:
+        topic_id = self._describe_topic_id()
+        if self._topic_id is not None and topic_id != self._topic_id:
+            self._positions = None  # the consumer's positions were the old topic's
+        self._topic_id = topic_id
+
+    def _describe_topic_id(self) -> str | None:
+        """The topic's id as the broker has it now; None when the topic is missing or the
+        broker gives no ids (before Kafka 2.8)."""
+        futures = self._admin_().describe_topics(
+            TopicCollection([self.topic]), request_timeout=BROKER_TIMEOUT_S
+        )
+        try:
+            description = futures[self.topic].result(timeout=BROKER_TIMEOUT_S + 1)
+        except Exception as exc:
+            if _unknown_topic(exc):
+                return None
+            raise self._unanswered("a topic description", exc) from exc
+        topic_id = str(description.topic_id)
+        return None if topic_id == NO_TOPIC_ID else topic_id
+
+    def _unanswered(self, request: str, exc: Exception) -> KafkaExtractError:
+        return KafkaExtractError(
+            f"Kafka at {self.settings.kafka_bootstrap} did not answer {request} for "
+            f"{self.topic} within {BROKER_TIMEOUT_S:.0f} s ({exc}); is it running? "
+            "`c360 services status`"
+        )
+
+    def _topic_missing(self, before: str, started: float) -> BatchResult:
+        """A batch of a topic that does not exist: nothing to read, and a lag nobody knows (the
+        topic may come back with records, or have gone with some unlanded)."""
+        self._partitions = []  # ask for the topic's metadata again next batch
+        self._topic_id = None
+        self._positions = None
+        if not self._warned_topic_missing:
+            log.warning(
+                "%s: Kafka topic %s does not exist (deleted?); nothing is read until it does",
+                self.name, self.topic,
+            )  # fmt: skip
+            self._warned_topic_missing = True
+        return BatchResult.nothing_landed(
+            self.name,
+            before,
+            remaining_lag=None,
+            seconds=time.monotonic() - started,
+            note=f"topic {self.topic} missing",
+        )
+
+    def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]] | None:
+        """(low, high) per partition; None when the broker no longer knows the topic (deleted
+        since the last metadata refresh)."""
         consumer = self._consumer_()
         marks = {}
         now = time.monotonic()
@@ -240,6 +414,8 @@ class KafkaSource:
                     tp, timeout=BROKER_TIMEOUT_S, cached=False
                 )
             except Exception as exc:
+                if _unknown_topic(exc):
+                    return None
                 raise KafkaExtractError(
                     f"Kafka at {self.settings.kafka_bootstrap} did not give the offsets of "
                     f"{self.topic}[{p}] ({exc}); is it running? `c360 services status`"
@@ -254,11 +430,21 @@ class KafkaSource:
         ).fetchall()
         return dict(rows)
 
-    def lag(self, con: duckdb.DuckDBPyConnection) -> int:
-        """Records waiting in Kafka beyond what the warehouse holds."""
+    def stored_topic_id(self, con: duckdb.DuckDBPyConnection) -> str | None:
+        """The id of the topic the stored offsets are positions in; None when unknown (stored
+        before ids were kept: the current topic's id is adopted, nothing is read again)."""
+        (topic_id,) = con.execute(
+            "select max(topic_id) from raw._kafka_offsets where topic = ?", [self.topic]
+        ).fetchone()
+        return topic_id
+
+    def lag(self, con: duckdb.DuckDBPyConnection) -> int | None:
+        """Records waiting in Kafka beyond what the warehouse holds (None: the topic is missing)."""
         partitions = self._current_partitions()
+        marks = self._watermarks(partitions) if partitions else None
+        if marks is None:
+            return None
         stored = self.stored_offsets(con)
-        marks = self._watermarks(partitions)
         return sum(max(0, high - stored.get(p, low)) for p, (low, high) in marks.items())
 
     # -- one micro-batch ------------------------------------------------------------------
@@ -283,18 +469,19 @@ class KafkaSource:
         started_at = utcnow()
         partitions = self._current_partitions()
         stored = self.stored_offsets(con)
-        marks = self._watermarks(partitions)
-        start, retention_gaps = _start_offsets(stored, marks)
-        targets = {p: high for p, (_low, high) in marks.items() if high > start[p]}
         before = _format_positions(stored)
-        self._seek(partitions, start)
-        if not targets and not retention_gaps:
+        marks = self._watermarks(partitions) if partitions else None
+        if marks is None:
+            return self._topic_missing(before, started)
+        self._warned_topic_missing = False
+        polled, targets = self._plan(con, stored, marks)
+        self._seek(partitions, polled.next_offsets)
+        if not targets and not polled.quarantined:
             return BatchResult.nothing_landed(
                 self.name, before, remaining_lag=0, seconds=time.monotonic() - started
             )
 
-        polled = PolledRecords(next_offsets=dict(start))
-        polled.quarantined.extend(self._retention_quarantine(retention_gaps))
+        start = dict(polled.next_offsets)
         try:
             self._poll(polled, targets, max_records, deadline=started + max_seconds)
         except KafkaExtractError:
@@ -304,13 +491,21 @@ class KafkaSource:
             self._positions = None
             raise KafkaExtractError(f"reading {self.topic} from Kafka failed: {exc}") from exc
 
-        if polled.count == 0 and not retention_gaps and polled.next_offsets == start:
+        if polled.count == 0 and not polled.quarantined and polled.next_offsets == start:
             return BatchResult.nothing_landed(
                 self.name,
                 before,
                 remaining_lag=polled.remaining(targets),
                 seconds=time.monotonic() - started,
                 note="nothing arrived in time",
+            )
+        if not self._same_topic_as_planned():
+            return BatchResult.nothing_landed(
+                self.name,
+                before,
+                remaining_lag=None,
+                seconds=time.monotonic() - started,
+                note="topic recreated while it was read: read again next batch",
             )
         try:
             result = self._land(con, polled, before, targets, started_at)
@@ -321,6 +516,45 @@ class KafkaSource:
         self._commit_to_kafka(polled.next_offsets)
         return replace(result, seconds=time.monotonic() - started)
 
+    def _plan(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        stored: dict[int, int],
+        marks: dict[int, tuple[int, int]],
+    ) -> tuple[PolledRecords, dict[int, int]]:
+        """The batch to poll into, at its start offsets with the lost positions quarantined,
+        and the high watermark to read each partition up to."""
+        stored_id = self.stored_topic_id(con)
+        recreated = stored_id is not None and self._topic_id not in (None, stored_id)
+        if recreated:
+            start, lost = _restart_recreated_topic(stored, marks, stored_id, self._topic_id)
+        else:
+            start, lost = _start_offsets(stored, marks)
+        polled = PolledRecords(
+            next_offsets=dict(start), topic_id=self._topic_id, forget_stored_offsets=recreated
+        )
+        polled.quarantined.extend(self._lost_position_quarantine(lost))
+        targets = {p: high for p, (_low, high) in marks.items() if high > start[p]}
+        return polled, targets
+
+    def _same_topic_as_planned(self) -> bool:
+        """Whether the topic still has the id the batch was planned with: ids are never used
+        again, so then the records read are that topic's. Asked after reading, as the topic may
+        have been recreated since the last metadata refresh or while it was read (librdkafka
+        follows a recreated topic, from its start)."""
+        topic_id = self._describe_topic_id()
+        if topic_id == self._topic_id:
+            return True
+        log.warning(
+            "%s: topic %s was recreated (id %s is now %s) while it was read: the batch is "
+            "dropped unlanded and the next one starts the new topic over",
+            self.name, self.topic, self._topic_id, topic_id,
+        )  # fmt: skip
+        self._topic_id = topic_id
+        self._positions = None
+        self._partitions = []  # the new topic's partitions may differ: ask again
+        return False
+
     def _seek(self, partitions: list[int], start: dict[int, int]) -> None:
         """Assign the partitions at `start` unless the consumer is there already."""
         if self._positions != start:
@@ -329,22 +563,14 @@ class KafkaSource:
             )
             self._positions = dict(start)
 
-    def _retention_quarantine(self, gaps: list[tuple[int, int, int]]) -> list[tuple]:
-        """A quarantine row (and an error in the log) per range retention deleted unlanded."""
+    def _lost_position_quarantine(self, lost: list[LostPosition]) -> list[tuple]:
+        """A quarantine row (and an error in the log) per position reading cannot go on from."""
         rows = []
-        for p, first_kept, low in gaps:
-            log.error(
-                "%s[%d]: offsets %d..%d were deleted by retention before they were landed",
-                self.topic,
-                p,
-                first_kept,
-                low - 1,
+        for position in lost:
+            log.error("%s[%d]: %s", self.topic, position.partition, position.reason)
+            rows.append(
+                (self.topic, position.partition, position.stored, None, None, position.reason)
             )
-            reason = (
-                f"offsets {first_kept}..{low - 1} deleted by Kafka retention "
-                "before they were landed"
-            )
-            rows.append((self.topic, p, first_kept, None, None, reason))
         return rows
 
     def _poll(
@@ -415,10 +641,7 @@ class KafkaSource:
                     " values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [[batch_id, landed_at, self.name, *q] for q in polled.quarantined],
                 )
-            con.executemany(
-                "insert or replace into raw._kafka_offsets values (?, ?, ?, ?, ?)",
-                [[self.topic, p, o, batch_id, landed_at] for p, o in polled.next_offsets.items()],
-            )
+            self._store_offsets(con, polled, batch_id, landed_at)
             result = BatchResult(
                 source=self.name,
                 batch_id=batch_id,
@@ -437,6 +660,25 @@ class KafkaSource:
             raise
         return result
 
+    def _store_offsets(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        polled: PolledRecords,
+        batch_id: int,
+        landed_at: datetime,
+    ) -> None:
+        if polled.forget_stored_offsets:
+            con.execute("delete from raw._kafka_offsets where topic = ?", [self.topic])
+        con.executemany(
+            "insert or replace into raw._kafka_offsets"
+            ' (topic, "partition", next_offset, batch_id, updated_at, topic_id)'
+            " values (?, ?, ?, ?, ?, ?)",
+            [
+                [self.topic, p, offset, batch_id, landed_at, polled.topic_id]
+                for p, offset in polled.next_offsets.items()
+            ],
+        )
+
     def _commit_to_kafka(self, next_offsets: dict[int, int]) -> None:
         """Mirror the warehouse's positions into Kafka for lag tooling; never relied upon."""
         try:
@@ -446,6 +688,15 @@ class KafkaSource:
             )
         except Exception as exc:  # noqa: BLE001
             log.debug("could not mirror offsets of %s to Kafka: %s", self.topic, exc)
+
+
+def _unknown_topic(exc: Exception) -> bool:
+    """Whether the broker answered that it has no such topic. librdkafka's own "unknown
+    partition" is not taken for it: it also comes while the broker is down (the batch fails, and
+    the next one's metadata request tells)."""
+    return (
+        isinstance(exc, KafkaException) and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    )
 
 
 def _close_quietly(consumer: Consumer, topic: str) -> None:

@@ -18,7 +18,11 @@ Mongo tables (`users`, `online_orders`, `instore_orders`):
 
 Kafka tables (`weblogs`, `marketing_emails`): `topic`, `partition`, `offset`, `key`,
 `timestamp` (the record's Kafka timestamp, UTC) and `value` (the message text). Records that are
-not a JSON object or lack a required field go to `raw.quarantine` instead, with the reason.
+not a JSON object or lack a required field go to `raw.quarantine` instead, with the reason; so
+do positions the extractor could not read on from (a quarantine row with the partition and
+offset, no value): offsets deleted by retention, a stored offset beyond the partition's end, the
+offsets of a topic recreated under its name. (topic, partition, offset) is not unique across
+batches: those restart at the low watermark, and a record read again lands again.
 
 Optional fields read by dbt (absent in older records, which mean what they always did): a users
 document's `consent.email.status` ('granted' | 'withdrawn') and `consent.email.at` (email
@@ -87,15 +91,20 @@ create table if not exists raw._batches (
     position_after varchar
 );
 
--- Kafka positions: the next offset to read per partition, committed with the rows.
+-- Kafka positions: the next offset to read per partition, committed with the rows, and the id
+-- of the topic they are offsets in (a topic recreated under its name has a new one; null: not
+-- known, stored before the column existed: the current topic's id is adopted).
 create table if not exists raw._kafka_offsets (
     topic varchar not null,
     "partition" integer not null,
     next_offset bigint not null,
     batch_id bigint not null,
     updated_at timestamp not null,
+    topic_id varchar,
     primary key (topic, "partition")
 );
+-- A warehouse created before topic ids were kept gains the column (null in its rows).
+alter table raw._kafka_offsets add column if not exists topic_id varchar;
 
 -- Mongo positions: the change stream resume token per collection, committed with the rows.
 -- While the initial copy runs (`snapshot_done` false) the copy goes on, batch by batch in `_id`
