@@ -214,7 +214,7 @@ def test_a_new_day_without_new_data_still_evaluates_the_audiences(built) -> None
     audience_changes even when nothing landed: sources_to_build is not empty."""
     path = built["incremental"]
     with duckdb.connect(str(path)) as con:
-        stub = types.SimpleNamespace(con=con, _dbt_owed=set())
+        stub = types.SimpleNamespace(con=con, _dbt_owed=set(), project_changed=lambda: False)
         assert MicroBatch.sources_to_build(stub) == []
         con.execute(
             "update intermediate.dbt_watermarks set batch_id = batch_id - 1"
