@@ -433,9 +433,12 @@ class KafkaSource:
     def stored_topic_id(self, con: duckdb.DuckDBPyConnection) -> str | None:
         """The id of the topic the stored offsets are positions in; None when unknown (stored
         before ids were kept: the current topic's id is adopted, nothing is read again)."""
-        (topic_id,) = con.execute(
+        # fetchall, not fetchone: a result not read to its end keeps its transaction open on
+        # this source's cursor until its next statement, and the pipeline's CHECKPOINT after a
+        # batch then failed ("other write transactions active"), batch after batch.
+        [(topic_id,)] = con.execute(
             "select max(topic_id) from raw._kafka_offsets where topic = ?", [self.topic]
-        ).fetchone()
+        ).fetchall()
         return topic_id
 
     def lag(self, con: duckdb.DuckDBPyConnection) -> int | None:
