@@ -196,6 +196,11 @@ def test_jdbc_browses_prepares_reads_and_is_refused_writes_and_a_wrong_password(
         (int(i), name, dob, int(ms), Decimal(amount), int(orders), int(age))
         for i, name, dob, ms, amount, orders, age in by_kind["row"]
     ] == [(i, n, str(d), ms, a, o, age) for i, n, d, ms, a, o, age in expected]
+    decimals = [
+        "0.05", "-0.07", "0.001", "0." + "0" * 37 + "1", "12.05", "1" + "0" * 20,
+        "9" * 32 + "." + "9" * 6, "-0.000001", "0.00",
+    ]  # fmt: skip
+    assert by_kind["decimals"] == [decimals] * 6  # text, then binary: the same numbers
     assert by_kind["show"] == [["read committed"]]
     assert by_kind["in_transaction"] == [["100"]]
     assert "written" not in by_kind
@@ -276,6 +281,26 @@ def test_prepared_statements_show_set_and_binary_results(endpoint):
         assert con.execute(
             r"select relname from pg_class where relname like 'customer\_360'"
         ).fetchall() == [("customer_360",)]
+
+
+def test_decimals_read_in_binary_are_the_numbers_sent_in_text(endpoint):
+    """psycopg decodes binary NUMERIC itself (PostgreSQL's format): small fractions kept their
+    leading zeros only in text once (0.05 read as 0.50 in binary)."""
+    values = (
+        "0.05::decimal(10,2)", "-0.07::decimal(10,2)", "0.001::decimal(10,3)",
+        "1e-38::decimal(38,38)", "-1e-38::decimal(38,38)", "0.10::decimal(10,2)",
+        "12.05::decimal(10,2)", "100::decimal(10,0)", "1e20::decimal(38,0)",
+        "99999999999999999999999999999999.999999::decimal(38,6)",
+        "-99999999999999999999999999999999.999999::decimal(38,6)", "0::decimal(10,2)",
+        "total_amount_spent",
+    )  # fmt: skip
+    sql = f"select {', '.join(values)} from customer_360 where customer_id = %s"
+    with connect(endpoint) as con:
+        text = con.cursor().execute(sql, (7,)).fetchone()
+        binary = con.cursor(binary=True).execute(sql, (7,), prepare=True).fetchone()
+    assert binary == text
+    assert [str(v) for v in binary[:3]] == ["0.05", "-0.07", "0.001"]
+    assert binary[3] == Decimal("1e-38") and binary[-1] == Decimal("150.75")
 
 
 def test_a_transaction_keeps_one_publication_and_the_next_sees_the_new_one(endpoint):

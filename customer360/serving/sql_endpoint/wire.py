@@ -277,31 +277,28 @@ def _encode_text(value: Any) -> bytes:
 
 
 def _numeric_binary(value: Decimal) -> bytes:
-    """NUMERIC in binary: base-10000 digits, weight, sign and display scale."""
+    """NUMERIC in binary (PostgreSQL's numeric_send): the count of base-10000 digits, the
+    weight of the first (the power of 10000 it is worth), sign, display scale, the digits."""
     if value.is_nan():
         return struct.pack("!hhHh", 0, 0, 0xC000, 0)
     sign, digits, exponent = value.as_tuple()
     scale = max(0, -exponent)
-    integer = "".join(map(str, digits)) or "0"
-    if exponent > 0:
-        integer += "0" * exponent
-        exponent = 0
-    int_part = integer[: len(integer) + exponent] if exponent else integer
-    frac_part = integer[len(integer) + exponent :] if exponent else ""
-    int_part = int_part.lstrip("0")
-    pad = (-len(int_part)) % 4
-    int_part = "0" * pad + int_part
-    frac_part = frac_part + "0" * ((-len(frac_part)) % 4)
-    groups = [int(int_part[i : i + 4]) for i in range(0, len(int_part), 4)]
+    # Every decimal digit of |value|, with at least one before the point: 0.05 is "005", so
+    # the fraction keeps its leading zeros (sliced off it, 0.05 used to read as 0.50).
+    decimal_digits = ("".join(map(str, digits)) + "0" * max(0, exponent)).zfill(scale + 1)
+    integer, fraction = decimal_digits[: len(decimal_digits) - scale], decimal_digits[-scale:]
+    integer = integer.zfill(-(-len(integer) // 4) * 4)  # whole groups left of the point
+    fraction = fraction.ljust(-(-scale // 4) * 4, "0") if scale else ""  # and right of it
+    groups = [int(integer[i : i + 4]) for i in range(0, len(integer), 4)]
     weight = len(groups) - 1
-    groups += [int(frac_part[i : i + 4]) for i in range(0, len(frac_part), 4)]
+    groups += [int(fraction[i : i + 4]) for i in range(0, len(fraction), 4)]
     while groups and groups[-1] == 0:
         groups.pop()
     while groups and groups[0] == 0:
         groups.pop(0)
         weight -= 1
-    if not groups:
-        weight = 0
+    if not groups:  # zero: no digits, weight 0, positive (PostgreSQL has no -0)
+        weight, sign = 0, 0
     header = struct.pack("!hhHh", len(groups), weight, 0x4000 if sign else 0, scale)
     return header + struct.pack(f"!{len(groups)}H", *groups)
 
