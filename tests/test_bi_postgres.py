@@ -229,6 +229,32 @@ def test_a_read_only_login_cannot_write_or_reach_files(endpoint):
             with pytest.raises(psycopg.Error) as refused:
                 con.execute(statement)
             assert refused.value.sqlstate == "25006", (statement, refused.value)
+        # EXPLAIN ANALYZE runs what it explains: only a query may be explained, else the
+        # endpoint's catalogue (shared by every client) could be rewritten.
+        for statement in (
+            "explain analyze create or replace view customer_360 as select 1 as customer_id",
+            "explain analyze delete from information_schema.tables",
+            "EXPLAIN ANALYZE /* c */ drop table pg_catalog.pg_class",
+            "explain (analyze) insert into pg_catalog.pg_namespace values (1, 'x', 1, null)",
+            "explain (format json, analyze) update information_schema.columns set data_type = 'x'",
+            "explain analyze (format json) create table notes (a int)",
+            "explain delete from customer_recent_errors",
+            "explain analyze with x as (select 1) delete from information_schema.tables",
+        ):
+            with pytest.raises(psycopg.Error) as refused:
+                con.execute(statement)
+            assert refused.value.sqlstate == "25006", (statement, refused.value)
+        for query in (
+            "explain select * from customer_360",
+            "explain analyze select count(*) from customer_details",
+            "explain analyze (select 1)",
+            "explain (format json) with x as (select 1) select * from x",
+        ):
+            assert con.execute(query).fetchall(), query
+        assert con.execute("select count(*) from customer_360").fetchone() == (50,)
+        assert con.execute(
+            "select count(*) from information_schema.tables where table_name = 'customer_360'"
+        ).fetchone() == (1,)
         with pytest.raises(psycopg.Error) as refused:
             con.execute("select * from read_csv('/etc/passwd')")
         assert refused.value.sqlstate == "42501"

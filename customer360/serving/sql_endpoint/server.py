@@ -9,9 +9,9 @@ extended-protocol batch up to its Sync) keeps the copy it started on, so a clien
 half a batch or two batches mixed.
 The pipeline is never blocked: readers only open the files it has already renamed into place.
 
-Read-only: queries (SELECT, WITH, VALUES, EXPLAIN) reach DuckDB; SET, SHOW, RESET, DISCARD,
-transaction control and SQL-level PREPARE / EXECUTE / DEALLOCATE are answered by the session;
-anything else is refused with SQLSTATE 25006 like a read-only PostgreSQL transaction.
+Read-only: queries (SELECT, WITH, VALUES, EXPLAIN of a query) reach DuckDB; SET, SHOW, RESET,
+DISCARD, transaction control and SQL-level PREPARE / EXECUTE / DEALLOCATE are answered by the
+session; anything else is refused with SQLSTATE 25006 like a read-only PostgreSQL transaction.
 
 The log names connections, logins refused and failed statements' SQLSTATE; never a password, a
 query's text or its parameters (they may carry a customer's name or email).
@@ -50,7 +50,6 @@ from customer360.serving.sql_endpoint.catalog import (
 log = logging.getLogger(__name__)
 
 FETCH_ROWS = 1000
-QUERY_TYPES = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 QUERY_WORDS = ("select", "with", "values", "table", "explain", "describe", "summarize", "(")
 # Parameters the server reports at startup (pgJDBC requires DateStyle ISO and UTF8).
 REPORTED_SETTINGS = (
@@ -103,6 +102,39 @@ def _column_name(name: str) -> str:
         return name
     function = match.group(1).lower()
     return "count" if function == "count_star" else function
+
+
+# `explain`, then `analyze` / `verbose` or a parenthesised option list (PostgreSQL's and
+# DuckDB's option names only: `explain analyze (select 1)` explains a parenthesised query).
+_EXPLAIN_PREFIX = re.compile(
+    r"\s*explain\b(?:\s*(?:analy[sz]e\b|verbose\b|\(\s*(?:analy[sz]e|verbose|costs|settings"
+    r"|buffers|wal|timing|summary|format|generic_plan|memory|serialize)\b[^()]*\)))*",
+    re.I,
+)
+
+
+def _explained(sql: str) -> str:
+    """The statement an EXPLAIN shows (and with ANALYZE runs), without its EXPLAIN prefix."""
+    while match := _EXPLAIN_PREFIX.match(sql):
+        sql = sql[match.end() :]
+    return sql
+
+
+def _not_a_read(cur: duckdb.DuckDBPyConnection, statements: list) -> str | None:
+    """What kind of statement this is when it is not one read-only query, else None.
+
+    EXPLAIN ANALYZE runs the statement it explains, so an EXPLAIN is a read only when the
+    statement inside is one: `explain analyze delete ...` would delete from the endpoint's
+    catalogue, which every client shares.
+    """
+    if len(statements) != 1:
+        return "MULTI" if statements else "this"
+    kind = statements[0].type
+    if kind == duckdb.StatementType.EXPLAIN:
+        inner = cur.extract_statements(_explained(strip_comments(statements[0].query)))
+        inner_kind = _not_a_read(cur, inner)
+        return None if inner_kind is None else f"EXPLAIN of {inner_kind}"
+    return None if kind == duckdb.StatementType.SELECT else kind.name
 
 
 def _first_word(sql: str) -> str:
@@ -695,10 +727,10 @@ class Session:
         try:
             try:
                 statements = cur.extract_statements(rewritten)
+                kind = _not_a_read(cur, statements)
             except duckdb.Error as exc:
                 raise wire.SqlError(str(exc), _sqlstate(exc)) from exc
-            if len(statements) != 1 or statements[0].type not in QUERY_TYPES:
-                kind = statements[0].type.name if statements else "this"
+            if kind is not None:
                 raise wire.SqlError(
                     f"cannot execute {kind} in a read-only transaction: the SQL endpoint of "
                     "customer360 serves the marts read-only",
