@@ -329,6 +329,21 @@ def test_decimals_read_in_binary_are_the_numbers_sent_in_text(endpoint):
     assert binary[3] == Decimal("1e-38") and binary[-1] == Decimal("150.75")
 
 
+def test_arrays_and_text_asked_in_binary_come_in_binary(endpoint):
+    """Arrays were sent as text in a column labelled binary (psycopg then read garbage); psycopg
+    takes the first column's format for all, so every column asked in binary is binary."""
+    sql = (
+        "select first_name, [customer_id, 2]::bigint[] as ids, ['x', 'y z', null] as names,"
+        " [1.50::decimal(10,2), 0.05] as amounts, [dob] as dobs, 0.05::decimal(10,2) as amount"
+        " from customer_360 where customer_id = %s"
+    )
+    with connect(endpoint) as con:
+        text = con.cursor().execute(sql, (7,)).fetchone()
+        binary = con.cursor(binary=True).execute(sql, (7,), prepare=True).fetchone()
+    assert binary[:4] == ("First7", [7, 2], ["x", "y z", None], [Decimal("1.50"), Decimal("0.05")])
+    assert binary == text and binary[-1] == Decimal("0.05")
+
+
 def test_a_transaction_keeps_one_publication_and_the_next_sees_the_new_one(endpoint):
     settings = endpoint.settings
     with connect(endpoint) as con:

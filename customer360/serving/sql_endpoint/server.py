@@ -454,12 +454,19 @@ class Session:
         self.portals[portal_name] = Portal(statement, values, result_formats)
         self.send(wire.message(b"2"))
 
-    def _formats(self, portal: Portal, count: int) -> list[int]:
-        if not portal.result_formats:
-            return [0] * count
-        if len(portal.result_formats) == 1:
-            return portal.result_formats * count
-        return portal.result_formats
+    def _formats(self, portal: Portal, columns: list[wire.Column]) -> list[int]:
+        """Each column's format: what Bind asked for (none: text; one: for all), but text for
+        a type without a binary encoder, and the row description says so."""
+        requested = portal.result_formats or [0]
+        if len(requested) == 1:
+            requested = requested * len(columns)
+        if len(requested) != len(columns):
+            raise wire.SqlError(
+                f"bind message has {len(requested)} result formats but query has "
+                f"{len(columns)} columns",
+                "08P01",
+            )
+        return [wire.result_format(c.type_oid, f) for c, f in zip(columns, requested, strict=True)]
 
     def describe(self, body: bytes) -> None:
         reader = wire.Reader(body)
@@ -488,7 +495,7 @@ class Session:
         if portal.result is None or portal.result.columns is None:
             self.send(wire.message(b"n"))
             return
-        portal.formats = self._formats(portal, len(portal.result.columns))
+        portal.formats = self._formats(portal, portal.result.columns)
         self.send(wire.row_description(portal.result.columns, portal.formats))
 
     def describe_statement(self, statement: Prepared, count: int) -> list[wire.Column] | None:
@@ -526,7 +533,7 @@ class Session:
             self.send(wire.command_complete(result.tag))
             return
         if not portal.formats:
-            portal.formats = self._formats(portal, len(result.columns))
+            portal.formats = self._formats(portal, result.columns)
         self.send_rows(result, portal.formats, max_rows)
 
     def close(self, body: bytes) -> None:
