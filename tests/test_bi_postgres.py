@@ -202,6 +202,7 @@ def test_jdbc_browses_prepares_reads_and_is_refused_writes_and_a_wrong_password(
     ]  # fmt: skip
     assert by_kind["decimals"] == [decimals] * 6  # text, then binary: the same numbers
     assert by_kind["show"] == [["read committed"]]
+    assert by_kind["isolation"] == [["2"]]  # Connection.TRANSACTION_READ_COMMITTED
     assert by_kind["in_transaction"] == [["100"]]
     assert "written" not in by_kind
     assert {(what, state) for what, state in by_kind["refused"]} == {
@@ -293,6 +294,16 @@ def test_prepared_statements_show_set_and_binary_results(endpoint):
         assert con.execute("show application_name").fetchone() == ("report",)
         assert con.execute("show server_version").fetchone() == ("15.0",)
         assert con.execute("show standard_conforming_strings").fetchone() == ("on",)
+        # SHOW's phrases (pgJDBC's getTransactionIsolation, DBeaver on connect), in both
+        # protocols.
+        for prepare in (False, True):
+            cur = con.execute("SHOW TRANSACTION ISOLATION LEVEL", prepare=prepare)
+            assert cur.fetchone() == ("read committed",)
+            assert cur.description[0].name == "transaction_isolation"
+            assert con.execute("show time zone;", prepare=prepare).fetchone() == ("UTC",)
+        con.execute("set time zone 'Europe/Paris'")
+        assert con.execute("show time zone").fetchone() == ("Europe/Paris",)
+        assert con.execute("show timezone").fetchone() == ("Europe/Paris",)
         con.execute("reset all")
         assert con.execute("select current_database(), current_schema()").fetchone() == (
             "customer360",

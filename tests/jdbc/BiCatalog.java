@@ -101,6 +101,8 @@ public class BiCatalog {
                     rows.next();
                     System.out.println("show\t" + rows.getString(1));
                 }
+                // SHOW TRANSACTION ISOLATION LEVEL, as DBeaver asks on connect
+                System.out.println("isolation\t" + connection.getTransactionIsolation());
                 try (ResultSet rows = statement.executeQuery("select version()")) {
                     rows.next();
                     System.out.println("version\t" + rows.getString(1));

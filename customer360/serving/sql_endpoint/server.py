@@ -137,6 +137,21 @@ def _not_a_read(cur: duckdb.DuckDBPyConnection, statements: list) -> str | None:
     return None if kind == duckdb.StatementType.SELECT else kind.name
 
 
+# SHOW's names of more than one word, and the settings they show (PostgreSQL's grammar).
+_SHOW_PHRASES = {
+    "transaction isolation level": "transaction_isolation",
+    "time zone": "TimeZone",
+}
+
+
+def _shown_setting(sql: str) -> str:
+    """The setting a SHOW statement names: `show transaction isolation level` (pgJDBC's
+    getTransactionIsolation, DBeaver on connect) is transaction_isolation."""
+    words = sql.strip().rstrip(";").split()[1:]
+    phrase = " ".join(words).lower()
+    return _SHOW_PHRASES.get(phrase, words[0].strip('"') if words else "")
+
+
 def _first_word(sql: str) -> str:
     match = re.match(r"\s*([A-Za-z_]+|\()", sql)
     return match.group(1).lower() if match else ""
@@ -502,7 +517,7 @@ class Session:
         sql = strip_comments(statement.sql)
         word = _first_word(sql)
         if word == "show":
-            return [wire.Column(sql.split()[1] if len(sql.split()) > 1 else "setting", wire.TEXT)]
+            return [wire.Column(_shown_setting(sql).lower() or "setting", wire.TEXT)]
         if word == "fetch":
             name = sql.split()[-1].strip('"').rstrip(";")
             return self.cursors[name][0].columns if name in self.cursors else None
@@ -698,7 +713,7 @@ class Session:
         return Result("SET")
 
     def show(self, sql: str) -> Result:
-        name = sql.split()[1].strip('"').rstrip(";") if len(sql.split()) > 1 else ""
+        name = _shown_setting(sql)
         if name.lower() == "all":
             values = {k: v for k, v in SERVER_SETTINGS.items()} | self.settings
             rows = [(k, v, "") for k, v in sorted(values.items())]
