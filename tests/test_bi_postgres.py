@@ -355,6 +355,38 @@ def test_arrays_and_text_asked_in_binary_come_in_binary(endpoint):
     assert binary == text and binary[-1] == Decimal("0.05")
 
 
+SLOW_QUERY = "select count(*) from range(10000000000) a where a % 7 = 3"
+
+
+def test_statement_timeout_interrupts_a_long_query(endpoint):
+    """SET statement_timeout was accepted and ignored: a query now stops after it, 57014."""
+    with connect(endpoint) as con:
+        con.execute("set statement_timeout = '300ms'")
+        assert con.execute("show statement_timeout").fetchone() == ("300ms",)
+        for prepare in (False, True):
+            started = time.monotonic()
+            with pytest.raises(psycopg.Error) as stopped:
+                con.execute(SLOW_QUERY, prepare=prepare)
+            assert stopped.value.sqlstate == "57014"
+            assert "statement timeout" in str(stopped.value)
+            assert time.monotonic() - started < 10
+        # the session goes on, and a quick query is not interrupted afterwards
+        assert con.execute("select count(*) from customer_360").fetchone() == (50,)
+        time.sleep(0.5)
+        assert con.execute("select 1").fetchone() == (1,)
+        with pytest.raises(psycopg.Error) as refused:
+            con.execute("set statement_timeout = 'soon'")
+        assert refused.value.sqlstate == "22023"
+        con.execute("reset statement_timeout")
+        assert con.execute("show statement_timeout").fetchone() == ("0",)
+        con.execute("set statement_timeout to 1")  # milliseconds
+        with pytest.raises(psycopg.Error) as stopped:
+            con.execute(SLOW_QUERY)
+        assert stopped.value.sqlstate == "57014"
+        con.execute("set statement_timeout to default")
+        assert con.execute("select count(*) from range(3000000)").fetchone() == (3000000,)
+
+
 def test_a_transaction_keeps_one_publication_and_the_next_sees_the_new_one(endpoint):
     settings = endpoint.settings
     with connect(endpoint) as con:

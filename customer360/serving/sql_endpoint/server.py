@@ -19,6 +19,7 @@ query's text or its parameters (they may carry a customer's name or email).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -73,6 +74,10 @@ def check_sql_bind(settings: Settings, host: str) -> None:
             f"refusing to serve customer data over SQL on {host} without a password: set "
             "C360_SQL_PASSWORD (BI tools then log in as C360_SQL_USER with it), or bind 127.0.0.1"
         )
+
+
+def _sqlstate_of(exc: Exception) -> str:
+    return exc.sqlstate if isinstance(exc, wire.SqlError) else _sqlstate(exc)
 
 
 def _sqlstate(exc: duckdb.Error) -> str:
@@ -152,6 +157,18 @@ def _shown_setting(sql: str) -> str:
     return _SHOW_PHRASES.get(phrase, words[0].strip('"') if words else "")
 
 
+# statement_timeout's units, as PostgreSQL reads them (a bare number is milliseconds).
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _timeout_ms(value: str) -> float:
+    """statement_timeout's value in milliseconds (0: no timeout); a wrong one is refused."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*", value.lower())
+    if match is None:
+        raise wire.SqlError(f'invalid value for parameter "statement_timeout": "{value}"', "22023")
+    return float(match.group(1)) * _TIME_UNITS_MS[match.group(2) or "ms"]
+
+
 def _first_word(sql: str) -> str:
     match = re.match(r"\s*([A-Za-z_]+|\()", sql)
     return match.group(1).lower() if match else ""
@@ -172,6 +189,8 @@ class Result:
     rows: Iterator[tuple] | None = None
     close: Any = None
     sent: int = 0
+    # The DuckDB cursor the rows come from: what a cancel or a statement timeout interrupts.
+    cursor: duckdb.DuckDBPyConnection | None = None
 
 
 @dataclass
@@ -339,9 +358,11 @@ class Session:
                 elif kind == b"B":
                     self.bind(body)
                 elif kind == b"D":
-                    self.describe(body)
+                    with self.statement_timeout():  # describing a portal runs its statement
+                        self.describe(body)
                 elif kind == b"E":
-                    self.execute(body)
+                    with self.statement_timeout():
+                        self.execute(body)
                 elif kind == b"C":
                     self.close(body)
                 elif kind == b"S":
@@ -398,22 +419,54 @@ class Session:
         if not statements:
             self.send(wire.message(b"I"))
         for statement in statements:
-            result = self.run_statement(Prepared(statement, []), [])
-            if result.columns is not None:
-                formats = [0] * len(result.columns)
-                self.send(wire.row_description(result.columns, formats))
-                self.send_rows(result, formats, 0)
-            else:
-                self.send(wire.command_complete(result.tag))
+            with self.statement_timeout():
+                self.simple_statement(statement)
         self.end_of_batch()
         self.send(wire.ready_for_query(self.transaction))
         self.flush()
+
+    def simple_statement(self, statement: str) -> None:
+        result = self.run_statement(Prepared(statement, []), [])
+        if result.columns is not None:
+            formats = [0] * len(result.columns)
+            self.send(wire.row_description(result.columns, formats))
+            self.send_rows(result, formats, 0)
+        else:
+            self.send(wire.command_complete(result.tag))
+
+    @contextlib.contextmanager
+    def statement_timeout(self) -> Iterator[None]:
+        """statement_timeout, enforced as PostgreSQL does: a statement still running (or still
+        sending its rows) in this message after that long is interrupted, SQLSTATE 57014."""
+        milliseconds = _timeout_ms(self.settings.get("statement_timeout", "0"))
+        if not milliseconds:
+            yield
+            return
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self.cancel()
+
+        timer = threading.Timer(milliseconds / 1000, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except (wire.SqlError, duckdb.InterruptException) as exc:
+            if expired.is_set() and _sqlstate_of(exc) == "57014":
+                message = "canceling statement due to statement timeout"
+                raise wire.SqlError(message, "57014") from exc
+            raise
+        finally:
+            timer.cancel()
 
     def send_rows(self, result: Result, formats: list[int], max_rows: int) -> bool:
         """Streams rows; True when the portal is suspended at max_rows with rows left."""
         encoders = [
             wire.encoder(c.type_oid, f) for c, f in zip(result.columns, formats, strict=True)
         ]
+        self.running = result.cursor  # rows stream from it: a cancel or timeout stops it
         try:
             for row in result.rows:
                 self.send(wire.data_row(row, encoders))
@@ -425,6 +478,8 @@ class Session:
             if result.close is not None:
                 result.close()
             raise wire.SqlError(str(exc), _sqlstate(exc)) from exc
+        finally:
+            self.running = None
         if result.close is not None:
             result.close()
             result.close = None
@@ -615,7 +670,7 @@ class Session:
         if word == "set":
             return self.set_command(sql)
         if word == "reset":
-            return Result("RESET")
+            return self.reset(sql)
         if word == "discard":
             self.sql_prepared.clear()
             return Result("DISCARD ALL")
@@ -684,7 +739,7 @@ class Session:
         how = (match.group(1) or "next").lower().split()[-1]
         count = 1 if how in ("next", "forward") else (0 if how == "all" else int(how))
         rows = iter(cursor.rows) if count == 0 else itertools.islice(cursor.rows, count)
-        return Result("FETCH", cursor.columns, rows)
+        return Result("FETCH", cursor.columns, rows, cursor=cursor.cursor)
 
     def close_cursors(self, name: str | None) -> None:
         for key in [name] if name is not None else list(self.cursors):
@@ -707,10 +762,26 @@ class Session:
         if match:
             name = "TimeZone" if match.group(1) else match.group(3)
             value = (match.group(2) or match.group(4)).strip().strip("'\"")
+            if value.lower() == "default":
+                self.settings.pop(name.lower(), None)
+                return Result("SET")
+            if name.lower() == "statement_timeout":
+                _timeout_ms(value)  # refused now, as PostgreSQL does, not at the next query
             self.settings[name.lower()] = value
             if name.lower() == "application_name":
                 self.send(wire.parameter_status("application_name", value))
         return Result("SET")
+
+    def reset(self, sql: str) -> Result:
+        """RESET name / RESET ALL: back to the server's value (statement_timeout: none)."""
+        words = sql.rstrip(";").split()
+        name = words[1].strip('"').lower() if len(words) > 1 else ""
+        if name == "all":
+            # the login's application_name stays, as PostgreSQL keeps a startup value
+            self.settings = {k: v for k, v in self.settings.items() if k == "application_name"}
+        else:
+            self.settings.pop(name, None)
+        return Result("RESET")
 
     def show(self, sql: str) -> Result:
         name = _shown_setting(sql)
@@ -793,7 +864,7 @@ class Session:
                 release()
 
         tag = "EXPLAIN" if statements[0].type == duckdb.StatementType.EXPLAIN else "SELECT"
-        return Result(tag, columns, rows(), release)
+        return Result(tag, columns, rows(), release, cursor=cur)
 
     def cancel(self) -> None:
         running = self.running
