@@ -35,6 +35,11 @@ def positive_rate(text: str) -> float:
     return _number(text, lambda value: value > 0, "a positive number of events/s")
 
 
+def stream_rate(text: str) -> float:
+    """`c360 up`'s stream: 0 (no stream) or a positive rate; -3, nan and inf were taken."""
+    return _number(text, lambda value: value >= 0, "a number of events/s, 0 (no stream) or more")
+
+
 def seconds(text: str) -> float:
     """A wait between rounds: 0 (none) or more; a negative one failed at the first sleep."""
     return _number(text, lambda value: value >= 0, "a number of seconds, 0 or more")

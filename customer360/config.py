@@ -187,6 +187,18 @@ def _bearer_token(env: Mapping[str, str], name: str) -> str | None:
     return text
 
 
+def _sql_password(env: Mapping[str, str]) -> str | None:
+    """C360_SQL_PASSWORD: unset is no password (loopback only); set but empty is refused, as
+    `C360_SQL_PASSWORD=$UNSET_VAR` would otherwise start an endpoint without one, silently."""
+    text = env.get("C360_SQL_PASSWORD")
+    if text is not None and not text.strip():
+        raise ConfigError(
+            "C360_SQL_PASSWORD is set but empty: set a password, or unset it to serve without"
+            " one (then only on a loopback address)"
+        )
+    return text
+
+
 def _address(env: Mapping[str, str], name: str, default: str, host_port, shown=str) -> str:
     """A Kafka bootstrap or Mongo URI whose first host has a usable port (`localhost:abc`
     raised a ValueError wherever the services were started or checked)."""
@@ -240,7 +252,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sql_host=_text(env, "C360_SQL_HOST", defaults.sql_host),
         sql_port=_port(env, "C360_SQL_PORT", defaults.sql_port),
         sql_user=_text(env, "C360_SQL_USER", defaults.sql_user),
-        sql_password=env.get("C360_SQL_PASSWORD") or None,
+        sql_password=_sql_password(env),
         sql_tls_cert=Path(sql_tls_cert) if sql_tls_cert else None,
         sql_tls_key=Path(sql_tls_key) if sql_tls_key else None,
     )

@@ -9,7 +9,7 @@ import sys
 
 from pymongo import MongoClient
 
-from customer360.argument_types import positive_int
+from customer360.argument_types import positive_int, stream_rate
 from customer360.config import Settings, port_number
 from customer360.services import ServiceError, services_status, services_up
 from customer360.services.launcher import ServiceState
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--rate",
-        type=float,
+        type=stream_rate,
         default=20.0,
         help="events per second of the live stream (default 20; 0: no stream)",
     )

@@ -196,7 +196,13 @@ def test_jdbc_browses_prepares_reads_and_is_refused_writes_and_a_wrong_password(
         (int(i), name, dob, int(ms), Decimal(amount), int(orders), int(age))
         for i, name, dob, ms, amount, orders, age in by_kind["row"]
     ] == [(i, n, str(d), ms, a, o, age) for i, n, d, ms, a, o, age in expected]
+    decimals = [
+        "0.05", "-0.07", "0.001", "0." + "0" * 37 + "1", "12.05", "1" + "0" * 20,
+        "9" * 32 + "." + "9" * 6, "-0.000001", "0.00",
+    ]  # fmt: skip
+    assert by_kind["decimals"] == [decimals] * 6  # text, then binary: the same numbers
     assert by_kind["show"] == [["read committed"]]
+    assert by_kind["isolation"] == [["2"]]  # Connection.TRANSACTION_READ_COMMITTED
     assert by_kind["in_transaction"] == [["100"]]
     assert "written" not in by_kind
     assert {(what, state) for what, state in by_kind["refused"]} == {
@@ -224,6 +230,32 @@ def test_a_read_only_login_cannot_write_or_reach_files(endpoint):
             with pytest.raises(psycopg.Error) as refused:
                 con.execute(statement)
             assert refused.value.sqlstate == "25006", (statement, refused.value)
+        # EXPLAIN ANALYZE runs what it explains: only a query may be explained, else the
+        # endpoint's catalogue (shared by every client) could be rewritten.
+        for statement in (
+            "explain analyze create or replace view customer_360 as select 1 as customer_id",
+            "explain analyze delete from information_schema.tables",
+            "EXPLAIN ANALYZE /* c */ drop table pg_catalog.pg_class",
+            "explain (analyze) insert into pg_catalog.pg_namespace values (1, 'x', 1, null)",
+            "explain (format json, analyze) update information_schema.columns set data_type = 'x'",
+            "explain analyze (format json) create table notes (a int)",
+            "explain delete from customer_recent_errors",
+            "explain analyze with x as (select 1) delete from information_schema.tables",
+        ):
+            with pytest.raises(psycopg.Error) as refused:
+                con.execute(statement)
+            assert refused.value.sqlstate == "25006", (statement, refused.value)
+        for query in (
+            "explain select * from customer_360",
+            "explain analyze select count(*) from customer_details",
+            "explain analyze (select 1)",
+            "explain (format json) with x as (select 1) select * from x",
+        ):
+            assert con.execute(query).fetchall(), query
+        assert con.execute("select count(*) from customer_360").fetchone() == (50,)
+        assert con.execute(
+            "select count(*) from information_schema.tables where table_name = 'customer_360'"
+        ).fetchone() == (1,)
         with pytest.raises(psycopg.Error) as refused:
             con.execute("select * from read_csv('/etc/passwd')")
         assert refused.value.sqlstate == "42501"
@@ -262,6 +294,16 @@ def test_prepared_statements_show_set_and_binary_results(endpoint):
         assert con.execute("show application_name").fetchone() == ("report",)
         assert con.execute("show server_version").fetchone() == ("15.0",)
         assert con.execute("show standard_conforming_strings").fetchone() == ("on",)
+        # SHOW's phrases (pgJDBC's getTransactionIsolation, DBeaver on connect), in both
+        # protocols.
+        for prepare in (False, True):
+            cur = con.execute("SHOW TRANSACTION ISOLATION LEVEL", prepare=prepare)
+            assert cur.fetchone() == ("read committed",)
+            assert cur.description[0].name == "transaction_isolation"
+            assert con.execute("show time zone;", prepare=prepare).fetchone() == ("UTC",)
+        con.execute("set time zone 'Europe/Paris'")
+        assert con.execute("show time zone").fetchone() == ("Europe/Paris",)
+        assert con.execute("show timezone").fetchone() == ("Europe/Paris",)
         con.execute("reset all")
         assert con.execute("select current_database(), current_schema()").fetchone() == (
             "customer360",
@@ -276,6 +318,73 @@ def test_prepared_statements_show_set_and_binary_results(endpoint):
         assert con.execute(
             r"select relname from pg_class where relname like 'customer\_360'"
         ).fetchall() == [("customer_360",)]
+
+
+def test_decimals_read_in_binary_are_the_numbers_sent_in_text(endpoint):
+    """psycopg decodes binary NUMERIC itself (PostgreSQL's format): small fractions kept their
+    leading zeros only in text once (0.05 read as 0.50 in binary)."""
+    values = (
+        "0.05::decimal(10,2)", "-0.07::decimal(10,2)", "0.001::decimal(10,3)",
+        "1e-38::decimal(38,38)", "-1e-38::decimal(38,38)", "0.10::decimal(10,2)",
+        "12.05::decimal(10,2)", "100::decimal(10,0)", "1e20::decimal(38,0)",
+        "99999999999999999999999999999999.999999::decimal(38,6)",
+        "-99999999999999999999999999999999.999999::decimal(38,6)", "0::decimal(10,2)",
+        "total_amount_spent",
+    )  # fmt: skip
+    sql = f"select {', '.join(values)} from customer_360 where customer_id = %s"
+    with connect(endpoint) as con:
+        text = con.cursor().execute(sql, (7,)).fetchone()
+        binary = con.cursor(binary=True).execute(sql, (7,), prepare=True).fetchone()
+    assert binary == text
+    assert [str(v) for v in binary[:3]] == ["0.05", "-0.07", "0.001"]
+    assert binary[3] == Decimal("1e-38") and binary[-1] == Decimal("150.75")
+
+
+def test_arrays_and_text_asked_in_binary_come_in_binary(endpoint):
+    """Arrays were sent as text in a column labelled binary (psycopg then read garbage); psycopg
+    takes the first column's format for all, so every column asked in binary is binary."""
+    sql = (
+        "select first_name, [customer_id, 2]::bigint[] as ids, ['x', 'y z', null] as names,"
+        " [1.50::decimal(10,2), 0.05] as amounts, [dob] as dobs, 0.05::decimal(10,2) as amount"
+        " from customer_360 where customer_id = %s"
+    )
+    with connect(endpoint) as con:
+        text = con.cursor().execute(sql, (7,)).fetchone()
+        binary = con.cursor(binary=True).execute(sql, (7,), prepare=True).fetchone()
+    assert binary[:4] == ("First7", [7, 2], ["x", "y z", None], [Decimal("1.50"), Decimal("0.05")])
+    assert binary == text and binary[-1] == Decimal("0.05")
+
+
+SLOW_QUERY = "select count(*) from range(10000000000) a where a % 7 = 3"
+
+
+def test_statement_timeout_interrupts_a_long_query(endpoint):
+    """SET statement_timeout was accepted and ignored: a query now stops after it, 57014."""
+    with connect(endpoint) as con:
+        con.execute("set statement_timeout = '300ms'")
+        assert con.execute("show statement_timeout").fetchone() == ("300ms",)
+        for prepare in (False, True):
+            started = time.monotonic()
+            with pytest.raises(psycopg.Error) as stopped:
+                con.execute(SLOW_QUERY, prepare=prepare)
+            assert stopped.value.sqlstate == "57014"
+            assert "statement timeout" in str(stopped.value)
+            assert time.monotonic() - started < 10
+        # the session goes on, and a quick query is not interrupted afterwards
+        assert con.execute("select count(*) from customer_360").fetchone() == (50,)
+        time.sleep(0.5)
+        assert con.execute("select 1").fetchone() == (1,)
+        with pytest.raises(psycopg.Error) as refused:
+            con.execute("set statement_timeout = 'soon'")
+        assert refused.value.sqlstate == "22023"
+        con.execute("reset statement_timeout")
+        assert con.execute("show statement_timeout").fetchone() == ("0",)
+        con.execute("set statement_timeout to 1")  # milliseconds
+        with pytest.raises(psycopg.Error) as stopped:
+            con.execute(SLOW_QUERY)
+        assert stopped.value.sqlstate == "57014"
+        con.execute("set statement_timeout to default")
+        assert con.execute("select count(*) from range(3000000)").fetchone() == (3000000,)
 
 
 def test_a_transaction_keeps_one_publication_and_the_next_sees_the_new_one(endpoint):

@@ -14,19 +14,29 @@ import os
 DEFAULT_NICE = "10"
 
 
-def _nice_value(value: str) -> str:
+def nice_level(value: str) -> str:
+    """--nice: `idle` or a nice increment, 0 or more (argparse names this function in its
+    error for a value it cannot convert: "invalid _nice_value value" said nothing)."""
     if value == "idle":
         return value
-    if int(value) < 0:
-        raise argparse.ArgumentTypeError("a reader cannot be raised above the pipeline")
-    return str(int(value))
+    try:
+        increment = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a nice increment (a whole number, 0 or more) or idle, not {value!r}"
+        ) from None
+    if increment < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 or more: a reader cannot be raised above the pipeline, not {value!r}"
+        )
+    return str(increment)
 
 
 def add_nice_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nice",
         default=DEFAULT_NICE,
-        type=_nice_value,
+        type=nice_level,
         help=f"CPU priority below the pipeline's: a nice increment (default {DEFAULT_NICE}; 0: "
         "the same priority) or `idle` (only CPU time nothing else wants)",
     )

@@ -77,12 +77,32 @@ public class BiCatalog {
                     }
                 }
             }
+            // Small and large decimals, read in binary from the 5th execution on.
+            try (PreparedStatement query = connection.prepareStatement(
+                    "select 0.05::decimal(10,2), -0.07::decimal(10,2), 0.001::decimal(10,3),"
+                    + " 1e-38::decimal(38,38), 12.05::decimal(10,2), 1e20::decimal(38,0),"
+                    + " 99999999999999999999999999999999.999999::decimal(38,6),"
+                    + " -0.000001::decimal(38,6), 0::decimal(10,2) where ? = 1")) {
+                for (int run = 1; run <= 6; run++) {
+                    query.setInt(1, 1);
+                    try (ResultSet rows = query.executeQuery()) {
+                        rows.next();
+                        StringBuilder line = new StringBuilder("decimals");
+                        for (int i = 1; i <= 9; i++) {
+                            line.append('\t').append(rows.getBigDecimal(i).toPlainString());
+                        }
+                        System.out.println(line);
+                    }
+                }
+            }
             try (Statement statement = connection.createStatement()) {
                 statement.execute("set application_name = 'bi-catalog'");
                 try (ResultSet rows = statement.executeQuery("show transaction_isolation")) {
                     rows.next();
                     System.out.println("show\t" + rows.getString(1));
                 }
+                // SHOW TRANSACTION ISOLATION LEVEL, as DBeaver asks on connect
+                System.out.println("isolation\t" + connection.getTransactionIsolation());
                 try (ResultSet rows = statement.executeQuery("select version()")) {
                     rows.next();
                     System.out.println("version\t" + rows.getString(1));

@@ -16,6 +16,13 @@ from customer360.cli import build_parser
         (["stream", "--rate", "nan"], "--rate"),
         (["stream", "--rate", "fast"], "--rate"),
         (["up", "--days", "0"], "--days"),
+        (["up", "--rate", "-3"], "--rate"),
+        (["up", "--rate", "nan"], "--rate"),
+        (["up", "--rate", "inf"], "--rate"),
+        (["up", "--rate", "fast"], "--rate"),
+        (["sql", "--nice", "abc"], "--nice"),
+        (["sql", "--nice", "-5"], "--nice"),
+        (["serve", "--nice", "1.5"], "--nice"),
         (["up", "--customers", "-1"], "--customers"),
         (["seed", "--customers", "ten"], "--customers"),
         (["stream", "--progress-every", "0"], "--progress-every"),
@@ -61,6 +68,9 @@ def test_the_defaults_and_good_values_still_parse():
     up = parser.parse_args(["up"])
     assert (up.customers, up.days, up.rate) == (10_000, 365, 20.0)
     assert parser.parse_args(["up", "--rate", "0"]).rate == 0  # no stream, as documented
+    assert parser.parse_args(["up", "--rate", "2.5"]).rate == 2.5
+    assert parser.parse_args(["sql", "--nice", "idle"]).nice == "idle"
+    assert parser.parse_args(["sql", "--nice", "0"]).nice == "0"
     assert parser.parse_args(["serve", "--port", "65535"]).port == 65535
     assert parser.parse_args(["dagster"]).port == 3000
     assert parser.parse_args(["extract", "--follow", "--interval", "0"]).interval == 0

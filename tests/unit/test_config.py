@@ -137,6 +137,15 @@ def test_addresses_without_a_port_or_with_several_hosts_are_accepted():
     assert load_settings({"C360_MONGO_URI": "mongodb+srv://cluster.example.com/db"}).mongo_uri
 
 
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_sql_password_set_but_empty_is_refused_not_taken_for_none(empty):
+    # `C360_SQL_PASSWORD=$UNSET_VAR` started the endpoint without a password, silently.
+    with pytest.raises(ConfigError, match=r"^C360_SQL_PASSWORD is set but empty: "):
+        load_settings({"C360_SQL_PASSWORD": empty})
+    assert load_settings({}).sql_password is None
+    assert load_settings({"C360_SQL_PASSWORD": " pass word "}).sql_password == " pass word "
+
+
 @pytest.mark.parametrize("token", [" spaced ", "trailing\t", "\nleading"])
 def test_an_api_token_no_http_client_can_send_is_refused(token):
     with pytest.raises(ConfigError, match=r"^C360_API_TOKEN begins or ends with whitespace"):

@@ -9,9 +9,9 @@ extended-protocol batch up to its Sync) keeps the copy it started on, so a clien
 half a batch or two batches mixed.
 The pipeline is never blocked: readers only open the files it has already renamed into place.
 
-Read-only: queries (SELECT, WITH, VALUES, EXPLAIN) reach DuckDB; SET, SHOW, RESET, DISCARD,
-transaction control and SQL-level PREPARE / EXECUTE / DEALLOCATE are answered by the session;
-anything else is refused with SQLSTATE 25006 like a read-only PostgreSQL transaction.
+Read-only: queries (SELECT, WITH, VALUES, EXPLAIN of a query) reach DuckDB; SET, SHOW, RESET,
+DISCARD, transaction control and SQL-level PREPARE / EXECUTE / DEALLOCATE are answered by the
+session; anything else is refused with SQLSTATE 25006 like a read-only PostgreSQL transaction.
 
 The log names connections, logins refused and failed statements' SQLSTATE; never a password, a
 query's text or its parameters (they may carry a customer's name or email).
@@ -19,6 +19,7 @@ query's text or its parameters (they may carry a customer's name or email).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -50,7 +51,6 @@ from customer360.serving.sql_endpoint.catalog import (
 log = logging.getLogger(__name__)
 
 FETCH_ROWS = 1000
-QUERY_TYPES = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 QUERY_WORDS = ("select", "with", "values", "table", "explain", "describe", "summarize", "(")
 # Parameters the server reports at startup (pgJDBC requires DateStyle ISO and UTF8).
 REPORTED_SETTINGS = (
@@ -74,6 +74,10 @@ def check_sql_bind(settings: Settings, host: str) -> None:
             f"refusing to serve customer data over SQL on {host} without a password: set "
             "C360_SQL_PASSWORD (BI tools then log in as C360_SQL_USER with it), or bind 127.0.0.1"
         )
+
+
+def _sqlstate_of(exc: Exception) -> str:
+    return exc.sqlstate if isinstance(exc, wire.SqlError) else _sqlstate(exc)
 
 
 def _sqlstate(exc: duckdb.Error) -> str:
@@ -105,6 +109,66 @@ def _column_name(name: str) -> str:
     return "count" if function == "count_star" else function
 
 
+# `explain`, then `analyze` / `verbose` or a parenthesised option list (PostgreSQL's and
+# DuckDB's option names only: `explain analyze (select 1)` explains a parenthesised query).
+_EXPLAIN_PREFIX = re.compile(
+    r"\s*explain\b(?:\s*(?:analy[sz]e\b|verbose\b|\(\s*(?:analy[sz]e|verbose|costs|settings"
+    r"|buffers|wal|timing|summary|format|generic_plan|memory|serialize)\b[^()]*\)))*",
+    re.I,
+)
+
+
+def _explained(sql: str) -> str:
+    """The statement an EXPLAIN shows (and with ANALYZE runs), without its EXPLAIN prefix."""
+    while match := _EXPLAIN_PREFIX.match(sql):
+        sql = sql[match.end() :]
+    return sql
+
+
+def _not_a_read(cur: duckdb.DuckDBPyConnection, statements: list) -> str | None:
+    """What kind of statement this is when it is not one read-only query, else None.
+
+    EXPLAIN ANALYZE runs the statement it explains, so an EXPLAIN is a read only when the
+    statement inside is one: `explain analyze delete ...` would delete from the endpoint's
+    catalogue, which every client shares.
+    """
+    if len(statements) != 1:
+        return "MULTI" if statements else "this"
+    kind = statements[0].type
+    if kind == duckdb.StatementType.EXPLAIN:
+        inner = cur.extract_statements(_explained(strip_comments(statements[0].query)))
+        inner_kind = _not_a_read(cur, inner)
+        return None if inner_kind is None else f"EXPLAIN of {inner_kind}"
+    return None if kind == duckdb.StatementType.SELECT else kind.name
+
+
+# SHOW's names of more than one word, and the settings they show (PostgreSQL's grammar).
+_SHOW_PHRASES = {
+    "transaction isolation level": "transaction_isolation",
+    "time zone": "TimeZone",
+}
+
+
+def _shown_setting(sql: str) -> str:
+    """The setting a SHOW statement names: `show transaction isolation level` (pgJDBC's
+    getTransactionIsolation, DBeaver on connect) is transaction_isolation."""
+    words = sql.strip().rstrip(";").split()[1:]
+    phrase = " ".join(words).lower()
+    return _SHOW_PHRASES.get(phrase, words[0].strip('"') if words else "")
+
+
+# statement_timeout's units, as PostgreSQL reads them (a bare number is milliseconds).
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _timeout_ms(value: str) -> float:
+    """statement_timeout's value in milliseconds (0: no timeout); a wrong one is refused."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*", value.lower())
+    if match is None:
+        raise wire.SqlError(f'invalid value for parameter "statement_timeout": "{value}"', "22023")
+    return float(match.group(1)) * _TIME_UNITS_MS[match.group(2) or "ms"]
+
+
 def _first_word(sql: str) -> str:
     match = re.match(r"\s*([A-Za-z_]+|\()", sql)
     return match.group(1).lower() if match else ""
@@ -125,6 +189,8 @@ class Result:
     rows: Iterator[tuple] | None = None
     close: Any = None
     sent: int = 0
+    # The DuckDB cursor the rows come from: what a cancel or a statement timeout interrupts.
+    cursor: duckdb.DuckDBPyConnection | None = None
 
 
 @dataclass
@@ -292,9 +358,11 @@ class Session:
                 elif kind == b"B":
                     self.bind(body)
                 elif kind == b"D":
-                    self.describe(body)
+                    with self.statement_timeout():  # describing a portal runs its statement
+                        self.describe(body)
                 elif kind == b"E":
-                    self.execute(body)
+                    with self.statement_timeout():
+                        self.execute(body)
                 elif kind == b"C":
                     self.close(body)
                 elif kind == b"S":
@@ -351,22 +419,54 @@ class Session:
         if not statements:
             self.send(wire.message(b"I"))
         for statement in statements:
-            result = self.run_statement(Prepared(statement, []), [])
-            if result.columns is not None:
-                formats = [0] * len(result.columns)
-                self.send(wire.row_description(result.columns, formats))
-                self.send_rows(result, formats, 0)
-            else:
-                self.send(wire.command_complete(result.tag))
+            with self.statement_timeout():
+                self.simple_statement(statement)
         self.end_of_batch()
         self.send(wire.ready_for_query(self.transaction))
         self.flush()
+
+    def simple_statement(self, statement: str) -> None:
+        result = self.run_statement(Prepared(statement, []), [])
+        if result.columns is not None:
+            formats = [0] * len(result.columns)
+            self.send(wire.row_description(result.columns, formats))
+            self.send_rows(result, formats, 0)
+        else:
+            self.send(wire.command_complete(result.tag))
+
+    @contextlib.contextmanager
+    def statement_timeout(self) -> Iterator[None]:
+        """statement_timeout, enforced as PostgreSQL does: a statement still running (or still
+        sending its rows) in this message after that long is interrupted, SQLSTATE 57014."""
+        milliseconds = _timeout_ms(self.settings.get("statement_timeout", "0"))
+        if not milliseconds:
+            yield
+            return
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self.cancel()
+
+        timer = threading.Timer(milliseconds / 1000, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except (wire.SqlError, duckdb.InterruptException) as exc:
+            if expired.is_set() and _sqlstate_of(exc) == "57014":
+                message = "canceling statement due to statement timeout"
+                raise wire.SqlError(message, "57014") from exc
+            raise
+        finally:
+            timer.cancel()
 
     def send_rows(self, result: Result, formats: list[int], max_rows: int) -> bool:
         """Streams rows; True when the portal is suspended at max_rows with rows left."""
         encoders = [
             wire.encoder(c.type_oid, f) for c, f in zip(result.columns, formats, strict=True)
         ]
+        self.running = result.cursor  # rows stream from it: a cancel or timeout stops it
         try:
             for row in result.rows:
                 self.send(wire.data_row(row, encoders))
@@ -378,6 +478,8 @@ class Session:
             if result.close is not None:
                 result.close()
             raise wire.SqlError(str(exc), _sqlstate(exc)) from exc
+        finally:
+            self.running = None
         if result.close is not None:
             result.close()
             result.close = None
@@ -422,12 +524,19 @@ class Session:
         self.portals[portal_name] = Portal(statement, values, result_formats)
         self.send(wire.message(b"2"))
 
-    def _formats(self, portal: Portal, count: int) -> list[int]:
-        if not portal.result_formats:
-            return [0] * count
-        if len(portal.result_formats) == 1:
-            return portal.result_formats * count
-        return portal.result_formats
+    def _formats(self, portal: Portal, columns: list[wire.Column]) -> list[int]:
+        """Each column's format: what Bind asked for (none: text; one: for all), but text for
+        a type without a binary encoder, and the row description says so."""
+        requested = portal.result_formats or [0]
+        if len(requested) == 1:
+            requested = requested * len(columns)
+        if len(requested) != len(columns):
+            raise wire.SqlError(
+                f"bind message has {len(requested)} result formats but query has "
+                f"{len(columns)} columns",
+                "08P01",
+            )
+        return [wire.result_format(c.type_oid, f) for c, f in zip(columns, requested, strict=True)]
 
     def describe(self, body: bytes) -> None:
         reader = wire.Reader(body)
@@ -456,14 +565,14 @@ class Session:
         if portal.result is None or portal.result.columns is None:
             self.send(wire.message(b"n"))
             return
-        portal.formats = self._formats(portal, len(portal.result.columns))
+        portal.formats = self._formats(portal, portal.result.columns)
         self.send(wire.row_description(portal.result.columns, portal.formats))
 
     def describe_statement(self, statement: Prepared, count: int) -> list[wire.Column] | None:
         sql = strip_comments(statement.sql)
         word = _first_word(sql)
         if word == "show":
-            return [wire.Column(sql.split()[1] if len(sql.split()) > 1 else "setting", wire.TEXT)]
+            return [wire.Column(_shown_setting(sql).lower() or "setting", wire.TEXT)]
         if word == "fetch":
             name = sql.split()[-1].strip('"').rstrip(";")
             return self.cursors[name][0].columns if name in self.cursors else None
@@ -494,7 +603,7 @@ class Session:
             self.send(wire.command_complete(result.tag))
             return
         if not portal.formats:
-            portal.formats = self._formats(portal, len(result.columns))
+            portal.formats = self._formats(portal, result.columns)
         self.send_rows(result, portal.formats, max_rows)
 
     def close(self, body: bytes) -> None:
@@ -561,7 +670,7 @@ class Session:
         if word == "set":
             return self.set_command(sql)
         if word == "reset":
-            return Result("RESET")
+            return self.reset(sql)
         if word == "discard":
             self.sql_prepared.clear()
             return Result("DISCARD ALL")
@@ -630,7 +739,7 @@ class Session:
         how = (match.group(1) or "next").lower().split()[-1]
         count = 1 if how in ("next", "forward") else (0 if how == "all" else int(how))
         rows = iter(cursor.rows) if count == 0 else itertools.islice(cursor.rows, count)
-        return Result("FETCH", cursor.columns, rows)
+        return Result("FETCH", cursor.columns, rows, cursor=cursor.cursor)
 
     def close_cursors(self, name: str | None) -> None:
         for key in [name] if name is not None else list(self.cursors):
@@ -653,13 +762,29 @@ class Session:
         if match:
             name = "TimeZone" if match.group(1) else match.group(3)
             value = (match.group(2) or match.group(4)).strip().strip("'\"")
+            if value.lower() == "default":
+                self.settings.pop(name.lower(), None)
+                return Result("SET")
+            if name.lower() == "statement_timeout":
+                _timeout_ms(value)  # refused now, as PostgreSQL does, not at the next query
             self.settings[name.lower()] = value
             if name.lower() == "application_name":
                 self.send(wire.parameter_status("application_name", value))
         return Result("SET")
 
+    def reset(self, sql: str) -> Result:
+        """RESET name / RESET ALL: back to the server's value (statement_timeout: none)."""
+        words = sql.rstrip(";").split()
+        name = words[1].strip('"').lower() if len(words) > 1 else ""
+        if name == "all":
+            # the login's application_name stays, as PostgreSQL keeps a startup value
+            self.settings = {k: v for k, v in self.settings.items() if k == "application_name"}
+        else:
+            self.settings.pop(name, None)
+        return Result("RESET")
+
     def show(self, sql: str) -> Result:
-        name = sql.split()[1].strip('"').rstrip(";") if len(sql.split()) > 1 else ""
+        name = _shown_setting(sql)
         if name.lower() == "all":
             values = {k: v for k, v in SERVER_SETTINGS.items()} | self.settings
             rows = [(k, v, "") for k, v in sorted(values.items())]
@@ -695,10 +820,10 @@ class Session:
         try:
             try:
                 statements = cur.extract_statements(rewritten)
+                kind = _not_a_read(cur, statements)
             except duckdb.Error as exc:
                 raise wire.SqlError(str(exc), _sqlstate(exc)) from exc
-            if len(statements) != 1 or statements[0].type not in QUERY_TYPES:
-                kind = statements[0].type.name if statements else "this"
+            if kind is not None:
                 raise wire.SqlError(
                     f"cannot execute {kind} in a read-only transaction: the SQL endpoint of "
                     "customer360 serves the marts read-only",
@@ -739,7 +864,7 @@ class Session:
                 release()
 
         tag = "EXPLAIN" if statements[0].type == duckdb.StatementType.EXPLAIN else "SELECT"
-        return Result(tag, columns, rows(), release)
+        return Result(tag, columns, rows(), release, cursor=cur)
 
     def cancel(self) -> None:
         running = self.running

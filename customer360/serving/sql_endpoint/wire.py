@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import secrets
 import struct
 import uuid
@@ -31,8 +32,8 @@ BOOL, BYTEA, INT8, INT2, INT4, TEXT, OID, JSON = 16, 17, 20, 21, 23, 25, 26, 114
 FLOAT4, FLOAT8, UNKNOWN = 700, 701, 705
 VARCHAR, DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL = 1043, 1082, 1083, 1114, 1184, 1186
 NUMERIC, UUID = 1700, 2950
-INT2_ARRAY, INT4_ARRAY, TEXT_ARRAY, VARCHAR_ARRAY, INT8_ARRAY = 1005, 1007, 1009, 1015, 1016
-FLOAT8_ARRAY = 1022
+BOOL_ARRAY, INT2_ARRAY, INT4_ARRAY, TEXT_ARRAY = 1000, 1005, 1007, 1009
+VARCHAR_ARRAY, INT8_ARRAY, FLOAT8_ARRAY, NUMERIC_ARRAY = 1015, 1016, 1022, 1231
 TYPE_LENGTHS = {
     BOOL: 1, INT2: 2, INT4: 4, INT8: 8, OID: 4, FLOAT4: 4, FLOAT8: 8, DATE: 4, TIME: 8,
     TIMESTAMP: 8, TIMESTAMPTZ: 8, INTERVAL: 16, UUID: 16,
@@ -67,21 +68,36 @@ _SCALAR_OIDS = {
     "JSON": JSON,
     '"NULL"': TEXT,
 }
-_ARRAY_OIDS = {INT2: INT2_ARRAY, INT4: INT4_ARRAY, INT8: INT8_ARRAY, FLOAT8: FLOAT8_ARRAY}
+_ARRAY_OIDS = {
+    BOOL: BOOL_ARRAY, INT2: INT2_ARRAY, INT4: INT4_ARRAY, INT8: INT8_ARRAY,
+    FLOAT8: FLOAT8_ARRAY, NUMERIC: NUMERIC_ARRAY, VARCHAR: VARCHAR_ARRAY,
+}  # fmt: skip
+# A list (`INTEGER[]`) or fixed-size array (`INTEGER[3]`) of DuckDB, of any element type.
+_ARRAY_SUFFIX = re.compile(r"\[\d*\]$")
 
 
 def pg_type(duckdb_type: str) -> tuple[int, int]:
     """(type OID, type modifier) shown to clients for a DuckDB column type."""
     name = duckdb_type.upper()
+    # The array suffix first: DECIMAL(10,2)[] is an array, not a decimal.
+    suffix = _ARRAY_SUFFIX.search(name)
+    if suffix is not None:
+        element, _ = pg_type(name[: suffix.start()])
+        return _array_oid(element), -1
     if name.startswith("DECIMAL"):
         precision, _, scale = name[len("DECIMAL(") : -1].partition(",")
         if precision and scale:
             return NUMERIC, ((int(precision) << 16) | int(scale)) + 4
         return NUMERIC, -1
-    if name.endswith("[]"):
-        element, _ = pg_type(name[:-2])
-        return _ARRAY_OIDS.get(element, VARCHAR_ARRAY if element == VARCHAR else TEXT_ARRAY), -1
     return _SCALAR_OIDS.get(name, TEXT), -1
+
+
+def _array_oid(element: int) -> int:
+    """PostgreSQL's array type of an element type; a nested array is one array type, as in
+    PostgreSQL (`int8[][]` is `_int8`)."""
+    if element in _ARRAY_OIDS.values() or element == TEXT_ARRAY:
+        return element
+    return _ARRAY_OIDS.get(element, TEXT_ARRAY)
 
 
 class ProtocolError(Exception):
@@ -277,31 +293,28 @@ def _encode_text(value: Any) -> bytes:
 
 
 def _numeric_binary(value: Decimal) -> bytes:
-    """NUMERIC in binary: base-10000 digits, weight, sign and display scale."""
+    """NUMERIC in binary (PostgreSQL's numeric_send): the count of base-10000 digits, the
+    weight of the first (the power of 10000 it is worth), sign, display scale, the digits."""
     if value.is_nan():
         return struct.pack("!hhHh", 0, 0, 0xC000, 0)
     sign, digits, exponent = value.as_tuple()
     scale = max(0, -exponent)
-    integer = "".join(map(str, digits)) or "0"
-    if exponent > 0:
-        integer += "0" * exponent
-        exponent = 0
-    int_part = integer[: len(integer) + exponent] if exponent else integer
-    frac_part = integer[len(integer) + exponent :] if exponent else ""
-    int_part = int_part.lstrip("0")
-    pad = (-len(int_part)) % 4
-    int_part = "0" * pad + int_part
-    frac_part = frac_part + "0" * ((-len(frac_part)) % 4)
-    groups = [int(int_part[i : i + 4]) for i in range(0, len(int_part), 4)]
+    # Every decimal digit of |value|, with at least one before the point: 0.05 is "005", so
+    # the fraction keeps its leading zeros (sliced off it, 0.05 used to read as 0.50).
+    decimal_digits = ("".join(map(str, digits)) + "0" * max(0, exponent)).zfill(scale + 1)
+    integer, fraction = decimal_digits[: len(decimal_digits) - scale], decimal_digits[-scale:]
+    integer = integer.zfill(-(-len(integer) // 4) * 4)  # whole groups left of the point
+    fraction = fraction.ljust(-(-scale // 4) * 4, "0") if scale else ""  # and right of it
+    groups = [int(integer[i : i + 4]) for i in range(0, len(integer), 4)]
     weight = len(groups) - 1
-    groups += [int(frac_part[i : i + 4]) for i in range(0, len(frac_part), 4)]
+    groups += [int(fraction[i : i + 4]) for i in range(0, len(fraction), 4)]
     while groups and groups[-1] == 0:
         groups.pop()
     while groups and groups[0] == 0:
         groups.pop(0)
         weight -= 1
-    if not groups:
-        weight = 0
+    if not groups:  # zero: no digits, weight 0, positive (PostgreSQL has no -0)
+        weight, sign = 0, 0
     header = struct.pack("!hhHh", len(groups), weight, 0x4000 if sign else 0, scale)
     return header + struct.pack(f"!{len(groups)}H", *groups)
 
@@ -342,7 +355,57 @@ _BINARY_ENCODERS = {
     INTERVAL: _interval_binary,
     UUID: lambda v: v.bytes if isinstance(v, uuid.UUID) else uuid.UUID(str(v)).bytes,
     BYTEA: bytes,
+    # text, varchar and json are sent as their UTF-8 text in binary too (textsend, json_send)
+    TEXT: _encode_text,
+    VARCHAR: _encode_text,
+    JSON: _encode_text,
 }
+# Array type -> element type: an array of any element goes out in binary (array_send); a
+# `_text` array holds what PostgreSQL has no array type for here (dates, ...) as text.
+_ARRAY_ELEMENTS = {array: element for element, array in _ARRAY_OIDS.items()} | {TEXT_ARRAY: TEXT}
+
+
+def _array_dimensions(value: list) -> list[int]:
+    """The lengths of a (nested) list's dimensions; PostgreSQL's arrays are rectangular."""
+    dimensions, level = [], value
+    while isinstance(level, list | tuple) and level:
+        dimensions.append(len(level))
+        level = level[0]
+    return dimensions
+
+
+def _array_binary(element_oid: int, value: list) -> bytes:
+    """An array in binary (array_send): dimensions, a has-nulls flag, the element type, then
+    each dimension's length and lower bound (1), then the elements, row-major."""
+    dimensions = _array_dimensions(value)
+    elements = list(value)
+    for length in dimensions[1:]:
+        if any(not isinstance(e, list | tuple) or len(e) != length for e in elements):
+            raise SqlError(
+                "multidimensional arrays must have array expressions with matching dimensions",
+                "2202E",
+            )
+        elements = [item for e in elements for item in e]
+    if any(isinstance(e, list | tuple) for e in elements):  # [[]]: an empty inner array
+        raise SqlError("multidimensional arrays must have matching, non-empty dimensions", "2202E")
+    encode = _BINARY_ENCODERS[element_oid]
+    has_null = any(e is None for e in elements)
+    parts = [struct.pack("!iii", len(dimensions), int(has_null), element_oid)]
+    parts += [struct.pack("!ii", length, 1) for length in dimensions]
+    for element in elements:
+        data = b"" if element is None else encode(element)
+        parts.append(struct.pack("!i", -1 if element is None else len(data)) + data)
+    return b"".join(parts)
+
+
+for _array, _element in _ARRAY_ELEMENTS.items():
+    _BINARY_ENCODERS[_array] = lambda v, element=_element: _array_binary(element, v)
+
+
+def result_format(type_oid: int, requested: int) -> int:
+    """The format a column goes out in: binary only when asked and this server can encode the
+    type in binary, so the row description never labels text as binary (arrays)."""
+    return 1 if requested == 1 and type_oid in _BINARY_ENCODERS else 0
 
 
 def encoder(type_oid: int, fmt: int):
