@@ -226,13 +226,8 @@ def test_a_read_only_login_cannot_write_or_reach_files(endpoint):
             "install httpfs",
             "pragma database_list",
             "call pragma_version()",
-        ):
-            with pytest.raises(psycopg.Error) as refused:
-                con.execute(statement)
-            assert refused.value.sqlstate == "25006", (statement, refused.value)
-        # EXPLAIN ANALYZE runs what it explains: only a query may be explained, else the
-        # endpoint's catalogue (shared by every client) could be rewritten.
-        for statement in (
+            # EXPLAIN ANALYZE runs what it explains: only a query may be explained, else the
+            # endpoint's catalogue (shared by every client) could be rewritten.
             "explain analyze create or replace view customer_360 as select 1 as customer_id",
             "explain analyze delete from information_schema.tables",
             "EXPLAIN ANALYZE /* c */ drop table pg_catalog.pg_class",
