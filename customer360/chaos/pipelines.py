@@ -36,25 +36,6 @@ from customer360.config import Settings
 from customer360.services.processes import process_alive, stop_process_groups
 
 
-def serving_as_of(settings: Settings) -> float | None:
-    """The greatest source time the published serving copy reflects (epoch seconds)."""
-    import duckdb
-
-    try:
-        con = duckdb.connect(str(settings.serving_path), read_only=True)
-    except Exception:  # noqa: BLE001 - not published yet, or being replaced
-        return None
-    try:
-        value = con.execute("select max(data_as_of) from serving_publication").fetchone()[0]
-    except Exception:  # noqa: BLE001
-        return None
-    finally:
-        con.close()
-    from datetime import UTC
-
-    return value.replace(tzinfo=UTC).timestamp() if value is not None else None
-
-
 class LoopPipeline:
     kill_kinds = ("microbatch_kill",)
     description = "the plain micro-batch loop (python -m customer360.chaos.loop), not Dagster"

@@ -16,6 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from customer360.chaos import faults as f
+from customer360.chaos.freshness import (
+    Staleness,
+    by_source_text,
+    sample_serving,
+    worst,
+    worst_by_source,
+)
 from customer360.chaos.runs import RunTally, tally_runs
 from customer360.chaos.verify import Findings, check_oracle, check_raw, read_log
 from customer360.config import Settings
@@ -57,7 +64,9 @@ class FaultRecord:
     back_at: float  # when the injection itself finished (service back up, process restarted)
     detail: str = ""
     recovered_at: float | None = None
-    max_staleness_s: float | None = None
+    max_staleness_s: float | None = None  # now minus the copy's data_as_of (all sources)
+    # The same per source (freshness.py): a Kafka outage shows here while MongoDB moves on.
+    max_staleness_by_source: dict[str, float] = field(default_factory=dict)
     process: str = ""  # the process a kill killed (`runs.BatchRun.process`); "" for other kinds
 
     @property
@@ -208,21 +217,30 @@ class ChaosReport:
         stale = [x.max_staleness_s for x in self.faults if x.max_staleness_s is not None]
         out.append(f"max freshness seen during faults: {max(stale):.1f} s" if stale else
                    "max freshness seen during faults: n/a")  # fmt: skip
+        if by_source := worst_by_source(x.max_staleness_by_source for x in self.faults):
+            out.append(f"  by source (s): {by_source_text(by_source)}")
         out.append("time to recover after each fault:")
         for x in self.faults:
             recovery = "NOT RECOVERED" if x.recovery_s is None else f"{x.recovery_s:5.1f} s"
             staleness = (
                 "" if x.max_staleness_s is None else f", freshness {x.max_staleness_s:.1f} s"
             )
+            if x.max_staleness_by_source:
+                stalest, seconds = max(x.max_staleness_by_source.items(), key=lambda i: i[1])
+                staleness += f", {stalest} {seconds:.1f} s"
             out.append(
                 f"  +{x.at - self.origin:6.1f} s {x.kind:<16} "
                 f"{recovery} (injection {x.back_at - x.at:.1f} s{staleness}) {x.detail}"
             )
         for kind in self.kinds:
-            times = [x.recovery_s for x in self.faults if x.kind == kind and x.recovery_s]
+            of_kind = [x for x in self.faults if x.kind == kind]
+            times = [x.recovery_s for x in of_kind if x.recovery_s]
             if times:
                 out.append(f"  {kind:<16} recovery median {statistics.median(times):.1f} s, "
                            f"max {max(times):.1f} s")  # fmt: skip
+            if by_source := worst_by_source(x.max_staleness_by_source for x in of_kind):
+                out.append(f"  {kind:<16} worst freshness by source (s): "
+                           f"{by_source_text(by_source)}")  # fmt: skip
         out += self.pipeline_summary
         out += self.run_lines()
         if not self.drained:
@@ -390,18 +408,16 @@ def run_chaos(
         stream_started = time.time()
         producer.start()
 
-        # Freshness: now minus the greatest source time the published serving copy reflects
-        # (what readers see), sampled twice a second.
-        samples: list[tuple[float, float]] = []
+        # Freshness: now minus the newest source times the published serving copy reflects
+        # (what readers see), over all sources and per source (freshness.py), twice a second.
+        samples: list[Staleness] = []
         sampling = threading.Event()
 
         def sample():
-            from customer360.chaos.pipelines import serving_as_of
-
             while not sampling.wait(0.5):
-                as_of = serving_as_of(settings)
-                if as_of is not None:
-                    samples.append((time.time(), time.time() - as_of))
+                staleness = sample_serving(settings.serving_path, time.time())
+                if staleness is not None:
+                    samples.append(staleness)
 
         threading.Thread(target=sample, name="chaos-freshness", daemon=True).start()
 
@@ -481,8 +497,9 @@ def run_chaos(
             else:
                 record.recovered_at = pipeline.first_success_after(record.back_at)
             until = record.recovered_at or drained_at
-            seen = [s for t, s in samples if record.at <= t <= until]
-            record.max_staleness_s = max(seen) if seen else None
+            if (during := worst(samples, record.at, until)) is not None:
+                record.max_staleness_s = during.overall
+                record.max_staleness_by_source = during.by_source
         # Stopped before the runs are judged: the warehouse has one writer (the checks below
         # open it), and Dagster's stream run ends CANCELED, as on `c360 up`'s Ctrl-C.
         pipeline.stop()
