@@ -10,6 +10,13 @@ The offsets are stored with the topic's id (Kafka 2.8+): a topic deleted and cre
 the same name has new records at the old offsets, and only its id tells. A position that cannot
 be read on from (deleted by retention, beyond the partition's end, or the old topic's) is
 recorded in raw.quarantine with the reason, and reading goes on from the low watermark.
+
+So is the leader epoch of the last record read (KIP-320): a broker that lost records it had
+acknowledged and took others at their offsets (a truncated log written again, under a later
+epoch) no longer makes the consumer read on from the stored offset and skip the new records
+before it. Given the epoch, librdkafka finds where the log was truncated and reads from there;
+the records it gives below the stored offset carry a later epoch than the last one landed, are
+landed, and a quarantine row says what happened.
 """
 
 from __future__ import annotations
@@ -149,6 +156,10 @@ def quarantine_reason(source: str, value: bytes | None) -> str | None:
     return None
 
 
+# How long a seek to a just-assigned partition is asked again (_seek_with_epoch).
+SEEK_TIMEOUT_S = 5.0
+
+
 @dataclass(frozen=True)
 class LostPosition:
     """A stored position reading cannot go on from, and why: logged as an error and written to
@@ -218,6 +229,14 @@ class PolledRecords:
     topic_id: str | None = None
     # A recreated topic's batch: the old topic's partitions go (the new one may have fewer).
     forget_stored_offsets: bool = False
+    # The leader epoch of the last record read from each partition (stored with its offset),
+    # and of the last one landed before this batch, below its start offset (`start`).
+    epochs: dict[int, int] = field(default_factory=dict)
+    epochs_before: dict[int, int] = field(default_factory=dict)
+    start: dict[int, int] = field(default_factory=dict)
+    # The epoch of the records written again that this batch found, per partition (one
+    # quarantine row each).
+    rewritten: dict[int, int] = field(default_factory=dict)
     rows: dict[str, list] = field(
         default_factory=lambda: {
             k: [] for k in ("partition", "offset", "key", "timestamp", "value")
@@ -226,6 +245,13 @@ class PolledRecords:
     quarantined: list[tuple] = field(default_factory=list)
     count: int = 0  # records read, landed or quarantined
     bytes: int = 0
+
+    def epoch_landed_at(self, p: int, offset: int) -> int | None:
+        """The latest leader epoch a record landed at `offset` can have: the last one landed
+        before this batch below its start, else the last one read in it."""
+        if offset < self.start.get(p, 0):
+            return self.epochs_before.get(p)
+        return self.epochs.get(p)
 
     def remaining(self, targets: dict[int, int]) -> int:
         """Records still before the targets (the high watermarks seen at the start)."""
@@ -430,6 +456,15 @@ class KafkaSource:
         ).fetchall()
         return dict(rows)
 
+    def stored_epochs(self, con: duckdb.DuckDBPyConnection) -> dict[int, int]:
+        """The leader epoch of the last record landed from each partition, where known."""
+        rows = con.execute(
+            'select "partition", leader_epoch from raw._kafka_offsets'
+            " where topic = ? and leader_epoch is not null",
+            [self.topic],
+        ).fetchall()
+        return dict(rows)
+
     def stored_topic_id(self, con: duckdb.DuckDBPyConnection) -> str | None:
         """The id of the topic the stored offsets are positions in; None when unknown (stored
         before ids were kept: the current topic's id is adopted, nothing is read again)."""
@@ -478,7 +513,7 @@ class KafkaSource:
             return self._topic_missing(before, started)
         self._warned_topic_missing = False
         polled, targets = self._plan(con, stored, marks)
-        self._seek(partitions, polled.next_offsets)
+        self._seek(partitions, polled.next_offsets, polled.epochs)
         if not targets and not polled.quarantined:
             return BatchResult.nothing_landed(
                 self.name, before, remaining_lag=0, seconds=time.monotonic() - started
@@ -533,8 +568,15 @@ class KafkaSource:
             start, lost = _restart_recreated_topic(stored, marks, stored_id, self._topic_id)
         else:
             start, lost = _start_offsets(stored, marks)
+        # Only where reading goes on from the stored offset: a restarted position is new.
+        epochs = {p: e for p, e in self.stored_epochs(con).items() if stored.get(p) == start.get(p)}
         polled = PolledRecords(
-            next_offsets=dict(start), topic_id=self._topic_id, forget_stored_offsets=recreated
+            next_offsets=dict(start),
+            topic_id=self._topic_id,
+            forget_stored_offsets=recreated,
+            epochs=dict(epochs),
+            epochs_before=epochs,
+            start=dict(start),
         )
         polled.quarantined.extend(self._lost_position_quarantine(lost))
         targets = {p: high for p, (_low, high) in marks.items() if high > start[p]}
@@ -558,13 +600,46 @@ class KafkaSource:
         self._partitions = []  # the new topic's partitions may differ: ask again
         return False
 
-    def _seek(self, partitions: list[int], start: dict[int, int]) -> None:
-        """Assign the partitions at `start` unless the consumer is there already."""
-        if self._positions != start:
-            self._consumer_().assign(
-                [TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions]
-            )
-            self._positions = dict(start)
+    def _seek(self, partitions: list[int], start: dict[int, int], epochs: dict[int, int]) -> None:
+        """Assign the partitions at `start` (with the leader epoch of the record before, where
+        known) unless the consumer is there already."""
+        if self._positions == start:
+            return
+        consumer = self._consumer_()
+        positions = [self._position(p, start, epochs) for p in partitions]
+        consumer.assign(positions)
+        # librdkafka checks a position's leader epoch against the broker's (KIP-320) on a seek
+        # or when the partition's leader changes, not on an assignment made once it has the
+        # topic's metadata (as here, after the watermarks): it then read on from the stored
+        # offset of a truncated log written again, and skipped the records below it.
+        for position in positions:
+            if position.leader_epoch is not None:
+                self._seek_with_epoch(consumer, position)
+        self._positions = dict(start)
+
+    def _seek_with_epoch(self, consumer: Consumer, position: TopicPartition) -> None:
+        """Seek to `position`, whose leader epoch librdkafka then checks. A partition just
+        assigned in place of another assignment refuses a seek ("Erroneous state") until
+        librdkafka has started it: asked again for up to SEEK_TIMEOUT_S. Whatever it fetched
+        meanwhile is dropped by the seek, or read again after it (see _poll)."""
+        deadline = time.monotonic() + SEEK_TIMEOUT_S
+        while True:
+            try:
+                consumer.seek(position)
+                return
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._STATE or time.monotonic() > deadline:
+                    raise KafkaExtractError(
+                        f"could not seek {self.topic}[{position.partition}] to offset "
+                        f"{position.offset} (leader epoch {position.leader_epoch}): {exc}"
+                    ) from exc
+            time.sleep(0.02)
+
+    def _position(self, p: int, start: dict[int, int], epochs: dict[int, int]) -> TopicPartition:
+        offset = start.get(p, OFFSET_BEGINNING)
+        if p in epochs and p in start:
+            return TopicPartition(self.topic, p, offset, leader_epoch=epochs[p])
+        return TopicPartition(self.topic, p, offset)
 
     def _lost_position_quarantine(self, lost: list[LostPosition]) -> list[tuple]:
         """A quarantine row (and an error in the log) per position reading cannot go on from."""
@@ -601,9 +676,20 @@ class KafkaSource:
                         continue
                     raise KafkaExtractError(f"reading {self.topic}: {error}")
                 p, offset = msg.partition(), msg.offset()
+                epoch = msg.leader_epoch()
                 if offset < next_offsets.get(p, 0):
-                    continue  # already landed (a re-delivery after a seek)
-                next_offsets[p] = offset + 1
+                    landed_epoch = polled.epoch_landed_at(p, offset)
+                    if not log_rewritten(landed_epoch, epoch):
+                        continue  # already landed (a re-delivery after a seek)
+                    if polled.rewritten.get(p) != epoch:
+                        polled.rewritten[p] = epoch
+                        polled.quarantined.append(
+                            self._rewritten_quarantine(p, offset, polled, landed_epoch, epoch)
+                        )
+                else:
+                    next_offsets[p] = offset + 1
+                if epoch is not None:
+                    polled.epochs[p] = max(epoch, polled.epochs.get(p, epoch))
                 polled.count += 1
                 value = msg.value()
                 key = msg.key()
@@ -618,6 +704,20 @@ class KafkaSource:
                 polled.rows["key"].append(key_text)
                 polled.rows["timestamp"].append(_kafka_millis(msg.timestamp()))
                 polled.rows["value"].append(value.decode("utf-8"))
+
+    def _rewritten_quarantine(
+        self, p: int, offset: int, polled: PolledRecords, landed_epoch: int, epoch: int
+    ) -> tuple:
+        """The row (and the error in the log) saying a truncated log was written again."""
+        start = polled.start.get(p, 0)
+        end = start if offset < start else polled.next_offsets[p]
+        reason = (
+            f"partition truncated by the broker and written again: offsets {offset}.."
+            f"{end - 1} were landed from leader epoch {landed_epoch} and now hold other "
+            f"records (epoch {epoch}), landed from offset {offset} on; the earlier ones stay"
+        )
+        log.error("%s[%d]: %s", self.topic, p, reason)
+        return (self.topic, p, offset, None, None, reason)
 
     def _land(
         self,
@@ -674,10 +774,10 @@ class KafkaSource:
             con.execute("delete from raw._kafka_offsets where topic = ?", [self.topic])
         con.executemany(
             "insert or replace into raw._kafka_offsets"
-            ' (topic, "partition", next_offset, batch_id, updated_at, topic_id)'
-            " values (?, ?, ?, ?, ?, ?)",
+            ' (topic, "partition", next_offset, batch_id, updated_at, topic_id, leader_epoch)'
+            " values (?, ?, ?, ?, ?, ?, ?)",
             [
-                [self.topic, p, offset, batch_id, landed_at, polled.topic_id]
+                [self.topic, p, offset, batch_id, landed_at, polled.topic_id, polled.epochs.get(p)]
                 for p, offset in polled.next_offsets.items()
             ],
         )
@@ -691,6 +791,14 @@ class KafkaSource:
             )
         except Exception as exc:  # noqa: BLE001
             log.debug("could not mirror offsets of %s to Kafka: %s", self.topic, exc)
+
+
+def log_rewritten(landed_epoch: int | None, epoch: int | None) -> bool:
+    """Whether a record below the next offset to read is another one than the record landed
+    there: a record keeps the leader epoch it was written under, so one written before the
+    last landed record has no later epoch than it; a later epoch means the broker truncated the
+    log below that offset and wrote it again. Without both epochs: a re-delivery."""
+    return landed_epoch is not None and epoch is not None and epoch > landed_epoch
 
 
 def _unknown_topic(exc: Exception) -> bool:

@@ -21,8 +21,10 @@ Kafka tables (`weblogs`, `marketing_emails`): `topic`, `partition`, `offset`, `k
 not a JSON object or lack a required field go to `raw.quarantine` instead, with the reason; so
 do positions the extractor could not read on from (a quarantine row with the partition and
 offset, no value): offsets deleted by retention, a stored offset beyond the partition's end, the
-offsets of a topic recreated under its name. (topic, partition, offset) is not unique across
-batches: those restart at the low watermark, and a record read again lands again.
+offsets of a topic recreated under its name, a partition the broker truncated and wrote again
+(its log holds other records at offsets already landed: they land too). (topic, partition,
+offset) is not unique across batches: those restart at the low watermark, and a record read
+again lands again.
 
 Optional fields read by dbt (absent in older records, which mean what they always did): a users
 document's `consent.email.status` ('granted' | 'withdrawn') and `consent.email.at` (email
@@ -91,9 +93,11 @@ create table if not exists raw._batches (
     position_after varchar
 );
 
--- Kafka positions: the next offset to read per partition, committed with the rows, and the id
+-- Kafka positions: the next offset to read per partition, committed with the rows, the id
 -- of the topic they are offsets in (a topic recreated under its name has a new one; null: not
--- known, stored before the column existed: the current topic's id is adopted).
+-- known, stored before the column existed: the current topic's id is adopted), and the leader
+-- epoch of the last record read (Kafka's KIP-320: a consumer given it finds a log the broker
+-- truncated and wrote again, instead of reading on at an offset that now holds later records).
 create table if not exists raw._kafka_offsets (
     topic varchar not null,
     "partition" integer not null,
@@ -101,10 +105,13 @@ create table if not exists raw._kafka_offsets (
     batch_id bigint not null,
     updated_at timestamp not null,
     topic_id varchar,
+    leader_epoch integer,
     primary key (topic, "partition")
 );
--- A warehouse created before topic ids were kept gains the column (null in its rows).
+-- A warehouse created before topic ids, or leader epochs, were kept gains the column (null in
+-- its rows: nothing to check a truncation against until the next record is read).
 alter table raw._kafka_offsets add column if not exists topic_id varchar;
+alter table raw._kafka_offsets add column if not exists leader_epoch integer;
 
 -- Mongo positions: the change stream resume token per collection, committed with the rows.
 -- While the initial copy runs (`snapshot_done` false) the copy goes on, batch by batch in `_id`

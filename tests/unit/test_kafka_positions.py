@@ -80,7 +80,10 @@ def test_a_warehouse_from_before_topic_ids_adopts_the_current_one(tmp_path: Path
 
 def test_another_stored_topic_id_restarts_the_topic(tmp_path: Path) -> None:
     con = connect_warehouse(tmp_path / "warehouse.duckdb")
-    con.execute("insert into raw._kafka_offsets values ('weblogs', 0, 5, 1, now(), 'A')")
+    con.execute(
+        'insert into raw._kafka_offsets (topic, "partition", next_offset, batch_id,'
+        " updated_at, topic_id) values ('weblogs', 0, 5, 1, now(), 'A')"
+    )
     source = KafkaSource(Settings(home=tmp_path), "weblogs")
     source._topic_id = "B"
     polled, targets = source._plan(con, {0: 5}, {0: (0, 8)})
