@@ -55,3 +55,27 @@ def test_up_refuses_a_port_taken_by_someone_else(tmp_path, live_settings):
         assert "in use" in str(exc) and "C360_KAFKA_BOOTSTRAP" in str(exc)
     finally:
         services_down(settings)
+
+
+def test_topics_just_created_answer_at_once(live_settings):
+    """A client started right after ensure_topics (the generator on a test's new topics) got
+    "Not leader for partition" from a broker that had not taken the partitions yet: 17 of 30
+    new topics failed a watermark query made at once. ensure_topics returns once they answer."""
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from customer360.kafka_topics import ensure_topics
+
+    names = [f"fresh_{uuid.uuid4().hex[:8]}_{i}" for i in range(10)]
+    consumer = Consumer({"bootstrap.servers": live_settings.kafka_bootstrap, "group.id": "t"})
+    try:
+        for name in names:
+            assert ensure_topics(live_settings, names=[name]) == [name]
+            for partition in range(KAFKA_PARTITIONS):
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(name, partition), timeout=5
+                )
+                assert (low, high) == (0, 0)
+    finally:
+        consumer.close()
