@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 
 from customer360.config import KAFKA_PARTITIONS, KAFKA_TOPICS
+from customer360.kafka_topics import ensure_topics
 from customer360.services import services_down, services_status, services_up
 from customer360.services.processes import port_in_use
 from tests.conftest import make_service_settings
@@ -61,12 +65,6 @@ def test_topics_just_created_answer_at_once(live_settings):
     """A client started right after ensure_topics (the generator on a test's new topics) got
     "Not leader for partition" from a broker that had not taken the partitions yet: 17 of 30
     new topics failed a watermark query made at once. ensure_topics returns once they answer."""
-    import uuid
-
-    from confluent_kafka import Consumer, TopicPartition
-
-    from customer360.kafka_topics import ensure_topics
-
     names = [f"fresh_{uuid.uuid4().hex[:8]}_{i}" for i in range(10)]
     consumer = Consumer({"bootstrap.servers": live_settings.kafka_bootstrap, "group.id": "t"})
     try:
