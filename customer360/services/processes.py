@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from customer360.services.port_holders import port_holder
+
 
 class ServiceError(RuntimeError):
     """A local service could not be started or stopped; the message says what to do."""
@@ -132,8 +134,8 @@ class LocalServer:
         for port in ports:
             if port_in_use(self.host, port):
                 raise ServiceError(
-                    f"Port {self.host}:{port} is in use by a process c360 did not start, so "
-                    f"{self.name} cannot listen there. {advice}"
+                    f"Port {self.host}:{port} is in use by a process this c360 home did not "
+                    f"start{_holder_text(port)}, so {self.name} cannot listen there. {advice}"
                 )
 
     def wait_ready(self) -> None:
@@ -195,9 +197,15 @@ def refuse_port_in_use(host: str, port: int, what: str, advice: str) -> None:
     port is taken exits at once, into a log, while the address printed shows the other one."""
     if port_in_use(host, port):
         raise ServiceError(
-            f"Port {host}:{port} is in use by another process, so {what} cannot listen there. "
-            f"{advice}"
+            f"Port {host}:{port} is in use by another process{_holder_text(port)}, so {what} "
+            f"cannot listen there. {advice}"
         )
+
+
+def _holder_text(port: int) -> str:
+    """ " (pid ...: its command ...)" when the process holding `port` can be told, else ""."""
+    holder = port_holder(port)
+    return "" if holder is None else f" ({holder.description()})"
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ from customer360 import demo
 from customer360.cli import build_parser
 from customer360.config import Settings
 from customer360.services import ServiceError
+from customer360.services.port_holders import port_holder
 from customer360.services.processes import ManagedProcess, free_port
 
 
@@ -23,6 +24,13 @@ def taken_port():
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield sock.getsockname()[1]
+
+
+def held_by_this_test(port: int) -> str:
+    """How the message names the holder of `port`: this test's process, by pid and command."""
+    holder = port_holder(port)
+    assert (holder.pid, holder.home) == (os.getpid(), None)
+    return f" (pid {os.getpid()}: {holder.command})"
 
 
 def _never(settings):
@@ -46,8 +54,9 @@ def test_up_names_the_taken_port_and_what_to_set_before_starting_anything(
     args = build_parser().parse_args(["up", "--ui-port", str(ports["ui"])])
     assert args.func(args, settings) == 1
     assert capsys.readouterr().err == (
-        f"c360 up: Port 127.0.0.1:{taken_port} is in use by another process, so {what} cannot "
-        f"listen there. Stop it, or set {advice} to a free port.\n"
+        f"c360 up: Port 127.0.0.1:{taken_port} is in use by another process"
+        f"{held_by_this_test(taken_port)}, so {what} cannot listen there. Stop it, or set "
+        f"{advice} to a free port.\n"
     )
 
 
@@ -69,8 +78,9 @@ def test_dagster_names_its_taken_port(tmp_path, capsys, taken_port):
     args = build_parser().parse_args(["dagster", "--port", str(taken_port)])
     assert args.func(args, Settings(home=tmp_path)) == 1
     assert capsys.readouterr().err == (
-        f"c360 dagster: Port 127.0.0.1:{taken_port} is in use by another process, so Dagster's "
-        "UI cannot listen there. Stop it, or pass --port.\n"
+        f"c360 dagster: Port 127.0.0.1:{taken_port} is in use by another process"
+        f"{held_by_this_test(taken_port)}, so Dagster's UI cannot listen there. Stop it, or "
+        "pass --port.\n"
     )
 
 
@@ -80,6 +90,7 @@ def test_serve_alone_names_the_taken_port_and_what_to_set(tmp_path, capsys, take
     args = build_parser().parse_args(["serve"])
     assert args.func(args, settings) == 1
     assert capsys.readouterr().err == (
-        f"c360 serve: Port 127.0.0.1:{taken_port} is in use by another process, so the profile "
-        "API cannot listen there. Stop it, or set C360_SERVE_PORT (or --port) to a free port.\n"
+        f"c360 serve: Port 127.0.0.1:{taken_port} is in use by another process"
+        f"{held_by_this_test(taken_port)}, so the profile API cannot listen there. Stop it, or "
+        "set C360_SERVE_PORT (or --port) to a free port.\n"
     )
