@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from customer360.services.pid_files import process_alive, running_pid, write_pid_file
 from customer360.services.port_holders import port_holder
 
 
@@ -43,15 +44,9 @@ class ManagedProcess:
         return self.run_dir / f"{self.name}.log"
 
     def pid(self) -> int | None:
-        """The pid of our running process, or None (a stale pid file is removed)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        if process_alive(pid):
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+        """The pid of our running process, or None (a stale pid file is removed; pid_files.py
+        tells a pid given to another process since, after a reboot say)."""
+        return running_pid(self.pid_file)
 
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +60,7 @@ class ManagedProcess:
                 # Its own session: Ctrl-C in the terminal that ran `up` does not kill it.
                 start_new_session=True,
             )
-        self.pid_file.write_text(str(proc.pid))
+        write_pid_file(self.pid_file, proc.pid)
         return proc.pid
 
     def stop(self, timeout: float = 20.0) -> bool:
@@ -155,28 +150,6 @@ class LocalServer:
 
     def stop(self) -> bool:
         return self.process.stop(timeout=30)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process `pid` exists and is not a zombie (a zombie child of ours is reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().split(")")[-1].split()[0] == "Z":
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                return False
-    except (FileNotFoundError, IndexError):
-        return False
-    return True
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -1,0 +1,66 @@
+"""The pid files of the processes c360 starts: which process a file names, if it still runs.
+
+A pid file holds the pid and the process's identity (`process_identity`): after a reboot, or a
+restart of the container, the pid in a file left behind may be another process's, which must
+be neither waited for as if it were the server nor signalled by `c360 services down`. A file
+without an identity (written before c360 kept one) is taken at its pid.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    path.write_text(f"{pid} {process_identity(pid) or ''}".strip())
+
+
+def running_pid(path: Path) -> int | None:
+    """The pid `path` names when that process still runs, else None (and the stale file is
+    removed)."""
+    try:
+        pid_text, _, identity = path.read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (FileNotFoundError, ValueError):
+        return None
+    if process_alive(pid) and identity in ("", process_identity(pid) or identity):
+        return pid
+    path.unlink(missing_ok=True)
+    return None
+
+
+def process_identity(pid: int) -> str | None:
+    """What tells process `pid` from a later one given the same pid: the boot it runs in and its
+    start time (Linux /proc: boot_id, and the clock ticks since boot of /proc/<pid>/stat's 22nd
+    field); None where that cannot be read."""
+    try:
+        boot = BOOT_ID.read_text().strip()
+        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return f"{boot}/{after_name[19]}"
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` exists and is not a zombie (a zombie child of ours is reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().split(")")[-1].split()[0] == "Z":
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                return False
+    except (FileNotFoundError, IndexError):
+        return False
+    return True
