@@ -21,15 +21,30 @@ def write_pid_file(path: Path, pid: int) -> None:
 def running_pid(path: Path) -> int | None:
     """The pid `path` names when that process still runs, else None (and the stale file is
     removed)."""
-    try:
-        pid_text, _, identity = path.read_text().strip().partition(" ")
-        pid = int(pid_text)
-    except (FileNotFoundError, ValueError):
+    written = _read(path)
+    if written is None:
         return None
+    pid, identity = written
     if process_alive(pid) and identity in ("", process_identity(pid) or identity):
         return pid
     path.unlink(missing_ok=True)
     return None
+
+
+def names_process(path: Path, pid: int) -> bool:
+    """Whether `path` is a pid file c360 wrote for the running process `pid` (its identity
+    included, so no other program's pid file matches). Only reads."""
+    written = _read(path)
+    return written is not None and written[0] == pid and written[1] == process_identity(pid)
+
+
+def _read(path: Path) -> tuple[int, str] | None:
+    """(pid, identity: "" when the file has none), or None when there is no such file."""
+    try:
+        pid_text, _, identity = path.read_text().strip().partition(" ")
+        return int(pid_text), identity
+    except (OSError, ValueError):
+        return None
 
 
 def process_identity(pid: int) -> str | None:

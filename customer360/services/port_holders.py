@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from customer360.services.pid_files import running_pid
+from customer360.services.pid_files import names_process
 
 PROC = Path("/proc")
 LISTEN = "0A"  # a socket's state in /proc/net/tcp: TCP_LISTEN
@@ -131,12 +131,13 @@ def _candidate_homes(pid: int, command: list[str], proc: Path) -> list[Path]:
 
 
 def _service_in_home(home: Path, pid: int) -> str | None:
-    """The name of the pid file under `home`/run that names the running process `pid`, if any."""
+    """The name of the pid file under `home`/run that c360 wrote for the running process `pid`,
+    if any."""
     try:
         pid_files = list((home / "run").glob("*.pid"))
     except OSError:
         return None
     for pid_file in pid_files:
-        if running_pid(pid_file) == pid:
+        if names_process(pid_file, pid):
             return pid_file.stem
     return None

@@ -17,6 +17,7 @@ import pytest
 from customer360.config import Settings
 from customer360.services import ServiceError
 from customer360.services.mongo import MongoService
+from customer360.services.pid_files import write_pid_file
 from customer360.services.port_holders import port_holder
 from customer360.services.processes import free_port
 
@@ -59,7 +60,7 @@ def listener(tmp_path_factory):
 
 def _home_with(home: Path, service: str, pid: int) -> Path:
     (home / "run").mkdir(parents=True)
-    (home / "run" / f"{service}.pid").write_text(str(pid))
+    write_pid_file(home / "run" / f"{service}.pid", pid)
     return home
 
 
@@ -125,3 +126,18 @@ def test_mongo_of_a_second_checkout_names_the_first_ones_server(tmp_path, listen
         f"`C360_HOME={first_home} c360 services down` stops), so the local MongoDB server cannot "
         "listen there. Stop it, or point C360_MONGO_URI at a free port."
     )
+
+
+def test_another_programs_pid_file_is_no_c360_home_and_is_left_alone(tmp_path, listener):
+    # A daemon with its pid file under <dir>/run, as the system's own /run: the pid alone, no
+    # identity as c360 writes; nor is a stale pid file there removed by looking.
+    run = tmp_path / "system" / "run"
+    pid, port = listener("--pidfile", f"{run}/daemon.pid", cwd=tmp_path)
+    run.mkdir(parents=True)
+    (run / "daemon.pid").write_text(str(pid))
+    (run / "stale.pid").write_text("999999999")
+
+    holder = port_holder(port)
+
+    assert (holder.pid, holder.home) == (pid, None)
+    assert sorted(p.name for p in run.iterdir()) == ["daemon.pid", "stale.pid"]
