@@ -219,6 +219,18 @@ def _restart_recreated_topic(
     return start, lost
 
 
+@dataclass(frozen=True)
+class StoredPositions:
+    """A topic's positions as the warehouse holds them (raw._kafka_offsets), read at once."""
+
+    offsets: dict[int, int]  # the next offset of each partition
+    # The leader epoch of the last record landed from each partition, where known.
+    epochs: dict[int, int]
+    # The id of the topic they are positions in; None when unknown (stored before ids were
+    # kept: the current topic's id is adopted, nothing is read again).
+    topic_id: str | None
+
+
 @dataclass
 class PolledRecords:
     """What one micro-batch read: rows to land (as columns), records to quarantine, and the
@@ -449,32 +461,20 @@ class KafkaSource:
         return marks
 
     # -- positions ------------------------------------------------------------------------
-    def stored_offsets(self, con: duckdb.DuckDBPyConnection) -> dict[int, int]:
+    def stored_positions(self, con: duckdb.DuckDBPyConnection) -> StoredPositions:
+        # fetchall: a result not read to its end keeps its transaction open on this source's
+        # cursor until its next statement, and the pipeline's CHECKPOINT after a batch then
+        # failed ("other write transactions active"), batch after batch.
         rows = con.execute(
-            'select "partition", next_offset from raw._kafka_offsets where topic = ?',
+            'select "partition", next_offset, leader_epoch, topic_id from raw._kafka_offsets'
+            " where topic = ?",
             [self.topic],
         ).fetchall()
-        return dict(rows)
-
-    def stored_epochs(self, con: duckdb.DuckDBPyConnection) -> dict[int, int]:
-        """The leader epoch of the last record landed from each partition, where known."""
-        rows = con.execute(
-            'select "partition", leader_epoch from raw._kafka_offsets'
-            " where topic = ? and leader_epoch is not null",
-            [self.topic],
-        ).fetchall()
-        return dict(rows)
-
-    def stored_topic_id(self, con: duckdb.DuckDBPyConnection) -> str | None:
-        """The id of the topic the stored offsets are positions in; None when unknown (stored
-        before ids were kept: the current topic's id is adopted, nothing is read again)."""
-        # fetchall, not fetchone: a result not read to its end keeps its transaction open on
-        # this source's cursor until its next statement, and the pipeline's CHECKPOINT after a
-        # batch then failed ("other write transactions active"), batch after batch.
-        [(topic_id,)] = con.execute(
-            "select max(topic_id) from raw._kafka_offsets where topic = ?", [self.topic]
-        ).fetchall()
-        return topic_id
+        return StoredPositions(
+            offsets={p: offset for p, offset, _, _ in rows},
+            epochs={p: epoch for p, _, epoch, _ in rows if epoch is not None},
+            topic_id=max((i for *_, i in rows if i is not None), default=None),
+        )
 
     def lag(self, con: duckdb.DuckDBPyConnection) -> int | None:
         """Records waiting in Kafka beyond what the warehouse holds (None: the topic is missing)."""
@@ -482,7 +482,7 @@ class KafkaSource:
         marks = self._watermarks(partitions) if partitions else None
         if marks is None:
             return None
-        stored = self.stored_offsets(con)
+        stored = self.stored_positions(con).offsets
         return sum(max(0, high - stored.get(p, low)) for p, (low, high) in marks.items())
 
     # -- one micro-batch ------------------------------------------------------------------
@@ -506,13 +506,13 @@ class KafkaSource:
         started = time.monotonic()
         started_at = utcnow()
         partitions = self._current_partitions()
-        stored = self.stored_offsets(con)
-        before = _format_positions(stored)
+        stored = self.stored_positions(con)
+        before = _format_positions(stored.offsets)
         marks = self._watermarks(partitions) if partitions else None
         if marks is None:
             return self._topic_missing(before, started)
         self._warned_topic_missing = False
-        polled, targets = self._plan(con, stored, marks)
+        polled, targets = self._plan(stored, marks)
         self._seek(partitions, polled.next_offsets, polled.epochs)
         if not targets and not polled.quarantined:
             return BatchResult.nothing_landed(
@@ -555,21 +555,18 @@ class KafkaSource:
         return replace(result, seconds=time.monotonic() - started)
 
     def _plan(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        stored: dict[int, int],
-        marks: dict[int, tuple[int, int]],
+        self, stored: StoredPositions, marks: dict[int, tuple[int, int]]
     ) -> tuple[PolledRecords, dict[int, int]]:
         """The batch to poll into, at its start offsets with the lost positions quarantined,
         and the high watermark to read each partition up to."""
-        stored_id = self.stored_topic_id(con)
+        offsets, stored_id = stored.offsets, stored.topic_id
         recreated = stored_id is not None and self._topic_id not in (None, stored_id)
         if recreated:
-            start, lost = _restart_recreated_topic(stored, marks, stored_id, self._topic_id)
+            start, lost = _restart_recreated_topic(offsets, marks, stored_id, self._topic_id)
         else:
-            start, lost = _start_offsets(stored, marks)
+            start, lost = _start_offsets(offsets, marks)
         # Only where reading goes on from the stored offset: a restarted position is new.
-        epochs = {p: e for p, e in self.stored_epochs(con).items() if stored.get(p) == start.get(p)}
+        epochs = {p: e for p, e in stored.epochs.items() if offsets.get(p) == start.get(p)}
         polled = PolledRecords(
             next_offsets=dict(start),
             topic_id=self._topic_id,

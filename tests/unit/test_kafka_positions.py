@@ -70,10 +70,10 @@ def test_a_warehouse_from_before_topic_ids_adopts_the_current_one(tmp_path: Path
     create_warehouse_before_topic_ids(warehouse)
     con = connect_warehouse(warehouse)
     source = KafkaSource(Settings(home=tmp_path), "weblogs")
-    assert source.stored_offsets(con) == {0: 5}
-    assert source.stored_topic_id(con) is None
+    stored = source.stored_positions(con)
+    assert (stored.offsets, stored.epochs, stored.topic_id) == ({0: 5}, {}, None)
     source._topic_id = "B"
-    polled, targets = source._plan(con, {0: 5}, {0: (0, 8)})
+    polled, targets = source._plan(stored, {0: (0, 8)})
     assert (polled.next_offsets, targets, polled.quarantined) == ({0: 5}, {0: 8}, [])
     assert polled.topic_id == "B" and not polled.forget_stored_offsets
 
@@ -86,7 +86,7 @@ def test_another_stored_topic_id_restarts_the_topic(tmp_path: Path) -> None:
     )
     source = KafkaSource(Settings(home=tmp_path), "weblogs")
     source._topic_id = "B"
-    polled, targets = source._plan(con, {0: 5}, {0: (0, 8)})
+    polled, targets = source._plan(source.stored_positions(con), {0: (0, 8)})
     assert (polled.next_offsets, targets) == ({0: 0}, {0: 8})
     assert polled.topic_id == "B" and polled.forget_stored_offsets
     assert [row[2] for row in polled.quarantined] == [5]  # the old topic's stored offset

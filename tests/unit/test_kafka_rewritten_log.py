@@ -117,10 +117,10 @@ def test_the_stored_epoch_goes_with_a_position_read_on_from_only(tmp_path: Path)
     )
     source = KafkaSource(Settings(home=tmp_path), "weblogs")
     source._topic_id = "A"
-    stored = source.stored_offsets(con)
-    assert source.stored_epochs(con) == {0: 3, 1: 4}
+    stored = source.stored_positions(con)
+    assert (stored.offsets, stored.epochs, stored.topic_id) == ({0: 5, 1: 9}, {0: 3, 1: 4}, "A")
     # partition 1's offset 9 is beyond its end 7: read again from its start, in no known epoch
-    polled, _ = source._plan(con, stored, {0: (0, 8), 1: (0, 7)})
+    polled, _ = source._plan(stored, {0: (0, 8), 1: (0, 7)})
     assert polled.next_offsets == {0: 5, 1: 0}
     assert polled.epochs == {0: 3}
     assert source._position(0, polled.next_offsets, polled.epochs).leader_epoch == 3
