@@ -44,8 +44,8 @@ class ManagedProcess:
         return self.run_dir / f"{self.name}.log"
 
     def pid(self) -> int | None:
-        """The pid of our running process, or None (a stale pid file is removed; pid_files.py
-        tells a pid given to another process since, after a reboot say)."""
+        """The pid of our running process, or None: the pid file is removed when its process is
+        gone, or when its pid is another process's now (after a reboot; pid_files.py)."""
         return running_pid(self.pid_file)
 
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -176,7 +176,8 @@ def refuse_port_in_use(host: str, port: int, what: str, advice: str) -> None:
 
 
 def _holder_text(port: int) -> str:
-    """ " (pid ...: its command ...)" when the process holding `port` can be told, else ""."""
+    """The holder of `port` as an error names it, `" (pid N: its command ...)"`, or "" when it
+    cannot be told."""
     holder = port_holder(port)
     return "" if holder is None else f" ({holder.description()})"
 
