@@ -199,3 +199,23 @@ def test_a_beat_tells_a_live_process_from_a_dead_or_frozen_one():
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
     assert "is gone" in Beat(pid=finished.pid, run_id="r", at=now).why_gone(now)
+
+
+def test_a_beat_whose_pid_is_another_process_now_is_gone_at_once():
+    # After a reboot the beat's pid may be another live process's: the sensor waited the 60 s
+    # heartbeat limit before starting a new stream run.
+    import os
+
+    from customer360.services.pid_files import process_identity
+
+    now = time.time()
+    boot, ticks = process_identity(os.getpid()).split("/")
+    earlier = f"{boot}/{int(ticks) - 1}"
+    beat = Beat(pid=os.getpid(), run_id="r", at=now, identity=earlier)
+    assert (
+        beat.why_gone(now)
+        == f"its process {os.getpid()} is gone (the pid is another process's now)"
+    )
+    mine = Beat(pid=os.getpid(), run_id="r", at=now, identity=process_identity(os.getpid()))
+    assert mine.why_gone(now) is None
+    assert Beat(pid=os.getpid(), run_id="r", at=now).why_gone(now) is None  # an older beat

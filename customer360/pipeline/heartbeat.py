@@ -4,9 +4,10 @@ A thread of the micro-batch process rewrites a small JSON file next to the wareh
 `BEAT_S` seconds, whatever the batches are doing (a long first build included): its pid, the
 Dagster run it serves, when it started and beat, how many batches it finished and the records
 they landed. The supervisor (Dagster's `microbatch_sensor`) reads it without touching the
-warehouse: a pid that no longer exists, or a beat older than `STALE_AFTER_S`, means the process
-is dead or frozen and its run will never end. `c360 up` prints from it how the batches go
-(progress.py).
+warehouse: a pid that no longer exists or is another process's now (after a reboot: the beat
+holds the process's identity, services/pid_files.py), or a beat older than `STALE_AFTER_S`,
+means the process is dead or frozen and its run will never end. `c360 up` prints from it how
+the batches go (progress.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from customer360.config import Settings
-from customer360.services.processes import process_alive
+from customer360.services.pid_files import process_alive, process_identity
 
 BEAT_S = 2.0
 STALE_AFTER_S = 60.0
@@ -41,11 +42,14 @@ class Beat:
     # The end of the last batch after which the serving copy held all it landed (not one whose
     # publication waited for a backlog to drain).
     served_at: float | None = None
+    identity: str | None = None  # process_identity(pid) when it beat (None: unknown)
 
     def why_gone(self, now: float, stale_after_s: float = STALE_AFTER_S) -> str | None:
         """Why the process that beat is taken for dead, or None while it looks alive."""
         if not process_alive(self.pid):
             return f"its process {self.pid} is gone"
+        if self.identity is not None and process_identity(self.pid) not in (None, self.identity):
+            return f"its process {self.pid} is gone (the pid is another process's now)"
         if now - self.at > stale_after_s:
             return f"its process {self.pid} has not beaten for {now - self.at:.0f} s"
         return None
@@ -65,7 +69,10 @@ class Heartbeat:
     def __init__(self, settings: Settings, run_id: str):
         self.path = heartbeat_path(settings)
         now = time.time()
-        self.beat = Beat(pid=os.getpid(), run_id=run_id, at=now, started_at=now)
+        pid = os.getpid()
+        self.beat = Beat(
+            pid=pid, run_id=run_id, at=now, started_at=now, identity=process_identity(pid)
+        )
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="c360-heartbeat", daemon=True)
