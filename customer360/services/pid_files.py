@@ -51,10 +51,9 @@ def process_identity(pid: int) -> str | None:
     """What tells process `pid` from a later one given the same pid: the boot it runs in and its
     start time (Linux /proc: boot_id, and the clock ticks since boot of /proc/<pid>/stat's 22nd
     field); None where that cannot be read."""
+    fields = _stat_fields(pid)
     try:
-        boot = BOOT_ID.read_text().strip()
-        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return f"{boot}/{after_name[19]}"
+        return None if fields is None else f"{BOOT_ID.read_text().strip()}/{fields[19]}"
     except (OSError, IndexError):
         return None
 
@@ -68,14 +67,22 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A zombie child of ours counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().split(")")[-1].split()[0] == "Z":
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                return False
-    except (FileNotFoundError, IndexError):
+    fields = _stat_fields(pid)
+    if not fields:
+        return False
+    if fields[0] == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
         return False
     return True
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None when it
+    cannot be read (the process is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None

@@ -37,28 +37,28 @@ class PortHolder:
         return text
 
 
-def port_holder(port: int, proc: Path = PROC) -> PortHolder | None:
+def port_holder(port: int) -> PortHolder | None:
     """The process listening on TCP `port`, or None when it cannot be told (not Linux, another
     user's process, or nobody listens)."""
-    inodes = _listening_inodes(port, proc)
+    inodes = _listening_inodes(port)
     if not inodes:
         return None
-    pid = _pid_with_socket(inodes, proc)
+    pid = _pid_with_socket(inodes)
     if pid is None:
         return None
-    command = _command(pid, proc)
-    for home in _candidate_homes(pid, command, proc):
+    command = _command(pid)
+    for home in _candidate_homes(pid, command):
         service = _service_in_home(home, pid)
         if service is not None:
             return PortHolder(pid, _shortened(command), home, service)
     return PortHolder(pid, _shortened(command))
 
 
-def _listening_inodes(port: int, proc: Path) -> set[str]:
+def _listening_inodes(port: int) -> set[str]:
     inodes = set()
     for table in ("tcp", "tcp6"):
         try:
-            lines = (proc / "net" / table).read_text().splitlines()[1:]
+            lines = (PROC / "net" / table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
@@ -71,9 +71,9 @@ def _listening_inodes(port: int, proc: Path) -> set[str]:
     return inodes
 
 
-def _pid_with_socket(inodes: set[str], proc: Path) -> int | None:
+def _pid_with_socket(inodes: set[str]) -> int | None:
     targets = {f"socket:[{inode}]" for inode in inodes}
-    for entry in proc.iterdir():
+    for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -89,9 +89,9 @@ def _pid_with_socket(inodes: set[str], proc: Path) -> int | None:
     return None
 
 
-def _command(pid: int, proc: Path) -> list[str]:
+def _command(pid: int) -> list[str]:
     try:
-        raw = (proc / str(pid) / "cmdline").read_bytes()
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
     except OSError:
         return []
     return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
@@ -102,17 +102,17 @@ def _shortened(command: list[str]) -> str:
     return text if len(text) <= COMMAND_CHARS else text[: COMMAND_CHARS - 3] + "..."
 
 
-def _candidate_homes(pid: int, command: list[str], proc: Path) -> list[Path]:
+def _candidate_homes(pid: int, command: list[str]) -> list[Path]:
     """Where its c360 home may be: its C360_HOME, `.c360` in its working directory (the
     default), and the directories above any absolute path in its command line (the MongoDB
     server's storage path and Kafka's configuration are under the home)."""
     try:
-        cwd = Path(os.readlink(proc / str(pid) / "cwd"))
+        cwd = Path(os.readlink(PROC / str(pid) / "cwd"))
     except OSError:
         cwd = None
     candidates: list[Path] = []
     try:
-        environ = (proc / str(pid) / "environ").read_bytes().split(b"\0")
+        environ = (PROC / str(pid) / "environ").read_bytes().split(b"\0")
     except OSError:
         environ = []
     for variable in environ:
