@@ -13,6 +13,7 @@ the batches go (progress.py).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from customer360.config import Settings
 from customer360.services.pid_files import process_alive, process_identity
+
+log = logging.getLogger(__name__)
 
 BEAT_S = 2.0
 STALE_AFTER_S = 60.0
@@ -75,6 +78,9 @@ class Heartbeat:
         )
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # The beat thread and a batch's end both write the file through one temporary name: one
+        # at a time, or a rename fails and a write lands in the other's file (half a beat).
+        self._write_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="c360-heartbeat", daemon=True)
 
     def batch_done(self, records: int = 0, served: bool = False) -> None:
@@ -92,16 +98,22 @@ class Heartbeat:
             self._write()
 
     def _write(self) -> None:
-        with self._lock:
-            self.beat.at = time.time()
-            text = json.dumps(asdict(self.beat))
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.replace(self.path)
+        with self._write_lock:
+            with self._lock:
+                self.beat.at = time.time()
+                text = json.dumps(asdict(self.beat))
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            tmp.replace(self.path)
 
     def _run(self) -> None:
         while not self._stop.wait(BEAT_S):
-            self._write()
+            try:
+                self._write()
+            except OSError as exc:
+                # The next beat tries again: a beat thread that ended would have the supervisor
+                # take this live process for a frozen one.
+                log.warning("the heartbeat could not be written to %s: %s", self.path, exc)
 
     def __enter__(self) -> Heartbeat:
         self.path.parent.mkdir(parents=True, exist_ok=True)
