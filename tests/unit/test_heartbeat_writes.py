@@ -64,6 +64,6 @@ def test_the_beat_thread_goes_on_after_a_failed_write(tmp_path, monkeypatch):
     with heartbeat:
         first = read_beat(settings).at
         deadline = time.monotonic() + 10
-        while (beat := read_beat(settings)).at == first:
+        while read_beat(settings).at == first:
             assert time.monotonic() < deadline, "no beat after the failed write"
         assert heartbeat._thread.is_alive()
