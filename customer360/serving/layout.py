@@ -73,7 +73,7 @@ KEY = "customer_id"
 # The marts table whose per-source batch marks (`_<source>_batch_id`, the greatest staging batch
 # a customer's row reflects) say which customers changed: every mart row of a customer is
 # recomputed by dbt together with the customer's row here, and its marks only go up (see
-# dbt/macros/incremental.sql, customer_batch_marks).
+# dbt/models/intermediate/int_customer_marks.sql).
 CHANGE_LOG = "customer_360_base"
 # Append-only marts tables whose rows can be added for a customer whose customer_360_base row
 # did not change (audience_changes: every customer is evaluated again on a new day), with the

@@ -48,10 +48,3 @@
     )
 {%- endmacro %}
 
-{#- Number of elements of an array. -#}
-{% macro array_length(array_expression) -%}
-    {{ return(adapter.dispatch('array_length', 'customer360')(array_expression)) }}
-{%- endmacro %}
-{% macro default__array_length(array_expression) -%}
-    len({{ array_expression }})
-{%- endmacro %}

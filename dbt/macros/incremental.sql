@@ -60,13 +60,14 @@
     increase per landing table only (sources land side by side: a users batch can be built after
     an in-store batch with a higher id), so the greater of two tables' ids can be below a
     watermark taken from the other table, and a row rewritten by that users batch would be
-    missed. -#}
+    missed. model_watermark is called without the project's namespace so that a unit test can
+    override it (dbt's `overrides: macros:` replaces only unqualified calls). -#}
 {% macro rows_since_watermark(name) -%}
     {%- set s = customer360.customer_sources()[name] -%}
     {%- if s.parts is defined -%}
-        ({% for part, column in s.parts.items() %}{% if not loop.first %} or {% endif %}{{ column }} > {{ customer360.model_watermark(part) }}{% endfor %})
+        ({% for part, column in s.parts.items() %}{% if not loop.first %} or {% endif %}{{ column }} > {{ model_watermark(part) }}{% endfor %})
     {%- else -%}
-        _batch_id > {{ customer360.model_watermark(name) }}
+        _batch_id > {{ model_watermark(name) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -145,58 +146,51 @@
     where customer_id is not null
 {%- endmacro %}
 
-{#- Select of per-customer bookkeeping for the customers in `customers_cte`: for each source the
-    greatest staging `_batch_id` of that customer's rows (the mart's watermark) and, with
-    `with_source_times`, the greatest source time (`_<source>_source_at`). Deleted documents
-    count (a delete is a change the mart reflects), and so does a document that moved to another
-    customer, for every customer it belonged to (a guest sale: for every customer in its
-    `_customer_ids`, whoever holds it now): these maxima never go down. A source with `parts`
-    also gets each part's greatest batch (`_<part>_batch_id`): its `_batch_id` mixes landing
-    tables, so only the parts rise in the order their batches are built (the serving copy finds
-    the customers to publish again by every mark, see customer360/serving/layout.py). -#}
-{% macro customer_batch_marks(source_names, customers_cte, with_source_times=false) -%}
+{#- The mark columns of `source_names` in int_customer_marks: per source its mark (the greatest
+    staging `_batch_id`), its parts' marks (`_<part>_batch_id`) and its greatest source time
+    (`_<source>_source_at`). -#}
+{% macro customer_mark_columns(source_names) -%}
     {%- set sources = customer360.customer_sources() -%}
+    {%- set columns = [] -%}
+    {%- for name in source_names -%}
+        {%- set s = sources[name] -%}
+        {%- do columns.append(s.mark) -%}
+        {%- for part in (s.parts or {}) -%}
+            {%- do columns.append('_' ~ part ~ '_batch_id') -%}
+        {%- endfor -%}
+        {%- do columns.append('_' ~ name ~ '_source_at') -%}
+    {%- endfor -%}
+    {{- return(columns) -}}
+{%- endmacro %}
+
+{#- Select of the marks (customer_mark_columns) of the rows of source `name` that are new since
+    this model's watermark (all of them on a full build), per customer a row counts for: its
+    `customer_id` and, for a source whose rows keep `_customer_ids`, every customer it ever
+    belonged to (a delete, or an order moved to another customer, still counts for the previous
+    one). One row per customer. -#}
+{% macro source_marks_since_watermark(name) -%}
+    {%- set s = customer360.customer_sources()[name] -%}
+    {%- set columns = ['_batch_id'] + (s.parts or {}).values() | list + [s.source_at] -%}
     select
-        {{ customers_cte }}.customer_id
-    {%- for name in source_names %}
-        {%- set s = sources[name] %}
-        , {{ name }}_marks.{{ s.mark }}
-        {%- for part in (s.parts or {}) %}
-        , {{ name }}_marks._{{ part }}_batch_id
+        customer_id,
+        max(_batch_id) as {{ s.mark }},
+        {%- for part, column in (s.parts or {}).items() %}
+        max({{ column }}) as _{{ part }}_batch_id,
         {%- endfor %}
-        {%- if with_source_times %}
-        , {{ name }}_marks._{{ name }}_source_at
+        max({{ s.source_at }}) as _{{ name }}_source_at
+    from (
+        select customer_id, {{ columns | join(', ') }}
+        from {{ ref(s.model) }}
+        where {{ customer360.rows_since_watermark(name) }}
+        {%- if s.ids == '_customer_ids' %}
+        union all
+        select {{ customer360.unnest_array('_customer_ids') }} as customer_id, {{ columns | join(', ') }}
+        from {{ ref(s.model) }}
+        where {{ customer360.rows_since_watermark(name) }}
         {%- endif %}
-    {%- endfor %}
-    from {{ customers_cte }}
-    {%- for name in source_names %}
-    {%- set s = sources[name] %}
-    left join (
-        select
-            customer_id,
-            max(_batch_id) as {{ s.mark }},
-            {%- for part, column in (s.parts or {}).items() %}
-            max({{ column }}) as _{{ part }}_batch_id,
-            {%- endfor %}
-            max({{ s.source_at }}) as _{{ name }}_source_at
-        from (
-            select customer_id, _batch_id, {% for column in (s.parts or {}).values() %}{{ column }}, {% endfor %}{{ s.source_at }}
-            from {{ ref(s.model) }}
-            where customer_id in (select customer_id from {{ customers_cte }})
-            {%- if s.ids == '_customer_ids' %}
-            -- a row that moved between customers counts for each of them, and so does one that
-            -- now belongs to none of them (a guest sale gone to a user_id, unmatched, ambiguous)
-            union all
-            select {{ customer360.unnest_array('_customer_ids') }} as customer_id, _batch_id, {% for column in (s.parts or {}).values() %}{{ column }}, {% endfor %}{{ s.source_at }}
-            from {{ ref(s.model) }}
-            where {{ customer360.array_length('_customer_ids') }} > 1 or customer_id is null
-            {%- endif %}
-        ) as reflected
-        where customer_id in (select customer_id from {{ customers_cte }})
-        group by customer_id
-    ) as {{ name }}_marks
-        on {{ name }}_marks.customer_id = {{ customers_cte }}.customer_id
-    {%- endfor %}
+    ) as rows_of_customers
+    where customer_id is not null
+    group by customer_id
 {%- endmacro %}
 
 {#- The final select of a per-customer model. On an incremental build, every touched customer

@@ -9,6 +9,11 @@
     )
 }}
 
+{#- The touched customers are read from these too (incremental builds only). -#}
+/* depends_on: {{ ref('stg_users') }} */
+/* depends_on: {{ ref('int_weblog_rollup') }} */
+/* depends_on: {{ ref('int_anonymous_weblog_rollup') }} */
+
 {#- One row per customer with everything the customer_360 view shows but age and the traits,
     computed from int_customers, staging, the weblog rollup and customer_popular_items, and
     what customer_traits derives the traits from (customer_order_days,
@@ -16,7 +21,8 @@
     customer_traits are views over it.
     Favourite product: most purchases, then latest last_purchased_at, then product name A-Z.
     Latest error: latest last_at, then most occurrences, then error message A-Z, then page A-Z.
-    as_of: the greatest source time reflected for the customer (see the yml). -#}
+    as_of: the greatest source time reflected for the customer (see the yml), and the batch
+    marks, from int_customer_marks. -#}
 
 
 with
@@ -156,7 +162,9 @@ latest_errors as (
 ),
 
 marks as (
-    {{ customer_batch_marks(inputs, 'customers', with_source_times=true) }}
+    select *
+    from {{ ref('int_customer_marks') }}
+    where customer_id in (select customer_id from customers)
 ),
 
 final as (
@@ -239,7 +247,7 @@ final as (
         marks._guest_orders_orders_batch_id,
         marks._guest_orders_users_batch_id
     from customers
-    inner join marks on marks.customer_id = customers.customer_id
+    left join marks on marks.customer_id = customers.customer_id
     left join order_totals on order_totals.customer_id = customers.customer_id
     left join line_item_totals on line_item_totals.customer_id = customers.customer_id
     left join favourite_products on favourite_products.customer_id = customers.customer_id

@@ -68,7 +68,9 @@ latest as (
 ),
 
 marks as (
-    {{ customer_batch_marks(inputs, 'customers') }}
+    select customer_id, _users_batch_id, _emails_batch_id
+    from {{ ref('int_customer_marks') }}
+    where customer_id in (select customer_id from customers)
 ),
 
 final as (
@@ -80,7 +82,7 @@ final as (
         marks._users_batch_id,
         marks._emails_batch_id
     from customers
-    inner join marks on marks.customer_id = customers.customer_id
+    left join marks on marks.customer_id = customers.customer_id
     left join latest on latest.customer_id = customers.customer_id
 )
 

@@ -9,6 +9,12 @@
     )
 }}
 
+{#- The touched customers are read from these too (incremental builds only). -#}
+/* depends_on: {{ ref('stg_users') }} */
+/* depends_on: {{ ref('stg_online_orders') }} */
+/* depends_on: {{ ref('stg_instore_orders') }} */
+/* depends_on: {{ ref('int_guest_order_owners') }} */
+
 {#- How often each customer bought each product (line items of orders that are not deleted,
     both channels), by upper-case product name. -#}
 
@@ -42,7 +48,9 @@ purchases as (
 ),
 
 marks as (
-    {{ customer_batch_marks(inputs, 'customers') }}
+    select customer_id, _users_batch_id, _online_orders_batch_id, _instore_orders_batch_id, _guest_orders_batch_id
+    from {{ ref('int_customer_marks') }}
+    where customer_id in (select customer_id from customers)
 ),
 
 final as (
@@ -56,7 +64,7 @@ final as (
         marks._instore_orders_batch_id,
         marks._guest_orders_batch_id
     from purchases
-    inner join marks on marks.customer_id = purchases.customer_id
+    left join marks on marks.customer_id = purchases.customer_id
 )
 
 {{ select_with_tombstones('final', 'touched') }}
