@@ -84,7 +84,7 @@ def table_lines(result: dict) -> list[str]:
             lines.append(
                 "  slowest models   "
                 + ", ".join(f"{model} {seconds * 1000:.0f} ms" for model, seconds in slowest)
-                + " (mean per batch)"
+                + " (mean wall time per batch; models replayed side by side overlap)"
             )
     else:
         lines.append("micro-batch        none logged during the load")

@@ -198,7 +198,8 @@ def test_the_bench_table_names_the_slowest_models_of_the_logged_batches():
               "load": {"microbatch": batch_stats(batches)}}  # fmt: skip
     slowest = [line for line in table_lines(result) if line.strip().startswith("slowest models")]
     assert slowest == [
-        "  slowest models   customer_360_base 250 ms, stg_weblogs 12 ms (mean per batch)"
+        "  slowest models   customer_360_base 250 ms, stg_weblogs 12 ms"
+        " (mean wall time per batch; models replayed side by side overlap)"
     ]
 
 
