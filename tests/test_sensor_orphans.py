@@ -7,6 +7,7 @@ process executing a `microbatch_stream` run with the stream's heartbeat; no Kafk
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from dagster import (
 from customer360.config import Settings
 from customer360.pipeline.dagster_home import prepare_dagster_home, stopping_marker
 from customer360.pipeline.heartbeat import Beat, Heartbeat, read_beat
+from customer360.services.pid_files import process_identity
 from dagster_project.resources import pipeline_resource
 from dagster_project.sensors import ORPHANED_TAG, build_microbatch_sensor
 from dagster_project.stream import STREAM_JOB, WRITER_TAGS
@@ -204,10 +206,6 @@ def test_a_beat_tells_a_live_process_from_a_dead_or_frozen_one():
 def test_a_beat_whose_pid_is_another_process_now_is_gone_at_once():
     # After a reboot the beat's pid may be another live process's: the sensor waited the 60 s
     # heartbeat limit before starting a new stream run.
-    import os
-
-    from customer360.services.pid_files import process_identity
-
     now = time.time()
     boot, ticks = process_identity(os.getpid()).split("/")
     earlier = f"{boot}/{int(ticks) - 1}"

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from customer360.config import Settings
-from customer360.services.pid_files import process_alive, process_identity
+from customer360.services.pid_files import process_alive, process_identity, process_replaced
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Beat:
         """Why the process that beat is taken for dead, or None while it looks alive."""
         if not process_alive(self.pid):
             return f"its process {self.pid} is gone"
-        if self.identity is not None and process_identity(self.pid) not in (None, self.identity):
+        if process_replaced(self.pid, self.identity):
             return f"its process {self.pid} is gone (the pid is another process's now)"
         if now - self.at > stale_after_s:
             return f"its process {self.pid} has not beaten for {now - self.at:.0f} s"
@@ -77,10 +77,10 @@ class Heartbeat:
             pid=pid, run_id=run_id, at=now, started_at=now, identity=process_identity(pid)
         )
         self._stop = threading.Event()
+        # Guards the beat, and the file: the beat thread and a batch's end both write it through
+        # one temporary name, one at a time, or a rename fails and a write lands in the other's
+        # file (half a beat).
         self._lock = threading.Lock()
-        # The beat thread and a batch's end both write the file through one temporary name: one
-        # at a time, or a rename fails and a write lands in the other's file (half a beat).
-        self._write_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="c360-heartbeat", daemon=True)
 
     def batch_done(self, records: int = 0, served: bool = False) -> None:
@@ -98,12 +98,10 @@ class Heartbeat:
             self._write()
 
     def _write(self) -> None:
-        with self._write_lock:
-            with self._lock:
-                self.beat.at = time.time()
-                text = json.dumps(asdict(self.beat))
+        with self._lock:
+            self.beat.at = time.time()
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
+            tmp.write_text(json.dumps(asdict(self.beat)))
             tmp.replace(self.path)
 
     def _run(self) -> None:

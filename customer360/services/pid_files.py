@@ -25,7 +25,7 @@ def running_pid(path: Path) -> int | None:
     if written is None:
         return None
     pid, identity = written
-    if process_alive(pid) and identity in ("", process_identity(pid) or identity):
+    if process_alive(pid) and not process_replaced(pid, identity or None):
         return pid
     path.unlink(missing_ok=True)
     return None
@@ -56,6 +56,14 @@ def process_identity(pid: int) -> str | None:
         return None if fields is None else f"{BOOT_ID.read_text().strip()}/{fields[19]}"
     except (OSError, IndexError):
         return None
+
+
+def process_replaced(pid: int, identity: str | None) -> bool:
+    """Whether the live process `pid` is another one than the one whose identity was recorded
+    (`identity`, None when unknown: then it is taken for the same one, as it is when the current
+    identity cannot be read)."""
+    current = process_identity(pid)
+    return identity is not None and current is not None and current != identity
 
 
 def process_alive(pid: int) -> bool:
