@@ -1,9 +1,11 @@
 """Propensity training's visits as of a cut-off, on random shared browsers, against the
 stitching rule worked out in Python.
 
-Training writes the anonymous-visit stitching rule again in SQL (features.STITCHED_EVENTS_SQL,
-as int_anonymous_weblog_rollup's full build applies it, on the events up to the cut-off): the
-hand-checked test in test_propensity.py covers one browser. Here random browsers shared by
+Training reads who each anonymous event belongs to from int_anonymous_event_owners (dbt's
+stitching rule, the macro int_anonymous_weblog_rollup applies too, on every event) and counts an
+event as of a cut-off only if the login that gives it came by then (`attributed_at`): that must
+be the rule evaluated on the events up to the cut-off. The hand-checked test in
+test_propensity.py covers one browser. Here random browsers shared by
 several customers, logins at the same instant (ordered by event_id) and anonymous events at a
 login's instant, seen at random cut-offs: each customer's last visit (their own events and the
 anonymous events the rule gives them as of the cut-off) must be the rule's, event for event.

@@ -73,50 +73,6 @@ def _days(column: str) -> str:
     return f"date_diff('second', {column}::timestamp, $cutoff::timestamp) / 86400.0"
 
 
-# The anonymous events at or before $cutoff with the customer stitching gives them as of then:
-# int_anonymous_weblog_rollup's full build (latest_login_before, first_login, attributed) on
-# int_device_events up to the cutoff. An event belongs to the customer of the latest login on
-# its browser at or before it, else to the first customer to log in on it by the cutoff, else
-# to nobody yet; logins at the same instant are ordered by event_id.
-STITCHED_EVENTS_SQL = """
-device_events as (
-    select * from intermediate.int_device_events where event_at <= $cutoff
-),
-logins as (
-    select anonymous_id, customer_id, event_at as logged_in_at, event_id
-    from device_events where kind = 'login'
-),
-anonymous_events as (
-    select anonymous_id, event_id, event_at from device_events where kind = 'anonymous'
-),
-latest_login_before as (
-    select anonymous_events.event_id, logins.customer_id
-    from anonymous_events
-    inner join logins
-        on logins.anonymous_id = anonymous_events.anonymous_id
-        and logins.logged_in_at <= anonymous_events.event_at
-    qualify row_number() over (
-        partition by anonymous_events.event_id
-        order by logins.logged_in_at desc, logins.event_id desc
-    ) = 1
-),
-first_login as (
-    select anonymous_id, customer_id
-    from logins
-    qualify row_number() over (
-        partition by anonymous_id order by logged_in_at asc, event_id asc
-    ) = 1
-),
-stitched_events as (
-    select
-        coalesce(latest_login_before.customer_id, first_login.customer_id) as customer_id,
-        anonymous_events.event_at
-    from anonymous_events
-    left join latest_login_before on latest_login_before.event_id = anonymous_events.event_id
-    left join first_login on first_login.anonymous_id = anonymous_events.anonymous_id
-    where coalesce(latest_login_before.customer_id, first_login.customer_id) is not null
-)"""
-
 # Every customer who existed at $cutoff (created_at at or before it, or unknown), with their
 # facts from the rows at or before it, and the label from the orders in the horizon after it.
 # At most $limit customers, a fixed pseudo-random sample (by a hash of the id) when more.
@@ -132,14 +88,15 @@ stitched_events as (
 #   (Known limit: an order is read in its current state, as before: an address corrected or a
 #   deletion after the cutoff counts as if it were known then.)
 # - visits: the customer's logged-in events (stg_weblogs, as int_weblog_rollup) and the anonymous
-#   events stitched to them (int_anonymous_weblog_rollup's rule). That rule does depend on later
-#   data: an event before any login on its browser goes to the first customer who logs in with it,
-#   whenever that is. A login after the cutoff would put visits before it on the profile of a
-#   customer who came back after it, a glimpse of the label; so the rule is evaluated here on the
-#   device events up to the cutoff (`stitched_events`), which is what the dbt model's full build
-#   gives on the events landed by then (the rollup keeps counts and last times per browser, not
-#   the events, so it cannot be cut at a past time). Scoring reads the model at the reference
-#   time, when every event counted is at or before it: the same rule on the same events.
+#   events stitched to them (int_anonymous_event_owners: dbt's stitching rule on every event).
+#   That rule does depend on later data: an event before any login on its browser goes to the
+#   first customer who logs in with it, whenever that is. A login after the cutoff would put
+#   visits before it on the profile of a customer who came back after it, a glimpse of the
+#   label; so an event counts only if its owner was known by the cutoff (`attributed_at`, the
+#   time of the login that gives it: the rule evaluated on the events up to the cutoff gives an
+#   event at or before it the same owner exactly then, see the model). Scoring reads the rollup
+#   at the reference time, when every event counted is at or before it: the same rule on the
+#   same events.
 FACTS_SQL = f"""
 with
 customers as (
@@ -169,7 +126,11 @@ spend as (
     where not is_deleted and ordered_at <= $cutoff
     group by customer_id
 ),
-{STITCHED_EVENTS_SQL},
+stitched_events as (
+    select customer_id, event_at
+    from intermediate.int_anonymous_event_owners
+    where event_at <= $cutoff and attributed_at <= $cutoff
+),
 visits as (
     select customer_id, max(event_at) as last_visit_at
     from (

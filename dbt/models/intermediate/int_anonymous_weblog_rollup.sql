@@ -13,12 +13,13 @@
 {#- Anonymous weblog events attributed to customers, rolled up per browser (`anonymous_id`),
     customer, error message and page, like int_weblog_rollup.
 
-    The rule (dbt/README.md, "Identity stitching"): an anonymous event belongs to the customer
-    whose login on the same anonymous_id is the latest at or before the event (on a shared
-    device each customer gets the events after their own login); an event before any login
-    belongs to the first customer who logged in with it. Logins at the same time are ordered by
-    event_id (the larger one is the later). An anonymous_id nobody logged in with yet is unattributed (`customer_id`
-    null): counted, and attributed retroactively by the batch that lands its first login.
+    The rule (dbt/README.md, "Identity stitching"; stated once in the macro
+    anonymous_event_owners, which int_anonymous_event_owners applies to every event): an
+    anonymous event belongs to the customer whose login on the same anonymous_id is the latest at
+    or before the event (on a shared device each customer gets the events after their own
+    login); an event before any login belongs to the first customer who logged in with it. An
+    anonymous_id nobody logged in with yet is unattributed (`customer_id` null): counted, and
+    attributed retroactively by the batch that lands its first login.
 
     A build rewrites every browser with a new event or login (`replace_keys` on anonymous_id).
     A login moves a stored event to another customer only when it is not later than the event
@@ -110,46 +111,10 @@ device_events as (
     {%- endif %}
 ),
 
-logins as (
-    select anonymous_id, customer_id, event_at as logged_in_at, event_id
-    from device_events
-    where kind = 'login'
-),
-
-anonymous_events as (
-    select anonymous_id, event_id, error_message, page, event_at
-    from device_events
-    where kind = 'anonymous'
-),
-
-latest_login_before as (
-    select anonymous_events.event_id, logins.customer_id
-    from anonymous_events
-    inner join logins
-        on logins.anonymous_id = anonymous_events.anonymous_id
-        and logins.logged_in_at <= anonymous_events.event_at
-    qualify row_number() over (
-        partition by anonymous_events.event_id
-        order by logins.logged_in_at desc, logins.event_id desc
-    ) = 1
-),
-
-first_login as (
-    select anonymous_id, customer_id
-    from logins
-    qualify row_number() over (
-        partition by anonymous_id order by logged_in_at asc, event_id asc
-    ) = 1
-),
-
-attributed as (
-    select
-        anonymous_events.*,
-        coalesce(latest_login_before.customer_id, first_login.customer_id) as customer_id
-    from anonymous_events
-    left join latest_login_before on latest_login_before.event_id = anonymous_events.event_id
-    left join first_login on first_login.anonymous_id = anonymous_events.anonymous_id
-),
+{#- Who each anonymous event belongs to: the stitching rule, the macro anonymous_event_owners
+    (its CTEs: logins, anonymous_events, last_login_at_instant, first_login and `attributed`,
+    the anonymous events with their `customer_id`). -#}
+{{ anonymous_event_owners('device_events') }},
 
 devices as (
     select
