@@ -37,7 +37,7 @@ PROPENSITY_KEY = AssetKey(["ml", "propensity_model"])
 PROPENSITY_JOB = "propensity_training"
 # What training reads (customer360/propensity/features.py): customer_360_base's sources of the
 # features, identity stitching included (guest sales matched by email and their line items,
-# the device events anonymous visits are stitched from).
+# the anonymous events with the customer stitching gives them and since when).
 TRAINING_INPUTS = [
     AssetKey(["intermediate", "int_customers"]),
     AssetKey(["staging", "stg_online_orders"]),
@@ -45,7 +45,7 @@ TRAINING_INPUTS = [
     AssetKey(["intermediate", "int_guest_order_owners"]),
     AssetKey(["intermediate", "int_customer_order_items"]),
     AssetKey(["staging", "stg_weblogs"]),
-    AssetKey(["intermediate", "int_device_events"]),
+    AssetKey(["intermediate", "int_anonymous_event_owners"]),
     AssetKey(["staging", "stg_marketing_emails"]),
 ]
 

@@ -322,7 +322,7 @@ def test_the_asset_graph_has_the_model_its_job_and_schedule(tmp_path):
     # identity stitching: guest sales matched by email, anonymous visits stitched by a login
     assert AssetKey(["intermediate", "int_guest_order_owners"]) in training_inputs
     assert AssetKey(["intermediate", "int_customer_order_items"]) in training_inputs
-    assert AssetKey(["intermediate", "int_device_events"]) in training_inputs
+    assert AssetKey(["intermediate", "int_anonymous_event_owners"]) in training_inputs
     job = defs.resolve_job_def(PROPENSITY_JOB)
     assert job.tags.get("c360/writer") == "warehouse"
     schedule = defs.resolve_schedule_def("propensity_training_schedule")
