@@ -311,9 +311,7 @@ def run_microbatches(context: OpExecutionContext, pipeline: MicroBatchResource) 
     with Heartbeat(pipeline.settings(), context.run_id) as heartbeat:
         with EventReporter(context.instance) as reporter:
             try:
-                # Each batch is published beside the next one's build (MicroBatch.run).
-                with batch.publishing_beside_builds():
-                    waiting = batches_until_a_writer_waits(context, batch, heartbeat, reporter)
+                waiting = batches_until_a_writer_waits(context, batch, heartbeat, reporter)
             except RuntimeError as exc:
                 if is_duckdb_interrupt(exc):  # the interruption it was, not a failure
                     raise DagsterExecutionInterruptedError("interrupted in a micro-batch") from exc

@@ -15,10 +15,8 @@ from customer360.pipeline import MicroBatch, microbatch
 from customer360.pipeline.microbatch import DISABLED_OPTIMIZERS, duckdb_threads
 from customer360.pipeline.probe import close_probers, probe_lag
 from customer360.pipeline.reconcile import reconcile
-from customer360.serving.publish import publish_serving_copy
 from extractors import SOURCES
 from tests.extractor_helpers import mongo_db, produce, weblog
-from tests.test_serving_publish import assert_same_copies
 
 
 @pytest.fixture
@@ -161,48 +159,4 @@ def test_a_history_drained_in_small_batches_landed_ahead_equals_the_oracle(isola
         assert compare_marts(expected, marts_rows(con), "oracle vs marts").examples == []
         report = reconcile(batch)
         assert report.matches, report.summary_lines()
-    close_probers()
-
-
-def test_live_batches_published_beside_the_next_build(isolated_settings, monkeypatch):
-    """The stream's mode (MicroBatch.publishing_beside_builds): each batch begins its
-    publication and the next batch completes it beside its own build and checkpoint; once the
-    block ends the serving copy holds everything landed, equal to a full copy of the marts."""
-    settings = isolated_settings
-    reference = settings.with_overrides(serving_db=settings.warehouse.parent / "ref.duckdb")
-    wal = settings.warehouse.with_name(settings.warehouse.name + ".wal")
-    with MicroBatch(settings, data_tests_every_s=None) as batch:
-        mongo_db(settings).users.insert_many(
-            [{"id": i, "first_name": f"C{i}", "email": f"c{i}@x.org"} for i in (1, 2, 3)]
-        )
-        assert batch.run().success  # the first build and publication, before the block
-        # A checkpoint after every batch: it must run between two publications (it fails
-        # while another transaction is open, and would then be skipped).
-        monkeypatch.setattr(microbatch, "CHECKPOINT_WAL_BYTES", 1)
-        results = []
-        with batch.publishing_beside_builds():
-            for customer in (1, 2, 3, 1):
-                produce(settings, "weblogs", [json.dumps(weblog(customer)) for _ in range(5)])
-                mongo_db(settings).users.update_one(
-                    {"id": customer}, {"$set": {"first_name": f"Renamed{len(results)}"}}
-                )
-                result = batch.run()
-                assert result.success, result.summary_lines()
-                results.append(result)
-                assert not wal.exists() or wal.stat().st_size == 0, result.summary_lines()
-            assert all(r.publishing_beside for r in results)
-            assert results[0].checkpoint_seconds > 0
-            # Each batch after the first ends the publication the one before it began.
-            for result in results[1:]:
-                assert result.serving_is_previous and result.serving.published
-                assert "(the previous batch's, beside this build)" in "\n".join(
-                    result.summary_lines()
-                )
-        publish_serving_copy(batch.con, reference, force=True)
-        assert_same_copies(settings.serving_path, reference.serving_path, "after the block")
-        with duckdb.connect(str(settings.serving_path), read_only=True) as served:
-            names = served.execute(
-                "select customer_id, first_name from customer_360 order by 1"
-            ).fetchall()
-        assert names == [(1, "Renamed3"), (2, "Renamed1"), (3, "Renamed2")]
     close_probers()

@@ -21,9 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -42,7 +40,7 @@ from customer360.pipeline.model_replay import (
 )
 from customer360.pipeline.publishing import CATCH_UP_PUBLISH_EVERY_S, PublishSchedule
 from customer360.serving.layout import reading_day
-from customer360.serving.publish import Publication, PublishResult, publish_serving_copy
+from customer360.serving.publish import PublishResult, publish_serving_copy
 from extractors import SOURCES, BatchResult, Extractor
 
 log = logging.getLogger(__name__)
@@ -108,10 +106,6 @@ class MicroBatchResult:
     dbt: DbtBuildResult | None = None
     serving: PublishResult | None = None  # None while dbt owes a build: never half-built
     publish_deferred: bool = False  # a backlog drains (publishing.py)
-    # Within MicroBatch.publishing_beside_builds(): this batch's publication runs beside the
-    # next batch's build, and `serving` is the previous batch's, which ended beside this one's.
-    publishing_beside: bool = False
-    serving_is_previous: bool = False
     # Landed beside the previous batch's build (a backlog drains, see MicroBatch.run); its
     # extract_seconds is then what this batch still waited for it.
     landed_ahead: bool = False
@@ -145,9 +139,8 @@ class MicroBatchResult:
 
     @property
     def served(self) -> bool:
-        """Whether the serving copy holds all this batch landed, or will once its publication,
-        begun, ends (not so while a backlog drains and its publication waits, nor after a
-        failure)."""
+        """Whether the serving copy holds all this batch landed (not so while a backlog drains
+        and its publication waits, nor after a failure)."""
         return self.success and not self.publish_deferred
 
     def raise_on_failure(self) -> None:
@@ -173,12 +166,7 @@ class MicroBatchResult:
             if self.dbt.model_seconds:
                 lines.append(model_seconds_line(self.dbt.model_seconds))
         if self.serving is not None:
-            line = self.serving.summary_line()
-            if self.serving_is_previous:
-                line += " (the previous batch's, beside this build)"
-            lines.append(line)
-        if self.publishing_beside:
-            lines.append("serving           this batch published beside the next build")
+            lines.append(self.serving.summary_line())
         if self.publish_deferred:
             lines.append(
                 f"serving           not published: a backlog drains (published once it is "
@@ -295,11 +283,6 @@ class MicroBatch:
         # Set by a Dagster extract step for the dbt step of the same run (in-process executor).
         self.last_extract_errors: dict[str, str] = {}
         self.publish_schedule = PublishSchedule()
-        # Within publishing_beside_builds(): a batch's publication, completed beside the next
-        # batch's build, on a connection of its own. None: each batch publishes before it returns.
-        self._publisher: ThreadPoolExecutor | None = None
-        self._publisher_con: duckdb.DuckDBPyConnection | None = None
-        self._publishing: Future[PublishResult] | None = None
         # The next batch's extract, landing beside this batch's build while a backlog drains.
         self._land_ahead = ThreadPoolExecutor(1, thread_name_prefix="land-ahead")
         self._landing_ahead: Future[tuple[dict[str, BatchResult], dict[str, str]]] | None = None
@@ -496,50 +479,6 @@ class MicroBatch:
             return None
         return publish_serving_copy(self.con, self.settings)
 
-    @contextmanager
-    def publishing_beside_builds(self) -> Iterator[None]:
-        """Within this block, `run()` publishes each batch beside the next batch's build: it
-        begins the publication of the marts as its batch left them and completes it in a
-        thread of its own while the next batch lands and builds, so the batches follow each
-        other a publication (~0.2-0.3 s) sooner and take in that much less each. The
-        publication's transaction, begun as the batch ends, shows it the marts as they were
-        then (serving.publish.Publication): readers never see part of the next batch. The
-        block ends once the last publication has (its error raised, unless another is)."""
-        self._publisher = ThreadPoolExecutor(1, thread_name_prefix="publish")
-        failed = False
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            publisher, self._publisher = self._publisher, None
-            try:
-                self.finish_publication()
-            except Exception as exc:
-                if not failed:
-                    raise
-                log.warning("the last publication failed too: %s", exc)
-            finally:
-                publisher.shutdown(wait=True)
-
-    def _publish_beside_next_build(self) -> None:
-        self._write_state()
-        if self._dbt_owed:
-            log.warning("serving copy not published: dbt still owes %s", sorted(self._dbt_owed))
-            return
-        if self._publisher_con is None:
-            self._publisher_con = self.con.cursor()
-        publication = Publication(self._publisher_con, self.settings)
-        if not publication.unchanged:
-            self._publishing = self._publisher.submit(publication.complete)
-
-    def finish_publication(self) -> PublishResult | None:
-        """Wait for the publication a batch began (publishing_beside_builds), if any, and
-        return its result (raise its error, if it failed)."""
-        publishing, self._publishing = self._publishing, None
-        return None if publishing is None else publishing.result()
-
     def _write_state(self) -> dict:
         kafka: dict[str, dict[str, int]] = {}
         for topic, partition, offset in self.con.execute(
@@ -576,11 +515,7 @@ class MicroBatch:
         two cores, and the replayed models that read the landing tables read them in one
         transaction (_replay), so a batch landed meanwhile is built whole by one build: this
         one's if it committed before they began, else the next. The next `run()` builds what
-        was landed ahead and not built yet.
-
-        Within `publishing_beside_builds()`, a batch that publishes begins its publication and
-        returns; the publication ends beside the next batch's build, which waits for it (and
-        checkpoints, if due) before it begins its own."""
+        was landed ahead and not built yet."""
         result = MicroBatchResult()
         started = time.monotonic()
         if self._landing_ahead is not None:
@@ -603,33 +538,21 @@ class MicroBatch:
         result.dbt_seconds = time.monotonic() - started
 
         started = time.monotonic()
-        # The previous batch's publication, which ran beside this build: done before the next
-        # begins, and before a checkpoint (which fails while another transaction is open).
-        if (previous := self.finish_publication()) is not None:
-            result.serving, result.serving_is_previous = previous, True
-        if publish and self._publisher is not None:
-            self._checkpoint_if_due(result)
-            self._publish_beside_next_build()
-            result.publishing_beside = self._publishing is not None
-        elif publish:
+        if publish:
             result.serving = self.publish()
+            self.publish_schedule.published()
         else:
             self._write_state()
             result.publish_deferred = True
-        if publish:
-            self.publish_schedule.published()
-        result.publish_seconds = time.monotonic() - started - result.checkpoint_seconds
-        if self._publisher is None:
-            self._checkpoint_if_due(result)
-        return result
+        result.publish_seconds = time.monotonic() - started
 
-    def _checkpoint_if_due(self, result: MicroBatchResult) -> None:
         # A CHECKPOINT fails while a landing's transaction is open: the batch that catches up
         # checkpoints what the backlog's batches wrote.
         if result.dbt is not None and self._landing_ahead is None and self.checkpoint_due():
             started = time.monotonic()
             self.checkpoint()
             result.checkpoint_seconds = time.monotonic() - started
+        return result
 
     def use_duckdb_threads(self, backlog: bool) -> None:
         """Set the warehouse instance's DuckDB threads for a batch (see `duckdb_threads`); a
@@ -725,8 +648,6 @@ class MicroBatch:
     def close(self) -> None:
         """Let a landing in progress commit (or fail), then close the connections."""
         self._land_ahead.shutdown(wait=True)
-        if self._publisher_con is not None:
-            self._publisher_con.close()
         self.extractor.close()
 
     def __enter__(self) -> MicroBatch:

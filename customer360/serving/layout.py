@@ -244,17 +244,12 @@ def read_layout(
         c for c, _ in columns[CHANGE_LOG] if c.startswith("_") and c.endswith("_batch_id")
     )
     state = state or read_warehouse_state(con)
-    # Which history the warehouse holds: when its first landing batch started. (Looked up in
-    # the catalog first: a failed query would abort the publication's transaction.)
-    history = None
-    if con.execute(
-        "select count(*) from duckdb_tables() where database_name = ?"
-        " and schema_name = 'raw' and table_name = '_batches'",
-        [warehouse],
-    ).fetchone()[0]:
+    try:  # which history the warehouse holds: when its first landing batch started
         history = con.execute(
             "select started_at from raw._batches order by batch_id limit 1"
         ).fetchone()
+    except duckdb.CatalogException:
+        history = None
     described = {
         "history": history,
         "versions": state.versions,
@@ -281,23 +276,17 @@ def reading_day(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def versions_present(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
-    """The values of each VERSIONED_TABLES column in the marts of the warehouse open on `con`.
-    A warehouse without the table or the column yet has no versions of it (looked up in the
-    catalog: a failed query would abort the publication's transaction, serving/publish.py)."""
-    present = set(
-        con.execute(
-            "select table_name, column_name from duckdb_columns()"
-            " where database_name = current_database() and schema_name = 'marts'"
-        ).fetchall()
-    )
-    return {
-        table: con.execute(
-            f"select list(distinct {quote(column)} order by {quote(column)})"
-            f" from marts.{quote(table)}"
-        ).fetchone()[0]
-        for table, column in VERSIONED_TABLES.items()
-        if (table, column) in present
-    }
+    """The values of each VERSIONED_TABLES column in the marts of the warehouse open on `con`."""
+    found = {}
+    for table, column in VERSIONED_TABLES.items():
+        try:  # a warehouse without the table or the column yet has no versions of it
+            found[table] = con.execute(
+                f"select list(distinct {quote(column)} order by {quote(column)})"
+                f" from marts.{quote(table)}"
+            ).fetchone()[0]
+        except (duckdb.CatalogException, duckdb.BinderException):
+            continue
+    return found
 
 
 def _views_over(published: set[tuple[str, str]], parsed: dict[str, _ParsedView]) -> list[str]:

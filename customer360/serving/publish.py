@@ -194,136 +194,57 @@ def publish_serving_copy(
     to the same path (a micro-batch with nothing new), unless `force`, which also rebuilds the
     copy in full (after a full refresh of the marts, say) and drops the other slots.
     """
-    return Publication(con, settings, force).complete()
+    target = settings.serving_path.absolute()
+    state = read_warehouse_state(con)
+    fingerprint = _marts_fingerprint(con, state)
+    if (
+        not force
+        and fingerprint is not None
+        and _last_published.get(target) == fingerprint
+        and target.exists()
+    ):
+        return PublishResult(path=target, published=False)
 
-
-class Publication:
-    """One publication of the serving copy, of the marts as they stood when it was created.
-
-    Creating it begins a transaction on `con` and reads what to publish: from then on DuckDB
-    shows this transaction the warehouse as it was, so `complete()` publishes those marts
-    whatever other connections to the warehouse write meanwhile. The micro-batch stream relies on
-    it to publish a batch beside the next batch's build (MicroBatch): create it where the batch
-    ends, complete it in another thread, on a connection of its own (`con.cursor()`). The
-    transaction ends with the slot's commit, or a rollback if nothing is written.
-    """
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, force: bool = False):
-        self.con = con
-        self.force = force
-        self.target = settings.serving_path.absolute()
-        self.started = time.monotonic()
-        self.slots = slot_paths(self.target)
-        self.current = _identity(self.target)
-        self.attached: tuple[Path, str] | None = None  # a slot to bring up to date in place
-        fingerprint = _marts_fingerprint(con, read_warehouse_state(con))
-        self.unchanged = (
-            not force
-            and fingerprint is not None
-            and _last_published.get(self.target) == fingerprint
-            and self.target.exists()
-        )
-        if self.unchanged:
-            return
-        self.slots[0].parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_files(self.target)
-        if not force:
-            # Before the transaction: an ATTACH that fails (a reader holds the slot) would abort
-            # it, and this one is retried with the next slot.
-            self.attached = _attach_a_free_slot(con, self.slots, self.current)
-        con.execute("begin transaction")
-        try:
-            # The first reads of the warehouse in the transaction: they fix what it publishes.
-            self.state = read_warehouse_state(con)
-            # (Read again only if it was there: a failed query would abort the transaction.)
-            self.fingerprint = fingerprint and _marts_fingerprint(con, self.state)
-            self.layout = read_layout(con, self.state)
-        except BaseException as exc:
-            self._abandon()
-            if isinstance(exc, LayoutError):
-                raise ServingPublishError(str(exc)) from exc
-            raise
-
-    def complete(self) -> PublishResult:
-        """Write a slot and point the serving path at it (or nothing, when nothing changed)."""
-        target = self.target
-        if self.unchanged:
-            return PublishResult(path=target, published=False)
-        result = PublishResult(
-            path=target, published=True, published_at=datetime.now(UTC).replace(tzinfo=None)
-        )
-        publisher = _Publisher(self.con, self.layout, result)
-        try:
-            slot = None
-            if self.attached is not None:
-                attached, self.attached = self.attached, None
-                slot = publisher.update_attached(*attached)
-            if slot is None:
-                slot = _oldest_other(self.slots, self.current)
-                reason = "forced"
-                copy_of = None
-                if not self.force:
-                    reason = "no serving copy yet"
-                    copy_of = target if self.current is not None and target.exists() else None
-                publisher.rebuild(slot, copy_of=copy_of, reason=reason)
-            _link(slot, target)
-            if self.force:
-                for other in self.slots:
-                    if other != slot:
-                        other.unlink(missing_ok=True)
-        except (duckdb.Error, OSError) as exc:
-            raise ServingPublishError(
-                f"publishing the serving copy {target} failed ({type(exc).__name__}: {exc}); "
-                "the previous copy, if any, is still served"
-            ) from exc
-        finally:
-            self._abandon()
-        if self.fingerprint is not None:
-            _last_published[target] = self.fingerprint
-        result.slot = slot
-        result.bytes = slot.stat().st_size
-        result.seconds = time.monotonic() - self.started
-        log.info("%s", result.summary_line())
-        return result
-
-    def _abandon(self) -> None:
-        """What a publication that ends holds: its transaction (rolled back, if still open) and
-        an attached slot it did not write."""
-        _end_transaction(self.con)
-        if self.attached is not None:
-            _, alias = self.attached
-            self.attached = None
-            self.con.execute(f"detach {alias}")
-
-
-def _end_transaction(con: duckdb.DuckDBPyConnection) -> None:
-    """Roll back the publication's transaction if it is still open (it ends with the slot's
-    commit when a slot was written)."""
+    started = time.monotonic()
+    slots = slot_paths(target)
+    slots[0].parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_files(target)
     try:
-        con.execute("rollback")
-    except duckdb.TransactionException:
-        pass  # committed, or rolled back already
-
-
-def _attach_a_free_slot(
-    con: duckdb.DuckDBPyConnection, slots: list[Path], current
-) -> tuple[Path, str] | None:
-    """The least stale slot that is not current and not held by a reader, attached: (slot,
-    alias). None when every other slot is held or missing (then a slot gets a new file)."""
-    held_here = _open_in_this_process()
-    others = [s for s in slots if s.exists() and _identity(s) != current]
-    others.sort(key=lambda s: s.stat().st_mtime_ns, reverse=True)
-    for slot in others:
-        if _identity(slot) in held_here:
-            continue
-        alias = f"serving_{uuid.uuid4().hex[:8]}"
-        try:
-            con.execute(f"attach '{_sql_path(slot)}' as {alias}")
-        except duckdb.Error as exc:  # held by a reader (or unreadable): try another slot
-            log.debug("serving slot %s skipped: %s", slot, exc)
-            continue
-        return slot, alias
-    return None
+        layout = read_layout(con, state)
+    except LayoutError as exc:
+        raise ServingPublishError(str(exc)) from exc
+    result = PublishResult(
+        path=target, published=True, published_at=datetime.now(UTC).replace(tzinfo=None)
+    )
+    publisher = _Publisher(con, layout, result)
+    try:
+        current = _identity(target)
+        if force:
+            slot = _oldest_other(slots, current)
+            publisher.rebuild(slot, copy_of=None, reason="forced")
+        else:
+            slot = publisher.update_a_free_slot(slots, current)
+            if slot is None:
+                slot = _oldest_other(slots, current)
+                copy_of = target if current is not None and target.exists() else None
+                publisher.rebuild(slot, copy_of=copy_of, reason="no serving copy yet")
+        _link(slot, target)
+        if force:
+            for other in slots:
+                if other != slot:
+                    other.unlink(missing_ok=True)
+    except (duckdb.Error, OSError) as exc:
+        raise ServingPublishError(
+            f"publishing the serving copy {target} failed ({type(exc).__name__}: {exc}); "
+            "the previous copy, if any, is still served"
+        ) from exc
+    if fingerprint is not None:
+        _last_published[target] = fingerprint
+    result.slot = slot
+    result.bytes = slot.stat().st_size
+    result.seconds = time.monotonic() - started
+    log.info("%s", result.summary_line())
+    return result
 
 
 def _oldest_other(slots: list[Path], current: tuple[int, int] | None) -> Path:
@@ -359,33 +280,42 @@ class _Publisher:
         self.replaced_since_full = 0
 
     # -- choosing a slot ----------------------------------------------------------------------
-    def update_attached(self, slot: Path, alias: str) -> Path | None:
-        """Bring `slot`, attached as `alias` (_attach_a_free_slot), up to date in place, and
-        detach it. Returns the slot, or None when it is too far behind to be worth updating
-        (the others are further behind: the caller gives a slot a new file)."""
-        try:
-            updated = self.update(alias)
+    def update_a_free_slot(self, slots: list[Path], current) -> Path | None:
+        """Bring the least stale slot that is not current and not held up to date in place.
+
+        Returns the slot, or None when every other slot is held, missing, or too far behind to
+        be worth updating (then the caller gives a slot a new file)."""
+        held_here = _open_in_this_process()
+        others = [s for s in slots if s.exists() and _identity(s) != current]
+        others.sort(key=lambda s: s.stat().st_mtime_ns, reverse=True)
+        for slot in others:
+            if _identity(slot) in held_here:
+                continue
+            alias = f"serving_{uuid.uuid4().hex[:8]}"
+            try:
+                self.con.execute(f"attach '{_sql_path(slot)}' as {alias}")
+            except duckdb.Error as exc:  # held by a reader (or unreadable): try another slot
+                log.debug("serving slot %s skipped: %s", slot, exc)
+                continue
+            try:
+                updated = self.update(alias)
+                if updated:
+                    self.con.execute(f"checkpoint {alias}")
+            finally:
+                self.con.execute(f"detach {alias}")
             if updated:
-                self.con.execute(f"checkpoint {alias}")
-        finally:
-            self.con.execute(f"detach {alias}")
-        return slot if updated else None
+                return slot
+            return None  # too far behind: the others are further behind
+        return None
 
     def rebuild(self, slot: Path, copy_of: Path | None, reason: str) -> None:
         """Give `slot` a new file: a copy of `copy_of` (the current serving file) brought up to
         date, or else every mart copied in full. Written beside it, then renamed over it."""
-        tmps = []
-
-        def new_file() -> tuple[Path, str]:
-            # A new name each time: a database detached in the publication's transaction stays
-            # attached until the transaction ends.
-            tmps.append(slot.with_name(f"{slot.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"))
-            return tmps[-1], f"serving_{uuid.uuid4().hex[:8]}"
-
+        tmp = slot.with_name(f"{slot.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        alias = f"serving_{uuid.uuid4().hex[:8]}"
         try:
             done = False
             if copy_of is not None:
-                tmp, alias = new_file()
                 shutil.copyfile(copy_of, tmp)
                 self.con.execute(f"attach '{_sql_path(tmp)}' as {alias}")
                 try:
@@ -396,9 +326,9 @@ class _Publisher:
                 finally:
                     self.con.execute(f"detach {alias}")
                 if not done:
+                    tmp.unlink()
                     reason = self.result.reason
             if not done:
-                tmp, alias = new_file()
                 self.con.execute(f"attach '{_sql_path(tmp)}' as {alias}")
                 try:
                     self.build_full(alias, reason)
@@ -413,32 +343,18 @@ class _Publisher:
             slot.with_name(slot.name + ".wal").unlink(missing_ok=True)
             os.replace(tmp, slot)
         finally:
-            for leftover in tmps:
-                for path in (leftover, leftover.with_name(leftover.name + ".wal")):
-                    path.unlink(missing_ok=True)
+            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                leftover.unlink(missing_ok=True)
 
     # -- writing a slot -----------------------------------------------------------------------
     def read_state(self, alias: str) -> _SlotState | None:
-        """The slot's bookkeeping, or None when it has none, or one written by an older
-        publisher (looked up in the catalog: a failed query would abort the publication's
-        transaction)."""
-        columns = {
-            name
-            for (name,) in self.con.execute(
-                "select column_name from duckdb_columns()"
-                " where database_name = ? and schema_name = 'main' and table_name = ?",
-                [alias, PUBLICATION_TABLE],
-            ).fetchall()
-        }
-        wanted = ("layout", "customers", "replaced_since_full", "batch_marks", "row_counts")
-        if not columns >= set(wanted):
-            return None
-        row = self.con.execute(
-            f"select {', '.join(wanted)} from {alias}.main.{PUBLICATION_TABLE}"
-        ).fetchone()
-        if row is None:
-            return None
-        layout, customers, replaced, marks, rows = row
+        try:
+            layout, customers, replaced, marks, rows = self.con.execute(
+                f"select layout, customers, replaced_since_full, batch_marks, row_counts"
+                f" from {alias}.main.{PUBLICATION_TABLE}"
+            ).fetchone()
+        except (duckdb.CatalogException, duckdb.BinderException, TypeError):
+            return None  # no state, or one written by an older publisher
         return _SlotState(
             layout, customers, json.loads(marks or "{}"), replaced, json.loads(rows or "{}")
         )
@@ -460,8 +376,7 @@ class _Publisher:
         con, layout = self.con, self.layout
         keys = f"temp.main.serving_keys_{alias}"
         marks = ", ".join(map(quote, layout.marks))
-        # In the publication's transaction (Publication), which the slot's commit ends; a slot
-        # left as it was keeps the transaction open, for another slot to be written.
+        con.execute("begin transaction")
         try:
             changed = " or ".join(f"{quote(m)} > {int(state.marks[m])}" for m in layout.marks)
             con.execute(
@@ -486,7 +401,7 @@ class _Publisher:
             highest += highest_sequences
             if replaced > max(FULL_COPY_SHARE * state.customers, FULL_COPY_MIN):
                 self.result.reason = f"{replaced} of {state.customers} customers changed"
-                con.execute(f"drop table {keys}")
+                con.execute("rollback")
                 return False
             if state.replaced_since_full + replaced > max(
                 REPLACED_BEFORE_FULL_COPY * state.customers, FULL_COPY_MIN
@@ -495,7 +410,7 @@ class _Publisher:
                     f"{state.replaced_since_full + replaced} customers replaced since its last"
                     f" full copy, {state.customers} customers"
                 )
-                con.execute(f"drop table {keys}")
+                con.execute("rollback")
                 return False
             rows = dict(state.rows)
             self._replace_rows(alias, keys, rows)
@@ -557,7 +472,8 @@ class _Publisher:
     def build_full(self, alias: str, reason: str) -> None:
         """Every mart copied into the empty database attached as `alias`, sorted by customer."""
         con, layout = self.con, self.layout
-        try:  # in the publication's transaction (Publication)
+        con.execute("begin transaction")
+        try:
             for table in layout.tables:
                 # Sorted by customer: a profile lookup reads one row group per table.
                 con.execute(

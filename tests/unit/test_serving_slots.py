@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -20,7 +19,7 @@ from customer360.config import Settings
 from customer360.serving import layout as layout_module
 from customer360.serving.benchmark import build_synthetic_warehouse
 from customer360.serving.layout import LayoutError, read_layout
-from customer360.serving.publish import Publication, publish_serving_copy, slot_paths
+from customer360.serving.publish import publish_serving_copy, slot_paths
 from tests.test_serving_publish import OtherProcessReader, assert_same_copies
 
 CUSTOMERS = 200
@@ -100,34 +99,6 @@ def test_changed_new_and_deleted_customers_are_replaced_in_place(warehouse):
         assert con.execute("select count(*) from customer_360 where customer_id in (10, 11, 12)"
                            " or first_name = 'New'").fetchone()[0] == 2  # fmt: skip
     assert [p.exists() for p in slot_paths(settings.serving_path)] == [True, True, False]
-
-
-def test_a_publication_publishes_the_marts_as_they_were_when_it_began(warehouse, tmp_path):
-    """The live stream begins a batch's publication as the batch ends and completes it beside
-    the next batch's build (MicroBatch.publishing_beside_builds): what it publishes is the
-    first batch, whole, though the next one committed before it completed; the publication
-    after it takes in the next."""
-    settings, reference = warehouse
-    later = settings.with_overrides(serving_db=tmp_path / "later" / "serving.duckdb")
-    with duckdb.connect(str(settings.warehouse)) as con:
-        for batch, next_batch, change, next_change in (
-            (2, 3, dict(changed=[1, 2, 3], deleted=10, new=1001),
-             dict(changed=[2, 50], deleted=11, new=1002)),
-            (4, 5, dict(changed=[1001, 7], deleted=1002, new=1003),
-             dict(changed=[8, 3], deleted=12, new=1004)),
-        ):  # fmt: skip
-            dbt_like_batch(con, batch, **change)
-            publish_serving_copy(con, reference, force=True)
-            publication = Publication(con.cursor(), settings)
-            dbt_like_batch(con, next_batch, **next_change)  # the next build, committed
-            publish_serving_copy(con, later, force=True)
-            with ThreadPoolExecutor(1) as thread:
-                result = thread.submit(publication.complete).result()
-            assert result.published
-            assert_same_copies(settings.serving_path, reference.serving_path, f"batch {batch}")
-            result = publish_serving_copy(con, settings)
-            assert result.mode == "incremental", result
-            assert_same_copies(settings.serving_path, later.serving_path, f"batch {next_batch}")
 
 
 def test_held_slots_are_skipped_without_waiting(warehouse):
