@@ -25,8 +25,11 @@ with
         {{ dbt.concat(["topic", "'/'", dbt.cast('"partition"', dbt.type_string()), "'@'", dbt.cast('"offset"', dbt.type_string())]) }} as position,
         {{ kafka_rejection_reason(name) }} as reason
         {%- endif %}
-    from {{ source('raw', name) }}
-    where batch_id > {{ relation_max('batch_id', "source = '" ~ name ~ "'") }}
+    from (
+        select *{% if name in kafka_sources %}, {{ kafka_value_fields(name) }} as _value_fields{% endif %}
+        from {{ source('raw', name) }}
+        where batch_id > {{ relation_max('batch_id', "source = '" ~ name ~ "'") }}
+    ) as landed
 ),
 {% endfor %}
 

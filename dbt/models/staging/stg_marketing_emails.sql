@@ -16,7 +16,7 @@
     gives what a full build over all records gives. -#}
 
 with source as (
-    select *
+    select *, {{ kafka_value_fields('marketing_emails') }} as _value_fields
     from {{ source('raw', 'marketing_emails') }}
     where batch_id > {{ batch_watermark() }}
 ),
@@ -24,23 +24,23 @@ with source as (
 typed as (
     select
         -- ids
-        {{ trimmed_text(json_text('"value"', '$.email_id')) }} as email_id,
-        {{ json_integer('"value"', '$.user_id') }} as customer_id,
-        nullif({{ trimmed_text(json_text('"value"', '$.recipient_email')) }}, '') as recipient_email,
+        {{ trimmed_text(json_text(kafka_value_field('marketing_emails', '$.email_id'), '$')) }} as email_id,
+        {{ json_integer(kafka_value_field('marketing_emails', '$.user_id'), '$') }} as customer_id,
+        nullif({{ trimmed_text(json_text(kafka_value_field('marketing_emails', '$.recipient_email'), '$')) }}, '') as recipient_email,
 
         -- strings
-        {{ json_text('"value"', '$.campaign') }} as campaign,
+        {{ json_text(kafka_value_field('marketing_emails', '$.campaign'), '$') }} as campaign,
 
         -- booleans
-        coalesce({{ json_boolean('"value"', '$.email_opened') }}, false) as is_opened,
-        coalesce({{ json_boolean('"value"', '$.email_clicked') }}, false) as is_clicked,
-        coalesce({{ json_boolean('"value"', '$.unsubscribed') }}, false) as is_unsubscribed,
+        coalesce({{ json_boolean(kafka_value_field('marketing_emails', '$.email_opened'), '$') }}, false) as is_opened,
+        coalesce({{ json_boolean(kafka_value_field('marketing_emails', '$.email_clicked'), '$') }}, false) as is_clicked,
+        coalesce({{ json_boolean(kafka_value_field('marketing_emails', '$.unsubscribed'), '$') }}, false) as is_unsubscribed,
 
         -- timestamps
-        {{ json_timestamp('"value"', '$.date') }} as sent_at,
+        {{ json_timestamp(kafka_value_field('marketing_emails', '$.date'), '$') }} as sent_at,
         coalesce(
-            {{ json_timestamp('"value"', '$.updated_at') }},
-            {{ json_timestamp('"value"', '$.date') }}
+            {{ json_timestamp(kafka_value_field('marketing_emails', '$.updated_at'), '$') }},
+            {{ json_timestamp(kafka_value_field('marketing_emails', '$.date'), '$') }}
         ) as updated_at,
 
         batch_id as _batch_id

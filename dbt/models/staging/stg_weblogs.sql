@@ -9,7 +9,7 @@
     partition, offset); later duplicates of a known event_id are dropped. -#}
 
 with source as (
-    select *
+    select *, {{ kafka_value_fields('weblogs') }} as _value_fields
     from {{ source('raw', 'weblogs') }}
     where batch_id > {{ batch_watermark() }}
 ),
@@ -17,18 +17,18 @@ with source as (
 typed as (
     select
         -- ids
-        {{ trimmed_text(json_text('"value"', '$.event_id')) }} as event_id,
-        {{ json_integer('"value"', '$.user_id') }} as customer_id,
-        nullif({{ trimmed_text(json_text('"value"', '$.anonymous_id')) }}, '') as anonymous_id,
-        {{ json_text('"value"', '$.session_id') }} as session_id,
+        {{ trimmed_text(json_text(kafka_value_field('weblogs', '$.event_id'), '$')) }} as event_id,
+        {{ json_integer(kafka_value_field('weblogs', '$.user_id'), '$') }} as customer_id,
+        nullif({{ trimmed_text(json_text(kafka_value_field('weblogs', '$.anonymous_id'), '$')) }}, '') as anonymous_id,
+        {{ json_text(kafka_value_field('weblogs', '$.session_id'), '$') }} as session_id,
 
         -- strings
-        {{ json_text('"value"', '$.page') }} as page,
-        {{ json_text('"value"', '$.action') }} as action,
-        nullif({{ trimmed_text(json_text('"value"', '$.error_message')) }}, '') as error_message,
+        {{ json_text(kafka_value_field('weblogs', '$.page'), '$') }} as page,
+        {{ json_text(kafka_value_field('weblogs', '$.action'), '$') }} as action,
+        nullif({{ trimmed_text(json_text(kafka_value_field('weblogs', '$.error_message'), '$')) }}, '') as error_message,
 
         -- timestamps
-        {{ json_timestamp('"value"', '$.date') }} as event_at,
+        {{ json_timestamp(kafka_value_field('weblogs', '$.date'), '$') }} as event_at,
         "timestamp" as kafka_timestamp,
 
         -- landing position
