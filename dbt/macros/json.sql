@@ -147,8 +147,8 @@
     beside the record; `kafka_value_field` names one of them, to be read with the macros above
     at path '$' (a field holds the same JSON as the path in the value: the same reads give the
     same values). A value that is not JSON has no fields (the rules reject it first). Reading
-    each field from the value parsed it ~25 times per weblog record: 7 us a record, the most of
-    stg_landing_batches' and stg_weblogs' time in a micro-batch or a catch-up. -#}
+    each field from the value parsed it ~25 times per weblog record (dbt README, "A Kafka
+    record's value is parsed once"). -#}
 {% macro kafka_value_paths(source_name) -%}
     {{- return({
         'weblogs': ['$.event_id', '$.user_id', '$.anonymous_id', '$.session_id', '$.page',
