@@ -49,26 +49,31 @@
     model selects beside the record. -#}
 {% macro kafka_rejection_reason(source_name) -%}
     {%- set key = 'event_id' if source_name == 'weblogs' else 'email_id' -%}
+    {%- set key_field = customer360.kafka_value_field(source_name, '$.' ~ key) -%}
+    {%- set user_id = customer360.kafka_value_field(source_name, '$.user_id') -%}
+    {%- set date = customer360.kafka_value_field(source_name, '$.date') -%}
     case
         when not json_valid("value") then 'value is not JSON'
         when coalesce(json_type("value"), '') <> 'OBJECT' then 'value is not a JSON object'
-        when nullif({{ customer360.trimmed_text(customer360.json_text(customer360.kafka_value_field(source_name, '$.' ~ key), '$')) }}, '') is null then '{{ key }} is missing'
+        when nullif({{ customer360.trimmed_text(customer360.json_text(key_field, '$')) }}, '') is null then '{{ key }} is missing'
     {%- if source_name == 'weblogs' %}
         {#- An anonymous visitor's event carries `anonymous_id` (the browser's cookie) and no
             `user_id` until the visitor logs in. #}
-        when {{ customer360.json_present(customer360.kafka_value_field(source_name, '$.user_id'), '$') }}
-            and {{ customer360.json_integer(customer360.kafka_value_field(source_name, '$.user_id'), '$') }} is null then 'user_id is not an integer'
-        when not {{ customer360.json_present(customer360.kafka_value_field(source_name, '$.user_id'), '$') }}
-            and nullif({{ customer360.trimmed_text(customer360.json_text(customer360.kafka_value_field(source_name, '$.anonymous_id'), '$')) }}, '') is null
+        {%- set anonymous_id = customer360.kafka_value_field(source_name, '$.anonymous_id') %}
+        when {{ customer360.json_present(user_id, '$') }}
+            and {{ customer360.json_integer(user_id, '$') }} is null then 'user_id is not an integer'
+        when not {{ customer360.json_present(user_id, '$') }}
+            and nullif({{ customer360.trimmed_text(customer360.json_text(anonymous_id, '$')) }}, '') is null
             then 'neither user_id nor anonymous_id'
     {%- else %}
-        when {{ customer360.json_integer(customer360.kafka_value_field(source_name, '$.user_id'), '$') }} is null then 'user_id is not an integer'
+        when {{ customer360.json_integer(user_id, '$') }} is null then 'user_id is not an integer'
     {%- endif %}
-        when {{ customer360.json_timestamp(customer360.kafka_value_field(source_name, '$.date'), '$') }} is null then 'date is not a timestamp'
+        when {{ customer360.json_timestamp(date, '$') }} is null then 'date is not a timestamp'
     {%- if source_name == 'marketing_emails' %}
-        when json_type({{ customer360.kafka_value_field(source_name, '$.updated_at') }}) is not null
-            and json_type({{ customer360.kafka_value_field(source_name, '$.updated_at') }}) <> 'NULL'
-            and {{ customer360.json_timestamp(customer360.kafka_value_field(source_name, '$.updated_at'), '$') }} is null
+        {%- set updated_at = customer360.kafka_value_field(source_name, '$.updated_at') %}
+        when json_type({{ updated_at }}) is not null
+            and json_type({{ updated_at }}) <> 'NULL'
+            and {{ customer360.json_timestamp(updated_at, '$') }} is null
             then 'updated_at is not a timestamp'
     {%- endif %}
     end
