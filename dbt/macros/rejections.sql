@@ -71,8 +71,7 @@
         when {{ customer360.json_timestamp(date, '$') }} is null then 'date is not a timestamp'
     {%- if source_name == 'marketing_emails' %}
         {%- set updated_at = customer360.kafka_value_field(source_name, '$.updated_at') %}
-        when json_type({{ updated_at }}) is not null
-            and json_type({{ updated_at }}) <> 'NULL'
+        when {{ customer360.json_present(updated_at, '$') }}
             and {{ customer360.json_timestamp(updated_at, '$') }} is null
             then 'updated_at is not a timestamp'
     {%- endif %}
