@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
@@ -24,6 +26,7 @@ from dagster import (
     multi_asset,
 )
 from dagster_dbt import DagsterDbtTranslator, DbtProject, dbt_assets
+from dagster_dbt.asset_utils import get_asset_check_key_for_test
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 from customer360.config import Settings
@@ -182,6 +185,40 @@ def replayed_models(
     if result.replayed:
         for unique_id in result.models_built:
             yield unique_id, TRANSLATOR.get_asset_key(manifest["nodes"][unique_id])
+
+
+# What a data test's check evaluation says when the stream replayed its query.
+REPLAYED_TEST_METADATA = {
+    "dbt": "the query dbt sent for this test in its last run of the data tests, run again by the "
+    "stream, dbt's verdict taken from its row (customer360/pipeline/data_test_replay.py)"
+}
+
+
+def replayed_test_checks(
+    manifest: Mapping[str, Any], result: DbtBuildResult
+) -> Iterator[AssetCheckEvaluation]:
+    """A check evaluation for each data test of a replayed run (a replay has no dbt events),
+    keyed and judged as dagster-dbt's translation of dbt's test results does."""
+    if not result.replayed:
+        return
+    for unique_id, status in result.tests_run:
+        # The function dagster-dbt's own events call for a test's check.
+        key = get_asset_check_key_for_test(manifest, TRANSLATOR, unique_id, project=None)
+        if key is None:  # dagster-dbt reports such a test as an observation, not a check
+            continue
+        failing = result.failing_rows.get(unique_id)
+        yield AssetCheckEvaluation(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=status == "pass",
+            severity=AssetCheckSeverity.WARN if status == "warn" else AssetCheckSeverity.ERROR,
+            metadata={
+                "unique_id": unique_id,
+                "status": status,
+                **({} if failing is None else {"dagster_dbt/failed_row_count": failing}),
+                **REPLAYED_TEST_METADATA,
+            },
+        )
 
 
 def view_events(

@@ -47,6 +47,7 @@ from dagster_project.assets import (
     landing_metadata,
     raw_key,
     replayed_models,
+    replayed_test_checks,
     views_reflecting,
 )
 from dagster_project.identity import UNATTRIBUTED_VIEW, unattributed_metadata
@@ -117,6 +118,7 @@ def dbt_events(batch: MicroBatch, result: DbtBuildResult) -> Iterator[AssetEvent
     manifest = batch.dbt.manifest_dict()
     for _, key in replayed_models(manifest, result):
         yield AssetMaterialization(key, metadata=REPLAYED_METADATA)
+    yield from replayed_test_checks(manifest, result)
     for raw_event in result.events:
         message = DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={})
         yield from message.to_default_asset_events(
@@ -226,16 +228,16 @@ def merged(older: AssetMaterialization | None, newer: AssetMaterialization) -> A
 def run_data_tests(
     context: OpExecutionContext, batch: MicroBatch, pacer: Pacer | None = None
 ) -> list[AssetEvent]:
-    """`dbt test` on the live warehouse, each data test's result an asset check evaluation;
-    paced by `pacer` when given (a pause after each test). One test at a time (dbt's threads
-    would otherwise run several between two pauses)."""
-    result = batch.dbt.run(
-        ["test", "--exclude-resource-type", "unit_test", "--threads", "1"],
-        after_each_node=pacer.step_done if pacer else None,
-    )
+    """The data tests of the live warehouse (MicroBatch.run_data_tests: dbt's, or their queries
+    replayed), each test's result an asset check evaluation; paced by `pacer` when given (a
+    pause after each test)."""
+    result = batch.run_data_tests(after_each_test=pacer.step_done if pacer else None)
     summary = f"data tests: {result.tests_summary()} in {result.seconds:.1f} s"
+    how = ["their queries replayed without dbt"] if result.replayed else []
     if pacer is not None:
-        summary += f" (paced to {pacer.share:.0%} of the time: {pacer.slept_s:.1f} s of pauses)"
+        how.append(f"paced to {pacer.share:.0%} of the time: {pacer.slept_s:.1f} s of pauses")
+    if how:
+        summary += f" ({'; '.join(how)})"
     # The tests that did not pass, one a line: those that warned too (an operator reads why).
     if result.success:
         context.log.info("\n".join([summary, *result.warnings]))

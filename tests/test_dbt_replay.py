@@ -104,3 +104,55 @@ def test_a_caught_up_micro_batch_learns_the_models_no_batch_needed_yet(tmp_path:
 
     run_dbt(refreshed, "run", "--full-refresh", work_dir=tmp_path / "dbt-full")
     assert_same_relations(warehouse, refreshed)
+
+
+def test_the_stream_replays_the_data_tests_with_dbts_verdicts(tmp_path: Path) -> None:
+    """The stream's data tests (MicroBatch.run_data_tests): dbt runs them first, then their
+    queries are replayed without dbt, with the verdicts dbt gives, and Dagster gets the same
+    check evaluations either way. A data change shows in the next replay. (A new parse sends the
+    next run back to dbt: tests/unit/test_data_test_replay.py.)"""
+    from dagster import AssetCheckEvaluation
+
+    from dagster_project.stream import dbt_events
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    raw = RawLanding([warehouse])
+    settings = Settings(warehouse=warehouse, serving_db=tmp_path / "serving" / "serving.duckdb")
+    with MicroBatch(settings.with_overrides(home=tmp_path), data_tests_every_s=None) as batch:
+        raw.user("insert", 1, 1)
+        raw.order("Online", "insert", 1, customer_id=1, items=[("Dress", "Dresses", 30, 1)])
+        raw.order("Instore", "insert", 2, customer_id=7, items=[("Jeans", "Jeans", 40, 1)])
+        raw.email("m1", 1, utc("2026-05-01T08:00:00"))
+        raw.weblog("w1", 1)
+        raw.kafka("weblogs", "not json")  # rejected: no_rejected_records warns
+        raw.land()
+        assert batch.build_models(batch.sources_to_build()).success
+
+        def checks(result) -> dict:
+            return {
+                (e.asset_key, e.check_name): (e.passed, e.severity)
+                for e in dbt_events(batch, result)
+                if isinstance(e, AssetCheckEvaluation)
+            }
+
+        paced = []
+        by_dbt = batch.run_data_tests(after_each_test=lambda: paced.append(1))
+        assert not by_dbt.replayed and by_dbt.success, by_dbt.failures
+        replayed = batch.run_data_tests(after_each_test=lambda: paced.append(1))
+        assert replayed.replayed and replayed.success, replayed.failures
+        statuses = {u: s for u, s, _ in by_dbt.nodes if u.startswith("test.")}
+        assert {u: s for u, s, _ in replayed.nodes} == statuses
+        assert {"pass", "warn"} <= set(statuses.values())
+        # dbt's messages: "Got 1 result, configured to warn if != 0"
+        assert sorted(replayed.warnings) == sorted(by_dbt.warnings) != []
+        assert len(paced) == 2 * len(statuses)
+        assert checks(replayed) == checks(by_dbt) and len(checks(by_dbt)) == len(statuses)
+
+        raw.order("Instore", "insert", 3, customer_id=8, items=[("Top", "Tops", 20, 2)])
+        raw.land()
+        assert batch.build_models(batch.sources_to_build(), data_tests=False).success
+        again = batch.run_data_tests()
+        assert again.replayed
+        instore = "test.customer360.relationships_stg_instore_orders_customer_id"
+        [failing] = [n for u, n in again.failing_rows.items() if u.startswith(instore)]
+        assert failing == 2  # the orders of customers 7 and 8, who do not exist

@@ -93,6 +93,8 @@ class DbtBuildResult:
     replayed: bool = False
     # Seconds per model name (replayed: measured by the replay; else dbt's execution_time).
     model_seconds: dict[str, float] = field(default_factory=dict)
+    # Replayed data tests: the failing rows each test counted (dbt's runs say it in `events`).
+    failing_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def models_built(self) -> list[str]:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -29,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from customer360.config import KAFKA_TOPICS, MONGO_COLLECTIONS, Settings
+from customer360.pipeline.data_test_replay import DataTestReplay
 from customer360.pipeline.dbt_invoker import DbtBuildResult, DbtInvoker, dbt_in_use
 from customer360.pipeline.model_replay import (
     REPLAY_CONNECTIONS,
@@ -203,6 +205,10 @@ PROJECT_CHECK_EVERY_S = 1.0
 
 # How often a micro-batch also runs the dbt data tests (the others build models only).
 DATA_TESTS_EVERY_S = 60.0
+# dbt's run of the data tests alone (run_data_tests): unit tests check the SQL, not the data
+# (CI runs them); one test at a time, so that a caller pacing them after each (the stream's
+# Pacer) is not handed several at once by dbt's threads.
+DATA_TEST_ARGS = ["test", "--exclude-resource-type", "unit_test", "--threads", "1"]
 
 
 def duckdb_threads(all_cores: int, backlog: bool) -> int:
@@ -276,6 +282,8 @@ class MicroBatch:
         # The models' statements learnt from dbt's builds of the parsed manifest they came from.
         self.replay = ModelReplay()
         self._replay_learnt_for: object | None = None
+        # The data tests' queries, learnt from dbt's run of them (see run_data_tests).
+        self.data_test_replay = DataTestReplay()
         # Builds of learn_unlearnt_models for the parsed manifest it is learning for.
         self._learning: tuple[object | None, int] = (None, 0)
         # Sources whose models a failed build still owes, beyond what the watermark shows.
@@ -388,6 +396,31 @@ class MicroBatch:
             self._views_built_for = manifest
             self.replay.learn(model_statements(result.queries))
         return self._settle(sources, result, with_tests, now)
+
+    def run_data_tests(self, after_each_test: Callable[[], None] | None = None) -> DbtBuildResult:
+        """The data tests of the warehouse: `dbt test` (DATA_TEST_ARGS), or, once dbt ran them
+        for the parsed project, their queries replayed without dbt (data_test_replay.py).
+        `after_each_test` is called as each test's result comes. Callable from a thread of its
+        own beside the batches (the stream's data tests): a replay reads through a connection
+        of its own, and a test that cannot be replayed sends the next run back to dbt."""
+        manifest = self.dbt.manifest()
+        if not self.data_test_replay.can_replay(manifest):
+            result = self.dbt.run(DATA_TEST_ARGS, after_each_node=after_each_test)
+            self.data_test_replay.learn(
+                manifest, self.dbt.manifest_dict(), result.tests_run, result.queries
+            )
+            return result
+        started = time.monotonic()
+        with self.con.cursor() as con:
+            outcomes = self.data_test_replay.replay(con, after_each_test)
+        return DbtBuildResult(
+            args=["replay", "data tests"],
+            success=not any(o.status in ("fail", "error") for o in outcomes),
+            seconds=time.monotonic() - started,
+            nodes=[(o.unique_id, o.status, o.message) for o in outcomes],
+            replayed=True,
+            failing_rows={o.unique_id: o.failures for o in outcomes if o.failures is not None},
+        )
 
     def data_tests_due(self, data_tests: bool | None) -> bool:
         """Whether a build runs the data tests: as asked, or if None, when they are due.

@@ -255,12 +255,13 @@ def test_the_data_tests_hold_dbt_before_the_next_batch_starts() -> None:
 
     release = threading.Event()
 
-    def dbt_test_run(args, after_each_node=None):
-        release.wait()  # dbt's tests, running
-        return DbtBuildResult(args=args, success=True, seconds=0.1)
+    def data_tests_run(after_each_test=None):
+        release.wait()  # the tests, running
+        return DbtBuildResult(args=["test"], success=True, seconds=0.1)
 
     batch = SimpleNamespace(
-        dbt=SimpleNamespace(run=dbt_test_run, manifest_dict=lambda: {"nodes": {}}, target_dir=""),
+        run_data_tests=data_tests_run,
+        dbt=SimpleNamespace(manifest_dict=lambda: {"nodes": {}}, target_dir=""),
         replays_every_model=lambda: True,
     )
     context = SimpleNamespace(log=SimpleNamespace(info=print, warning=print))

@@ -1,0 +1,165 @@
+"""The stream's dbt data tests without dbt around them: each test's query as dbt last sent it,
+run again, and dbt's verdict taken from the row it returns.
+
+The data tests read the live warehouse every 15 minutes beside the micro-batches (paced, see
+pacer.py), so the time they take is taken from the batches. Most of it was dbt's own: at
+100,000 customers (a copy of a `c360 bench` warehouse, 7.4 M events, 264 data tests, one
+thread, 2026-12-07) `dbt test` in-process took 9.9 s of CPU, and the statements it sent, run
+again, 3.1 s: dbt renders each test, runs it through its adapter and reports it in events
+(~25 ms a test). A data test's query is dbt's `get_test_sql` over the test's SQL: one row
+with the number of failing rows and whether to warn and to fail (the test's `warn_if` and
+`error_if` are in the SQL). It depends on the project only (no test of this project reads
+the warehouse while dbt renders it), so once dbt ran the tests of a parsed project their
+queries can be sent again, as the micro-batch replays the models' statements
+(model_replay.py), and the verdict is dbt's own rule (`TestRunner.build_test_run_result`): a
+test of severity error fails when the row says so, else it warns when the row says so, else
+it passes.
+
+A query that fails, or returns anything but that one row, makes its test an error, and the
+replay forgets what it learnt: the next run goes through dbt, which says why in its own words
+and learns again. So does a new parse of the project.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import duckdb
+
+# The columns of dbt's `get_test_sql`, in its order.
+VERDICT_COLUMNS = ("failures", "should_warn", "should_error")
+
+
+@dataclass(frozen=True)
+class LearntTest:
+    unique_id: str
+    sql: str  # the last statement dbt sent for the test: its verdict query
+    severity: str  # ERROR or WARN
+    warn_if: str
+    error_if: str
+
+
+@dataclass(frozen=True)
+class DataTestOutcome:
+    unique_id: str
+    status: str  # pass, warn, fail or error, as dbt says
+    message: str | None
+    failures: int | None
+    seconds: float
+
+
+def verdict(
+    test: LearntTest, failures: int, should_warn: bool, should_error: bool
+) -> tuple[str, str | None]:
+    """dbt's status and message for a test's row (without dbt's `--warn-error`, which the
+    stream does not pass)."""
+    results = f"{failures} result{'' if failures == 1 else 's'}"
+    if test.severity == "ERROR" and should_error:
+        return "fail", f"Got {results}, configured to fail if {test.error_if}"
+    if should_warn:
+        return "warn", f"Got {results}, configured to warn if {test.warn_if}"
+    return "pass", None
+
+
+class DataTestReplay:
+    """The data tests of one parsed project, learnt from a dbt run of them."""
+
+    def __init__(self) -> None:
+        self._learnt_for: object | None = None
+        self._tests: list[LearntTest] = []
+
+    def learn(
+        self,
+        project: object,
+        manifest: Mapping,
+        tests_run: Iterable[tuple[str, str]],
+        queries: Iterable[tuple[str, str]],
+    ) -> None:
+        """Take in a dbt run of the data tests of `project` (the parsed manifest, compared by
+        identity; `manifest` is its manifest.json): `tests_run` its (unique id, status) pairs in
+        the order dbt ran them, `queries` the (unique id, sql) of every statement dbt sent. A
+        run in which a test errored, or sent no query, teaches nothing."""
+        self.forget()
+        parser = duckdb.connect()
+        sent: dict[str, str] = {}
+        for unique_id, sql in queries:
+            if unique_id.startswith("test.") and not is_transaction_control(parser, sql):
+                sent[unique_id] = sql  # the last one: the catalog reads come before it
+        parser.close()
+        learnt = []
+        for unique_id, status in tests_run:
+            config = manifest["nodes"][unique_id]["config"]
+            if status == "error" or unique_id not in sent:
+                return
+            learnt.append(
+                LearntTest(
+                    unique_id,
+                    sent[unique_id],
+                    str(config["severity"]).upper(),
+                    config["warn_if"],
+                    config["error_if"],
+                )
+            )
+        if learnt:
+            self._tests, self._learnt_for = learnt, project
+
+    def forget(self) -> None:
+        self._learnt_for, self._tests = None, []
+
+    def can_replay(self, project: object) -> bool:
+        return self._learnt_for is not None and self._learnt_for is project
+
+    @property
+    def tests(self) -> list[LearntTest]:
+        return list(self._tests)
+
+    def replay(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        after_each_test: Callable[[], None] | None = None,
+    ) -> list[DataTestOutcome]:
+        """Run every learnt test on `con` (a connection of the caller's thread), one after the
+        other, each in a transaction of its own that changes nothing, as dbt runs them;
+        `after_each_test` is called after each (a Pacer's step)."""
+        outcomes = []
+        for test in self._tests:
+            started = time.monotonic()
+            try:
+                failures, should_warn, should_error = self._verdict_row(con, test)
+                status, message = verdict(test, failures, should_warn, should_error)
+            except (duckdb.Error, ValueError) as exc:
+                failures, status, message = None, "error", str(exc)
+            seconds = time.monotonic() - started
+            outcomes.append(DataTestOutcome(test.unique_id, status, message, failures, seconds))
+            if after_each_test is not None:
+                after_each_test()
+        if any(outcome.status == "error" for outcome in outcomes):
+            self.forget()
+        return outcomes
+
+    @staticmethod
+    def _verdict_row(con: duckdb.DuckDBPyConnection, test: LearntTest) -> tuple[int, bool, bool]:
+        con.execute("begin")
+        try:
+            cursor = con.execute(test.sql)
+            columns = tuple(d[0] for d in cursor.description or ())
+            rows = cursor.fetchall()
+        finally:
+            con.execute("rollback")
+        if columns != VERDICT_COLUMNS or len(rows) != 1:
+            raise ValueError(
+                f"the replayed query of {test.unique_id} returned {len(rows)} rows of "
+                f"{columns}, not one row of {VERDICT_COLUMNS}"
+            )
+        failures, should_warn, should_error = rows[0]
+        return int(failures), bool(should_warn), bool(should_error)
+
+
+def is_transaction_control(parser: duckdb.DuckDBPyConnection, sql: str) -> bool:
+    try:
+        kinds = {statement.type for statement in parser.extract_statements(sql)}
+    except duckdb.ParserException:
+        return False
+    return bool(kinds) and kinds <= {duckdb.StatementType.TRANSACTION}
