@@ -105,8 +105,8 @@ def test_data_tests_that_warned_are_counted_and_listed_apart_from_failures():
     ]
     # As the stream logs them (dagster_project/stream.py run_data_tests).
     message = "\n".join(
-        [f"data tests: {result.tests_summary()} in 4.2 s (paced to 25% of the time: 3.0 s of"
-         " pauses)", *result.failures, *result.warnings]
+        [f"data tests: {result.tests_summary()} in 4.2 s (their queries replayed without dbt;"
+         " paced to 25% of the time: 3.0 s of pauses)", *result.failures, *result.warnings]
     )  # fmt: skip
     tests = parse_data_tests_log(message, "r", 1, 10.0, level=logging.WARNING)
     assert (tests.passed, tests.run, tests.seconds, tests.succeeded) == (1, 4, 4.2, False)
