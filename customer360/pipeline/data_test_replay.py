@@ -22,11 +22,14 @@ and learns again. So does a new parse of the project.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import duckdb
+
+from customer360.pipeline.model_replay import statement_kinds
+
+TRANSACTION = duckdb.StatementType.TRANSACTION
 
 # The columns of dbt's `get_test_sql`, in its order.
 VERDICT_COLUMNS = ("failures", "should_warn", "should_error")
@@ -47,7 +50,6 @@ class DataTestOutcome:
     status: str  # pass, warn, fail or error, as dbt says
     message: str | None
     failures: int | None
-    seconds: float
 
 
 def verdict(
@@ -85,7 +87,7 @@ class DataTestReplay:
         parser = duckdb.connect()
         sent: dict[str, str] = {}
         for unique_id, sql in queries:
-            if unique_id.startswith("test.") and not is_transaction_control(parser, sql):
+            if unique_id.startswith("test.") and statement_kinds(parser, sql) != {TRANSACTION}:
                 sent[unique_id] = sql  # the last one: the catalog reads come before it
         parser.close()
         learnt = []
@@ -125,14 +127,12 @@ class DataTestReplay:
         `after_each_test` is called after each (a Pacer's step)."""
         outcomes = []
         for test in self._tests:
-            started = time.monotonic()
             try:
                 failures, should_warn, should_error = self._verdict_row(con, test)
                 status, message = verdict(test, failures, should_warn, should_error)
             except (duckdb.Error, ValueError) as exc:
                 failures, status, message = None, "error", str(exc)
-            seconds = time.monotonic() - started
-            outcomes.append(DataTestOutcome(test.unique_id, status, message, failures, seconds))
+            outcomes.append(DataTestOutcome(test.unique_id, status, message, failures))
             if after_each_test is not None:
                 after_each_test()
         if any(outcome.status == "error" for outcome in outcomes):
@@ -155,11 +155,3 @@ class DataTestReplay:
             )
         failures, should_warn, should_error = rows[0]
         return int(failures), bool(should_warn), bool(should_error)
-
-
-def is_transaction_control(parser: duckdb.DuckDBPyConnection, sql: str) -> bool:
-    try:
-        kinds = {statement.type for statement in parser.extract_statements(sql)}
-    except duckdb.ParserException:
-        return False
-    return bool(kinds) and kinds <= {duckdb.StatementType.TRANSACTION}

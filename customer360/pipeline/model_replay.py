@@ -57,11 +57,22 @@ def model_statements(queries: Iterable[tuple[str, str]]) -> dict[str, list[str]]
 
 
 def changes_nothing(parser: duckdb.DuckDBPyConnection, sql: str) -> bool:
+    kinds = statement_kinds(parser, sql)  # None: kept, replaying it is what dbt did
+    return kinds is not None and kinds <= {
+        duckdb.StatementType.TRANSACTION,
+        duckdb.StatementType.SELECT,
+    }
+
+
+def statement_kinds(
+    parser: duckdb.DuckDBPyConnection, sql: str
+) -> set[duckdb.StatementType] | None:
+    """The kinds of the statements in `sql` (dbt sends one a call, or several), as DuckDB's
+    parser on `parser` reads them; None when it cannot parse them."""
     try:
-        kinds = {statement.type for statement in parser.extract_statements(sql)}
+        return {statement.type for statement in parser.extract_statements(sql)}
     except duckdb.ParserException:
-        return False  # kept: replaying it is what dbt did
-    return kinds <= {duckdb.StatementType.TRANSACTION, duckdb.StatementType.SELECT}
+        return None
 
 
 def comparable(statements: list[str]) -> tuple[str, ...]:
