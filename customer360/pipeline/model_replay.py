@@ -85,20 +85,26 @@ class ModelReplay:
 
     def __init__(self) -> None:
         self._last_seen: dict[str, tuple[str, ...]] = {}
-        self._agreed: dict[str, list[str]] = {}
+        # Parsed once: DuckDB parses a string again at every execution, and a batch's models
+        # send ~225 KB of SQL (~50 ms of parsing a batch, measured 2026-12-07).
+        self._agreed: dict[str, list[duckdb.Statement]] = {}
         # Each model's seconds in its last replay: which model to start first (_UnitRunner).
         self._seconds: dict[str, float] = {}
 
     def learn(self, statements: Mapping[str, list[str]]) -> None:
         """Take in what a dbt build sent: a model's statements become replayable when they
         equal those of the model's previous build, and stop being so when they differ."""
+        parser = duckdb.connect()
         for unique_id, sent in statements.items():
             seen = comparable(sent)
             if self._last_seen.get(unique_id) == seen:
-                self._agreed[unique_id] = list(sent)
+                self._agreed[unique_id] = [
+                    statement for sql in sent for statement in parser.extract_statements(sql)
+                ]
             else:
                 self._agreed.pop(unique_id, None)
             self._last_seen[unique_id] = seen
+        parser.close()
 
     def forget(self) -> None:
         self._last_seen.clear()
@@ -213,7 +219,10 @@ class _UnitRunner:
                 self._changed.wait()
 
     def work(
-        self, cursor: duckdb.DuckDBPyConnection, statements: Mapping[str, list[str]], main=True
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        statements: Mapping[str, list[duckdb.Statement]],
+        main=True,
     ) -> None:
         """Replay units on `cursor` until none is left or one failed. What fails is kept in
         `failure` (the first), so the others stop; it is raised here only on the `main`
@@ -235,7 +244,9 @@ class _UnitRunner:
 
     @staticmethod
     def _run(
-        cursor: duckdb.DuckDBPyConnection, unit: list[str], statements: Mapping[str, list[str]]
+        cursor: duckdb.DuckDBPyConnection,
+        unit: list[str],
+        statements: Mapping[str, list[duckdb.Statement]],
     ) -> dict[str, float]:
         seconds: dict[str, float] = {}
         cursor.execute("begin")
@@ -243,8 +254,8 @@ class _UnitRunner:
         try:
             for unique_id in unit:
                 started = time.perf_counter()
-                for sql in statements[unique_id]:
-                    cursor.execute(sql)
+                for statement in statements[unique_id]:
+                    cursor.execute(statement)
                 seconds[unique_id] = time.perf_counter() - started
             cursor.execute("commit")
         except BaseException as exc:
