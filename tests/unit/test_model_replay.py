@@ -120,6 +120,25 @@ def test_a_model_runs_once_the_models_it_reads_have_committed() -> None:
         assert con.execute("select x from c").fetchall() == [(101000,)]
 
 
+def test_several_statements_sent_in_one_call_are_replayed_in_order() -> None:
+    """dbt sends a hook's statements in one call; the replay, which parses them once when it
+    learns them, runs each of them, in order, at every replay."""
+    con = duckdb.connect()
+    con.execute("create table t (x int)")
+    replay = learnt(
+        {
+            "model.p.m": [
+                "insert into t values (1)",
+                "create table if not exists marks (n int); delete from marks;"
+                " insert into marks select count(*) from t",
+            ]
+        }
+    )
+    for expected in (1, 2):
+        replay.replay(con, ["model.p.m"], {"model.p.m": set()})
+        assert con.execute("select n from marks").fetchall() == [(expected,)]
+
+
 def test_a_failing_model_keeps_nothing_the_models_after_it_do_not_run() -> None:
     con = duckdb.connect()
     con.execute("create table t (model varchar)")
