@@ -84,12 +84,11 @@ class DataTestReplay:
         the order dbt ran them, `queries` the (unique id, sql) of every statement dbt sent. A
         run in which a test errored, or sent no query, teaches nothing."""
         self.forget()
-        parser = duckdb.connect()
         sent: dict[str, str] = {}
-        for unique_id, sql in queries:
-            if unique_id.startswith("test.") and statement_kinds(parser, sql) != {TRANSACTION}:
-                sent[unique_id] = sql  # the last one: the catalog reads come before it
-        parser.close()
+        with duckdb.connect() as parser:
+            for unique_id, sql in queries:
+                if unique_id.startswith("test.") and statement_kinds(parser, sql) != {TRANSACTION}:
+                    sent[unique_id] = sql  # the last one: the catalog reads come before it
         learnt = []
         for unique_id, status in tests_run:
             config = manifest["nodes"][unique_id]["config"]

@@ -44,15 +44,14 @@ def model_statements(queries: Iterable[tuple[str, str]]) -> dict[str, list[str]]
     renders; what it read is in the statements that follow, which two builds must agree on).
     Catalog reads are also credited to whichever model needed the cache first, so they would
     make the same model's statements differ from build to build."""
-    parser = duckdb.connect()
     statements: dict[str, list[str]] = {}
-    for unique_id, sql in queries:
-        if not unique_id.startswith("model."):
-            continue
-        if changes_nothing(parser, sql):
-            continue
-        statements.setdefault(unique_id, []).append(sql)
-    parser.close()
+    with duckdb.connect() as parser:
+        for unique_id, sql in queries:
+            if not unique_id.startswith("model."):
+                continue
+            if changes_nothing(parser, sql):
+                continue
+            statements.setdefault(unique_id, []).append(sql)
     return statements
 
 
@@ -94,17 +93,16 @@ class ModelReplay:
     def learn(self, statements: Mapping[str, list[str]]) -> None:
         """Take in what a dbt build sent: a model's statements become replayable when they
         equal those of the model's previous build, and stop being so when they differ."""
-        parser = duckdb.connect()
-        for unique_id, sent in statements.items():
-            seen = comparable(sent)
-            if self._last_seen.get(unique_id) == seen:
-                self._agreed[unique_id] = [
-                    statement for sql in sent for statement in parser.extract_statements(sql)
-                ]
-            else:
-                self._agreed.pop(unique_id, None)
-            self._last_seen[unique_id] = seen
-        parser.close()
+        with duckdb.connect() as parser:
+            for unique_id, sent in statements.items():
+                seen = comparable(sent)
+                if self._last_seen.get(unique_id) == seen:
+                    self._agreed[unique_id] = [
+                        statement for sql in sent for statement in parser.extract_statements(sql)
+                    ]
+                else:
+                    self._agreed.pop(unique_id, None)
+                self._last_seen[unique_id] = seen
 
     def forget(self) -> None:
         self._last_seen.clear()
