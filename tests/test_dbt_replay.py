@@ -109,8 +109,9 @@ def test_a_caught_up_micro_batch_learns_the_models_no_batch_needed_yet(tmp_path:
 def test_the_stream_replays_the_data_tests_with_dbts_verdicts(tmp_path: Path) -> None:
     """The stream's data tests (MicroBatch.run_data_tests): dbt runs them first, then their
     queries are replayed without dbt, with the verdicts dbt gives, and Dagster gets the same
-    check evaluations either way. A data change shows in the next replay. (A new parse sends the
-    next run back to dbt: tests/unit/test_data_test_replay.py.)"""
+    check evaluations either way. A data change shows in the next replay, and the stream's next
+    process replays its first run too. (A new parse sends the next run back to dbt:
+    tests/unit/test_data_test_replay.py.)"""
     from dagster import AssetCheckEvaluation
 
     from dagster_project.stream import dbt_events
@@ -156,3 +157,16 @@ def test_the_stream_replays_the_data_tests_with_dbts_verdicts(tmp_path: Path) ->
         instore = "test.customer360.relationships_stg_instore_orders_customer_id"
         [failing] = [n for u, n in again.failing_rows.items() if u.startswith(instore)]
         assert failing == 2  # the orders of customers 7 and 8, who do not exist
+        fingerprint = batch.dbt.manifest_fingerprint()
+
+    # The stream's next process (a restart) parses the project again and replays its first run
+    # too, from what the last one kept beside the warehouse; dbt learns again once the project
+    # is another (tests/unit/test_data_test_replay.py).
+    with MicroBatch(settings.with_overrides(home=tmp_path), data_tests_every_s=None) as batch:
+        first = batch.run_data_tests()
+        assert batch.dbt.manifest_fingerprint() == fingerprint
+        assert (
+            first.replayed
+            and first.nodes == again.nodes
+            and first.failing_rows == again.failing_rows
+        )

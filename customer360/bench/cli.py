@@ -111,7 +111,8 @@ def clear_outputs(out: Path) -> None:
     import shutil
 
     for name in ("warehouse.duckdb", "warehouse.duckdb.wal", "warehouse.duckdb.state.json",
-                 "serving.duckdb", "batches.jsonl", "result.json", "freshness.png"):  # fmt: skip
+                 "warehouse.duckdb.data_tests.json", "serving.duckdb", "batches.jsonl",
+                 "result.json", "freshness.png"):  # fmt: skip
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "home", ignore_errors=True)
     shutil.rmtree(out / "logs", ignore_errors=True)

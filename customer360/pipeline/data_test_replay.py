@@ -18,16 +18,28 @@ it passes.
 A query that fails, or returns anything but that one row, makes its test an error, and the
 replay forgets what it learnt: the next run goes through dbt, which says why in its own words
 and learns again. So does a new parse of the project.
+
+What is learnt is also kept in a file beside the warehouse, with the fingerprint of the parsed
+project (`dbt_invoker.manifest_fingerprint`), so that the next process of the stream (after a
+restart, a crash or `c360 up` again) replays its first run too when its parse of the project
+has the same fingerprint: dbt's run of the tests kept a new stream process busy 10-16 s over
+30-63 s in which its batches were slower (beside a live stream and in `make demo`, 2026-12-07).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import duckdb
 
 from customer360.pipeline.model_replay import statement_kinds
+
+log = logging.getLogger(__name__)
 
 TRANSACTION = duckdb.StatementType.TRANSACTION
 
@@ -66,11 +78,13 @@ def verdict(
 
 
 class DataTestReplay:
-    """The data tests of one parsed project, learnt from a dbt run of them."""
+    """The data tests of one parsed project, learnt from a dbt run of them, and kept in the
+    file `kept_at` (if given) for the next process."""
 
-    def __init__(self) -> None:
+    def __init__(self, kept_at: Path | None = None) -> None:
         self._learnt_for: object | None = None
         self._tests: list[LearntTest] = []
+        self._kept_at = kept_at
 
     def learn(
         self,
@@ -78,11 +92,13 @@ class DataTestReplay:
         manifest: Mapping,
         tests_run: Iterable[tuple[str, str]],
         queries: Iterable[tuple[str, str]],
+        fingerprint: str | None = None,
     ) -> None:
         """Take in a dbt run of the data tests of `project` (the parsed manifest, compared by
-        identity; `manifest` is its manifest.json): `tests_run` its (unique id, status) pairs in
-        the order dbt ran them, `queries` the (unique id, sql) of every statement dbt sent. A
-        run in which a test errored, or sent no query, teaches nothing."""
+        identity; `manifest` is its manifest.json, `fingerprint` what `recall` compares):
+        `tests_run` its (unique id, status) pairs in the order dbt ran them, `queries` the
+        (unique id, sql) of every statement dbt sent. A run in which a test errored, or sent no
+        query, teaches nothing."""
         self.forget()
         sent: dict[str, str] = {}
         with duckdb.connect() as parser:
@@ -105,9 +121,50 @@ class DataTestReplay:
             )
         if learnt:
             self._tests, self._learnt_for = learnt, project
+            if self._kept_at is not None and fingerprint is not None:
+                self._keep(fingerprint)
+
+    def recall(self, project: object, fingerprint: str) -> bool:
+        """Take in the tests kept by a process that learnt them from a parse with the same
+        `fingerprint`, as learnt for `project`; False when there are none (or another
+        project's, or a file that cannot be read)."""
+        if self._kept_at is None:
+            return False
+        try:
+            kept = json.loads(self._kept_at.read_text())
+            if kept["fingerprint"] != fingerprint:
+                log.info("data tests kept in %s are of another parse: dbt runs them", self._kept_at)
+                return False
+            tests = [LearntTest(**test) for test in kept["tests"]]
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("data tests kept in %s not read (%s): dbt runs them", self._kept_at, exc)
+            return False
+        if tests:
+            self._tests, self._learnt_for = tests, project
+            log.info(
+                "data tests: the queries dbt sent for them replayed, kept in %s", self._kept_at
+            )
+        return bool(tests)
+
+    def _keep(self, fingerprint: str) -> None:
+        """Write what was learnt to `kept_at`, whole or not at all (a crash mid-write leaves
+        no file the next process reads)."""
+        text = json.dumps(
+            {"fingerprint": fingerprint, "tests": [asdict(test) for test in self._tests]}
+        )
+        partial = self._kept_at.with_name(self._kept_at.name + ".partial")
+        try:
+            partial.write_text(text)
+            os.replace(partial, self._kept_at)
+        except OSError as exc:
+            log.warning("data tests not kept in %s (%s): the next process runs dbt", partial, exc)
 
     def forget(self) -> None:
         self._learnt_for, self._tests = None, []
+        if self._kept_at is not None:
+            self._kept_at.unlink(missing_ok=True)
 
     def can_replay(self, project: object) -> bool:
         return self._learnt_for is not None and self._learnt_for is project

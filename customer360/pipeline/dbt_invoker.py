@@ -8,12 +8,14 @@ from the Settings it was given.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import importlib.metadata
 import json
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,9 @@ RUN_ARGS = ["--no-write-json", "--log-level-file", "info"]
 RESULT_EVENTS = {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"}
 # dbt's event for each SQL statement it sends, with the node it belongs to.
 SQL_EVENT = "SQLQuery"
+# What manifest.json says of the parse that wrote it rather than of the project: two parses of
+# the same files differ only in these and in each node's `created_at`.
+PARSE_METADATA = ("generated_at", "invocation_id", "invocation_started_at", "run_started_at")
 
 
 def others_wait_for_dbt() -> bool:
@@ -128,6 +133,31 @@ class DbtBuildResult:
             raise DbtBuildError(f"dbt {' '.join(self.args)} failed:\n{detail}")
 
 
+def manifest_fingerprint(manifest: Mapping) -> str:
+    """The same for two parses of the same project by the same dbt and dbt-duckdb (in any
+    process), and different when a node, macro, config, variable or the warehouse's name
+    differs: a hash of manifest.json without when and by which invocation it was parsed.
+    dbt's version is in the manifest's metadata; the adapter's is added."""
+
+    def without_created_at(entry):
+        if isinstance(entry, dict):
+            return {k: v for k, v in entry.items() if k != "created_at"}
+        if isinstance(entry, list):  # `disabled`: the nodes of each id
+            return [without_created_at(e) for e in entry]
+        return entry
+
+    kept = {}
+    for section, entries in manifest.items():
+        if section == "metadata":
+            kept[section] = {k: v for k, v in entries.items() if k not in PARSE_METADATA}
+        elif isinstance(entries, dict):
+            kept[section] = {key: without_created_at(e) for key, e in entries.items()}
+        else:
+            kept[section] = entries
+    text = json.dumps([kept, importlib.metadata.version("dbt-duckdb")], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def dbt_target_dir(settings: Settings) -> Path:
     """Where our dbt invocations keep manifest, compiled SQL and logs: under C360_HOME."""
     return (settings.home / "dbt" / "target").resolve()
@@ -143,6 +173,7 @@ class DbtInvoker:
         self._manifest = None
         self._manifest_stamp: float | None = None
         self._manifest_dict: dict | None = None
+        self._fingerprint: str | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -218,13 +249,17 @@ class DbtInvoker:
     def _parse(self) -> None:
         with _dbt_held(), self._target_lock():  # this lock first, everywhere
             result, _ = self._invoke(["parse"])
+            # Read under the lock: the next parse, by another process of an edited project,
+            # writes it again (this parse's fingerprint must be of this parse's manifest).
+            written = json.loads(self.manifest_path.read_text()) if result.success else None
         if not result.success:
             raise DbtBuildError(
                 f"dbt parse of {self.project_dir} failed: {result.exception}; "
                 "run `dbt parse` in dbt/ to see why"
             )
         self._manifest = result.result
-        self._manifest_dict = None
+        self._manifest_dict = written
+        self._fingerprint = None
 
     def manifest(self):
         """The parsed project, re-parsed only when a file of the dbt project changed."""
@@ -237,9 +272,15 @@ class DbtInvoker:
     def manifest_dict(self) -> dict:
         """manifest.json as written by the last parse (what dagster-dbt reads)."""
         self.manifest()
-        if self._manifest_dict is None:
-            self._manifest_dict = json.loads(self.manifest_path.read_text())
+        assert self._manifest_dict is not None  # read by every parse
         return self._manifest_dict
+
+    def manifest_fingerprint(self) -> str:
+        """`manifest_fingerprint` of the parsed project (computed once a parse)."""
+        manifest = self.manifest_dict()
+        if self._fingerprint is None:
+            self._fingerprint = manifest_fingerprint(manifest)
+        return self._fingerprint
 
     def ensure_manifest_file(self) -> Path:
         """manifest.json, parsed now only when missing or older than the project's files."""

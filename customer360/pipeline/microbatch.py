@@ -91,6 +91,12 @@ def state_path(settings: Settings) -> Path:
     return settings.warehouse.with_name(settings.warehouse.name + ".state.json")
 
 
+def kept_data_tests_path(settings: Settings) -> Path:
+    """The data tests' queries learnt from dbt's last run of them (data_test_replay.py), for
+    the warehouse's next stream process."""
+    return settings.warehouse.with_name(settings.warehouse.name + ".data_tests.json")
+
+
 def read_state(settings: Settings) -> dict | None:
     try:
         return json.loads(state_path(settings).read_text())
@@ -283,7 +289,7 @@ class MicroBatch:
         self.replay = ModelReplay()
         self._replay_learnt_for: object | None = None
         # The data tests' queries, learnt from dbt's run of them (see run_data_tests).
-        self.data_test_replay = DataTestReplay()
+        self.data_test_replay = DataTestReplay(kept_at=kept_data_tests_path(settings))
         # Builds of learn_unlearnt_models for the parsed manifest it is learning for.
         self._learning: tuple[object | None, int] = (None, 0)
         # Sources whose models a failed build still owes, beyond what the watermark shows.
@@ -399,20 +405,28 @@ class MicroBatch:
 
     def run_data_tests(self, after_each_test: Callable[[], None] | None = None) -> DbtBuildResult:
         """The data tests of the warehouse: `dbt test` (DATA_TEST_ARGS), or, once dbt ran them
-        for the parsed project, their queries replayed without dbt (data_test_replay.py).
+        for the parsed project (in this process, or in an earlier one whose parse had the same
+        fingerprint), their queries replayed without dbt (data_test_replay.py).
         `after_each_test` is called as each test's result comes. Callable from a thread of its
         own beside the batches (the stream's data tests): a replay reads through a connection
         of its own, and a test that cannot be replayed sends the next run back to dbt."""
         manifest = self.dbt.manifest()
-        if not self.data_test_replay.can_replay(manifest):
+        replay = self.data_test_replay
+        if not replay.can_replay(manifest):
+            replay.recall(manifest, self.dbt.manifest_fingerprint())
+        if not replay.can_replay(manifest):
             result = self.dbt.run(DATA_TEST_ARGS, after_each_node=after_each_test)
-            self.data_test_replay.learn(
-                manifest, self.dbt.manifest_dict(), result.tests_run, result.queries
+            replay.learn(
+                manifest,
+                self.dbt.manifest_dict(),
+                result.tests_run,
+                result.queries,
+                self.dbt.manifest_fingerprint(),
             )
             return result
         started = time.monotonic()
         with self.con.cursor() as con:
-            outcomes = self.data_test_replay.replay(con, after_each_test)
+            outcomes = replay.replay(con, after_each_test)
         return DbtBuildResult(
             args=["replay", "data tests"],
             success=not any(o.status in ("fail", "error") for o in outcomes),

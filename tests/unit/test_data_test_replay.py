@@ -128,3 +128,60 @@ def test_a_query_that_fails_or_is_not_a_verdict_is_an_error_and_the_replay_forge
     # Each test read in a transaction of its own that it ended: the connection is free.
     con.execute("begin")
     con.execute("rollback")
+
+
+def learnt_and_kept(kept_at, fingerprint: str = "parse-1") -> DataTestReplay:
+    replay = DataTestReplay(kept_at=kept_at)
+    replay.learn(
+        object(),
+        manifest_of(no_status_2="ERROR", none_above_9="ERROR"),
+        [("test.p.no_status_2", "fail"), ("test.p.none_above_9", "pass")],
+        [
+            ("test.p.no_status_2", verdict_sql("select id from orders where status = 2")),
+            ("test.p.none_above_9", verdict_sql("select id from orders where id > 9")),
+        ],
+        fingerprint,
+    )
+    return replay
+
+
+def test_what_is_learnt_is_kept_for_the_next_process_of_the_same_parse(con, tmp_path) -> None:
+    kept_at = tmp_path / "warehouse.duckdb.data_tests.json"
+    learnt = learnt_and_kept(kept_at)
+    expected = [(o.unique_id, o.status, o.failures) for o in learnt.replay(con)]
+    assert expected == [("test.p.no_status_2", "fail", 3), ("test.p.none_above_9", "pass", 0)]
+
+    # The next process parses the project again: another manifest object, the same fingerprint.
+    project = object()
+    recalled = DataTestReplay(kept_at=kept_at)
+    assert recalled.recall(project, "parse-1") and recalled.can_replay(project)
+    assert recalled.tests == learnt.tests
+    assert [(o.unique_id, o.status, o.failures) for o in recalled.replay(con)] == expected
+
+    # A parse of another project (an edited model, another dbt) recalls nothing.
+    other = DataTestReplay(kept_at=kept_at)
+    assert not other.recall(project, "parse-2") and not other.can_replay(project)
+    # Nor does a replay with nowhere to keep, or a run that taught nothing.
+    assert not DataTestReplay().recall(project, "parse-1")
+    other.learn(project, manifest_of(a="ERROR"), [("test.p.a", "error")], [], "parse-2")
+    assert not kept_at.exists() and not DataTestReplay(kept_at=kept_at).recall(project, "parse-1")
+
+
+def test_a_replay_that_errs_forgets_the_kept_tests_too(con, tmp_path) -> None:
+    kept_at = tmp_path / "kept.json"
+    learnt_and_kept(kept_at)
+    con.execute("drop table orders")
+    replay = DataTestReplay(kept_at=kept_at)
+    assert replay.recall(project := object(), "parse-1")
+    assert {o.status for o in replay.replay(con)} == {"error"}
+    assert not replay.can_replay(project) and not kept_at.exists()  # dbt runs the next one
+
+
+@pytest.mark.parametrize("text", ["", "{not json", '{"fingerprint": "parse-1"}', '{"tests": []}',
+                                  '{"fingerprint": "parse-1", "tests": [{"sql": "x"}]}',
+                                  '{"fingerprint": "parse-1", "tests": []}'])  # fmt: skip
+def test_a_kept_file_that_cannot_be_read_recalls_nothing(tmp_path, text) -> None:
+    kept_at = tmp_path / "kept.json"
+    kept_at.write_text(text)
+    replay = DataTestReplay(kept_at=kept_at)
+    assert not replay.recall(project := object(), "parse-1") and not replay.can_replay(project)
