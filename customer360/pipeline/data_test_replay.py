@@ -143,9 +143,7 @@ class DataTestReplay:
             return False
         if tests:
             self._tests, self._learnt_for = tests, project
-            log.info(
-                "data tests: the queries dbt sent for them replayed, kept in %s", self._kept_at
-            )
+            log.info("data tests: replaying the queries dbt sent, kept in %s", self._kept_at)
         return bool(tests)
 
     def _keep(self, fingerprint: str) -> None:
