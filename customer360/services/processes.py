@@ -160,9 +160,15 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def port_in_use(host: str, port: int) -> bool:
+    """Whether a server listens on `port`: a connection to it is accepted."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+        if sock.connect_ex((host, port)) != 0:
+            return False
+        # A free port of the ephemeral range (free_port's) can be the one the kernel picks for
+        # this very connection, which then connects to itself (TCP's simultaneous open): no
+        # server listens. It failed a Kafka restart in CI once (2026-12-07).
+        return sock.getsockname() != sock.getpeername()
 
 
 def refuse_port_in_use(host: str, port: int, what: str, advice: str) -> None:
