@@ -67,24 +67,37 @@ def process_replaced(pid: int, identity: str | None) -> bool:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process `pid` exists and is not a zombie (a zombie child of ours is reaped)."""
+    """Whether a process `pid` exists and is not a zombie (a zombie child of ours is reaped).
+
+    A process whose first thread has exited while others still run (a JVM stopping: Kafka) shows
+    that thread as a zombie, but is alive: its other threads still hold its sockets and files
+    (Kafka's port, which a restart then found taken)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours counts as gone.
     fields = _stat_fields(pid)
     if not fields:
         return False
     if fields[0] == "Z":
+        if _threads(pid) > 1:
+            return True
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
         return False
     return True
+
+
+def _threads(pid: int) -> int:
+    """The threads of process `pid` that have not exited (0 when it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def _stat_fields(pid: int) -> list[str] | None:

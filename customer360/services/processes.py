@@ -167,7 +167,7 @@ def port_in_use(host: str, port: int) -> bool:
             return False
         # A free port of the ephemeral range (free_port's) can be the one the kernel picks for
         # this very connection, which then connects to itself (TCP's simultaneous open): no
-        # server listens. It failed a Kafka restart in CI once (2026-12-07).
+        # server listens.
         return sock.getsockname() != sock.getpeername()
 
 

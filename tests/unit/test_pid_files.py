@@ -11,11 +11,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from customer360.config import Settings
 from customer360.services.mongo import MongoService
-from customer360.services.pid_files import process_identity
-from customer360.services.processes import ManagedProcess
+from customer360.services.pid_files import process_alive, process_identity
+from customer360.services.processes import ManagedProcess, port_in_use
 
 
 def _foreign_identity(pid: int, other_boot: bool = False) -> str:
@@ -74,3 +76,40 @@ def test_services_up_after_a_reboot_starts_a_server_instead_of_waiting_for_anoth
     mongo.process.pid_file.write_text(f"{os.getpid()} {_foreign_identity(os.getpid())}")
     assert mongo.running_pid() is None
     assert not mongo.already_running()  # before: waited 60 s for a ping, then failed
+
+
+# A process whose first thread exits while another still runs and listens, as a JVM's does
+# while it stops (Kafka): the thread that exits prints the port first.
+FIRST_THREAD_EXITS = """
+import ctypes, socket, sys, threading
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+print(server.getsockname()[1], flush=True)
+threading.Thread(target=sys.stdin.read).start()  # until the test closes stdin
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_a_process_whose_first_thread_exited_is_alive_while_another_runs():
+    """Its first thread shows as a zombie in /proc, but its other threads hold its port: Kafka
+    stopped this way and was started again at once, into its own port (a CI run, 2026-12-07)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", FIRST_THREAD_EXITS],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        port = int(child.stdout.readline())
+        while process_state(child.pid) != "Z":  # the first thread has exited
+            time.sleep(0.05)
+        assert process_alive(child.pid) and port_in_use("127.0.0.1", port)
+    finally:
+        child.stdin.close()  # the other thread ends, and the process with it
+    while process_alive(child.pid):
+        time.sleep(0.05)
+    assert not port_in_use("127.0.0.1", port)
+    child.wait(5)  # reaped (by process_alive) or reapable
+
+
+def process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
