@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -35,6 +35,11 @@ from tests.profiles import assert_profile_matches_marts
 C360 = Path(sys.executable).with_name("c360")
 MICROBATCHES = 6
 STOP_WITHIN_S = 30.0
+# A profile shows values of the UTC day it is read (age, days since the last order): the API's
+# profiles and the marts are read within this many seconds, so not in the last ones of a day.
+SAME_DAY_WITHIN_S = 120.0
+# After midnight UTC the stream builds the audiences once for the new day, with nothing landed.
+NEW_DAY_BUILD_S = 30.0
 SENSOR = "microbatch_sensor"
 
 # `c360 up` starts Kafka and MongoDB itself.
@@ -180,6 +185,16 @@ def stream_kinds(log: Path) -> dict[str, int]:
     }
 
 
+def wait_for_the_next_utc_day_if_this_one_ends_within(seconds: float) -> None:
+    """Wait past midnight UTC (and the stream's build for the new day) if it comes within
+    `seconds`: what is read next is compared with what is read after it, on one day."""
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    left = (midnight - now).total_seconds()
+    if left < seconds:
+        time.sleep(left + NEW_DAY_BUILD_S)
+
+
 def run_then_stop(up: Up, stop_signal: int) -> None:
     """One `c360 up`: micro-batches land while the stream changes all five sources, the stream
     stops and the pipeline drains, then `up` gets `stop_signal` and must stop what it started."""
@@ -221,6 +236,7 @@ def run_then_stop(up: Up, stop_signal: int) -> None:
     assert re.search(r"pipeline: micro-batch process \d+ started", printed), up.say()
     assert "pipeline: all landed is served after" in printed, up.say()
 
+    wait_for_the_next_utc_day_if_this_one_ends_within(SAME_DAY_WITHIN_S)
     found = up.api("/api/customers?limit=50")["items"]
     assert found
     profiles = [up.api(f"/api/customers/{c['customer_id']}") for c in found]
