@@ -276,10 +276,12 @@ class DbtInvoker:
         return self._manifest_dict
 
     def manifest_fingerprint(self) -> str:
-        """`manifest_fingerprint` of the parsed project (computed once a parse)."""
-        manifest = self.manifest_dict()
+        """`manifest_fingerprint` of the project as `manifest()` last returned it (not parsed
+        again here, so a caller holding that manifest gets its fingerprint; computed once)."""
+        if self._manifest_dict is None:
+            self.manifest()
         if self._fingerprint is None:
-            self._fingerprint = manifest_fingerprint(manifest)
+            self._fingerprint = manifest_fingerprint(self._manifest_dict)
         return self._fingerprint
 
     def ensure_manifest_file(self) -> Path:

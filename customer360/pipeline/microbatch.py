@@ -411,18 +411,16 @@ class MicroBatch:
         own beside the batches (the stream's data tests): a replay reads through a connection
         of its own, and a test that cannot be replayed sends the next run back to dbt."""
         manifest = self.dbt.manifest()
+        project, fingerprint = self.dbt.manifest_dict(), self.dbt.manifest_fingerprint()
         replay = self.data_test_replay
         if not replay.can_replay(manifest):
-            replay.recall(manifest, self.dbt.manifest_fingerprint())
+            replay.recall(manifest, fingerprint)
         if not replay.can_replay(manifest):
             result = self.dbt.run(DATA_TEST_ARGS, after_each_node=after_each_test)
-            replay.learn(
-                manifest,
-                self.dbt.manifest_dict(),
-                result.tests_run,
-                result.queries,
-                self.dbt.manifest_fingerprint(),
-            )
+            # Learnt only if dbt ran the tests of this parse: a project edited meanwhile was
+            # parsed again for the run, and its tests are learnt from the next one.
+            if self.dbt.manifest_fingerprint() == fingerprint:
+                replay.learn(manifest, project, result.tests_run, result.queries, fingerprint)
             return result
         started = time.monotonic()
         with self.con.cursor() as con:
