@@ -284,6 +284,14 @@ class DbtInvoker:
             self._fingerprint = manifest_fingerprint(self._manifest_dict)
         return self._fingerprint
 
+    def parsed(self) -> tuple[Any, dict, str]:
+        """`manifest()`, `manifest_dict()` and `manifest_fingerprint()` of one parse: a thread
+        beside the batches (the data tests) gets the three of the same parse, and the project's
+        files are checked for changes once."""
+        with _dbt_held():  # another thread's parse waits until the three are read
+            manifest = self.manifest()
+            return manifest, self._manifest_dict, self.manifest_fingerprint()
+
     def ensure_manifest_file(self) -> Path:
         """manifest.json, parsed now only when missing or older than the project's files."""
         path = self.manifest_path

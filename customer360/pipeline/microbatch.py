@@ -410,8 +410,7 @@ class MicroBatch:
         `after_each_test` is called as each test's result comes. Callable from a thread of its
         own beside the batches (the stream's data tests): a replay reads through a connection
         of its own, and a test that cannot be replayed sends the next run back to dbt."""
-        manifest = self.dbt.manifest()
-        project, fingerprint = self.dbt.manifest_dict(), self.dbt.manifest_fingerprint()
+        manifest, project, fingerprint = self.dbt.parsed()
         replay = self.data_test_replay
         if not replay.can_replay(manifest):
             replay.recall(manifest, fingerprint)

@@ -12,11 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from customer360.config import Settings
 from customer360.services.mongo import MongoService
-from customer360.services.pid_files import process_alive, process_identity
+from customer360.services.pid_files import _stat_fields, process_alive, process_identity
 from customer360.services.processes import ManagedProcess, port_in_use
 
 
@@ -100,7 +99,7 @@ def test_a_process_whose_first_thread_exited_is_alive_while_another_runs():
     )  # fmt: skip
     try:
         port = int(child.stdout.readline())
-        while process_state(child.pid) != "Z":  # the first thread has exited
+        while _stat_fields(child.pid)[0] != "Z":  # the first thread has exited
             time.sleep(0.05)
         assert process_alive(child.pid) and port_in_use("127.0.0.1", port)
     finally:
@@ -109,7 +108,3 @@ def test_a_process_whose_first_thread_exited_is_alive_while_another_runs():
         time.sleep(0.05)
     assert not port_in_use("127.0.0.1", port)
     child.wait(5)  # reaped (by process_alive) or reapable
-
-
-def process_state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
